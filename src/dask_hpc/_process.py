@@ -1,0 +1,115 @@
+"""The one place where dask-hpc runs subprocesses.
+
+Commands are argv lists, never a shell string. A failure raises a
+:class:`~dask_hpc.errors.CommandError` carrying argv, exit code, stdout, stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import CommandError, CommandNotFoundError, CommandTimeoutError
+
+__all__ = ["Completed", "run"]
+
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    input: str | None = None,
+    error: type[CommandError] = CommandError,
+    what: str = "command failed",
+) -> Completed:
+    """Run ``argv`` and return its output; raise ``error`` when it exits non-zero.
+
+    ``input`` is written to its standard input (LSF's bsub reads scripts there).
+
+    ``env`` is added to this process's environment rather than replacing it, since
+    batch system clients need PATH, HOME and their own variables.
+    """
+    argv = [str(a) for a in argv]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+            cwd=cwd,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise CommandNotFoundError(
+            argv, None, "", f"{argv[0]}: not found on PATH", what=f"{argv[0]} is not installed"
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeoutError(
+            argv,
+            None,
+            _text(exc.stdout),
+            _text(exc.stderr),
+            what=f"no answer within {timeout:g} s",
+        ) from exc
+    done = Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise error(argv, proc.returncode, proc.stdout, proc.stderr, what=what)
+    return done
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdout: str | os.PathLike[str],
+    stderr: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> int:
+    """Start ``argv`` detached from us (own session, no stdin); return its pid.
+
+    Used for processes that must outlive the caller, e.g. a local job. Output
+    goes to files, so nothing blocks when nobody reads it.
+    """
+    argv = [str(a) for a in argv]
+    full_env = {**os.environ, **env} if env else None
+    with open(stdout, "ab") as out, open(stderr or stdout, "ab") as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise CommandNotFoundError(
+                argv, None, "", f"{argv[0]}: not found", what=f"{argv[0]} is not installed"
+            ) from exc
+    return proc.pid

@@ -1,0 +1,118 @@
+"""The ``dask-hpc`` command: parse, call, print. Errors become one or two lines."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .commands import worker_command
+from .errors import DaskHPCError
+from .spec import JobSpec
+from .systems import SYSTEMS, get_system
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_SCHEDULER_FILE = "~/.dask-hpc/sessions/default/scheduler.json"
+
+
+def spec_options(func: F) -> F:
+    """The options of a job's resources, shared by every command that makes jobs."""
+    options = [
+        click.option("--cores", help="CPU cores per job [1]"),
+        click.option("--memory", help="memory per job, e.g. 8GB, 8GiB [2GiB]"),
+        click.option("--walltime", help="e.g. 1:00:00, 90m, 1h30m, 2-00:00:00 [1:00:00]"),
+        click.option("--processes", help="worker processes per job, sharing its cores [1]"),
+        click.option("--queue", help="queue or partition"),
+        click.option("--account", help="account or project to charge"),
+        click.option("--job-name", help="name of the job [dask-worker]"),
+        click.option(
+            "--job-extra-directive", "job_extra_directives", multiple=True,
+            help="an extra directive line, without its prefix (repeatable)",
+        ),
+        click.option(
+            "--prologue", "job_script_prologue", multiple=True,
+            help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
+        ),
+        click.option("--env", "environment", multiple=True, help="NAME=VALUE exported in the job (repeatable)"),
+        click.option("--log-directory", help="where the job's stdout and stderr go"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def spec_from(options: dict[str, Any]) -> JobSpec:
+    given = {k: (v or None) for k, v in options.items() if k in JobSpec.option_names()}
+    return JobSpec.from_options(given)
+
+
+system_option = click.option(
+    "--system",
+    default="local",
+    show_default=True,
+    help=f"batch system: {', '.join(SYSTEMS)}",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dask-hpc")
+def cli() -> None:
+    """Dask on supercomputers: MPI launch and interactive sessions on batch systems."""
+
+
+@cli.command()
+@system_option
+@spec_options
+@click.option("--scheduler-file", default=DEFAULT_SCHEDULER_FILE, show_default=True,
+              help="where workers find the scheduler")
+def script(system: str, scheduler_file: str, **options: Any) -> None:
+    """Print the worker job script that would be submitted, without submitting it."""
+    batch = get_system(system)
+    spec = spec_from(options)
+    path = Path(scheduler_file).expanduser()
+    click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
+
+
+@cli.command()
+@system_option
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="worker jobs to start")
+@spec_options
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path),
+              help="where the demo keeps its scheduler file, scripts and logs [a new temporary folder]")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1),
+              help="seconds to wait for the workers")
+def demo(system: str, workers: int, directory: Path | None, timeout: float, **options: Any) -> None:
+    """Start a scheduler here and WORKERS worker jobs, compute on them, clean up."""
+    from .demo import run_demo
+
+    options = {"walltime": "10m", "memory": "1GiB", "job_name": "dask-hpc-demo", **{
+        k: v for k, v in options.items() if v}}
+    run_demo(get_system(system), spec_from(options), workers=workers, directory=directory, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turn our errors into one clear message and exit status."""
+    try:
+        cli.main(args=argv, prog_name="dask-hpc", standalone_mode=False)
+    except click.NoSuchOption as exc:
+        known = sorted(o for p in (exc.ctx.command.params if exc.ctx else []) for o in p.opts if o.startswith("--"))
+        click.echo(f"error: no such option {exc.option_name}; known options: {', '.join(known)}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except DaskHPCError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,35 @@
+"""The commands that jobs run: pure functions of a spec, so tests can read them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .spec import JobSpec
+
+__all__ = ["worker_command"]
+
+
+def worker_command(
+    spec: JobSpec, scheduler_file: str | Path, *, python: str = sys.executable, death_timeout: int = 60
+) -> list[str]:
+    """``dask worker`` for one job: ``spec.processes`` workers sharing its cores and memory.
+
+    Workers find the scheduler through the scheduler file on the shared
+    filesystem, so the job can be submitted before the scheduler is up.
+    """
+    return [
+        python,
+        "-m",
+        "distributed.cli.dask_worker",
+        "--scheduler-file",
+        str(scheduler_file),
+        "--nthreads",
+        str(spec.threads_per_process),
+        "--nworkers",
+        str(spec.processes),
+        "--memory-limit",
+        str(spec.memory_per_process),
+        "--death-timeout",
+        str(death_timeout),
+    ]

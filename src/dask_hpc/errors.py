@@ -1,0 +1,116 @@
+"""The one error tree of dask-hpc.
+
+Every error the package raises on purpose is a :class:`DaskHPCError`; the CLI
+prints its message in one or two lines and exits non-zero, without a traceback.
+
+    DaskHPCError
+    ├── SpecError                  a bad value for a job's resources (field, value, accepted forms)
+    │   └── UnknownOptionError     an option nobody knows (lists the known ones)
+    ├── UnknownSystemError         a batch system name we do not know (lists the known ones)
+    ├── CommandError               a subprocess failed: argv, exit code, stdout, stderr
+    │   ├── CommandNotFoundError   the program is not installed or not on PATH
+    │   ├── CommandTimeoutError    the program did not answer in time
+    │   └── SubmitError            the batch system refused a job (its own message)
+    ├── ParseError                 a batch system's output we could not read
+    └── NotInJobError              asked for the job context outside a job
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "CommandError",
+    "CommandNotFoundError",
+    "CommandTimeoutError",
+    "DaskHPCError",
+    "NotInJobError",
+    "ParseError",
+    "SpecError",
+    "SubmitError",
+    "UnknownOptionError",
+    "UnknownSystemError",
+]
+
+
+class DaskHPCError(Exception):
+    """Base of every error dask-hpc raises on purpose; its message is for a person."""
+
+
+class SpecError(DaskHPCError, ValueError):
+    """A job resource (walltime, memory, cores, ...) has a value we cannot accept."""
+
+    def __init__(self, field: str, value: object, accepted: str) -> None:
+        self.field = field
+        self.value = value
+        self.accepted = accepted
+        super().__init__(f"invalid {field} {value!r}: {accepted}")
+
+
+class UnknownOptionError(SpecError):
+    """An option name that nothing in dask-hpc knows."""
+
+    def __init__(self, names: Iterable[str], known: Iterable[str]) -> None:
+        names = sorted(names)
+        known_list = ", ".join(sorted(known))
+        plural = "s" if len(names) > 1 else ""
+        DaskHPCError.__init__(
+            self, f"unknown option{plural} {', '.join(names)}; known options: {known_list}"
+        )
+        self.field = names[0]
+        self.value = names
+        self.accepted = known_list
+
+
+class UnknownSystemError(DaskHPCError, ValueError):
+    """A batch system name that is not one of ours."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown system {name!r}; known systems: {', '.join(sorted(known))}")
+
+
+@dataclass(eq=False)
+class CommandError(DaskHPCError):
+    """A subprocess exited non-zero. Carries everything needed to see why."""
+
+    argv: Sequence[str]
+    returncode: int | None
+    stdout: str = ""
+    stderr: str = ""
+    what: str = "command failed"
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        detail = _first_lines(self.stderr) or _first_lines(self.stdout)
+        code = "" if self.returncode is None else f" (exit {self.returncode})"
+        line = f"{self.what}: {' '.join(self.argv)}{code}"
+        return f"{line}\n  {detail}" if detail else line
+
+
+class CommandNotFoundError(CommandError):
+    """The program is not installed here, or not on PATH."""
+
+
+class CommandTimeoutError(CommandError):
+    """The program did not finish within its timeout."""
+
+
+class SubmitError(CommandError):
+    """The batch system refused the job; ``stderr`` holds its own reason."""
+
+
+class ParseError(DaskHPCError):
+    """Output of a batch system command that we could not understand."""
+
+
+class NotInJobError(DaskHPCError):
+    """The job context was asked for outside of a batch job."""
+
+
+def _first_lines(text: str, limit: int = 2) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return "\n  ".join(lines[-limit:])

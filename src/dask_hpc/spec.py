@@ -1,0 +1,257 @@
+"""JobSpec: the resources of one batch job, parsed and validated in one place.
+
+Everything that turns a user's text ("1h30m", "8GB") into numbers lives here, so
+that every batch system module renders from the same frozen, checked values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from typing import Any
+
+from dask.utils import format_bytes, parse_bytes
+
+from .errors import SpecError, UnknownOptionError
+
+__all__ = [
+    "JobSpec",
+    "format_walltime",
+    "parse_memory",
+    "parse_walltime",
+]
+
+WALLTIME_FORMS = "use HH:MM:SS, MM:SS, D-HH:MM:SS, or units such as 90m, 1h30m, 2h, 45s, 1d"
+MEMORY_FORMS = "use a number with a unit, such as 8GB, 8GiB, 8000MB, 1.5TB"
+
+_COLON = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+_UNITS = re.compile(
+    r"^(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)m(?:in)?)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+_MEMORY = re.compile(r"^\d+(?:\.\d*)?\s*[a-zA-Z]+$")
+# Names of environment variables a job script may export.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_walltime(value: str | int | float | timedelta) -> int:
+    """Walltime in whole seconds from the forms HPC users write.
+
+    ``"1:30:00"``, ``"30:00"`` (MM:SS), ``"2-00:00:00"``, ``"2-12"`` (D-HH, as
+    SLURM), ``"90m"``, ``"1h30m"``, ``"2h"``; an int or float is seconds. A bare
+    number in a string is refused: SLURM reads it as minutes, others as seconds.
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise SpecError("walltime", value, WALLTIME_FORMS)
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _walltime_from_text(value.strip().lower())
+    else:
+        raise SpecError("walltime", value, WALLTIME_FORMS)
+    if not math.isfinite(seconds) or seconds < 1:
+        raise SpecError("walltime", value, "must be at least one second; " + WALLTIME_FORMS)
+    return math.ceil(seconds)
+
+
+def _walltime_from_text(text: str) -> float:
+    match = _COLON.match(text)
+    if match and (match["b"] is not None or match["d"] is not None):
+        d = int(match["d"] or 0)
+        parts = [int(p) for p in (match["a"], match["b"], match["c"]) if p is not None]
+        if match["d"] is not None:
+            # D-HH, D-HH:MM, D-HH:MM:SS
+            parts += [0] * (3 - len(parts))
+            h, m, s = parts
+        elif len(parts) == 2:
+            h, (m, s) = 0, parts
+        else:
+            h, m, s = parts
+        if m >= 60 or s >= 60 or (d and h >= 24):
+            raise SpecError("walltime", text, WALLTIME_FORMS)
+        return d * 86400 + h * 3600 + m * 60 + s
+    if text.isdigit():
+        raise SpecError(
+            "walltime", text, f"a bare number is ambiguous (SLURM reads minutes); write {text}m or {text}s"
+        )
+    match = _UNITS.match(text)
+    if text and match and any(match.groups()):
+        d, h, m, s = (float(g or 0) for g in match.groups())
+        return d * 86400 + h * 3600 + m * 60 + s
+    raise SpecError("walltime", text, WALLTIME_FORMS)
+
+
+def format_walltime(seconds: int) -> str:
+    """``HH:MM:SS``, hours past 24 included, as PBS, SGE and SLURM all accept it."""
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def parse_memory(value: str | int) -> int:
+    """Memory in bytes. ``"8GB"`` is 8*10**9 and ``"8GiB"`` 8*2**30, as in dask."""
+    if isinstance(value, bool):
+        raise SpecError("memory", value, MEMORY_FORMS)
+    if isinstance(value, int):
+        nbytes = value
+    elif isinstance(value, str) and _MEMORY.match(value.strip()):
+        try:
+            nbytes = parse_bytes(value.strip())
+        except ValueError:
+            raise SpecError("memory", value, MEMORY_FORMS) from None
+    else:
+        raise SpecError("memory", value, MEMORY_FORMS)
+    if nbytes < 2**20:
+        raise SpecError("memory", value, "must be at least 1 MiB; " + MEMORY_FORMS)
+    return nbytes
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The resources of one job. Build it with :meth:`from_options` from user input.
+
+    Field names are dask-jobqueue's where the concept is the same.
+    """
+
+    cores: int = 1
+    memory: int = 2 * 2**30
+    walltime: int = 3600
+    processes: int = 1
+    queue: str | None = None
+    account: str | None = None
+    job_name: str = "dask-worker"
+    job_extra_directives: tuple[str, ...] = ()
+    job_script_prologue: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    log_directory: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
+            raise SpecError("cores", self.cores, "must be a whole number >= 1")
+        if (
+            not isinstance(self.processes, int)
+            or isinstance(self.processes, bool)
+            or not 1 <= self.processes <= self.cores
+        ):
+            raise SpecError(
+                "processes", self.processes, f"must be a whole number from 1 to cores ({self.cores})"
+            )
+        for name in ("queue", "account", "log_directory"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SpecError(name, value, "must be a non-empty string or left out")
+            if isinstance(value, str) and "\n" in value:
+                raise SpecError(name, value, "must be one line")
+        if not self.job_name or "\n" in self.job_name:
+            raise SpecError("job_name", self.job_name, "must be a non-empty line of text")
+        for line in self.job_extra_directives:
+            if "\n" in line or not line.strip():
+                raise SpecError("job_extra_directives", line, "each must be one non-empty line")
+        for key, _ in self.environment:
+            if not _ENV_NAME.match(key):
+                raise SpecError("environment", key, "names are letters, digits and _, e.g. OMP_NUM_THREADS")
+
+    @property
+    def threads_per_process(self) -> int:
+        return max(1, self.cores // self.processes)
+
+    @property
+    def memory_per_process(self) -> int:
+        return self.memory // self.processes
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> JobSpec:
+        """Parse user-facing values (strings allowed) into a checked JobSpec.
+
+        ``None`` values are ignored, so CLI options left out keep the defaults.
+        Unknown names are refused with the list of known ones.
+        """
+        given = {k: v for k, v in {**(options or {}), **kwargs}.items() if v is not None}
+        known = cls.option_names()
+        unknown = set(given) - set(known)
+        if unknown:
+            raise UnknownOptionError(unknown, known)
+        values: dict[str, Any] = {}
+        for name, value in given.items():
+            values[name] = _PARSERS.get(name, _identity)(value)
+        return cls(**values)
+
+    def with_options(self, **kwargs: Any) -> JobSpec:
+        """A copy with some options changed, parsed as in :meth:`from_options`."""
+        changed = JobSpec.from_options(kwargs)
+        return replace(self, **{k: getattr(changed, k) for k in kwargs if kwargs[k] is not None})
+
+    def describe(self) -> str:
+        return (
+            f"{self.cores} cores, {format_bytes(self.memory)}, "
+            f"walltime {format_walltime(self.walltime)}, {self.processes} process(es)"
+        )
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _whole(name: str) -> Any:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise SpecError(name, value, "must be a whole number")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise SpecError(name, value, "must be a whole number") from None
+        if str(number) != str(value).strip() and not isinstance(value, int):
+            raise SpecError(name, value, "must be a whole number")
+        return number
+
+    return parse
+
+
+def _lines(name: str) -> Any:
+    def parse(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, Iterable):
+            return tuple(str(v) for v in value)
+        raise SpecError(name, value, "must be a list of strings")
+
+    return parse
+
+
+def _environment(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Iterable) and not isinstance(value, str):
+        items = []
+        for entry in value:
+            if isinstance(entry, str):
+                key, sep, val = entry.partition("=")
+                if not sep:
+                    raise SpecError("environment", entry, "write NAME=VALUE")
+                items.append((key, val))
+            else:
+                key, val = entry
+                items.append((key, val))
+    else:
+        raise SpecError("environment", value, "a mapping or a list of NAME=VALUE")
+    return tuple((str(k), str(v)) for k, v in items)
+
+
+_PARSERS: dict[str, Any] = {
+    "cores": _whole("cores"),
+    "processes": _whole("processes"),
+    "memory": parse_memory,
+    "walltime": parse_walltime,
+    "job_extra_directives": _lines("job_extra_directives"),
+    "job_script_prologue": _lines("job_script_prologue"),
+    "environment": _environment,
+}

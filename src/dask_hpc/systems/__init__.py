@@ -1,0 +1,50 @@
+"""Batch systems by name: ``get_system("slurm")``, and the job we run inside, if any."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from ..errors import NotInJobError, UnknownSystemError
+from .base import ENV_SYSTEM, BatchSystem, JobContext, JobState, JobStatus
+from .htcondor import HTCondorSystem
+from .local import LocalSystem
+from .lsf import LSFSystem
+from .pbs import PBSSystem, TorqueSystem
+from .sge import SGESystem
+from .slurm import SlurmSystem
+
+__all__ = [
+    "SYSTEMS",
+    "BatchSystem",
+    "JobContext",
+    "JobState",
+    "JobStatus",
+    "current_job",
+    "get_system",
+]
+
+SYSTEMS: dict[str, type[BatchSystem]] = {
+    cls.name: cls
+    for cls in (SlurmSystem, PBSSystem, TorqueSystem, SGESystem, LSFSystem, HTCondorSystem, LocalSystem)
+}
+
+
+def get_system(name: str) -> BatchSystem:
+    """The batch system called ``name`` (case-insensitive); unknown names list the known ones."""
+    try:
+        return SYSTEMS[name.strip().lower()]()
+    except KeyError:
+        raise UnknownSystemError(name, SYSTEMS) from None
+
+
+def current_job(env: Mapping[str, str] | None = None) -> JobContext:
+    """Id, nodes and walltime end of the job this process runs in.
+
+    Needs a job script rendered by dask-hpc (it exports ``DASK_HPC_SYSTEM``).
+    """
+    env = os.environ if env is None else env
+    name = env.get(ENV_SYSTEM)
+    if not name:
+        raise NotInJobError(f"not inside a dask-hpc job: ${ENV_SYSTEM} is not set")
+    return get_system(name).job_context(env)

@@ -1,0 +1,243 @@
+"""The contract every batch system fulfils, and the behaviour they share.
+
+A batch system module is mostly data (directive prefix, flag table, environment
+variable names, state names) plus a few pure functions: render a job script,
+parse a job id, parse a state query. The I/O around them (write the script,
+run the command, raise the error) lives here, once.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shlex
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from .. import _process
+from ..errors import CommandError, NotInJobError, ParseError, SubmitError
+from ..spec import JobSpec
+
+__all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus"]
+
+
+class JobState(str, enum.Enum):
+    """One vocabulary for every batch system's job states."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"  # the system no longer knows the job (or not yet: accounting lag)
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What the batch system says about one job."""
+
+    job_id: str
+    state: JobState
+    reason: str | None = None  # why pending, or why it failed, in the system's words
+    node: str | None = None  # the (first) node it runs or ran on
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job knows about itself, from inside it."""
+
+    system: str
+    job_id: str
+    nodes: tuple[str, ...]
+    end_time: float | None  # seconds since the epoch when the walltime ends
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        if self.end_time is None:
+            return None
+        return self.end_time - (time.time() if now is None else now)
+
+
+# Environment variables that every rendered script exports, so that the job can
+# find out its system and walltime end the same way on every system.
+ENV_SYSTEM = "DASK_HPC_SYSTEM"
+ENV_WALLTIME = "DASK_HPC_WALLTIME"
+ENV_START = "DASK_HPC_JOB_START"
+
+
+class BatchSystem(ABC):
+    """A batch system: rendering and parsing are pure; submit/query/cancel run commands."""
+
+    name: ClassVar[str]
+    #: The comment that starts a directive line, e.g. ``#SBATCH``.
+    directive_prefix: ClassVar[str]
+    #: Environment variables a job sees: its id, and its nodes (a list or a file).
+    job_id_variable: ClassVar[str]
+    #: Characters a job name may not contain on this system; replaced by "-".
+    job_name_forbidden: ClassVar[str] = r"\s"
+    job_name_max: ClassVar[int] = 200
+    #: How long a state query may take before we call the system unresponsive.
+    query_timeout: ClassVar[float] = 30.0
+
+    # ---- rendering (pure) ---------------------------------------------------
+
+    @abstractmethod
+    def directives(self, spec: JobSpec) -> list[str]:
+        """Directive arguments for ``spec`` (without the prefix)."""
+
+    def quote(self, value: str) -> str:
+        """Quote a value inside a directive line; systems parse these themselves."""
+        if re.search(r"[\s'\"\\#$]", value):
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return value
+
+    def job_name(self, spec: JobSpec) -> str:
+        name = re.sub(f"[{self.job_name_forbidden}]+", "-", spec.job_name).strip("-")
+        return (name or "dask-worker")[: self.job_name_max]
+
+    def render(self, spec: JobSpec, command: Sequence[str]) -> str:
+        """The job script that runs ``command`` with ``spec``'s resources."""
+        lines = ["#!/usr/bin/env bash"]
+        lines += [f"{self.directive_prefix} {d}" for d in self.directives(spec)]
+        lines += [f"{self.directive_prefix} {d}" for d in spec.job_extra_directives]
+        lines += self.body(spec, command)
+        return "\n".join(lines) + "\n"
+
+    def body(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        lines = [
+            "",
+            "# Where and how long this job runs, for dask-hpc inside it.",
+            f"export {ENV_SYSTEM}={self.name}",
+            f"export {ENV_WALLTIME}={spec.walltime}",
+            f'export {ENV_START}="$(date +%s)"',
+        ]
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in spec.environment]
+        if spec.job_script_prologue:
+            lines += ["", *spec.job_script_prologue]
+        lines += ["", shlex.join(command)]
+        return lines
+
+    # ---- commands (pure) ----------------------------------------------------
+
+    @abstractmethod
+    def submit_argv(self, script: Path) -> list[str]: ...
+
+    @abstractmethod
+    def parse_job_id(self, stdout: str) -> str: ...
+
+    @abstractmethod
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]: ...
+
+    @abstractmethod
+    def parse_query(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """States of ``job_ids``; a job missing from the output is UNKNOWN."""
+
+    @abstractmethod
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]: ...
+
+    # ---- I/O, shared --------------------------------------------------------
+
+    def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
+        """Write ``script`` into ``directory`` and submit it; return the job id."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = _unique_path(directory, "job", ".sh")
+        path.write_text(script)
+        path.chmod(0o700)
+        argv = self.submit_argv(path)
+        done = _process.run(
+            argv, timeout=timeout, cwd=directory, error=SubmitError, what=f"{self.name} refused the job"
+        )
+        return self.parse_job_id(done.stdout)
+
+    def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        """States of many jobs, with one call to the batch system."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return {}
+        done = _process.run(self.query_argv(ids), timeout=self.query_timeout, check=False)
+        if done.returncode != 0 and not self.query_failure_means_unknown(done.stderr):
+            raise CommandError(
+                done.argv, done.returncode, done.stdout, done.stderr, what=f"{self.name} query failed"
+            )
+        statuses = self.parse_query(done.stdout, ids)
+        return self.complete_query(statuses)
+
+    def query_failure_means_unknown(self, stderr: str) -> bool:
+        """Some systems exit non-zero when none of the asked-for jobs is known."""
+        return False
+
+    def complete_query(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        """Hook for systems that look finished jobs up elsewhere (accounting)."""
+        return statuses
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        ids = list(dict.fromkeys(job_ids))
+        if ids:
+            _process.run(self.cancel_argv(ids), what=f"{self.name} could not cancel")
+
+    # ---- inside a job -------------------------------------------------------
+
+    def job_context(self, env: Mapping[str, str] | None = None) -> JobContext:
+        """The job's id, nodes and walltime end, read from inside the job."""
+        env = os.environ if env is None else env
+        job_id = env.get(self.job_id_variable)
+        if not job_id:
+            raise NotInJobError(
+                f"not inside a {self.name} job: ${self.job_id_variable} is not set"
+            )
+        return JobContext(self.name, job_id, self.nodes_from_env(env), self.end_time(job_id, env))
+
+    @abstractmethod
+    def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]: ...
+
+    def end_time(self, job_id: str, env: Mapping[str, str]) -> float | None:
+        """When the walltime ends: the script's start plus its walltime.
+
+        The start is taken when the script begins, a little after the system
+        started the job, so this errs late by the job's launch time; systems that
+        can tell the exact end override this.
+        """
+        try:
+            return float(env[ENV_START]) + float(env[ENV_WALLTIME])
+        except (KeyError, ValueError):
+            return None
+
+
+def read_lines(path: str | None) -> tuple[str, ...]:
+    """Unique host names from a node file (one per line, possibly repeated)."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ()
+    return tuple(dict.fromkeys(line.split()[0] for line in text.splitlines() if line.strip()))
+
+
+def must_match(pattern: str, text: str, what: str) -> re.Match[str]:
+    match = re.search(pattern, text)
+    if match is None:
+        raise ParseError(f"could not read {what} from: {text.strip()[:200]!r}")
+    return match
+
+
+def _unique_path(directory: Path, stem: str, suffix: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = directory / f"{stem}-{stamp}-{os.getpid()}-{n}{suffix}"
+        if not path.exists():
+            return path
+    raise FileExistsError(f"no free file name for a job script in {directory}")

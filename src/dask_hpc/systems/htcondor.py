@@ -1,0 +1,171 @@
+"""HTCondor: condor_submit, condor_q / condor_history -json, condor_rm.
+
+HTCondor takes a submit description, not a job script: the job runs
+``/bin/bash -c '...'`` with the same body as the other systems, joined onto one
+line (as dask-jobqueue's HTCondorCluster does). It has no queues and no
+walltime limit of its own: the walltime becomes a ``periodic_remove``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .. import _process
+from ..errors import ParseError, SpecError
+from ..spec import JobSpec
+from .base import ENV_START, ENV_SYSTEM, ENV_WALLTIME, BatchSystem, JobState, JobStatus, must_match
+
+__all__ = ["HTCondorSystem", "condor_arguments", "condor_environment"]
+
+# JobStatus numbers of the job ClassAd.
+STATES: dict[int, JobState] = {
+    1: JobState.PENDING,  # Idle
+    2: JobState.RUNNING,
+    3: JobState.CANCELLED,  # Removed (refined for our walltime removal)
+    4: JobState.COMPLETED,  # Completed (refined by ExitCode)
+    5: JobState.PENDING,  # Held
+    6: JobState.RUNNING,  # Transferring output
+    7: JobState.RUNNING,  # Suspended
+}
+ATTRIBUTES = "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,RemoteHost,LastRemoteHost,HoldReason,RemoveReason"
+JOB_ID_VARIABLE = "DASK_HPC_JOB_ID"
+WALLTIME_MARK = "dask-hpc walltime"
+
+
+class HTCondorSystem(BatchSystem):
+    name = "htcondor"
+    directive_prefix = ""
+    job_id_variable = JOB_ID_VARIABLE
+    job_name_forbidden = r"\s'\""
+
+    def directives(self, spec: JobSpec) -> list[str]:
+        if spec.queue:
+            raise SpecError(
+                "queue", spec.queue, "HTCondor has no queues; use job_extra_directives, e.g. 'requirements = ...'"
+            )
+        d = [
+            f"batch_name = {self.job_name(spec)}",
+            f"request_cpus = {spec.cores}",
+            f"request_memory = {math.ceil(spec.memory / 2**20)}MB",
+            # No walltime in HTCondor: remove the job when its run time is up.
+            f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {spec.walltime})",
+            f'periodic_remove_reason = "{WALLTIME_MARK} of {spec.walltime} s reached"',
+        ]
+        if spec.account:
+            d.append(f"accounting_group = {spec.account}")
+        if spec.log_directory:
+            base = spec.log_directory.rstrip("/")
+            d += [f"output = {base}/$(Cluster).$(Process).out", f"error = {base}/$(Cluster).$(Process).err"]
+            d.append(f"log = {base}/$(Cluster).$(Process).log")
+        return d
+
+    def render(self, spec: JobSpec, command: Sequence[str]) -> str:
+        body = [f"export {ENV_START}=$(date +%s)", *spec.job_script_prologue, shlex.join(command)]
+        env = {
+            ENV_SYSTEM: self.name,
+            ENV_WALLTIME: str(spec.walltime),
+            JOB_ID_VARIABLE: "$(Cluster).$(Process)",
+            **dict(spec.environment),
+        }
+        lines = [
+            "universe = vanilla",
+            "executable = /bin/bash",
+            f"arguments = {condor_arguments(['-c', '; '.join(body)])}",
+            f"environment = {condor_environment(env)}",
+            "getenv = False",
+            *self.directives(spec),
+            *spec.job_extra_directives,
+            "queue 1",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["condor_submit", "-terse", str(script)]
+
+    def parse_job_id(self, stdout: str) -> str:
+        # -terse prints "123.0 - 123.0".
+        return must_match(r"^\s*(\d+\.\d+)", stdout, "an HTCondor job id")[1]
+
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["condor_q", "-json", "-attributes", ATTRIBUTES, *job_ids]
+
+    def parse_query(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found = {s.job_id: s for s in parse_classads(stdout)}
+        return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
+
+    def complete_query(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        # Jobs that left the queue are in the history: one call for all of them.
+        gone = [j for j, s in statuses.items() if s.state is JobState.UNKNOWN]
+        if gone:
+            done = _process.run(
+                ["condor_history", "-json", "-attributes", ATTRIBUTES, *gone],
+                timeout=self.query_timeout,
+                check=False,
+            )
+            if done.returncode == 0:
+                for status in parse_classads(done.stdout):
+                    if status.job_id in statuses:
+                        statuses[status.job_id] = status
+        return statuses
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["condor_rm", *job_ids]
+
+    def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        import socket
+
+        return (socket.gethostname(),)
+
+
+def parse_classads(text: str) -> list[JobStatus]:
+    if not text.strip():
+        return []
+    try:
+        ads = json.loads(text)
+    except ValueError as exc:
+        raise ParseError(f"could not read HTCondor -json output: {exc}") from None
+    return [_status(ad) for ad in ads if isinstance(ad, dict) and "ClusterId" in ad]
+
+
+def _status(ad: Mapping[str, object]) -> JobStatus:
+    job_id = f"{ad['ClusterId']}.{ad.get('ProcId', 0)}"
+    number = ad.get("JobStatus")
+    state = STATES.get(number if isinstance(number, int) else -1, JobState.UNKNOWN)
+    host = str(ad.get("RemoteHost") or ad.get("LastRemoteHost") or "")
+    node = host.split("@")[-1] or None  # "slot1@node7.example.org"
+    exit_code = ad.get("ExitCode")
+    code = exit_code if isinstance(exit_code, int) else None
+    reason: str | None = None
+    if number == 5:
+        reason = f"held: {ad.get('HoldReason', '')}".strip()
+    elif number == 3:
+        reason = str(ad.get("RemoveReason") or "") or None
+        if reason and WALLTIME_MARK in reason:
+            state = JobState.TIMEOUT
+    elif number == 4:
+        if ad.get("ExitBySignal") and isinstance(ad.get("ExitSignal"), int):
+            code = 128 + int(ad["ExitSignal"])  # type: ignore[call-overload]
+        state = JobState.COMPLETED if code == 0 else JobState.FAILED
+    return JobStatus(job_id, state, reason=reason, node=node, exit_code=code)
+
+
+def condor_arguments(args: Sequence[str]) -> str:
+    """HTCondor's new argument syntax: double-quoted; args with spaces in single quotes."""
+    quoted = []
+    for arg in args:
+        inner = arg.replace('"', '""').replace("'", "''")
+        quoted.append(f"'{inner}'" if (not arg or any(c in arg for c in " \t'")) else inner)
+    return '"' + " ".join(quoted) + '"'
+
+
+def condor_environment(env: Mapping[str, str]) -> str:
+    """HTCondor's new environment syntax: "A=1 B='two words'"."""
+    parts = []
+    for key, value in env.items():
+        inner = value.replace('"', '""').replace("'", "''")
+        parts.append(f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}")
+    return '"' + " ".join(parts) + '"'

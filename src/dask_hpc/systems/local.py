@@ -1,0 +1,166 @@
+"""``local``: jobs are plain processes on this machine, with walltimes enforced.
+
+The embedded default, for laptops, login-node tests and the demo. It behaves
+like a small batch system: a job script with ``#LOCAL`` directives, job ids,
+states kept in a spool directory, cancel, and a walltime kill (SIGTERM, then
+SIGKILL after a grace). A runner process per job (``_local_runner``) does the
+waiting, so jobs outlive the command that submitted them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .. import _process
+from ..errors import SubmitError
+from ..spec import JobSpec
+from .base import BatchSystem, JobState, JobStatus
+
+__all__ = ["LocalSystem", "spool_directory"]
+
+SPOOL_VARIABLE = "DASK_HPC_LOCAL_SPOOL"
+JOB_ID_VARIABLE = "DASK_HPC_LOCAL_JOB_ID"
+JOB_END_VARIABLE = "DASK_HPC_LOCAL_JOB_END"
+#: Seconds between SIGTERM and SIGKILL at the walltime or on cancel.
+KILL_WAIT = 5.0
+
+
+def spool_directory() -> Path:
+    """Where local jobs keep their scripts and states (one folder per job)."""
+    return Path(os.environ.get(SPOOL_VARIABLE) or Path.home() / ".dask-hpc" / "local-jobs")
+
+
+class LocalSystem(BatchSystem):
+    name = "local"
+    directive_prefix = "#LOCAL"
+    job_id_variable = JOB_ID_VARIABLE
+    job_name_forbidden = r"\s/"
+
+    def __init__(self, spool: Path | None = None) -> None:
+        self.spool = spool
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool or spool_directory()
+
+    def directives(self, spec: JobSpec) -> list[str]:
+        d = [f"--job-name={self.quote(self.job_name(spec))}", f"--walltime={spec.walltime}"]
+        if spec.log_directory:
+            d.append(f"--output={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.out')}")
+            d.append(f"--error={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.err')}")
+        return d
+
+    # ``local`` has no submit program: submit starts a runner instead.
+    def submit_argv(self, script: Path) -> list[str]:
+        return [sys.executable, "-m", "dask_hpc.systems._local_runner", str(script.parent)]
+
+    def parse_job_id(self, stdout: str) -> str:
+        return stdout.strip()
+
+    def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # the job's working directory
+        job_dir = self._new_job_dir()
+        path = job_dir / "script.sh"
+        path.write_text(script)
+        path.chmod(0o700)
+        _process.spawn(self.submit_argv(path), stdout=job_dir / "runner.log", cwd=directory)
+        return job_dir.name
+
+    def _new_job_dir(self) -> Path:
+        spool = self.spool_dir
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ids = [int(p.name) for p in spool.iterdir() if p.name.isdigit()]
+        next_id = max(ids, default=0) + 1
+        for job_id in range(next_id, next_id + 1000):
+            try:
+                (spool / str(job_id)).mkdir(mode=0o700)  # atomic: concurrent submits differ
+            except FileExistsError:
+                continue
+            return spool / str(job_id)
+        raise SubmitError(["local"], None, "", f"no free job id in {spool}", what="local")
+
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return []  # states are files, read directly
+
+    def parse_query(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        return {j: self._status(j) for j in job_ids}
+
+    def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        return self.parse_query("", list(dict.fromkeys(job_ids)))
+
+    def _status(self, job_id: str) -> JobStatus:
+        record = Record.read(self.spool_dir / job_id)
+        if record is None:
+            return JobStatus(job_id, JobState.UNKNOWN)
+        node = socket.gethostname() if record.state is not JobState.PENDING else None
+        if not record.state.finished and not _alive(record.runner_pid):
+            return JobStatus(job_id, JobState.FAILED, reason="the job's runner died", node=node)
+        return JobStatus(job_id, record.state, record.reason, node, record.exit_code)
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return []
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        for job_id in dict.fromkeys(job_ids):
+            record = Record.read(self.spool_dir / job_id)
+            if record is None or record.state.finished or record.runner_pid is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.runner_pid, signal.SIGTERM)
+
+    def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        return (socket.gethostname(),)
+
+    def end_time(self, job_id: str, env: Mapping[str, str]) -> float | None:
+        try:
+            return float(env[JOB_END_VARIABLE])
+        except (KeyError, ValueError):
+            return super().end_time(job_id, env)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A local job's state, as its runner writes it to ``state.json``."""
+
+    state: JobState
+    runner_pid: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    start: float | None = None
+    end: float | None = None
+
+    @classmethod
+    def read(cls, job_dir: Path) -> Record | None:
+        try:
+            data = json.loads((job_dir / "state.json").read_text())
+        except FileNotFoundError:
+            # Submitted, runner not yet started.
+            return cls(JobState.PENDING) if job_dir.is_dir() else None
+        except (OSError, ValueError):
+            return None
+        return cls(**{**data, "state": JobState(data["state"])})
+
+    def write(self, job_dir: Path) -> None:
+        tmp = job_dir / "state.json.tmp"
+        tmp.write_text(json.dumps({**asdict(self), "state": self.state.value}))
+        tmp.replace(job_dir / "state.json")  # atomic: readers never see half a file
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True  # not started yet: the runner records its pid first thing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

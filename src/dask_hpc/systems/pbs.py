@@ -1,0 +1,158 @@
+"""PBS Professional / OpenPBS (``pbs``) and Torque (``torque``): qsub, qstat -f, qdel."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..spec import JobSpec, format_walltime
+from .base import BatchSystem, JobState, JobStatus, must_match, read_lines
+
+__all__ = ["PBSSystem", "TorqueSystem", "parse_qstat_full"]
+
+STATES: dict[str, JobState] = {
+    "Q": JobState.PENDING,
+    "H": JobState.PENDING,
+    "W": JobState.PENDING,
+    "T": JobState.PENDING,
+    "M": JobState.PENDING,
+    "R": JobState.RUNNING,
+    "E": JobState.RUNNING,  # exiting: still holds its nodes
+    "B": JobState.RUNNING,
+    "S": JobState.RUNNING,
+    "U": JobState.RUNNING,
+    # F (PBS Pro, finished), X (finished subjob) and C (Torque, completed) are
+    # decided from Exit_status and comment: see _finished_state.
+}
+# Negative Exit_status values the server uses for its own kills.
+WALLTIME_EXIT = {-29, -11}  # PBS Pro JOB_EXEC_KILL_WALLTIME, Torque JOB_EXEC_OVERLIMIT_WT
+SIGTERM_EXIT = {271, 143}  # 256+15 (PBS Pro) and 128+15: qdel, or a limit's kill
+
+
+class PBSSystem(BatchSystem):
+    name = "pbs"
+    directive_prefix = "#PBS"
+    job_id_variable = "PBS_JOBID"
+    # PBS names: no whitespace, and none of these; at most 236 characters.
+    job_name_forbidden = r"\s@:/\\'\"#$"
+    job_name_max = 236
+
+    def resources(self, spec: JobSpec) -> list[str]:
+        mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
+        return [f"select=1:ncpus={spec.cores}:mem={mem}mb"]
+
+    def directives(self, spec: JobSpec) -> list[str]:
+        d = [f"-N {self.quote(self.job_name(spec))}"]
+        d += [f"-l {r}" for r in self.resources(spec)]
+        d.append(f"-l walltime={format_walltime(spec.walltime)}")
+        if spec.queue:
+            d.append(f"-q {self.quote(spec.queue)}")
+        if spec.account:
+            d.append(f"-A {self.quote(spec.account)}")
+        if spec.log_directory:
+            d.append(f"-o {self.quote(spec.log_directory.rstrip('/') + '/')}")
+            d.append(f"-e {self.quote(spec.log_directory.rstrip('/') + '/')}")
+        return d
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["qsub", str(script)]
+
+    def parse_job_id(self, stdout: str) -> str:
+        # "1234.server" (Torque/PBS Pro), "1234[].server" for arrays.
+        last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+        return must_match(r"^(\d+(?:\[\d*\])?(?:\.\S+)?)$", last, "a PBS job id")[1]
+
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]:
+        # -x: finished jobs too (PBS Pro keeps them while job_history is on).
+        return ["qstat", "-f", "-x", *job_ids]
+
+    def query_failure_means_unknown(self, stderr: str) -> bool:
+        # qstat prints found jobs and exits 153/35 for unknown ids among them.
+        return "Unknown Job Id" in stderr or "Job has finished" in stderr
+
+    def parse_query(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        found: dict[str, JobStatus] = {}
+        for job_id, attrs in parse_qstat_full(stdout).items():
+            status = _status(job_id, attrs)
+            found[job_id] = status
+            found.setdefault(job_id.split(".")[0], status)
+        return {
+            j: _rename(found.get(j) or found.get(j.split(".")[0]) or JobStatus(j, JobState.UNKNOWN), j)
+            for j in job_ids
+        }
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["qdel", *job_ids]
+
+    def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        return read_lines(env.get("PBS_NODEFILE"))
+
+
+class TorqueSystem(PBSSystem):
+    """Torque keeps PBS's commands but asks for resources with nodes/ppn."""
+
+    name = "torque"
+    job_name_max = 15  # older Torque servers cut or refuse longer names
+
+    def resources(self, spec: JobSpec) -> list[str]:
+        return [f"nodes=1:ppn={spec.cores}", f"mem={math.ceil(spec.memory / 2**20)}mb"]
+
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["qstat", "-f", *job_ids]  # Torque has no -x; completed jobs stay as C
+
+
+def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
+    """``qstat -f`` blocks as {job id: {attribute: value}}, wrapped lines joined."""
+    jobs: dict[str, dict[str, str]] = {}
+    attrs: dict[str, str] = {}
+    key = ""
+    for line in text.splitlines():
+        if line.startswith("Job Id:"):
+            attrs = jobs.setdefault(line.split(":", 1)[1].strip(), {})
+            key = ""
+        elif " = " in line and re.match(r"^ {4}\S", line):
+            key, _, value = line.strip().partition(" = ")
+            attrs[key.lower()] = value
+        elif key and line[:1] in ("\t", " ") and line.strip():
+            # Continuation: qstat wraps long values onto tab- or space-indented lines.
+            attrs[key.lower()] += line.strip()
+    return jobs
+
+
+def _status(job_id: str, attrs: dict[str, str]) -> JobStatus:
+    letter = attrs.get("job_state", "")
+    node = attrs.get("exec_host", "").split("/")[0].split("+")[0] or None
+    comment = attrs.get("comment")
+    if letter in STATES:
+        state = STATES[letter]
+        reason = comment if state is JobState.PENDING else None
+        return JobStatus(job_id, state, reason=reason, node=node)
+    if letter in ("F", "X", "C"):
+        exit_text = attrs.get("exit_status")
+        exit_code = int(exit_text) if exit_text and re.match(r"^-?\d+$", exit_text) else None
+        return JobStatus(
+            job_id, _finished_state(exit_code, comment), reason=comment, node=node, exit_code=exit_code
+        )
+    return JobStatus(job_id, JobState.UNKNOWN, reason=f"job_state {letter}" if letter else None)
+
+
+def _finished_state(exit_code: int | None, comment: str | None) -> JobState:
+    text = (comment or "").lower()
+    if exit_code in WALLTIME_EXIT or ("walltime" in text and "exceeded" in text):
+        return JobState.TIMEOUT
+    if exit_code == 0:
+        return JobState.COMPLETED
+    if exit_code is None:
+        # Deleted before it ran: no exit status at all.
+        return JobState.CANCELLED if "delet" in text else JobState.UNKNOWN
+    if exit_code in SIGTERM_EXIT and "exceeded" not in text:
+        return JobState.CANCELLED
+    return JobState.FAILED
+
+
+def _rename(status: JobStatus, job_id: str) -> JobStatus:
+    if status.job_id == job_id:
+        return status
+    return JobStatus(job_id, status.state, status.reason, status.node, status.exit_code)

@@ -1,0 +1,139 @@
+"""Grid Engine (SGE, Son of Grid Engine, Univa/Altair GE): qsub, qstat, qacct, qdel."""
+
+from __future__ import annotations
+
+import getpass
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .. import _process
+from ..errors import ParseError
+from ..spec import JobSpec, format_walltime
+from .base import BatchSystem, JobState, JobStatus, must_match, read_lines
+
+__all__ = ["SGESystem"]
+
+# qstat's state letters; the first letter that matches decides.
+STATE_LETTERS: list[tuple[str, JobState]] = [
+    ("E", JobState.FAILED),  # error state: will not run without qmod -cj
+    ("d", JobState.RUNNING),  # being deleted
+    ("h", JobState.PENDING),
+    ("q", JobState.PENDING),
+    ("w", JobState.PENDING),
+    ("r", JobState.RUNNING),
+    ("t", JobState.RUNNING),
+    ("R", JobState.RUNNING),
+    ("s", JobState.RUNNING),
+    ("S", JobState.RUNNING),
+]
+STATE_REASONS = {"h": "held", "q": "queued, waiting for a free slot"}
+
+# qacct's "failed" codes that are not the job's own failure.
+FAILED_TIMEOUT = {37}  # qmaster enforced h_rt, h_cpu, or h_vmem limit
+FAILED_CANCELLED = {100}  # killed by a signal (qdel), "assumedly after job"
+
+
+class SGESystem(BatchSystem):
+    name = "sge"
+    directive_prefix = "#$"
+    job_id_variable = "JOB_ID"
+    # Grid Engine refuses these in names; it also drops quote characters.
+    job_name_forbidden = r"\s/:@\\*?'\""
+    #: The parallel environment that gives a job several slots on one host.
+    parallel_environment = "smp"
+
+    def directives(self, spec: JobSpec) -> list[str]:
+        d = [
+            f"-N {self.quote(self.job_name(spec))}",
+            "-S /bin/bash",
+            f"-l h_rt={format_walltime(spec.walltime)}",
+            # Per slot on most sites; a request, not a limit (h_vmem would kill
+            # Python's large virtual mappings).
+            f"-l mem_free={math.ceil(spec.memory / spec.cores / 2**20)}M",
+        ]
+        if spec.cores > 1:
+            d.append(f"-pe {self.parallel_environment} {spec.cores}")
+        if spec.queue:
+            d.append(f"-q {self.quote(spec.queue)}")
+        if spec.account:
+            d.append(f"-P {self.quote(spec.account)}")
+        if spec.log_directory:
+            d.append(f"-o {self.quote(spec.log_directory.rstrip('/') + '/')}")
+            d.append(f"-e {self.quote(spec.log_directory.rstrip('/') + '/')}")
+        return d
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["qsub", "-terse", str(script)]
+
+    def parse_job_id(self, stdout: str) -> str:
+        # -terse prints "ID" (or "ID.1-4:1" for arrays).
+        return must_match(r"^\s*(\d+)", stdout, "a Grid Engine job id")[1]
+
+    def query_argv(self, job_ids: Sequence[str]) -> list[str]:
+        # qstat cannot list states for given ids: ask for the user's jobs, once.
+        return ["qstat", "-xml", "-u", getpass.getuser()]
+
+    def parse_query(self, stdout: str, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        try:
+            root = ET.fromstring(stdout)
+        except ET.ParseError as exc:
+            raise ParseError(f"could not read qstat -xml output: {exc}") from None
+        found: dict[str, JobStatus] = {}
+        for job in root.iter("job_list"):
+            job_id = (job.findtext("JB_job_number") or "").strip()
+            letters = (job.findtext("state") or "").strip()
+            state = next((s for c, s in STATE_LETTERS if c in letters), JobState.UNKNOWN)
+            queue = (job.findtext("queue_name") or "").strip()
+            node = queue.partition("@")[2] or None
+            reason = next((STATE_REASONS[c] for c in "hq" if c in letters), None)
+            if state is JobState.PENDING:
+                reason = f"{reason} ({letters})" if reason else letters
+            found[job_id] = JobStatus(job_id, state, reason=reason, node=node)
+        return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
+
+    def complete_query(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
+        # Finished jobs leave qstat; their end is in the accounting file (written
+        # a few seconds late: until then the job stays UNKNOWN). Only jobs that
+        # just left are looked up, once each.
+        for job_id, status in statuses.items():
+            if status.state is JobState.UNKNOWN:
+                done = _process.run(["qacct", "-j", job_id], timeout=self.query_timeout, check=False)
+                if done.returncode == 0:
+                    statuses[job_id] = parse_qacct(job_id, done.stdout)
+        return statuses
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["qdel", *job_ids]
+
+    def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
+        nodes = read_lines(env.get("PE_HOSTFILE"))
+        return nodes or tuple(h for h in [env.get("HOSTNAME", "")] if h)
+
+
+def parse_qacct(job_id: str, stdout: str) -> JobStatus:
+    """The last record of ``qacct -j ID`` (ids are reused after a restart)."""
+    records = [r for r in re.split(r"^=+\s*$", stdout, flags=re.M) if "jobnumber" in r]
+    if not records:
+        return JobStatus(job_id, JobState.UNKNOWN)
+    fields: dict[str, str] = {}
+    for line in records[-1].splitlines():
+        key, _, value = line.partition(" ")
+        if key:
+            fields[key] = value.strip()
+    failed_text = fields.get("failed", "0")
+    failed = int(failed_text.split()[0]) if failed_text.split() else 0
+    exit_code = int(fields.get("exit_status", "0").split()[0])
+    node = fields.get("hostname") or None
+    reason = failed_text.partition(":")[2].strip() or None
+    if failed in FAILED_TIMEOUT:
+        state = JobState.TIMEOUT
+    elif failed in FAILED_CANCELLED:
+        state = JobState.CANCELLED
+    elif failed or exit_code:
+        state = JobState.FAILED
+    else:
+        state = JobState.COMPLETED
+    return JobStatus(job_id, state, reason=reason, node=node, exit_code=exit_code)
