@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import _process
-from ..errors import CommandError, NotInJobError, ParseError, SubmitError
+from ..errors import CommandError, NotInJobError, ParseError, SpecError, SubmitError
 from ..spec import JobSpec
 
 __all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus"]
@@ -89,6 +89,8 @@ class BatchSystem(ABC):
     #: Characters a job name may not contain on this system; replaced by "-".
     job_name_forbidden: ClassVar[str] = r"\s"
     job_name_max: ClassVar[int] = 200
+    #: Characters this system cannot take in a path inside a directive.
+    path_forbidden: ClassVar[str] = ""
     #: How long a state query may take before we call the system unresponsive.
     query_timeout: ClassVar[float] = 30.0
 
@@ -107,6 +109,19 @@ class BatchSystem(ABC):
     def job_name(self, spec: JobSpec) -> str:
         name = re.sub(f"[{self.job_name_forbidden}]+", "-", spec.job_name).strip("-")
         return (name or "dask-worker")[: self.job_name_max]
+
+    def log_directory(self, spec: JobSpec) -> str | None:
+        """The spec's log directory, without a trailing slash, checked for this system."""
+        if spec.log_directory is None:
+            return None
+        bad = sorted({c for c in spec.log_directory if c in self.path_forbidden})
+        if bad:
+            raise SpecError(
+                "log_directory",
+                spec.log_directory,
+                f"{self.name} cannot take {' or '.join(bad)} in a path; choose another directory",
+            )
+        return spec.log_directory.rstrip("/") or "/"
 
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
         """The job script that runs ``command`` with ``spec``'s resources."""
@@ -183,10 +198,22 @@ class BatchSystem(ABC):
         """Hook for systems that look finished jobs up elsewhere (accounting)."""
         return statuses
 
+    #: Phrases of the cancel command's stderr that mean "that job has already ended".
+    cancel_gone_phrases: ClassVar[tuple[str, ...]] = ()
+
     def cancel(self, job_ids: Iterable[str]) -> None:
+        """End these jobs. Jobs that have already ended are not an error."""
         ids = list(dict.fromkeys(job_ids))
-        if ids:
-            _process.run(self.cancel_argv(ids), what=f"{self.name} could not cancel")
+        if not ids:
+            return
+        done = _process.run(self.cancel_argv(ids), check=False)
+        if done.returncode != 0:
+            # Grid Engine's qdel says it on stdout, the others on stderr.
+            lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+            if not lines or not all(any(p in line for p in self.cancel_gone_phrases) for line in lines):
+                raise CommandError(
+                    done.argv, done.returncode, done.stdout, done.stderr, what=f"{self.name} could not cancel"
+                )
 
     # ---- inside a job -------------------------------------------------------
 

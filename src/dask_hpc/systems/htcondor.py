@@ -41,6 +41,7 @@ class HTCondorSystem(BatchSystem):
     directive_prefix = ""
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s'\""
+    cancel_gone_phrases = ("not found", "Couldn't find", "already being removed")
 
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue:
@@ -48,7 +49,7 @@ class HTCondorSystem(BatchSystem):
                 "queue", spec.queue, "HTCondor has no queues; use job_extra_directives, e.g. 'requirements = ...'"
             )
         d = [
-            f"batch_name = {self.job_name(spec)}",
+            f"batch_name = {literal(self.job_name(spec))}",
             f"request_cpus = {spec.cores}",
             f"request_memory = {math.ceil(spec.memory / 2**20)}MB",
             # No walltime in HTCondor: remove the job when its run time is up.
@@ -56,9 +57,10 @@ class HTCondorSystem(BatchSystem):
             f'periodic_remove_reason = "{WALLTIME_MARK} of {spec.walltime} s reached"',
         ]
         if spec.account:
-            d.append(f"accounting_group = {spec.account}")
-        if spec.log_directory:
-            base = spec.log_directory.rstrip("/")
+            d.append(f"accounting_group = {literal(spec.account)}")
+        base = self.log_directory(spec)
+        if base:
+            base = literal(base)
             d += [f"output = {base}/$(Cluster).$(Process).out", f"error = {base}/$(Cluster).$(Process).err"]
             d.append(f"log = {base}/$(Cluster).$(Process).log")
         return d
@@ -68,14 +70,14 @@ class HTCondorSystem(BatchSystem):
         env = {
             ENV_SYSTEM: self.name,
             ENV_WALLTIME: str(spec.walltime),
-            JOB_ID_VARIABLE: "$(Cluster).$(Process)",
             **dict(spec.environment),
         }
         lines = [
             "universe = vanilla",
             "executable = /bin/bash",
             f"arguments = {condor_arguments(['-c', '; '.join(body)])}",
-            f"environment = {condor_environment(env)}",
+            # $(Cluster).$(Process) is the one macro we mean; everything else is literal.
+            f'environment = {condor_environment(env)[:-1]} {JOB_ID_VARIABLE}=$(Cluster).$(Process)"',
             "getenv = False",
             *self.directives(spec),
             *spec.job_extra_directives,
@@ -153,11 +155,16 @@ def _status(ad: Mapping[str, object]) -> JobStatus:
     return JobStatus(job_id, state, reason=reason, node=node, exit_code=code)
 
 
+def literal(text: str) -> str:
+    """``text`` with HTCondor's ``$(macro)`` expansion turned off: ``$`` is ``$(DOLLAR)``."""
+    return text.replace("$", "$(DOLLAR)")
+
+
 def condor_arguments(args: Sequence[str]) -> str:
     """HTCondor's new argument syntax: double-quoted; args with spaces in single quotes."""
     quoted = []
     for arg in args:
-        inner = arg.replace('"', '""').replace("'", "''")
+        inner = literal(arg).replace('"', '""').replace("'", "''")
         quoted.append(f"'{inner}'" if (not arg or any(c in arg for c in " \t'")) else inner)
     return '"' + " ".join(quoted) + '"'
 
@@ -166,6 +173,6 @@ def condor_environment(env: Mapping[str, str]) -> str:
     """HTCondor's new environment syntax: "A=1 B='two words'"."""
     parts = []
     for key, value in env.items():
-        inner = value.replace('"', '""').replace("'", "''")
+        inner = literal(value).replace('"', '""').replace("'", "''")
         parts.append(f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}")
     return '"' + " ".join(parts) + '"'

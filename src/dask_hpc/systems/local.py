@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import _process
-from ..errors import SubmitError
+from ..errors import SpecError, SubmitError
 from ..spec import JobSpec
 from .base import BatchSystem, JobState, JobStatus
 
@@ -52,10 +52,14 @@ class LocalSystem(BatchSystem):
         return self.spool or spool_directory()
 
     def directives(self, spec: JobSpec) -> list[str]:
+        if spec.queue or spec.account:
+            field, value = ("queue", spec.queue) if spec.queue else ("account", spec.account)
+            raise SpecError(field, value, "local has no queues or accounts; leave it out")
         d = [f"--job-name={self.quote(self.job_name(spec))}", f"--walltime={spec.walltime}"]
-        if spec.log_directory:
-            d.append(f"--output={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.out')}")
-            d.append(f"--error={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.err')}")
+        logs = self.log_directory(spec)
+        if logs:
+            d.append(f"--output={self.quote(logs + '/%x-%j.out')}")
+            d.append(f"--error={self.quote(logs + '/%x-%j.err')}")
         return d
 
     # ``local`` has no submit program: submit starts a runner instead.

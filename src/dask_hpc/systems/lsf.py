@@ -35,6 +35,7 @@ class LSFSystem(BatchSystem):
     job_id_variable = "LSB_JOBID"
     # "[" starts a job array index in LSF names.
     job_name_forbidden = r"\s\[\]'\"#$"
+    cancel_gone_phrases = ("Job has already finished", "No matching job found", "is not found")
 
     def directives(self, spec: JobSpec) -> list[str]:
         mem_mb = math.ceil(spec.memory / 2**20)
@@ -51,9 +52,10 @@ class LSFSystem(BatchSystem):
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
             d.append(f"-P {self.quote(spec.account)}")
-        if spec.log_directory:
-            d.append(f"-o {self.quote(spec.log_directory.rstrip('/') + '/%J.out')}")
-            d.append(f"-e {self.quote(spec.log_directory.rstrip('/') + '/%J.err')}")
+        logs = self.log_directory(spec)
+        if logs:
+            d.append(f"-o {self.quote(logs + '/%J.out')}")
+            d.append(f"-e {self.quote(logs + '/%J.err')}")
         return d
 
     def submit_argv(self, script: Path) -> list[str]:

@@ -38,6 +38,7 @@ class PBSSystem(BatchSystem):
     # PBS names: no whitespace, and none of these; at most 236 characters.
     job_name_forbidden = r"\s@:/\\'\"#$"
     job_name_max = 236
+    cancel_gone_phrases = ("Unknown Job Id", "Job has finished")
 
     def resources(self, spec: JobSpec) -> list[str]:
         mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
@@ -51,9 +52,10 @@ class PBSSystem(BatchSystem):
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
             d.append(f"-A {self.quote(spec.account)}")
-        if spec.log_directory:
-            d.append(f"-o {self.quote(spec.log_directory.rstrip('/') + '/')}")
-            d.append(f"-e {self.quote(spec.log_directory.rstrip('/') + '/')}")
+        logs = self.log_directory(spec)
+        if logs:
+            d.append(f"-o {self.quote(logs + '/')}")
+            d.append(f"-e {self.quote(logs + '/')}")
         return d
 
     def submit_argv(self, script: Path) -> list[str]:

@@ -42,8 +42,11 @@ class SGESystem(BatchSystem):
     job_id_variable = "JOB_ID"
     # Grid Engine refuses these in names; it also drops quote characters.
     job_name_forbidden = r"\s/:@\\*?'\""
+    # Its directive parser drops quote characters, even escaped ones.
+    path_forbidden = "'\""
     #: The parallel environment that gives a job several slots on one host.
     parallel_environment = "smp"
+    cancel_gone_phrases = ("does not exist",)
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
@@ -60,9 +63,10 @@ class SGESystem(BatchSystem):
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
             d.append(f"-P {self.quote(spec.account)}")
-        if spec.log_directory:
-            d.append(f"-o {self.quote(spec.log_directory.rstrip('/') + '/')}")
-            d.append(f"-e {self.quote(spec.log_directory.rstrip('/') + '/')}")
+        logs = self.log_directory(spec)
+        if logs:
+            d.append(f"-o {self.quote(logs + '/')}")
+            d.append(f"-e {self.quote(logs + '/')}")
         return d
 
     def submit_argv(self, script: Path) -> list[str]:

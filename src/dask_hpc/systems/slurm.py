@@ -52,6 +52,7 @@ class SlurmSystem(BatchSystem):
     directive_prefix = "#SBATCH"
     job_id_variable = "SLURM_JOB_ID"
     job_name_forbidden = r"\n"
+    cancel_gone_phrases = ("already completing or completed", "Invalid job id specified")
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
@@ -67,9 +68,10 @@ class SlurmSystem(BatchSystem):
             d.append(f"--partition={self.quote(spec.queue)}")
         if spec.account:
             d.append(f"--account={self.quote(spec.account)}")
-        if spec.log_directory:
-            d.append(f"--output={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.out')}")
-            d.append(f"--error={self.quote(spec.log_directory.rstrip('/') + '/%x-%j.err')}")
+        logs = self.log_directory(spec)
+        if logs:
+            d.append(f"--output={self.quote(logs + '/%x-%j.out')}")
+            d.append(f"--error={self.quote(logs + '/%x-%j.err')}")
         return d
 
     def submit_argv(self, script: Path) -> list[str]:
