@@ -25,7 +25,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--regen-golden", action="store_true", help="rewrite the golden job scripts from the current code"
+        "--regen-golden",
+        action="store_true",
+        help="rewrite the golden job scripts from the current code",
     )
 
 

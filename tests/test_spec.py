@@ -31,7 +31,9 @@ def test_walltime_forms(text: object, seconds: int) -> None:
     assert parse_walltime(text) == seconds  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["banana", "", "90", "1:70:00", "0s", "00:00:00", "h", "1h30", "-5m", True, None])
+@pytest.mark.parametrize(
+    "bad", ["banana", "", "90", "1:70:00", "0s", "00:00:00", "h", "1h30", "-5m", True, None]
+)
 def test_walltime_refused_with_field_value_and_forms(bad: object) -> None:
     with pytest.raises(SpecError) as info:
         parse_walltime(bad)  # type: ignore[arg-type]
@@ -42,7 +44,7 @@ def test_walltime_refused_with_field_value_and_forms(bad: object) -> None:
 
 
 def test_bare_number_walltime_says_why() -> None:
-    with pytest.raises(SpecError, match="ambiguous.*90m or 90s"):
+    with pytest.raises(SpecError, match=r"ambiguous.*90m or 90s"):
         parse_walltime("90")
 
 
@@ -53,7 +55,13 @@ def test_format_walltime_past_a_day() -> None:
 
 @pytest.mark.parametrize(
     ("text", "nbytes"),
-    [("8GB", 8 * 10**9), ("8GiB", 8 * 2**30), ("8000MB", 8 * 10**9), ("1.5TB", 15 * 10**11), ("512 MiB", 2**29)],
+    [
+        ("8GB", 8 * 10**9),
+        ("8GiB", 8 * 2**30),
+        ("8000MB", 8 * 10**9),
+        ("1.5TB", 15 * 10**11),
+        ("512 MiB", 2**29),
+    ],
 )
 def test_memory_forms(text: str, nbytes: int) -> None:
     assert parse_memory(text) == nbytes
@@ -67,7 +75,12 @@ def test_memory_refused(bad: object) -> None:
 
 def test_spec_from_options_parses_strings() -> None:
     spec = JobSpec.from_options(
-        cores="4", memory="8GB", walltime="90m", queue="debug", processes=2, environment=["A=1", "B=x=y"]
+        cores="4",
+        memory="8GB",
+        walltime="90m",
+        queue="debug",
+        processes=2,
+        environment=["A=1", "B=x=y"],
     )
     assert (spec.cores, spec.memory, spec.walltime, spec.queue) == (4, 8 * 10**9, 5400, "debug")
     assert spec.threads_per_process == 2

@@ -31,14 +31,23 @@ def spec_options(func: F) -> F:
         click.option("--account", help="account or project to charge"),
         click.option("--job-name", help="name of the job [dask-worker]"),
         click.option(
-            "--job-extra-directive", "job_extra_directives", multiple=True,
+            "--job-extra-directive",
+            "job_extra_directives",
+            multiple=True,
             help="an extra directive line, without its prefix (repeatable)",
         ),
         click.option(
-            "--prologue", "job_script_prologue", multiple=True,
+            "--prologue",
+            "job_script_prologue",
+            multiple=True,
             help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
         ),
-        click.option("--env", "environment", multiple=True, help="NAME=VALUE exported in the job (repeatable)"),
+        click.option(
+            "--env",
+            "environment",
+            multiple=True,
+            help="NAME=VALUE exported in the job (repeatable)",
+        ),
         click.option("--log-directory", help="where the job's stdout and stderr go"),
     ]
     for option in reversed(options):
@@ -68,8 +77,12 @@ def cli() -> None:
 @cli.command()
 @system_option
 @spec_options
-@click.option("--scheduler-file", default=DEFAULT_SCHEDULER_FILE, show_default=True,
-              help="where workers find the scheduler")
+@click.option(
+    "--scheduler-file",
+    default=DEFAULT_SCHEDULER_FILE,
+    show_default=True,
+    help="where workers find the scheduler",
+)
 def script(system: str, scheduler_file: str, **options: Any) -> None:
     """Print the worker job script that would be submitted, without submitting it."""
     batch = get_system(system)
@@ -80,20 +93,43 @@ def script(system: str, scheduler_file: str, **options: Any) -> None:
 
 @cli.command()
 @system_option
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="worker jobs to start")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="worker jobs to start",
+)
 @spec_options
-@click.option("--directory", type=click.Path(file_okay=False, path_type=Path),
-              help="where the demo keeps its scheduler file, scripts and logs [a new temporary folder]")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1),
-              help="seconds to wait for the workers")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where the demo keeps its scheduler file, scripts and logs [a new temporary folder]",
+)
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="seconds to wait for the workers",
+)
 def demo(system: str, workers: int, directory: Path | None, timeout: float, **options: Any) -> None:
     """Start a scheduler here and WORKERS worker jobs, compute on them, clean up."""
     from .demo import run_demo
 
-    options = {"walltime": "10m", "memory": "1GiB", "job_name": "dask-hpc-demo", **{
-        k: v for k, v in options.items() if v}}
-    run_demo(get_system(system), spec_from(options), workers=workers, directory=directory, timeout=timeout)
+    options = {
+        "walltime": "10m",
+        "memory": "1GiB",
+        "job_name": "dask-hpc-demo",
+        **{k: v for k, v in options.items() if v},
+    }
+    run_demo(
+        get_system(system),
+        spec_from(options),
+        workers=workers,
+        directory=directory,
+        timeout=timeout,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="dask-hpc", standalone_mode=False)
     except click.NoSuchOption as exc:
-        known = sorted(o for p in (exc.ctx.command.params if exc.ctx else []) for o in p.opts if o.startswith("--"))
+        known = sorted(
+            o for p in (exc.ctx.command.params if exc.ctx else []) for o in p.opts if o.startswith("--")
+        )
         click.echo(f"error: no such option {exc.option_name}; known options: {', '.join(known)}", err=True)
         sys.exit(2)
     except click.ClickException as exc:

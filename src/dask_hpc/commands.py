@@ -11,7 +11,11 @@ __all__ = ["worker_command"]
 
 
 def worker_command(
-    spec: JobSpec, scheduler_file: str | Path, *, python: str = sys.executable, death_timeout: int = 60
+    spec: JobSpec,
+    scheduler_file: str | Path,
+    *,
+    python: str = sys.executable,
+    death_timeout: int = 60,
 ) -> list[str]:
     """``dask worker`` for one job: ``spec.processes`` workers sharing its cores and memory.
 

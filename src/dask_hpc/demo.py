@@ -50,19 +50,26 @@ def run_demo(
     host = "127.0.0.1" if system.name == "local" else socket.gethostbyname(socket.gethostname())
 
     t0 = time.perf_counter()
-    with LocalCluster(
-        n_workers=0,
-        host=host,
-        dashboard_address=":0",
-        scheduler_kwargs={"scheduler_file": str(scheduler_file)},
-    ) as cluster, Client(cluster) as client:
-        console.print(f"scheduler at [bold]{cluster.scheduler_address}[/], dashboard {cluster.dashboard_link}")
+    with (
+        LocalCluster(
+            n_workers=0,
+            host=host,
+            dashboard_address=":0",
+            scheduler_kwargs={"scheduler_file": str(scheduler_file)},
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        console.print(
+            f"scheduler at [bold]{cluster.scheduler_address}[/], dashboard {cluster.dashboard_link}"
+        )
         script = system.render(spec, worker_command(spec, scheduler_file))
         job_ids: list[str] = []
         try:
             for _ in range(workers):
                 job_ids.append(system.submit(script, workdir / "scripts"))
-            console.print(f"submitted {workers} {system.name} job(s): {', '.join(job_ids)} ({spec.describe()})")
+            console.print(
+                f"submitted {workers} {system.name} job(s): {', '.join(job_ids)} ({spec.describe()})"
+            )
             _wait_for_workers(system, client, job_ids, workers * spec.processes, timeout, console)
             t_workers = time.perf_counter() - t0
 
@@ -85,7 +92,12 @@ def run_demo(
 
 
 def _wait_for_workers(
-    system: BatchSystem, client: object, job_ids: list[str], n: int, timeout: float, console: Console
+    system: BatchSystem,
+    client: object,
+    job_ids: list[str],
+    n: int,
+    timeout: float,
+    console: Console,
 ) -> None:
     from distributed import Client
 
@@ -125,7 +137,9 @@ def _wait_finished(system: BatchSystem, job_ids: list[str], console: Console, li
     console.print(f"[yellow]jobs still ending after {limit:g} s: {', '.join(job_ids)}[/]")
 
 
-def _table(statuses: dict[str, JobStatus], connected: int | None, n: int | None, elapsed: float | None) -> Table:
+def _table(
+    statuses: dict[str, JobStatus], connected: int | None, n: int | None, elapsed: float | None
+) -> Table:
     title = "worker jobs"
     if connected is not None and elapsed is not None:
         title += f": {connected}/{n} workers connected, {elapsed:.1f} s"

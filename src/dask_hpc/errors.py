@@ -55,9 +55,7 @@ class UnknownOptionError(SpecError):
         names = sorted(names)
         known_list = ", ".join(sorted(known))
         plural = "s" if len(names) > 1 else ""
-        DaskHPCError.__init__(
-            self, f"unknown option{plural} {', '.join(names)}; known options: {known_list}"
-        )
+        DaskHPCError.__init__(self, f"unknown option{plural} {', '.join(names)}; known options: {known_list}")
         self.field = names[0]
         self.value = names
         self.accepted = known_list

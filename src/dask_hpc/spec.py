@@ -77,12 +77,14 @@ def _walltime_from_text(text: str) -> float:
         return d * 86400 + h * 3600 + m * 60 + s
     if text.isdigit():
         raise SpecError(
-            "walltime", text, f"a bare number is ambiguous (SLURM reads minutes); write {text}m or {text}s"
+            "walltime",
+            text,
+            f"a bare number is ambiguous (SLURM reads minutes); write {text}m or {text}s",
         )
     match = _UNITS.match(text)
     if text and match and any(match.groups()):
-        d, h, m, s = (float(g or 0) for g in match.groups())
-        return d * 86400 + h * 3600 + m * 60 + s
+        days, hours, minutes, seconds = (float(g or 0) for g in match.groups())
+        return days * 86400 + hours * 3600 + minutes * 60 + seconds
     raise SpecError("walltime", text, WALLTIME_FORMS)
 
 
@@ -139,7 +141,9 @@ class JobSpec:
             or not 1 <= self.processes <= self.cores
         ):
             raise SpecError(
-                "processes", self.processes, f"must be a whole number from 1 to cores ({self.cores})"
+                "processes",
+                self.processes,
+                f"must be a whole number from 1 to cores ({self.cores})",
             )
         for name in ("queue", "account", "log_directory"):
             value = getattr(self, name)

@@ -56,7 +56,7 @@ def job_output(tmp_path: Path, job_id: str, timeout: float = 30) -> str:
 
 
 def test_job_runs_completes_and_knows_itself(live_system: BatchSystem, tmp_path: Path) -> None:
-    job_id, spec = submit(live_system, tmp_path, sleep=2, environment={"GREETING": "hello world; $(echo no)"})
+    job_id, _ = submit(live_system, tmp_path, sleep=2, environment={"GREETING": "hello world; $(echo no)"})
     seen: list[JobState] = []
     running = wait_for(live_system, job_id, lambda s: s.state is JobState.RUNNING, seen=seen)
     assert running.node
@@ -105,7 +105,10 @@ def test_query_many_jobs_at_once_and_unknown_ids(live_system: BatchSystem, tmp_p
 
 BLOCKERS = {
     # One virtual node filled by an 8-CPU job; the probe must go to that node.
-    "slurm": ({"cores": 8, "job_extra_directives": ["--nodelist=node1"]}, {"job_extra_directives": ["--nodelist=node1"]}),
+    "slurm": (
+        {"cores": 8, "job_extra_directives": ["--nodelist=node1"]},
+        {"job_extra_directives": ["--nodelist=node1"]},
+    ),
     # all.q has 8 slots: an 8-slot job fills it.
     "sge": ({"cores": 8}, {}),
 }

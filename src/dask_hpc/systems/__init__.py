@@ -26,7 +26,15 @@ __all__ = [
 
 SYSTEMS: dict[str, type[BatchSystem]] = {
     cls.name: cls
-    for cls in (SlurmSystem, PBSSystem, TorqueSystem, SGESystem, LSFSystem, HTCondorSystem, LocalSystem)
+    for cls in (
+        SlurmSystem,
+        PBSSystem,
+        TorqueSystem,
+        SGESystem,
+        LSFSystem,
+        HTCondorSystem,
+        LocalSystem,
+    )
 }
 
 

@@ -7,6 +7,7 @@ cancels the job.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -69,6 +70,7 @@ def main(job_dir: Path) -> int:
         )
     while proc.poll() is None and not cancelled and time.time() < end:
         time.sleep(0.1)
+    reason: str | None
     if proc.returncode is None:
         state = JobState.CANCELLED if cancelled else JobState.TIMEOUT
         reason = "cancelled" if cancelled else f"walltime of {walltime:g} s reached"
@@ -80,7 +82,12 @@ def main(job_dir: Path) -> int:
         reason = None if code == 0 else f"exit code {code}"
     exit_code = 128 - code if code is not None and code < 0 else code
     Record(
-        state, runner_pid=os.getpid(), exit_code=exit_code, reason=reason, start=start, end=time.time()
+        state,
+        runner_pid=os.getpid(),
+        exit_code=exit_code,
+        reason=reason,
+        start=start,
+        end=time.time(),
     ).write(job_dir)
     return 0
 
@@ -88,17 +95,13 @@ def main(job_dir: Path) -> int:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the job's process group, SIGKILL after KILL_WAIT seconds."""
     for sig, wait in ((signal.SIGTERM, KILL_WAIT), (signal.SIGKILL, 5.0)):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(wait)
             # The script may be gone while its children live on: sweep the group.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             return
         except subprocess.TimeoutExpired:
             continue

@@ -173,7 +173,11 @@ class BatchSystem(ABC):
         path.chmod(0o700)
         argv = self.submit_argv(path)
         done = _process.run(
-            argv, timeout=timeout, cwd=directory, error=SubmitError, what=f"{self.name} refused the job"
+            argv,
+            timeout=timeout,
+            cwd=directory,
+            error=SubmitError,
+            what=f"{self.name} refused the job",
         )
         return self.parse_job_id(done.stdout)
 
@@ -185,7 +189,11 @@ class BatchSystem(ABC):
         done = _process.run(self.query_argv(ids), timeout=self.query_timeout, check=False)
         if done.returncode != 0 and not self.query_failure_means_unknown(done.stderr):
             raise CommandError(
-                done.argv, done.returncode, done.stdout, done.stderr, what=f"{self.name} query failed"
+                done.argv,
+                done.returncode,
+                done.stdout,
+                done.stderr,
+                what=f"{self.name} query failed",
             )
         statuses = self.parse_query(done.stdout, ids)
         return self.complete_query(statuses)
@@ -212,7 +220,11 @@ class BatchSystem(ABC):
             lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
             if not lines or not all(any(p in line for p in self.cancel_gone_phrases) for line in lines):
                 raise CommandError(
-                    done.argv, done.returncode, done.stdout, done.stderr, what=f"{self.name} could not cancel"
+                    done.argv,
+                    done.returncode,
+                    done.stdout,
+                    done.stderr,
+                    what=f"{self.name} could not cancel",
                 )
 
     # ---- inside a job -------------------------------------------------------
@@ -222,9 +234,7 @@ class BatchSystem(ABC):
         env = os.environ if env is None else env
         job_id = env.get(self.job_id_variable)
         if not job_id:
-            raise NotInJobError(
-                f"not inside a {self.name} job: ${self.job_id_variable} is not set"
-            )
+            raise NotInJobError(f"not inside a {self.name} job: ${self.job_id_variable} is not set")
         return JobContext(self.name, job_id, self.nodes_from_env(env), self.end_time(job_id, env))
 
     @abstractmethod

@@ -31,7 +31,20 @@ STATES: dict[int, JobState] = {
     6: JobState.RUNNING,  # Transferring output
     7: JobState.RUNNING,  # Suspended
 }
-ATTRIBUTES = "ClusterId,ProcId,JobStatus,ExitCode,ExitBySignal,ExitSignal,RemoteHost,LastRemoteHost,HoldReason,RemoveReason"
+ATTRIBUTES = ",".join(
+    [
+        "ClusterId",
+        "ProcId",
+        "JobStatus",
+        "ExitCode",
+        "ExitBySignal",
+        "ExitSignal",
+        "RemoteHost",
+        "LastRemoteHost",
+        "HoldReason",
+        "RemoveReason",
+    ]
+)
 JOB_ID_VARIABLE = "DASK_HPC_JOB_ID"
 WALLTIME_MARK = "dask-hpc walltime"
 
@@ -46,7 +59,9 @@ class HTCondorSystem(BatchSystem):
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue:
             raise SpecError(
-                "queue", spec.queue, "HTCondor has no queues; use job_extra_directives, e.g. 'requirements = ...'"
+                "queue",
+                spec.queue,
+                "HTCondor has no queues; use job_extra_directives, e.g. 'requirements = ...'",
             )
         d = [
             f"batch_name = {literal(self.job_name(spec))}",
@@ -61,7 +76,10 @@ class HTCondorSystem(BatchSystem):
         base = self.log_directory(spec)
         if base:
             base = literal(base)
-            d += [f"output = {base}/$(Cluster).$(Process).out", f"error = {base}/$(Cluster).$(Process).err"]
+            d += [
+                f"output = {base}/$(Cluster).$(Process).out",
+                f"error = {base}/$(Cluster).$(Process).err",
+            ]
             d.append(f"log = {base}/$(Cluster).$(Process).log")
         return d
 
@@ -174,5 +192,7 @@ def condor_environment(env: Mapping[str, str]) -> str:
     parts = []
     for key, value in env.items():
         inner = literal(value).replace('"', '""').replace("'", "''")
-        parts.append(f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}")
+        parts.append(
+            f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}"
+        )
     return '"' + " ".join(parts) + '"'

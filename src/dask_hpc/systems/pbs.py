@@ -115,12 +115,14 @@ def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
             attrs = jobs.setdefault(line.split(":", 1)[1].strip(), {})
             key = ""
         elif " = " in line and re.match(r"^ {4}\S", line):
-            key, _, value = line.strip().partition(" = ")
-            attrs[key.lower()] = value
+            key, _, value = line[4:].partition(" = ")
+            key = key.lower()
+            attrs[key] = value
         elif key and line[:1] in ("\t", " ") and line.strip():
-            # Continuation: qstat wraps long values onto tab- or space-indented lines.
-            attrs[key.lower()] += line.strip()
-    return jobs
+            # Continuation: qstat wraps long values at a fixed width onto indented
+            # lines; the break may fall right after a space, so keep trailing ones.
+            attrs[key] += line.lstrip()
+    return {job: {k: v.strip() for k, v in a.items()} for job, a in jobs.items()}
 
 
 def _status(job_id: str, attrs: dict[str, str]) -> JobStatus:
@@ -135,7 +137,11 @@ def _status(job_id: str, attrs: dict[str, str]) -> JobStatus:
         exit_text = attrs.get("exit_status")
         exit_code = int(exit_text) if exit_text and re.match(r"^-?\d+$", exit_text) else None
         return JobStatus(
-            job_id, _finished_state(exit_code, comment), reason=comment, node=node, exit_code=exit_code
+            job_id,
+            _finished_state(exit_code, comment),
+            reason=comment,
+            node=node,
+            exit_code=exit_code,
         )
     return JobStatus(job_id, JobState.UNKNOWN, reason=f"job_state {letter}" if letter else None)
 

@@ -82,7 +82,15 @@ class SlurmSystem(BatchSystem):
         return must_match(r"^\s*(\d+(?:_\d+)?)", stdout, "a SLURM job id")[1]
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["squeue", "--noheader", "--states=all", "--jobs", ",".join(job_ids), "-O", QUERY_FIELDS]
+        return [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            "--jobs",
+            ",".join(job_ids),
+            "-O",
+            QUERY_FIELDS,
+        ]
 
     def query_failure_means_unknown(self, stderr: str) -> bool:
         return "Invalid job id specified" in stderr

@@ -1,0 +1,215 @@
+"""Parsing of batch system outputs: recorded from our real SLURM and SGE, and
+written from the documented formats for PBS, Torque, LSF and HTCondor (see
+tests/recorded/README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dask_hpc.errors import ParseError
+from dask_hpc.systems import JobState, get_system
+from dask_hpc.systems.base import JobStatus
+from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
+from dask_hpc.systems.pbs import parse_qstat_full
+from dask_hpc.systems.sge import parse_qacct
+from dask_hpc.systems.slurm import expand_hostlist
+
+RECORDED = Path(__file__).resolve().parent.parent / "recorded"
+
+
+def read(name: str) -> str:
+    return (RECORDED / name).read_text()
+
+
+def ids(name: str) -> dict[str, str]:
+    text = read(name).replace("\n", " ")
+    return dict(pair.split("=") for pair in text.split() if "=" in pair)
+
+
+def brief(status: JobStatus) -> tuple[JobState, str | None, int | None]:
+    return status.state, status.node, status.exit_code
+
+
+# ---- SLURM (recorded) --------------------------------------------------------
+
+
+def test_slurm_squeue() -> None:
+    running, held, failed, cancelled, completed, blocker, pending = read("slurm/ids.txt").split()
+    wanted = [running, held, failed, cancelled, completed, blocker, pending, "99999"]
+    out = get_system("slurm").parse_query(read("slurm/squeue.txt"), wanted)
+    assert brief(out[running]) == (JobState.RUNNING, "node1", None)
+    assert brief(out[failed]) == (JobState.FAILED, "node1", 3)
+    assert out[failed].reason == "NonZeroExitCode"
+    assert brief(out[cancelled]) == (JobState.CANCELLED, "node1", 143)
+    assert brief(out[completed]) == (JobState.COMPLETED, "node1", 0)
+    assert (out[pending].state, out[pending].reason) == (JobState.PENDING, "Resources")
+    assert (out[held].state, out[held].reason) == (JobState.PENDING, "JobHeldUser")
+    assert out["99999"].state is JobState.UNKNOWN
+
+
+def test_slurm_job_id() -> None:
+    slurm = get_system("slurm")
+    assert slurm.parse_job_id("4242\n") == "4242"
+    assert slurm.parse_job_id("4242;cluster2\n") == "4242"
+    with pytest.raises(ParseError):
+        slurm.parse_job_id("sbatch: error: something\n")
+
+
+@pytest.mark.parametrize(
+    ("hostlist", "hosts"),
+    [
+        ("node1", ("node1",)),
+        ("node[1-3]", ("node1", "node2", "node3")),
+        ("node[01-02,7],gpu5", ("node01", "node02", "node7", "gpu5")),
+        ("r[1-2]i[0-1]", ("r1i0", "r1i1", "r2i0", "r2i1")),
+        ("", ()),
+    ],
+)
+def test_slurm_hostlist(hostlist: str, hosts: tuple[str, ...]) -> None:
+    assert expand_hostlist(hostlist) == hosts
+
+
+def test_slurm_context_from_environment() -> None:
+    env = {
+        "SLURM_JOB_ID": "77",
+        "SLURM_JOB_NODELIST": "node[2-3]",
+        "DASK_HPC_JOB_START": "1000",
+        "DASK_HPC_WALLTIME": "60",
+    }
+    slurm = get_system("slurm")
+    assert slurm.nodes_from_env(env) == ("node2", "node3")
+
+
+# ---- Grid Engine (recorded) ----------------------------------------------------
+
+
+def test_sge_qstat_xml() -> None:
+    known = ids("sge/ids.txt")
+    wanted = [known["big"], known["run"], known["wait"], known["held"], "99999"]
+    out = get_system("sge").parse_query(read("sge/qstat-xml.txt"), wanted)
+    assert brief(out[known["run"]]) == (JobState.RUNNING, "vm", None)
+    assert out[known["wait"]].state is JobState.PENDING
+    assert "waiting" in (out[known["wait"]].reason or "")
+    assert out[known["held"]].state is JobState.PENDING
+    assert "held" in (out[known["held"]].reason or "")
+    assert out["99999"].state is JobState.UNKNOWN
+
+
+def test_sge_qacct() -> None:
+    known = ids("sge/ids.txt")
+    cases = {
+        "ok": (JobState.COMPLETED, 0),
+        "fail": (JobState.FAILED, 3),
+        "timeout": (JobState.TIMEOUT, 137),
+        "cancel": (JobState.CANCELLED, 137),
+    }
+    for key, (state, code) in cases.items():
+        job_id = known[key]
+        status = parse_qacct(job_id, read(f"sge/qacct-{job_id}.txt"))
+        assert (status.state, status.exit_code, status.node) == (state, code, "vm"), key
+    assert parse_qacct("99999", read("sge/qacct-unknown.txt")).state is JobState.UNKNOWN
+
+
+def test_sge_bad_xml_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="qstat -xml"):
+        get_system("sge").parse_query("<job_info><unclosed>", ["1"])
+
+
+# ---- PBS Pro and Torque ----------------------------------------------------------
+
+
+def test_pbs_qstat_full_joins_wrapped_lines() -> None:
+    jobs = parse_qstat_full(read("pbs/qstat-f-x.txt"))
+    assert jobs["7001.pbs01"]["submit_arguments"].endswith("/job-1.sh")
+    assert jobs["7002.pbs01"]["comment"].endswith("(R: 4 A: 0 T: 2304)")
+
+
+def test_pbs_states() -> None:
+    wanted = [f"700{i}.pbs01" for i in range(1, 8)] + ["7999.pbs01"]
+    out = get_system("pbs").parse_query(read("pbs/qstat-f-x.txt"), wanted)
+    assert brief(out["7001.pbs01"]) == (JobState.RUNNING, "r1i0n7", None)
+    assert out["7002.pbs01"].state is JobState.PENDING
+    assert (out["7002.pbs01"].reason or "").startswith("Not Running: Insufficient amount of resource")
+    assert brief(out["7003.pbs01"]) == (JobState.COMPLETED, "r1i0n8", 0)
+    assert brief(out["7004.pbs01"]) == (JobState.TIMEOUT, "r1i0n9", -29)
+    assert brief(out["7005.pbs01"]) == (JobState.CANCELLED, "r1i1n2", 271)
+    assert brief(out["7006.pbs01"]) == (JobState.FAILED, "r1i1n3", 3)
+    assert out["7007.pbs01"].state is JobState.PENDING
+    assert out["7999.pbs01"].state is JobState.UNKNOWN
+
+
+def test_pbs_short_ids_match_full_ones() -> None:
+    out = get_system("pbs").parse_query(read("pbs/qstat-f-x.txt"), ["7003"])
+    assert out["7003"].state is JobState.COMPLETED
+    assert out["7003"].job_id == "7003"
+
+
+def test_torque_states() -> None:
+    wanted = ["512.torque01.example.org", "513.torque01.example.org", "514.torque01.example.org"]
+    out = get_system("torque").parse_query(read("pbs/qstat-f-torque.txt"), wanted)
+    assert brief(out[wanted[0]]) == (JobState.TIMEOUT, "n012", -11)
+    assert brief(out[wanted[1]]) == (JobState.COMPLETED, "n013", 0)
+    assert brief(out[wanted[2]]) == (JobState.RUNNING, "n014", None)
+
+
+def test_pbs_job_id() -> None:
+    pbs = get_system("pbs")
+    assert pbs.parse_job_id(read("pbs/qsub.txt")) == "7001.pbs01"
+    assert pbs.parse_job_id("512.torque01.example.org\n") == "512.torque01.example.org"
+    with pytest.raises(ParseError):
+        pbs.parse_job_id("qsub: Unknown queue\n")
+
+
+# ---- LSF -------------------------------------------------------------------------
+
+
+def test_lsf_bjobs_json() -> None:
+    wanted = [str(n) for n in range(4812, 4818)] + ["4899"]
+    out = get_system("lsf").parse_query(read("lsf/bjobs-json.txt"), wanted)
+    assert brief(out["4812"]) == (JobState.RUNNING, "c07n11", None)
+    assert (out["4813"].state, out["4813"].reason) == (JobState.PENDING, "Job slot limit reached")
+    assert brief(out["4814"]) == (JobState.COMPLETED, "c07n12", 0)
+    assert brief(out["4815"]) == (JobState.TIMEOUT, "c07n13", 140)
+    assert brief(out["4816"]) == (JobState.CANCELLED, "c07n14", 130)
+    assert brief(out["4817"]) == (JobState.FAILED, "c07n15", 3)
+    assert out["4899"].state is JobState.UNKNOWN
+
+
+def test_lsf_job_id_and_hosts() -> None:
+    lsf = get_system("lsf")
+    assert lsf.parse_job_id(read("lsf/bsub.txt")) == "4812"
+    assert lsf.nodes_from_env({"LSB_MCPU_HOSTS": "c1 4 c2 4"}) == ("c1", "c2")
+    assert lsf.nodes_from_env({"LSB_HOSTS": "c1 c1 c3"}) == ("c1", "c3")
+
+
+def test_lsf_bad_json_is_a_parse_error() -> None:
+    with pytest.raises(ParseError, match="bjobs"):
+        get_system("lsf").parse_query("No unfinished job found", ["1"])
+
+
+# ---- HTCondor ----------------------------------------------------------------------
+
+
+def test_htcondor_queue_and_history() -> None:
+    condor = HTCondorSystem()
+    queue = condor.parse_query(read("htcondor/condor_q-json.txt"), ["2301.0", "2302.0", "2303.0", "2290.0"])
+    assert brief(queue["2301.0"]) == (JobState.RUNNING, "exec17.example.edu", None)
+    assert queue["2302.0"].state is JobState.PENDING
+    assert queue["2303.0"].state is JobState.PENDING
+    assert "memory limit" in (queue["2303.0"].reason or "")
+    assert queue["2290.0"].state is JobState.UNKNOWN  # left the queue: looked up in the history
+    history = condor.parse_query(read("htcondor/condor_history-json.txt"), [f"229{i}.0" for i in range(5)])
+    assert brief(history["2290.0"]) == (JobState.COMPLETED, "exec11.example.edu", 0)
+    assert brief(history["2291.0"]) == (JobState.FAILED, "exec12.example.edu", 3)
+    assert history["2292.0"].state is JobState.TIMEOUT
+    assert history["2293.0"].state is JobState.CANCELLED
+    assert brief(history["2294.0"]) == (JobState.FAILED, "exec15.example.edu", 137)
+    assert condor.parse_job_id(read("htcondor/condor_submit.txt")) == "2301.0"
+
+
+def test_htcondor_quoting() -> None:
+    assert condor_arguments(["-c", "echo 'hi' \"x\""]) == "\"-c 'echo ''hi'' \"\"x\"\"'\""
+    assert condor_arguments(["a", "$(HOME)"]) == '"a $(DOLLAR)(HOME)"'
+    assert condor_environment({"A": "1", "B": "two words", "C": ""}) == "\"A=1 B='two words' C=''\""

@@ -1,0 +1,139 @@
+"""The dask-hpc command as users run it: a real subprocess, exit codes and stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DASK_HPC = [sys.executable, "-m", "dask_hpc"]
+
+
+def run(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*DASK_HPC, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_script_prints_a_correct_sbatch_script() -> None:
+    out = run(
+        "script",
+        "--system",
+        "slurm",
+        "--cores",
+        "4",
+        "--memory",
+        "8GB",
+        "--walltime",
+        "90m",
+        "--queue",
+        "debug",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    for directive in ("--cpus-per-task=4", "--mem=7630M", "--time=01:30:00", "--partition=debug"):
+        assert f"#SBATCH {directive}" in lines
+    assert "distributed.cli.dask_worker" in lines[-1]
+    assert "--nthreads 4" in lines[-1]
+
+
+def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> None:
+    """sbatch --test-only parses the script and schedules it without running it."""
+    out = run(
+        "script",
+        "--system",
+        "slurm",
+        "--cores",
+        "2",
+        "--memory",
+        "1GB",
+        "--walltime",
+        "10m",
+        "--queue",
+        "debug",
+        "--job-name",
+        "it's a test",
+        "--log-directory",
+        str(tmp_path / "a b"),
+    )
+    script = tmp_path / "job.sh"
+    script.write_text(out.stdout)
+    check = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    assert "to start at" in check.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["script", "--walltime", "banana"], "error: invalid walltime 'banana': use HH:MM:SS"),
+        (["script", "--memory", "lots"], "error: invalid memory 'lots'"),
+        (["script", "--cores", "0"], "error: invalid cores 0"),
+        (
+            ["script", "--system", "moab"],
+            "error: unknown system 'moab'; known systems: htcondor, local, lsf",
+        ),
+        (
+            ["script", "--banana", "1"],
+            "error: no such option --banana; known options: --account, --cores",
+        ),
+        (["script", "--system", "htcondor", "--queue", "q"], "HTCondor has no queues"),
+        (
+            ["script", "--system", "sge", "--log-directory", "/tmp/it's"],
+            "sge cannot take ' in a path",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nonzero(args: list[str], message: str) -> None:
+    out = run(*args)
+    assert out.returncode != 0
+    assert out.stdout == ""
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_submission_refused_by_the_system_is_shown_with_its_reason(slurm_up: None) -> None:
+    out = run("demo", "--system", "slurm", "--queue", "no-such-partition", "--timeout", "30", timeout=120)
+    assert out.returncode == 1
+    assert "error: slurm refused the job: sbatch --parsable" in out.stderr
+    assert "invalid partition" in out.stderr.lower()
+    assert "Traceback" not in out.stderr
+
+
+def test_demo_on_local_computes_and_cleans_up(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    out = run(
+        "demo",
+        "--workers",
+        "2",
+        "--directory",
+        str(tmp_path / "demo"),
+        timeout=180,
+        env={"DASK_HPC_LOCAL_SPOOL": str(spool)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "= 199,999,990,000,000 (correct) on 2 worker(s)" in out.stderr
+    # Every job it made has ended.
+    from dask_hpc.systems.local import LocalSystem
+
+    local = LocalSystem(spool=spool)
+    jobs = [p.name for p in spool.iterdir()]
+    assert len(jobs) == 2
+    assert all(s.state.finished for s in local.query(jobs).values())
+
+
+def test_version() -> None:
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("dask-hpc, version ")
