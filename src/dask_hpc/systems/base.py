@@ -168,9 +168,7 @@ class BatchSystem(ABC):
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
         """Write ``script`` into ``directory`` and submit it; return the job id."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = _unique_path(directory, "job", ".sh")
-        path.write_text(script)
-        path.chmod(0o700)
+        path = write_new_script(directory, script)
         argv = self.submit_argv(path)
         done = _process.run(
             argv,
@@ -271,10 +269,19 @@ def must_match(pattern: str, text: str, what: str) -> re.Match[str]:
     return match
 
 
-def _unique_path(directory: Path, stem: str, suffix: str) -> Path:
+def write_new_script(directory: Path, text: str) -> Path:
+    """Write a job script to a new file (0700) in ``directory``; never overwrite one.
+
+    Scripts are kept: they show what was submitted when a job misbehaves.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        path = directory / f"{stem}-{stamp}-{os.getpid()}-{n}{suffix}"
-        if not path.exists():
-            return path
+    for n in range(10_000):
+        path = directory / f"job-{stamp}-{os.getpid()}-{n}.sh"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)  # atomic: no two writers
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return path
     raise FileExistsError(f"no free file name for a job script in {directory}")

@@ -146,8 +146,14 @@ class Record:
         try:
             data = json.loads((job_dir / "state.json").read_text())
         except FileNotFoundError:
-            # Submitted, runner not yet started.
-            return cls(JobState.PENDING) if job_dir.is_dir() else None
+            if not job_dir.is_dir():
+                return None
+            # The runner writes nothing else to its log: any text there means it failed to start.
+            log = job_dir / "runner.log"
+            words = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+            if words:
+                return cls(JobState.FAILED, reason=f"the job's runner failed: {words[-1]}")
+            return cls(JobState.PENDING)  # submitted, runner not started yet
         except (OSError, ValueError):
             return None
         return cls(**{**data, "state": JobState(data["state"])})

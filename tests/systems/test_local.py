@@ -1,0 +1,58 @@
+"""The `local` system's own behaviour: spool, runner failures, killing whole process groups."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from dask_hpc import JobSpec
+from dask_hpc.systems import JobState
+from dask_hpc.systems.local import LocalSystem
+
+from ..conftest import wait_finished, wait_for
+
+
+def test_job_ids_count_up_and_scripts_are_private(local_system: LocalSystem, tmp_path: Path) -> None:
+    script = local_system.render(JobSpec(), ["true"])
+    ids = [local_system.submit(script, tmp_path / "work") for _ in range(3)]
+    assert [int(i) for i in ids] == [1, 2, 3]
+    for job_id in ids:
+        path = local_system.spool_dir / job_id / "script.sh"
+        assert path.stat().st_mode & 0o077 == 0
+        assert wait_finished(local_system, job_id).state is JobState.COMPLETED
+
+
+def test_runner_that_cannot_start_is_a_failed_job(local_system: LocalSystem) -> None:
+    job_dir = local_system.spool_dir / "7"
+    job_dir.mkdir(parents=True)
+    (job_dir / "runner.log").write_text("Traceback ...\nModuleNotFoundError: No module named 'dask_hpc'\n")
+    status = local_system.query(["7"])["7"]
+    assert status.state is JobState.FAILED
+    assert "No module named 'dask_hpc'" in (status.reason or "")
+
+
+def test_walltime_kills_the_whole_process_group(local_system: LocalSystem, tmp_path: Path) -> None:
+    """A job's background children die with it: nothing is left running."""
+    pidfile = tmp_path / "child.pid"
+    spec = JobSpec.from_options(walltime="2s")
+    command = ["bash", "-c", f"sleep 300 & echo $! > {pidfile}; wait"]
+    job_id = local_system.submit(local_system.render(spec, command), tmp_path / "work")
+    wait_for(local_system, job_id, lambda s: s.state is JobState.RUNNING)
+    assert wait_finished(local_system, job_id, timeout=30).state is JobState.TIMEOUT
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"child {child} of the timed-out job still runs")
+
+
+def test_cancel_twice_and_cancel_finished_jobs(local_system: LocalSystem, tmp_path: Path) -> None:
+    job_id = local_system.submit(local_system.render(JobSpec(), ["true"]), tmp_path / "work")
+    wait_finished(local_system, job_id)
+    local_system.cancel([job_id, job_id, "12345"])  # no error: ended or unknown jobs
+    assert local_system.query([job_id])[job_id].state is JobState.COMPLETED
