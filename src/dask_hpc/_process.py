@@ -25,6 +25,10 @@ class Completed:
     stdout: str
     stderr: str
 
+    def failure(self, what: str, error: type[CommandError] = CommandError) -> CommandError:
+        """The error for this run, for callers that decide themselves what counts as failure."""
+        return error(list(self.argv), self.returncode, self.stdout, self.stderr, what=what)
+
 
 def run(
     argv: Sequence[str],
@@ -72,7 +76,7 @@ def run(
         ) from exc
     done = Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        raise error(argv, proc.returncode, proc.stdout, proc.stderr, what=what)
+        raise done.failure(what, error)
     return done
 
 

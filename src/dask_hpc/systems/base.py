@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import _process
-from ..errors import CommandError, NotInJobError, ParseError, SpecError, SubmitError
+from ..errors import NotInJobError, ParseError, SpecError, SubmitError
 from ..spec import JobSpec
 
 __all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus"]
@@ -186,13 +186,7 @@ class BatchSystem(ABC):
             return {}
         done = _process.run(self.query_argv(ids), timeout=self.query_timeout, check=False)
         if done.returncode != 0 and not self.query_failure_means_unknown(done.stderr):
-            raise CommandError(
-                done.argv,
-                done.returncode,
-                done.stdout,
-                done.stderr,
-                what=f"{self.name} query failed",
-            )
+            raise done.failure(f"{self.name} query failed")
         statuses = self.parse_query(done.stdout, ids)
         return self.complete_query(statuses)
 
@@ -217,13 +211,7 @@ class BatchSystem(ABC):
             # Grid Engine's qdel says it on stdout, the others on stderr.
             lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
             if not lines or not all(any(p in line for p in self.cancel_gone_phrases) for line in lines):
-                raise CommandError(
-                    done.argv,
-                    done.returncode,
-                    done.stdout,
-                    done.stderr,
-                    what=f"{self.name} could not cancel",
-                )
+                raise done.failure(f"{self.name} could not cancel")
 
     # ---- inside a job -------------------------------------------------------
 
