@@ -195,10 +195,9 @@ class JobSpec:
         return replace(self, **{k: getattr(changed, k) for k in kwargs if kwargs[k] is not None})
 
     def describe(self) -> str:
-        return (
-            f"{self.cores} cores, {format_bytes(self.memory)}, "
-            f"walltime {format_walltime(self.walltime)}, {self.processes} process(es)"
-        )
+        cores = f"{self.cores} core{'s' if self.cores > 1 else ''}"
+        processes = f"{self.processes} worker process{'es' if self.processes > 1 else ''}"
+        return f"{cores}, {format_bytes(self.memory)}, walltime {format_walltime(self.walltime)}, {processes}"
 
 
 def _identity(value: Any) -> Any:
