@@ -82,9 +82,6 @@ def live_system(request: pytest.FixtureRequest, tmp_path: Path) -> BatchSystem:
     return get_system(name)
 
 
-Waiter = Callable[..., JobStatus]
-
-
 def wait_for(
     system: BatchSystem,
     job_id: str,
