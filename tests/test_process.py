@@ -49,4 +49,5 @@ def test_stdin_input() -> None:
 def test_check_false_returns_failures() -> None:
     done = _process.run([sys.executable, "-c", "raise SystemExit(4)"], check=False)
     assert done.returncode == 4
-    assert isinstance(CommandError(["x"], 4), Exception)
+    assert isinstance(done.failure("it failed"), CommandError)
+    assert str(done.failure("it failed")).startswith("it failed: ")

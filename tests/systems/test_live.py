@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dask_hpc import JobSpec
+from dask_hpc import JobSpec, get_system
 from dask_hpc.errors import SpecError, SubmitError
 from dask_hpc.systems import BatchSystem, JobState
 from dask_hpc.systems.local import LocalSystem
@@ -103,7 +103,18 @@ def test_query_many_jobs_at_once_and_unknown_ids(live_system: BatchSystem, tmp_p
 
 # ---- pending: needs a queue that can be full -------------------------------
 
+
+def system_named(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> BatchSystem:
+    """The named live system; local gets a private spool with one slot."""
+    if name == "local":
+        return LocalSystem(spool=tmp_path / "spool", slots=1)
+    request.getfixturevalue(f"{name}_up")
+    return get_system(name)
+
+
 BLOCKERS = {
+    # local with one slot: any running job fills it.
+    "local": ({}, {}),
     # One virtual node filled by an 8-CPU job; the probe must go to that node.
     "slurm": (
         {"cores": 8, "job_extra_directives": ["--nodelist=node1"]},
@@ -116,10 +127,7 @@ BLOCKERS = {
 
 @pytest.mark.parametrize("name", sorted(BLOCKERS))
 def test_pending_with_reason_then_running(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    request.getfixturevalue(f"{name}_up")
-    from dask_hpc import get_system
-
-    system = get_system(name)
+    system = system_named(name, request, tmp_path)
     block, probe = BLOCKERS[name]
     blocker, _ = submit(system, tmp_path, sleep=120, **block)
     try:
@@ -146,10 +154,7 @@ def test_pending_with_reason_then_running(name: str, request: pytest.FixtureRequ
 def test_unknown_queue_fails_at_submission_with_the_systems_message(
     name: str, message: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    request.getfixturevalue(f"{name}_up")
-    from dask_hpc import get_system
-
-    system = get_system(name)
+    system = system_named(name, request, tmp_path)
     with pytest.raises(SubmitError) as info:
         submit(system, tmp_path, queue="no-such-queue")
     error = info.value
@@ -179,13 +184,7 @@ def test_local_has_no_queues(tmp_path: Path) -> None:
 def test_walltime_kill_is_reported_as_timeout(
     name: str, walltime: str, limit: float, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from dask_hpc import get_system
-
-    if name == "local":
-        system: BatchSystem = LocalSystem(spool=tmp_path / "spool")
-    else:
-        request.getfixturevalue(f"{name}_up")
-        system = get_system(name)
+    system = system_named(name, request, tmp_path)
     job_id, _ = submit(system, tmp_path, sleep=600, walltime=walltime)
     wait_for(system, job_id, lambda s: s.state is JobState.RUNNING)
     done = wait_finished(system, job_id, timeout=limit)

@@ -6,7 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from dask_hpc import JobSpec
+from dask_hpc.errors import SpecError
 from dask_hpc.systems import JobState
 from dask_hpc.systems.local import LocalSystem
 
@@ -56,3 +59,28 @@ def test_cancel_twice_and_cancel_finished_jobs(local_system: LocalSystem, tmp_pa
     wait_finished(local_system, job_id)
     local_system.cancel([job_id, job_id, "12345"])  # no error: ended or unknown jobs
     assert local_system.query([job_id])[job_id].state is JobState.COMPLETED
+
+
+def test_cancel_a_pending_job(tmp_path: Path) -> None:
+    local = LocalSystem(spool=tmp_path / "spool", slots=1)
+    script = local.render(JobSpec(), ["sleep", "60"])
+    running = local.submit(script, tmp_path / "work")
+    wait_for(local, running, lambda s: s.state is JobState.RUNNING)
+    waiting = local.submit(script, tmp_path / "work")
+    status = wait_for(local, waiting, lambda s: s.reason is not None)
+    assert status.state is JobState.PENDING
+    assert "waiting for a free slot" in (status.reason or "")
+    local.cancel([waiting])
+    assert wait_finished(local, waiting, timeout=20).state is JobState.CANCELLED
+    local.cancel([running])
+    assert wait_finished(local, running, timeout=20).state is JobState.CANCELLED
+
+
+def test_slots_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DASK_HPC_LOCAL_SLOTS", "3")
+    assert LocalSystem().slot_limit == 3
+    monkeypatch.setenv("DASK_HPC_LOCAL_SLOTS", "none")
+    with pytest.raises(SpecError, match="DASK_HPC_LOCAL_SLOTS"):
+        LocalSystem().slot_limit  # noqa: B018
+    monkeypatch.delenv("DASK_HPC_LOCAL_SLOTS")
+    assert LocalSystem().slot_limit is None

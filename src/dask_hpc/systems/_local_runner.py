@@ -1,13 +1,14 @@
-"""The runner of one ``local`` job: start its script, enforce its walltime, record its end.
+"""The runner of one ``local`` job: wait for a slot, start its script, enforce its walltime.
 
-Run as ``python -m dask_hpc.systems._local_runner JOB_DIR`` by ``LocalSystem.submit``,
-detached, so the job outlives whoever submitted it. SIGTERM to the runner
-cancels the job.
+Run as ``python -m dask_hpc.systems._local_runner JOB_DIR [SLOTS]`` by
+``LocalSystem.submit``, detached, so the job outlives whoever submitted it.
+SIGTERM to the runner cancels the job, pending or running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shlex
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from .base import JobState
-from .local import JOB_END_VARIABLE, JOB_ID_VARIABLE, KILL_WAIT, Record
+from .local import JOB_END_VARIABLE, JOB_ID_VARIABLE, KILL_WAIT, Record, pid_alive
 
 _DIRECTIVE = re.compile(r"^#LOCAL\s+--([a-z-]+)=(.*)$")
 
@@ -33,7 +34,7 @@ def read_directives(script: str) -> dict[str, str]:
     return found
 
 
-def main(job_dir: Path) -> int:
+def main(job_dir: Path, slots: int | None = None) -> int:
     job_id = job_dir.name
     script = job_dir / "script.sh"
     directives = read_directives(script.read_text())
@@ -47,9 +48,6 @@ def main(job_dir: Path) -> int:
         return Path(value.replace("%x", name).replace("%j", job_id))
 
     stdout, stderr = path("output", job_dir / "stdout"), path("error", job_dir / "stderr")
-    start = time.time()
-    end = start + walltime
-    env = {**os.environ, JOB_ID_VARIABLE: job_id, JOB_END_VARIABLE: f"{end:.3f}"}
     cancelled = False
 
     def on_term(signum: int, frame: object) -> None:
@@ -57,7 +55,16 @@ def main(job_dir: Path) -> int:
         cancelled = True
 
     signal.signal(signal.SIGTERM, on_term)
-    Record(JobState.RUNNING, runner_pid=os.getpid(), start=start).write(job_dir)
+    while not _take_slot(job_dir, slots):
+        if cancelled:
+            Record(JobState.CANCELLED, runner_pid=os.getpid(), reason="cancelled while pending").write(
+                job_dir
+            )
+            return 0
+        time.sleep(0.2)
+    start = time.time()  # the walltime counts from the start, not the submission
+    end = start + walltime
+    env = {**os.environ, JOB_ID_VARIABLE: job_id, JOB_END_VARIABLE: f"{end:.3f}"}
     with open(stdout, "ab") as out, open(stderr, "ab") as err:
         proc = subprocess.Popen(
             ["bash", str(script)],
@@ -92,6 +99,36 @@ def main(job_dir: Path) -> int:
     return 0
 
 
+def _take_slot(job_dir: Path, slots: int | None) -> bool:
+    """Record this job RUNNING if a slot is free and no older job waits; else PENDING.
+
+    The check and the write happen under one lock on the spool, so two runners
+    never take the last slot together.
+    """
+    if slots is None:
+        Record(JobState.RUNNING, runner_pid=os.getpid(), start=time.time()).write(job_dir)
+        return True
+    me = int(job_dir.name)
+    with open(job_dir.parent / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        busy = 0
+        for other in job_dir.parent.iterdir():
+            if not other.name.isdigit() or other == job_dir:
+                continue
+            record = Record.read(other)
+            if record is None or record.state.finished or not pid_alive(record.runner_pid):
+                continue
+            older_waiting = record.state is JobState.PENDING and record.runner_pid and int(other.name) < me
+            if record.state is JobState.RUNNING or older_waiting:
+                busy += 1
+        if busy < slots:
+            Record(JobState.RUNNING, runner_pid=os.getpid(), start=time.time()).write(job_dir)
+            return True
+        reason = f"waiting for a free slot ({busy} of {slots} taken or promised)"
+        Record(JobState.PENDING, runner_pid=os.getpid(), reason=reason).write(job_dir)
+        return False
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the job's process group, SIGKILL after KILL_WAIT seconds."""
     for sig, wait in ((signal.SIGTERM, KILL_WAIT), (signal.SIGKILL, 5.0)):
@@ -108,4 +145,4 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None))

@@ -2,9 +2,10 @@
 
 The embedded default, for laptops, login-node tests and the demo. It behaves
 like a small batch system: a job script with ``#LOCAL`` directives, job ids,
-states kept in a spool directory, cancel, and a walltime kill (SIGTERM, then
-SIGKILL after a grace). A runner process per job (``_local_runner``) does the
-waiting, so jobs outlive the command that submitted them.
+states kept in a spool directory, an optional number of slots (jobs beyond it
+pend, oldest first), cancel, and a walltime kill (SIGTERM, then SIGKILL after a
+grace). A runner process per job (``_local_runner``) does the waiting, so jobs
+outlive the command that submitted them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .base import BatchSystem, JobState, JobStatus
 __all__ = ["LocalSystem", "spool_directory"]
 
 SPOOL_VARIABLE = "DASK_HPC_LOCAL_SPOOL"
+#: How many local jobs may run at once; unset means no limit.
+SLOTS_VARIABLE = "DASK_HPC_LOCAL_SLOTS"
 JOB_ID_VARIABLE = "DASK_HPC_LOCAL_JOB_ID"
 JOB_END_VARIABLE = "DASK_HPC_LOCAL_JOB_END"
 #: Seconds between SIGTERM and SIGKILL at the walltime or on cancel.
@@ -44,8 +47,20 @@ class LocalSystem(BatchSystem):
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s/"
 
-    def __init__(self, spool: Path | None = None) -> None:
+    def __init__(self, spool: Path | None = None, slots: int | None = None) -> None:
         self.spool = spool
+        self.slots = slots
+
+    @property
+    def slot_limit(self) -> int | None:
+        if self.slots is not None:
+            return self.slots
+        value = os.environ.get(SLOTS_VARIABLE, "").strip()
+        if not value:
+            return None
+        if not value.isdigit() or int(value) < 1:
+            raise SpecError(SLOTS_VARIABLE, value, "a whole number >= 1, or unset for no limit")
+        return int(value)
 
     @property
     def spool_dir(self) -> Path:
@@ -64,7 +79,9 @@ class LocalSystem(BatchSystem):
 
     # ``local`` has no submit program: submit starts a runner instead.
     def submit_argv(self, script: Path) -> list[str]:
-        return [sys.executable, "-m", "dask_hpc.systems._local_runner", str(script.parent)]
+        argv = [sys.executable, "-m", "dask_hpc.systems._local_runner", str(script.parent)]
+        slots = self.slot_limit
+        return argv if slots is None else [*argv, str(slots)]
 
     def parse_job_id(self, stdout: str) -> str:
         return stdout.strip()
@@ -105,7 +122,7 @@ class LocalSystem(BatchSystem):
         if record is None:
             return JobStatus(job_id, JobState.UNKNOWN)
         node = socket.gethostname() if record.state is not JobState.PENDING else None
-        if not record.state.finished and not _alive(record.runner_pid):
+        if not record.state.finished and not pid_alive(record.runner_pid):
             return JobStatus(job_id, JobState.FAILED, reason="the job's runner died", node=node)
         return JobStatus(job_id, record.state, record.reason, node, record.exit_code)
 
@@ -164,7 +181,7 @@ class Record:
         tmp.replace(job_dir / "state.json")  # atomic: readers never see half a file
 
 
-def _alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
     if pid is None:
         return True  # not started yet: the runner records its pid first thing
     try:
