@@ -43,7 +43,7 @@ def test_script_prints_a_correct_sbatch_script() -> None:
     assert lines[0] == "#!/usr/bin/env bash"
     for directive in ("--cpus-per-task=4", "--mem=7630M", "--time=01:30:00", "--partition=debug"):
         assert f"#SBATCH {directive}" in lines
-    assert "distributed.cli.dask_worker" in lines[-1]
+    assert "-m dask_hpc.worker --scheduler-file" in lines[-1]
     assert "--nthreads 4" in lines[-1]
 
 

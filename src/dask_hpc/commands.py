@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .spec import JobSpec
 
-__all__ = ["worker_command"]
+__all__ = ["scheduler_command", "worker_command"]
 
 
 def worker_command(
@@ -16,16 +16,18 @@ def worker_command(
     *,
     python: str = sys.executable,
     death_timeout: int = 60,
+    interface: str | None = None,
 ) -> list[str]:
     """``dask worker`` for one job: ``spec.processes`` workers sharing its cores and memory.
 
     Workers find the scheduler through the scheduler file on the shared
     filesystem, so the job can be submitted before the scheduler is up.
+    ``dask_hpc.worker`` is ``dask worker`` that names its workers after the job.
     """
-    return [
+    command = [
         python,
         "-m",
-        "distributed.cli.dask_worker",
+        "dask_hpc.worker",
         "--scheduler-file",
         str(scheduler_file),
         "--nthreads",
@@ -37,3 +39,11 @@ def worker_command(
         "--death-timeout",
         str(death_timeout),
     ]
+    if interface:
+        command += ["--interface", interface]
+    return command
+
+
+def scheduler_command(state_dir: str | Path, *, python: str = sys.executable) -> list[str]:
+    """What a session's scheduler job runs: the scheduler with the keeper inside."""
+    return [python, "-m", "dask_hpc.scheduler_job", str(state_dir)]

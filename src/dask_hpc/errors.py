@@ -12,7 +12,11 @@ prints its message in one or two lines and exits non-zero, without a traceback.
     │   ├── CommandTimeoutError    the program did not answer in time
     │   └── SubmitError            the batch system refused a job (its own message)
     ├── ParseError                 a batch system's output we could not read
-    └── NotInJobError              asked for the job context outside a job
+    ├── NotInJobError              asked for the job context outside a job
+    ├── InterfaceError             a network interface that this node does not have (lists the real ones)
+    └── SessionError               a session cannot do what was asked (says its state and the fix)
+        ├── UnknownSessionError    no session of that name (lists the sessions)
+        └── SchedulerUnreachableError  the session's scheduler does not answer
 """
 
 from __future__ import annotations
@@ -25,11 +29,15 @@ __all__ = [
     "CommandNotFoundError",
     "CommandTimeoutError",
     "DaskHPCError",
+    "InterfaceError",
     "NotInJobError",
     "ParseError",
+    "SchedulerUnreachableError",
+    "SessionError",
     "SpecError",
     "SubmitError",
     "UnknownOptionError",
+    "UnknownSessionError",
     "UnknownSystemError",
 ]
 
@@ -107,6 +115,34 @@ class ParseError(DaskHPCError):
 
 class NotInJobError(DaskHPCError):
     """The job context was asked for outside of a batch job."""
+
+
+class InterfaceError(DaskHPCError, ValueError):
+    """A network interface name that this node does not have."""
+
+    def __init__(self, name: str, known: Iterable[str], where: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no network interface {name!r} on {where}; its interfaces: {', '.join(sorted(known))}"
+        )
+
+
+class SessionError(DaskHPCError):
+    """A session cannot do what was asked; the message says its state and the fix."""
+
+
+class UnknownSessionError(SessionError):
+    """No session of that name in the sessions directory."""
+
+    def __init__(self, name: str, known: Iterable[str], root: str) -> None:
+        self.name = name
+        names = sorted(known)
+        listed = f"sessions: {', '.join(names)}" if names else "there are none; start one with dask-hpc up"
+        super().__init__(f"no session {name!r} in {root}; {listed}")
+
+
+class SchedulerUnreachableError(SessionError):
+    """The session's scheduler does not answer (its job ended, or the network is in the way)."""
 
 
 def _first_lines(text: str, limit: int = 2) -> str:

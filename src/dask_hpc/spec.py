@@ -194,6 +194,14 @@ class JobSpec:
         changed = JobSpec.from_options(kwargs)
         return replace(self, **{k: getattr(changed, k) for k in kwargs if kwargs[k] is not None})
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for a JSON file; :meth:`from_dict` reads them back."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        return cls.from_options({k: v for k, v in data.items() if v is not None})
+
     def describe(self) -> str:
         cores = f"{self.cores} core{'s' if self.cores > 1 else ''}"
         processes = f"{self.processes} worker process{'es' if self.processes > 1 else ''}"

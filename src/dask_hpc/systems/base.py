@@ -163,6 +163,10 @@ class BatchSystem(ABC):
     @abstractmethod
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]: ...
 
+    @abstractmethod
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        """Names of a job's stdout and stderr files inside its log directory."""
+
     # ---- I/O, shared --------------------------------------------------------
 
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:

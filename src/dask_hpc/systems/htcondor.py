@@ -132,6 +132,10 @@ class HTCondorSystem(BatchSystem):
                         statuses[status.job_id] = status
         return statuses
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        # Rendered as $(Cluster).$(Process).out; the job id is "cluster.process".
+        return f"{job_id}.out", f"{job_id}.err"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["condor_rm", *job_ids]
 

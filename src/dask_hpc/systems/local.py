@@ -126,6 +126,9 @@ class LocalSystem(BatchSystem):
             return JobStatus(job_id, JobState.FAILED, reason="the job's runner died", node=node)
         return JobStatus(job_id, record.state, record.reason, node, record.exit_code)
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        return f"{job_name}-{job_id}.out", f"{job_name}-{job_id}.err"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return []
 

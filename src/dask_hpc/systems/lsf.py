@@ -97,6 +97,9 @@ class LSFSystem(BatchSystem):
                 found[job_id] = _status(job_id, rec)
         return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        return f"{job_id}.out", f"{job_id}.err"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["bkill", *job_ids]
 

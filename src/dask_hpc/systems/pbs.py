@@ -85,6 +85,11 @@ class PBSSystem(BatchSystem):
             for j in job_ids
         }
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        # -o/-e name a directory: PBS writes <name>.o<sequence number> there.
+        number = job_id.split(".")[0]
+        return f"{job_name}.o{number}", f"{job_name}.e{number}"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]
 

@@ -109,6 +109,10 @@ class SGESystem(BatchSystem):
                     statuses[job_id] = parse_qacct(job_id, done.stdout)
         return statuses
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        # -o/-e name a directory: Grid Engine writes <name>.o<id> and <name>.e<id> there.
+        return f"{job_name}.o{job_id}", f"{job_name}.e{job_id}"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]
 

@@ -112,6 +112,9 @@ class SlurmSystem(BatchSystem):
             )
         return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
 
+    def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
+        return f"{job_name}-{job_id}.out", f"{job_name}-{job_id}.err"
+
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
 

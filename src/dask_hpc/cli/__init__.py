@@ -3,69 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from . import __version__
-from .commands import worker_command
-from .errors import DaskHPCError
-from .spec import JobSpec
-from .systems import SYSTEMS, get_system
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_SCHEDULER_FILE = "~/.dask-hpc/sessions/default/scheduler.json"
-
-
-def spec_options(func: F) -> F:
-    """The options of a job's resources, shared by every command that makes jobs."""
-    options = [
-        click.option("--cores", help="CPU cores per job [1]"),
-        click.option("--memory", help="memory per job, e.g. 8GB, 8GiB [2GiB]"),
-        click.option("--walltime", help="e.g. 1:00:00, 90m, 1h30m, 2-00:00:00 [1:00:00]"),
-        click.option("--processes", help="worker processes per job, sharing its cores [1]"),
-        click.option("--queue", help="queue or partition"),
-        click.option("--account", help="account or project to charge"),
-        click.option("--job-name", help="name of the job [dask-worker]"),
-        click.option(
-            "--job-extra-directive",
-            "job_extra_directives",
-            multiple=True,
-            help="an extra directive line, without its prefix (repeatable)",
-        ),
-        click.option(
-            "--prologue",
-            "job_script_prologue",
-            multiple=True,
-            help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
-        ),
-        click.option(
-            "--env",
-            "environment",
-            multiple=True,
-            help="NAME=VALUE exported in the job (repeatable)",
-        ),
-        click.option("--log-directory", help="where the job's stdout and stderr go"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def spec_from(options: dict[str, Any]) -> JobSpec:
-    given = {k: (v or None) for k, v in options.items() if k in JobSpec.option_names()}
-    return JobSpec.from_options(given)
-
-
-system_option = click.option(
-    "--system",
-    default="local",
-    show_default=True,
-    help=f"batch system: {', '.join(SYSTEMS)}",
-)
+from .. import __version__
+from ..commands import worker_command
+from ..errors import DaskHPCError
+from ..session import Session
+from ..systems import get_system
+from .options import spec_from, spec_options, system_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,15 +27,13 @@ def cli() -> None:
 @spec_options
 @click.option(
     "--scheduler-file",
-    default=DEFAULT_SCHEDULER_FILE,
-    show_default=True,
-    help="where workers find the scheduler",
+    help="where workers find the scheduler [the default session's scheduler file]",
 )
-def script(system: str, scheduler_file: str, **options: Any) -> None:
+def script(system: str, scheduler_file: str | None, **options: Any) -> None:
     """Print the worker job script that would be submitted, without submitting it."""
     batch = get_system(system)
     spec = spec_from(options)
-    path = Path(scheduler_file).expanduser()
+    path = Path(scheduler_file).expanduser() if scheduler_file else Session().scheduler_file
     click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
 
 
@@ -115,7 +61,7 @@ def script(system: str, scheduler_file: str, **options: Any) -> None:
 )
 def demo(system: str, workers: int, directory: Path | None, timeout: float, **options: Any) -> None:
     """Start a scheduler here and WORKERS worker jobs, compute on them, clean up."""
-    from .demo import run_demo
+    from ..demo import run_demo
 
     options = {
         "walltime": "10m",
@@ -130,6 +76,11 @@ def demo(system: str, workers: int, directory: Path | None, timeout: float, **op
         directory=directory,
         timeout=timeout,
     )
+
+
+from . import session as _session  # noqa: E402  (registers the session commands)
+
+_session.register(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

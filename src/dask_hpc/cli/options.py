@@ -1,0 +1,74 @@
+"""Options shared by several commands: a job's resources, the batch system, the session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ..session import DEFAULT_NAME
+from ..spec import JobSpec
+from ..systems import SYSTEMS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def spec_options(func: F) -> F:
+    """The options of a job's resources, shared by every command that makes jobs."""
+    options = [
+        click.option("--cores", help="CPU cores per job [1]"),
+        click.option("--memory", help="memory per job, e.g. 8GB, 8GiB [2GiB]"),
+        click.option("--walltime", help="e.g. 1:00:00, 90m, 1h30m, 2-00:00:00 [1:00:00]"),
+        click.option("--processes", help="worker processes per job, sharing its cores [1]"),
+        click.option("--queue", help="queue or partition"),
+        click.option("--account", help="account or project to charge"),
+        click.option("--job-name", help="name of the job [dask-worker]"),
+        click.option(
+            "--job-extra-directive",
+            "job_extra_directives",
+            multiple=True,
+            help="an extra directive line, without its prefix (repeatable)",
+        ),
+        click.option(
+            "--prologue",
+            "job_script_prologue",
+            multiple=True,
+            help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
+        ),
+        click.option(
+            "--env",
+            "environment",
+            multiple=True,
+            help="NAME=VALUE exported in the job (repeatable)",
+        ),
+        click.option("--log-directory", help="where the job's stdout and stderr go"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def given_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The spec options the user gave (left-out ones are None or empty)."""
+    return {k: v for k, v in options.items() if k in JobSpec.option_names() and v not in (None, (), "")}
+
+
+def spec_from(options: dict[str, Any]) -> JobSpec:
+    return JobSpec.from_options(given_options(options))
+
+
+system_option = click.option(
+    "--system",
+    default="local",
+    show_default=True,
+    help=f"batch system: {', '.join(SYSTEMS)}",
+)
+
+name_option = click.option(
+    "--name",
+    "name",
+    default=DEFAULT_NAME,
+    show_default=True,
+    help="the session's name",
+)

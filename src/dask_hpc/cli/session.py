@@ -1,0 +1,264 @@
+"""Session commands: up, add, remove, adapt, status, logs, down, list."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from .. import control
+from ..errors import SessionError
+from ..session import Session
+from ..systems import JobState, JobStatus, get_system
+from . import views
+from .options import given_options, name_option, spec_options, system_option
+
+__all__ = ["register"]
+
+def _console(stderr: bool = False) -> Console:
+    # Not a terminal (a pipe, a log file): do not wrap lines at 80 columns.
+    probe = Console(stderr=stderr)
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160)
+
+
+console = _console(stderr=True)
+
+
+@click.command()
+@name_option
+@system_option
+@spec_options
+@click.option("--scheduler-walltime", help="walltime of the scheduler's job [the workers' walltime]")
+@click.option("--scheduler-memory", help="memory of the scheduler's job [2GiB]")
+@click.option("--interface", help="network interface the nodes share, e.g. ib0 [chosen automatically]")
+@click.option(
+    "--submit-from",
+    type=click.Choice(["auto", "scheduler", "client"]),
+    default="auto",
+    show_default=True,
+    help="who submits worker jobs: the scheduler's node if it can (auto), or this one (client)",
+)
+@click.option(
+    "--refresh",
+    type=click.FloatRange(0.5),
+    default=5.0,
+    show_default=True,
+    help="seconds between the keeper's queries of the batch system",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=600.0,
+    show_default=True,
+    help="seconds to wait for the scheduler; then its job is cancelled",
+)
+def up(
+    name: str,
+    system: str,
+    scheduler_walltime: str | None,
+    scheduler_memory: str | None,
+    interface: str | None,
+    submit_from: str,
+    refresh: float,
+    timeout: float,
+    **options: Any,
+) -> None:
+    """Start a session: submit the scheduler's job and wait until the scheduler answers."""
+    session = Session(name)
+    batch = get_system(system)
+    spec, scheduler_spec = control.session_specs(
+        name,
+        given_options(options),
+        scheduler_walltime=scheduler_walltime,
+        scheduler_memory=scheduler_memory,
+        logs=session.logs,
+    )
+    batch.render(spec, [])  # refuse options this system cannot take before submitting anything
+    with Live(console=console, transient=True, refresh_per_second=8) as live:
+
+        def progress(status: JobStatus, elapsed: float) -> None:
+            live.update(views.waiting_line(status, elapsed))
+
+        started = control.up(
+            session,
+            batch,
+            spec,
+            scheduler_spec,
+            interface=interface,
+            submit_from=submit_from,
+            refresh=refresh,
+            timeout=timeout,
+            progress=progress,
+        )
+    console.print(views.started_lines(started))
+
+
+@click.command()
+@click.argument("n", type=click.IntRange(1, 10_000))
+@name_option
+@spec_options
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0),
+    help="wait up to this many seconds until the new jobs' workers have connected",
+)
+def add(name: str, n: int, wait_seconds: float | None, **options: Any) -> None:
+    """Add N worker jobs (one node each by default) to the session."""
+    session = Session(name)
+    ids = control.add(session, n, given_options(options))
+    console.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
+    if wait_seconds is not None:
+        _wait_for_jobs(session, ids, wait_seconds)
+
+
+def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    t0 = time.monotonic()
+    while True:
+        report = control.status(session)
+        jobs = {j["job_id"]: j for j in report["jobs"] if j["job_id"] in ids}
+        connected = sum(1 for j in jobs.values() if j["workers"] >= j["processes"])
+        ended = [j for j in jobs.values() if j["ended"] is not None]
+        if connected == len(ids):
+            console.print(f"all {len(ids)} jobs' workers connected after {time.monotonic() - t0:.1f} s")
+            return
+        if ended:
+            j = ended[0]
+            raise SessionError(
+                f"worker job {j['job_id']} ended before its workers connected: {j['state']}; "
+                f"see dask-hpc logs {j['job_id']} --name {session.name}"
+            )
+        if time.monotonic() > deadline:
+            raise SessionError(
+                f"{connected} of {len(ids)} jobs' workers connected after {seconds:g} s; "
+                f"see dask-hpc status --name {session.name}"
+            )
+        time.sleep(0.2)
+
+
+@click.command()
+@click.argument("n", type=click.IntRange(1), required=False)
+@name_option
+@click.option("--job", "job_ids", multiple=True, help="a worker job to remove (repeatable)")
+def remove(name: str, n: int | None, job_ids: tuple[str, ...]) -> None:
+    """Retire the workers of N jobs (or of --job ID) gracefully, then end those jobs."""
+    if (n is None) == (not job_ids):
+        raise click.UsageError("give either N (how many jobs) or --job ID, not both and not neither")
+    ids = control.remove(Session(name), n, list(job_ids) or None)
+    console.print(f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}")
+
+
+@click.command()
+@name_option
+@click.option("--min", "minimum", type=click.IntRange(0), help="fewest worker jobs [0]")
+@click.option("--max", "maximum", type=click.IntRange(0), help="most worker jobs")
+@click.option("--off", is_flag=True, help="stop adapting; jobs stay as they are")
+@spec_options
+def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **options: Any) -> None:
+    """Let the scheduler scale the session between --min and --max worker jobs by itself."""
+    if off and (minimum is not None or maximum is not None):
+        raise click.UsageError("give --off alone, or --min/--max")
+    if not off and maximum is None:
+        raise click.UsageError("give --max (and optionally --min), or --off")
+    if not off and minimum is not None and maximum is not None and maximum < minimum:
+        raise click.UsageError(f"--max {maximum} is below --min {minimum}")
+    bounds = control.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
+    if bounds is None:
+        console.print("adapt off: worker jobs stay as they are")
+    else:
+        console.print(
+            f"adapting between {bounds['minimum_jobs']} and {bounds['maximum_jobs']} worker jobs, "
+            "decided inside the scheduler"
+        )
+
+
+@click.command()
+@name_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--all", "show_all", is_flag=True, help="list ended jobs too")
+def status(name: str, as_json: bool, show_all: bool) -> None:
+    """The session's scheduler and worker jobs: states, nodes, walltime left, workers."""
+    report = control.status(Session(name))
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        _console().print(views.status_view(report, show_all=show_all))
+
+
+@click.command()
+@click.argument("job", required=False)
+@name_option
+@click.option("--follow", "-f", is_flag=True, help="keep printing until the job ends (or Ctrl-C)")
+def logs(job: str | None, name: str, follow: bool) -> None:
+    """Print a job's stdout and stderr: JOB is a worker job id, or 'scheduler' (the default)."""
+    session = Session(name)
+    job_id, out, err = control.log_paths(session, job)
+    if not follow:
+        for path in (out, err):
+            click.echo(f"==> {path} <==")
+            click.echo(path.read_text(errors="replace") if path.exists() else "(not written yet)")
+        return
+    _follow(session, job_id, [out, err])
+
+
+def _follow(session: Session, job_id: str, paths: list[Path]) -> None:
+    system = get_system(session.read_config().system)
+    offsets = dict.fromkeys(paths, 0)
+    finished_at: float | None = None
+    last_query = 0.0
+    while True:
+        for path in paths:
+            if path.exists():
+                with path.open("rb") as f:
+                    f.seek(offsets[path])
+                    chunk = f.read()
+                offsets[path] += len(chunk)
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+        now = time.monotonic()
+        if finished_at is None and now - last_query > 2:
+            last_query = now
+            if system.query([job_id])[job_id].state not in (JobState.PENDING, JobState.RUNNING):
+                finished_at = now
+        if finished_at is not None and now - finished_at > 1:  # one last read after the end
+            return
+        time.sleep(0.2)
+
+
+@click.command()
+@name_option
+def down(name: str) -> None:
+    """End the session: its worker jobs, then its scheduler. Logs are kept."""
+    session = Session(name)
+    result = control.down(session)
+    n = len(result["job_ids"])
+    console.print(
+        f"session {name}: ended {n} worker job{'s' if n != 1 else ''}"
+        + (f"; scheduler job {result['scheduler']}" if result["scheduler"] else "")
+        + f"; logs kept in {session.logs}"
+    )
+    if result["warning"]:
+        console.print(f"[yellow]warning: {result['warning']}[/]")
+
+
+@click.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def list_(as_json: bool) -> None:
+    """The sessions and whether their schedulers answer."""
+    rows = control.sessions_overview()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        _console().print(views.sessions_table(rows))
+
+
+def register(group: click.Group) -> None:
+    for command in (up, add, remove, adapt, status, logs, down, list_):
+        group.add_command(command)

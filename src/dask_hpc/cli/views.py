@@ -1,0 +1,110 @@
+"""How the session commands look: rich renderables built from plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dask.utils import format_bytes
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..control import Started
+from ..spec import format_walltime
+from ..systems import JobStatus
+
+__all__ = ["sessions_table", "started_lines", "status_view", "waiting_line"]
+
+#: Ended jobs shown by ``status`` without --all.
+RECENT_ENDED = 5
+
+
+def waiting_line(status: JobStatus, elapsed: float) -> Text:
+    reason = f" ({status.reason})" if status.reason else ""
+    node = f" on {status.node}" if status.node else ""
+    return Text(
+        f"scheduler job {status.job_id}: {status.state.value}{reason}{node}, {elapsed:.1f} s",
+        style="cyan",
+    )
+
+
+def started_lines(started: Started) -> Text:
+    name = started.session.name
+    interface = started.interface
+    lines = [
+        f"session {name}: scheduler job {started.job_id} answered after {started.seconds:.1f} s",
+        f"  scheduler  {started.address}",
+        f"  dashboard  {started.dashboard or '(not available)'}",
+        f"  interface  {interface['name']} ({interface['why']})",
+        f"  connect    dask_hpc.connect({name!r})",
+        f"             or Client(scheduler_file='{started.session.scheduler_file}')",
+        f"  next       dask-hpc add N{'' if name == 'default' else f' --name {name}'}",
+    ]
+    return Text("\n".join(lines))
+
+
+def _left(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return "over" if seconds <= 0 else format_walltime(int(seconds))
+
+
+def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
+    s = report["scheduler"]
+    head = [f"session {report['name']} ({report['system']}), state dir {report['directory']}"]
+    if s["answering"]:
+        node = f" on {s['node']}" if s.get("node") else ""
+        left = s.get("walltime_left")
+        head.append(
+            f"scheduler: job {s['job_id']} {s['state'] or 'running'}{node}, {s['address']}"
+            + (f", walltime left {_left(left)}" if left is not None else "")
+        )
+        head.append(f"dashboard: {s.get('dashboard') or '(not available)'}")
+        i = report["interface"]
+        head.append(f"interface: {i['name']} {i['address']} ({i['why']})")
+        head.append(f"worker jobs are submitted from {report['submit_from']}")
+        a = report.get("adapt")
+        head.append("adapt: off" if not a else f"adapt: {a['minimum_jobs']} to {a['maximum_jobs']} jobs")
+    elif report["down"]:
+        head.append(f"scheduler: down (job {s['job_id']} {s['state']})")
+    else:
+        reason = f" ({s['reason']})" if s.get("reason") else ""
+        head.append(
+            f"scheduler: NOT ANSWERING; its job {s['job_id']} is {s['state']}{reason}; "
+            f"clean up with dask-hpc down --name {report['name']}"
+        )
+    jobs = report.get("jobs", [])
+    live = [j for j in jobs if j["ended"] is None]
+    ended = [j for j in jobs if j["ended"] is not None]
+    shown = live + (ended if show_all else ended[-RECENT_ENDED:])
+    table = Table(title=None)
+    for column in ("job", "state", "node", "walltime left", "workers", "reason / exit"):
+        table.add_column(column)
+    for j in shown:
+        state = j["state"] + (" (removed)" if j["removed"] else "")
+        detail = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
+        table.add_row(
+            j["job_id"], state, j["node"] or "", _left(j["walltime_left"]), str(j["workers"]), detail
+        )
+    pending = sum(1 for j in live if j["state"] == "pending")
+    running = sum(1 for j in live if j["state"] == "running")
+    hidden = not show_all and len(ended) > RECENT_ENDED
+    totals = (
+        f"{len(live)} live worker jobs ({running} running, {pending} pending), {len(ended)} ended"
+        + (f" (last {RECENT_ENDED} shown; --all for every one)" if hidden else "")
+        + f"; {report['workers']} workers, {report['threads']} threads, {format_bytes(report['memory'])}"
+    )
+    if report.get("other_workers"):
+        totals += f" ({report['other_workers']} workers not from this session's jobs)"
+    return Group(Text("\n".join(head)), table, Text(totals))
+
+
+def sessions_table(rows: list[dict[str, Any]]) -> Table | Text:
+    if not rows:
+        return Text("no sessions; start one with dask-hpc up")
+    table = Table()
+    for column in ("session", "system", "state", "scheduler"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["name"], r["system"], r["state"], r.get("address") or "")
+    return table

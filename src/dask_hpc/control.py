@@ -1,0 +1,411 @@
+"""What the commands and BatchCluster do to a session: up, add, remove, scale, adapt, status, logs, down.
+
+Each function returns data; printing is the CLI's business. Whatever changes a
+live session's worker jobs is asked of its keeper (inside the scheduler), which
+owns the ledger. Only when the scheduler no longer answers do these functions
+read the ledger and talk to the batch system themselves, to report and clean up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import remote
+from .commands import scheduler_command
+from .errors import SchedulerUnreachableError, SessionError
+from .ledger import load_ledger
+from .session import Session, SessionConfig, list_sessions
+from .spec import JobSpec
+from .systems import BatchSystem, JobState, JobStatus, get_system
+
+__all__ = [
+    "Started",
+    "adapt",
+    "add",
+    "down",
+    "log_paths",
+    "remove",
+    "session_specs",
+    "sessions_overview",
+    "status",
+    "up",
+]
+
+#: How often ``up`` looks for the scheduler file, and asks the batch system about the job.
+FILE_POLL = 0.1
+QUERY_POLL = 1.0
+
+Progress = Callable[[JobStatus, float], None]
+
+
+@dataclass(frozen=True)
+class Started:
+    """A session whose scheduler answers."""
+
+    session: Session
+    job_id: str
+    address: str
+    dashboard: str | None
+    interface: dict[str, str]
+    seconds: float
+
+
+def session_specs(
+    name: str,
+    options: dict[str, Any],
+    *,
+    scheduler_walltime: str | None = None,
+    scheduler_memory: str | None = None,
+    logs: Path,
+) -> tuple[JobSpec, JobSpec]:
+    """(worker spec, scheduler spec) from one set of options.
+
+    The scheduler job gets one core and its own memory and walltime (by default
+    the workers' walltime); queue, account, directives, prologue and environment
+    apply to both.
+    """
+    given = {k: v for k, v in options.items() if v not in (None, (), "")}
+    given.setdefault("job_name", f"dask-worker-{name}")
+    given.setdefault("log_directory", str(logs))
+    spec = JobSpec.from_options(given)
+    scheduler = spec.with_options(
+        cores=1,
+        processes=1,
+        memory=scheduler_memory or "2GiB",
+        walltime=scheduler_walltime or spec.walltime,
+        job_name=f"dask-scheduler-{name}",
+    )
+    return spec, scheduler
+
+
+def up(
+    session: Session,
+    system: BatchSystem,
+    spec: JobSpec,
+    scheduler_spec: JobSpec,
+    *,
+    interface: str | None = None,
+    submit_from: str = "auto",
+    refresh: float = 5.0,
+    timeout: float = 600.0,
+    progress: Progress | None = None,
+) -> Started:
+    """Submit the scheduler job and wait until its scheduler answers.
+
+    On any failure or interruption while waiting, the job is cancelled: nothing
+    is left behind.
+    """
+    if submit_from not in ("auto", "scheduler", "client"):
+        raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
+    _refuse_if_live(session)
+    session.prepare()
+    session.clear_scheduler_files()
+    if session.ledger_file.exists():  # a past life of this name: keep its ledger beside
+        session.ledger_file.replace(session.directory / f"jobs-{int(time.time())}.json")
+    config = SessionConfig(
+        name=session.name,
+        system=system.name,
+        spec=spec,
+        scheduler_spec=scheduler_spec,
+        interface=interface,
+        submit_from=submit_from,
+        refresh=refresh,
+    )
+    session.write_config(config)
+    script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))
+    t0 = time.monotonic()
+    job_id = system.submit(script, session.scripts)
+    config = config.but(scheduler_job_id=job_id)
+    session.write_config(config)
+    try:
+        return _wait_for_scheduler(session, system, job_id, t0, timeout, progress)
+    except BaseException:
+        system.cancel([job_id])
+        session.write_config(config.but(down=True))
+        raise
+
+
+def _wait_for_scheduler(
+    session: Session,
+    system: BatchSystem,
+    job_id: str,
+    t0: float,
+    timeout: float,
+    progress: Progress | None,
+) -> Started:
+    status = JobStatus(job_id, JobState.PENDING)
+    next_query = 0.0
+    while True:
+        now = time.monotonic()
+        error = session.scheduler_error()
+        if error:
+            raise SessionError(f"the scheduler job {job_id} could not start: {error}")
+        address = session.scheduler_address()
+        if address:
+            try:
+                answer = remote.ask(address, "dask_hpc_status", timeout=5)
+            except SchedulerUnreachableError:
+                pass  # the file is written as the scheduler starts listening; try again
+            else:
+                return Started(
+                    session, job_id, address, answer.get("dashboard"), answer["interface"], now - t0
+                )
+        if now >= next_query:
+            status = system.query([job_id])[job_id]
+            next_query = now + QUERY_POLL
+            if status.state.finished:
+                raise SessionError(
+                    f"the scheduler job {job_id} ended before its scheduler answered: {status.state.value}"
+                    f"{f' ({status.reason})' if status.reason else ''}; "
+                    f"see dask-hpc logs --name {session.name}"
+                )
+        if progress:
+            progress(status, now - t0)
+        if now - t0 > timeout:
+            raise SessionError(
+                f"the scheduler job {job_id} did not answer within {timeout:g} s "
+                f"(last state: {status.state.value}{f', {status.reason}' if status.reason else ''}); "
+                "it was cancelled; raise --timeout or choose a less busy queue"
+            )
+        time.sleep(FILE_POLL)
+
+
+def _refuse_if_live(session: Session) -> None:
+    if not session.exists():
+        return
+    config = session.read_config()
+    if config.down or config.scheduler_job_id is None:
+        return
+    state = scheduler_job_status(config).state
+    if state in (JobState.PENDING, JobState.RUNNING):
+        raise SessionError(
+            f"session {session.name!r} is live (scheduler job {config.scheduler_job_id} {state.value}); "
+            f"use it, or end it first with: dask-hpc down --name {session.name}"
+        )
+
+
+def scheduler_job_status(config: SessionConfig) -> JobStatus:
+    assert config.scheduler_job_id is not None
+    return get_system(config.system).query([config.scheduler_job_id])[config.scheduler_job_id]
+
+
+def open_live(session: Session) -> tuple[SessionConfig, str]:
+    """The session's settings and scheduler address; a clear error if it does not answer."""
+    config = session.read_config()
+    address = session.scheduler_address()
+    why = ""
+    if config.down:
+        why = "it was ended with dask-hpc down"
+    elif address is None:
+        why = "its scheduler has not written its address yet"
+    else:
+        try:
+            remote.ask(address, "identity", timeout=5)
+            return config, address
+        except SchedulerUnreachableError:
+            pass
+        if config.scheduler_job_id:
+            s = scheduler_job_status(config)
+            why = f"its scheduler job {s.job_id} is {s.state.value}{f' ({s.reason})' if s.reason else ''}"
+    raise SchedulerUnreachableError(
+        f"session {session.name!r} has no scheduler answering: {why}; "
+        f"clean up with dask-hpc down --name {session.name}, then start again with dask-hpc up"
+    )
+
+
+def add(session: Session, n: int, options: dict[str, Any] | None = None) -> list[str]:
+    """Submit ``n`` worker jobs; return their ids."""
+    config, address = open_live(session)
+    options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
+    answer = remote.ask(address, "dask_hpc_add", n=n, options=options, timeout=120 + n)
+    if not answer.get("submit_here"):
+        return list(answer["job_ids"])
+    # The scheduler's node may not submit jobs: submit from here and hand them over.
+    system = get_system(config.system)
+    ids: list[str] = []
+    try:
+        for _ in range(n):
+            ids.append(system.submit(answer["script"], session.scripts))
+    finally:
+        if ids:
+            remote.ask(address, "dask_hpc_register", job_ids=ids, options=options)
+    return ids
+
+
+def remove(session: Session, n: int | None = None, job_ids: list[str] | None = None) -> list[str]:
+    """Retire the workers of ``n`` jobs (or of ``job_ids``), then end those jobs."""
+    _, address = open_live(session)
+    answer = remote.ask(address, "dask_hpc_remove", n=n, job_ids=job_ids, timeout=600)
+    return list(answer["job_ids"])
+
+
+def scale(session: Session, jobs: int, options: dict[str, Any] | None = None) -> list[str]:
+    _, address = open_live(session)
+    return list(
+        remote.ask(address, "dask_hpc_scale", jobs=jobs, options=options or {}, timeout=600)["job_ids"]
+    )
+
+
+def adapt(
+    session: Session,
+    minimum_jobs: int | None = None,
+    maximum_jobs: int | None = None,
+    *,
+    off: bool = False,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    _, address = open_live(session)
+    answer = remote.ask(
+        address,
+        "dask_hpc_adapt",
+        minimum_jobs=minimum_jobs,
+        maximum_jobs=maximum_jobs,
+        off=off,
+        options=options or {},
+    )
+    result: dict[str, Any] | None = answer["adapt"]
+    return result
+
+
+def status(session: Session) -> dict[str, Any]:
+    """Everything about the session, from its keeper, or from the ledger and batch system
+    when the scheduler does not answer."""
+    config = session.read_config()
+    system = get_system(config.system)
+    scheduler = (
+        system.query([config.scheduler_job_id])[config.scheduler_job_id] if config.scheduler_job_id else None
+    )
+    report: dict[str, Any] = {
+        "name": session.name,
+        "system": config.system,
+        "directory": str(session.directory),
+        "down": config.down,
+        "scheduler": {
+            "job_id": config.scheduler_job_id,
+            "state": scheduler.state.value if scheduler else None,
+            "reason": scheduler.reason if scheduler else None,
+            "node": scheduler.node if scheduler else None,
+            "answering": False,
+        },
+    }
+    address = session.scheduler_address()
+    answer = None
+    if address and not config.down:
+        try:
+            answer = remote.ask(address, "dask_hpc_status", timeout=10)
+        except SchedulerUnreachableError:
+            answer = None
+    if answer is not None:
+        report["scheduler"].update(
+            answering=True,
+            address=answer["address"],
+            dashboard=answer["dashboard"],
+            walltime_left=answer.get("scheduler_walltime_left"),
+        )
+        report.update({k: v for k, v in answer.items() if k not in ("address", "dashboard")})
+        return report
+    # No scheduler: the ledger, with states asked of the batch system in one call.
+    records = load_ledger(session.ledger_file)
+    live = [j for j, r in records.items() if r.live]
+    statuses = system.query(live) if live else {}
+    now = time.time()
+    jobs = []
+    for job_id, record in records.items():
+        updated = record.update(statuses[job_id], now) if job_id in statuses else record
+        jobs.append({**updated.to_dict(), "workers": 0, "walltime_left": updated.walltime_left(now)})
+    report.update(jobs=jobs, workers=0, threads=0, memory=0, adapt=None)
+    return report
+
+
+def log_paths(session: Session, job: str | None = None) -> tuple[str, Path, Path]:
+    """(job id, stdout file, stderr file) of the scheduler job (the default) or a worker job."""
+    config = session.read_config()
+    system = get_system(config.system)
+    if job in (None, "scheduler"):
+        if config.scheduler_job_id is None:
+            raise SessionError(f"session {session.name!r} has no scheduler job yet")
+        job_id, job_name, directory = (
+            config.scheduler_job_id,
+            system.job_name(config.scheduler_spec),
+            config.scheduler_spec.log_directory,
+        )
+    else:
+        records = load_ledger(session.ledger_file)
+        record = records.get(job)
+        if record is None:
+            known = ", ".join(["scheduler", *records]) if records else "scheduler"
+            raise SessionError(f"no job {job!r} in session {session.name!r}; its jobs: {known}")
+        job_id, job_name, directory = record.job_id, record.job_name, config.spec.log_directory
+    base = Path(directory or session.logs)
+    out, err = system.log_files(job_name, job_id)
+    return job_id, base / out, base / err
+
+
+def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
+    """End every job of the session and its scheduler; logs and ledger stay."""
+    config = session.read_config()
+    system = get_system(config.system)
+    ended: list[str] = []
+    warning = None
+    address = session.scheduler_address()
+    answered = False
+    if address and not config.down:
+        try:
+            answer = remote.ask(address, "dask_hpc_down", timeout=120)
+            ended, warning, answered = list(answer["job_ids"]), answer.get("warning"), True
+        except SchedulerUnreachableError:
+            pass
+    if not answered:
+        records = load_ledger(session.ledger_file)
+        ended = [j for j, r in records.items() if r.live]
+        system.cancel(ended)
+    session.write_config(config.but(down=True))
+    scheduler_state = None
+    if config.scheduler_job_id:
+        job = config.scheduler_job_id
+        deadline = time.monotonic() + (wait if answered else 0)
+        state = system.query([job])[job].state
+        while state in (JobState.PENDING, JobState.RUNNING) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            state = system.query([job])[job].state
+        if state in (JobState.PENDING, JobState.RUNNING):
+            system.cancel([job])  # it did not stop by itself in time (or never answered)
+            state = JobState.CANCELLED
+        scheduler_state = state.value
+    session.clear_scheduler_files()
+    return {"job_ids": ended, "scheduler": scheduler_state, "warning": warning, "answered": answered}
+
+
+def sessions_overview(root: Path | None = None) -> list[dict[str, Any]]:
+    """Every session under ``root``: name, system, and whether its scheduler answers."""
+    rows: list[dict[str, Any]] = []
+    for name in list_sessions(root):
+        session = Session(name, root)
+        try:
+            config = session.read_config()
+        except SessionError as exc:
+            rows.append({"name": name, "system": "?", "state": f"unreadable: {exc}"})
+            continue
+        state = "down"
+        address = session.scheduler_address()
+        if not config.down and address:
+            try:
+                remote.ask(address, "identity", timeout=3)
+                state = "live"
+            except SchedulerUnreachableError:
+                state = "not answering"
+        elif not config.down:
+            state = "starting or dead"
+        rows.append(
+            {
+                "name": name,
+                "system": config.system,
+                "state": state,
+                "address": address if state == "live" else None,
+            }
+        )
+    return rows

@@ -1,0 +1,408 @@
+"""The keeper: the part of the scheduler that owns a session's worker jobs.
+
+It runs inside the scheduler process, so scaling (``add``, ``remove``,
+``adapt``) goes on when no client is connected. Commands and the Python API
+reach it through scheduler handlers named ``dask_hpc_*``. It is the only writer
+of the job ledger. Batch-system commands run in threads: the scheduler's event
+loop never waits on ``sbatch`` or ``squeue``. Decisions live in :mod:`decide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+from tornado.ioloop import PeriodicCallback
+
+from .commands import worker_command
+from .decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
+from .errors import DaskHPCError
+from .interface import InterfaceChoice
+from .ledger import JobRecord, load_ledger, save_ledger
+from .session import Session, SessionConfig
+from .spec import JobSpec
+from .systems import BatchSystem, JobState, current_job, get_system
+
+if TYPE_CHECKING:
+    from distributed import Scheduler
+
+__all__ = ["Keeper"]
+
+logger = logging.getLogger("dask_hpc.keeper")
+
+#: Adapt asks the scheduler this often, and ends a job only after this many asks agree.
+ADAPT_INTERVAL = 1.0
+ADAPT_WAIT_COUNT = 3
+
+
+class Keeper(SchedulerPlugin):
+    name = "dask-hpc-keeper"
+
+    def __init__(
+        self,
+        session: Session,
+        config: SessionConfig,
+        interface: InterfaceChoice,
+        system: BatchSystem | None = None,
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.interface = interface
+        self.system = system or get_system(config.system)
+        self.jobs: dict[str, JobRecord] = load_ledger(session.ledger_file)
+        self.workers_of: dict[str, set[str]] = defaultdict(set)  # job id -> worker addresses
+        self.adapt_bounds: tuple[int, int] | None = None
+        self.adapt_spec: JobSpec = config.spec
+        self.close_counts: dict[str, int] = {}
+        self.can_submit, self.submit_note = self._submit_here()
+        self.scheduler: Scheduler | None = None
+        self._lock = asyncio.Lock()  # one change to the set of jobs at a time
+        self._callbacks: list[PeriodicCallback] = []
+        self._dirty = False
+
+    def _submit_here(self) -> tuple[bool, str]:
+        """Whether this node may submit jobs: a site setting, or the submit program missing here."""
+        if self.config.submit_from == "client":
+            return False, "the login node (the session was started with --submit-from client)"
+        program = self.system.submit_argv(self.session.scripts / "x.sh")[0]
+        if shutil.which(program) is None:
+            return False, f"the login node ({program} is not available on the scheduler's node)"
+        return True, "the scheduler's node"
+
+    # ---- plugin hooks -------------------------------------------------------
+
+    async def start(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        try:
+            self.scheduler_end: float | None = current_job().end_time
+        except DaskHPCError:  # a scheduler outside a job (BatchCluster(scheduler="local"))
+            self.scheduler_end = None
+        scheduler.handlers.update(
+            {
+                "dask_hpc_status": self.status,
+                "dask_hpc_add": self.add,
+                "dask_hpc_register": self.register,
+                "dask_hpc_remove": self.remove,
+                "dask_hpc_scale": self.scale,
+                "dask_hpc_adapt": self.adapt,
+                "dask_hpc_down": self.down,
+            }
+        )
+        for callback, seconds in (
+            (self._refresh, self.config.refresh),
+            (self._adapt_step, ADAPT_INTERVAL),
+            (self._flush, 1.0),
+        ):
+            pc = PeriodicCallback(callback, seconds * 1000)
+            pc.start()
+            self._callbacks.append(pc)
+
+    async def before_close(self) -> None:
+        for pc in self._callbacks:
+            pc.stop()
+        self._flush()
+
+    def add_worker(self, scheduler: Scheduler, worker: str) -> None:
+        self._attach(worker)
+
+    def remove_worker(self, scheduler: Scheduler, worker: str, **kwargs: Any) -> None:
+        for addresses in self.workers_of.values():
+            addresses.discard(worker)
+
+    def _attach(self, worker: str) -> None:
+        assert self.scheduler is not None
+        ws = self.scheduler.workers.get(worker)
+        if ws is None:
+            return
+        job_id = job_of_worker(str(ws.name), self.jobs)
+        if job_id is None:
+            return
+        self.workers_of[job_id].add(worker)
+        record = self.jobs[job_id]
+        if record.started is None or record.state is not JobState.RUNNING:
+            self.jobs[job_id] = JobRecord(
+                **{
+                    **record.__dict__,
+                    "state": JobState.RUNNING,
+                    "reason": None,
+                    "node": record.node or ws.host,
+                    "started": record.started or time.time(),
+                }
+            )
+            self._save()
+
+    # ---- handlers (called by the CLI and BatchCluster) -------------------------
+
+    async def status(self) -> dict[str, Any]:
+        assert self.scheduler is not None
+        now = time.time()
+        jobs = []
+        for record in self.jobs.values():
+            jobs.append(
+                {
+                    **record.to_dict(),
+                    "workers": len(self.workers_of.get(record.job_id, ())),
+                    "walltime_left": record.walltime_left(now),
+                }
+            )
+        workers = self.scheduler.workers.values()
+        mine = {a for addresses in self.workers_of.values() for a in addresses}
+        return {
+            "address": self.scheduler.address,
+            "dashboard": _dashboard(self.scheduler, self.interface.address),
+            "interface": {
+                "name": self.interface.name,
+                "address": self.interface.address,
+                "why": self.interface.why,
+            },
+            "submit_from": self.submit_note,
+            "adapt": None
+            if self.adapt_bounds is None
+            else {"minimum_jobs": self.adapt_bounds[0], "maximum_jobs": self.adapt_bounds[1]},
+            "jobs": jobs,
+            "workers": len(workers),
+            "other_workers": len([ws for ws in workers if ws.address not in mine]),
+            "threads": sum(ws.nthreads for ws in workers),
+            "memory": sum(ws.memory_limit or 0 for ws in workers),
+            "processes": self.config.spec.processes,
+            "scheduler_walltime_left": None if self.scheduler_end is None else self.scheduler_end - now,
+        }
+
+    async def add(self, n: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Submit ``n`` worker jobs with the session's spec changed by ``options``."""
+        try:
+            spec = self.config.spec.with_options(**(options or {}))
+            if not self.can_submit:
+                return {"submit_here": True, "script": self.job_script(spec)}
+            async with self._lock:
+                return {"job_ids": await self._submit(n, spec)}
+        except DaskHPCError as exc:
+            return {"error": str(exc)}
+
+    async def register(self, job_ids: list[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Take over jobs that the client submitted (where the scheduler's node may not)."""
+        spec = self.config.spec.with_options(**(options or {}))
+        now = time.time()
+        for job_id in job_ids:
+            self.jobs[job_id] = self._record(job_id, spec, now)
+        self._save()
+        assert self.scheduler is not None
+        for worker in list(self.scheduler.workers):
+            self._attach(worker)  # workers may have joined before their job was registered
+        return {"job_ids": job_ids}
+
+    async def remove(self, n: int | None = None, job_ids: list[str] | None = None) -> dict[str, Any]:
+        """End ``n`` worker jobs (or these ones), after moving their workers' data elsewhere."""
+        async with self._lock:
+            if job_ids:
+                unknown = [j for j in job_ids if j not in self.jobs]
+                if unknown:
+                    known = ", ".join(j for j, r in self.jobs.items() if r.live) or "none live"
+                    return {"error": f"no job {', '.join(unknown)} in this session; its jobs: {known}"}
+                chosen = [j for j in job_ids if self.jobs[j].live]
+            else:
+                chosen = choose_removals(self.jobs.values(), n or 0, self._held_bytes())
+            try:
+                await self._end_jobs(chosen, retire=True)
+            except DaskHPCError as exc:
+                return {"error": str(exc)}
+            return {"job_ids": chosen}
+
+    async def scale(self, jobs: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make the number of live worker jobs ``jobs``; turns adapt off."""
+        self.adapt_bounds = None
+        live = [r for r in self.jobs.values() if r.live and not r.removed]
+        up, down = scale_steps(live, jobs)
+        if up:
+            return await self.add(up, options)
+        if down:
+            return await self.remove(down)
+        return {"job_ids": []}
+
+    async def adapt(
+        self,
+        minimum_jobs: int | None = None,
+        maximum_jobs: int | None = None,
+        off: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if off:
+            self.adapt_bounds = None
+            return {"adapt": None}
+        lo, hi = minimum_jobs or 0, maximum_jobs if maximum_jobs is not None else max(1, minimum_jobs or 0)
+        if lo < 0 or hi < lo:
+            return {"error": f"invalid adapt bounds min {lo}, max {hi}: need 0 <= min <= max"}
+        if not self.can_submit:
+            return {
+                "error": f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
+                f"from {self.submit_note}; use dask-hpc add/remove instead"
+            }
+        try:
+            self.adapt_spec = self.config.spec.with_options(**(options or {}))
+        except DaskHPCError as exc:
+            return {"error": str(exc)}
+        self.adapt_bounds = (lo, hi)
+        self.close_counts.clear()
+        return {"adapt": {"minimum_jobs": lo, "maximum_jobs": hi}}
+
+    async def down(self) -> dict[str, Any]:
+        """End every worker job and then the scheduler; the ledger and logs stay."""
+        self.adapt_bounds = None
+        async with self._lock:
+            live = [j for j, r in self.jobs.items() if r.live]
+            error = None
+            try:
+                await self._end_jobs(live, retire=False)
+            except DaskHPCError as exc:
+                error = str(exc)
+        assert self.scheduler is not None
+        # Answer first, then close: the caller waits for the scheduler's job to end.
+        asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self._close_scheduler()))
+        return {"job_ids": live, "warning": error}
+
+    async def _close_scheduler(self) -> None:
+        assert self.scheduler is not None
+        await self.scheduler.close(reason="dask-hpc down")
+
+    # ---- doing ----------------------------------------------------------------
+
+    def job_script(self, spec: JobSpec) -> str:
+        command = worker_command(
+            spec,
+            self.session.scheduler_file,
+            python=self.config.python,
+            interface=self.config.interface,
+        )
+        return self.system.render(spec, command)
+
+    def _record(self, job_id: str, spec: JobSpec, now: float) -> JobRecord:
+        return JobRecord(
+            job_id=job_id,
+            job_name=self.system.job_name(spec),
+            processes=spec.processes,
+            walltime=spec.walltime,
+            submitted=now,
+        )
+
+    async def _submit(self, n: int, spec: JobSpec) -> list[str]:
+        script = self.job_script(spec)
+        ids: list[str] = []
+        try:
+            for _ in range(n):
+                job_id = await asyncio.to_thread(self.system.submit, script, self.session.scripts)
+                ids.append(job_id)
+                self.jobs[job_id] = self._record(job_id, spec, time.time())
+        finally:
+            self._save()
+        return ids
+
+    async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
+        if not job_ids:
+            return
+        for job_id in job_ids:
+            record = self.jobs[job_id]
+            self.jobs[job_id] = JobRecord(**{**record.__dict__, "removed": True})
+        self._save()
+        addresses = [a for j in job_ids for a in self.workers_of.get(j, ())]
+        if retire and addresses:
+            assert self.scheduler is not None
+            # Moves the data held only by these workers to the others, then closes them.
+            await self.scheduler.retire_workers(
+                workers=addresses,
+                close_workers=True,
+                remove=True,
+                stimulus_id=f"dask-hpc-remove-{time.time()}",
+            )
+        await asyncio.to_thread(self.system.cancel, job_ids)
+
+    def _held_bytes(self) -> dict[str, int]:
+        assert self.scheduler is not None
+        held: dict[str, int] = {}
+        for job_id, addresses in self.workers_of.items():
+            held[job_id] = sum(
+                self.scheduler.workers[a].nbytes for a in addresses if a in self.scheduler.workers
+            )
+        return held
+
+    async def _refresh(self) -> None:
+        """Ask the batch system about every live job, in one call."""
+        live = [j for j, r in self.jobs.items() if r.live]
+        if not live:
+            return
+        try:
+            statuses = await asyncio.to_thread(self.system.query, live)
+        except DaskHPCError as exc:
+            logger.warning("could not query %s: %s", self.system.name, exc)
+            return
+        now = time.time()
+        changed = False
+        for job_id, status in statuses.items():
+            record = self.jobs.get(job_id)
+            if record is None:
+                continue
+            new = record.update(status, now)
+            if new != record:
+                self.jobs[job_id] = new
+                changed = True
+        if changed:
+            self._save()
+
+    async def _adapt_step(self) -> None:
+        if self.adapt_bounds is None or self._lock.locked() or self.scheduler is None:
+            return
+        lo, hi = self.adapt_bounds
+        target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        live = [r for r in self.jobs.values() if r.live and not r.removed]
+        up, down = scale_steps(live, target)
+        if not down:
+            self.close_counts.clear()
+        try:
+            if up:
+                async with self._lock:
+                    await self._submit(up, self.adapt_spec)
+            elif down:
+                await self._adapt_down(live, down)
+        except DaskHPCError as exc:
+            logger.warning("adapt: %s", exc)
+
+    async def _adapt_down(self, live: list[JobRecord], down: int) -> None:
+        assert self.scheduler is not None
+        # Jobs whose workers the scheduler would close now (idle, little data), grouped by job.
+        idle_names = self.scheduler.workers_to_close(
+            key=lambda ws: job_of_worker(str(ws.name), self.jobs) or ws.address, attribute="name"
+        )
+        idle = {job_of_worker(str(name), self.jobs) for name in idle_names}
+        candidates = [r for r in live if r.job_id in idle or r.started is None]
+        chosen = choose_removals(candidates, down, self._held_bytes())
+        firm = []
+        for job_id in chosen:
+            self.close_counts[job_id] = self.close_counts.get(job_id, 0) + 1
+            if self.close_counts[job_id] >= ADAPT_WAIT_COUNT:
+                firm.append(job_id)
+        for job_id in list(self.close_counts):
+            if job_id not in chosen or job_id in firm:
+                del self.close_counts[job_id]
+        if firm:
+            async with self._lock:
+                await self._end_jobs(firm, retire=True)
+
+    def _save(self) -> None:
+        # Written at most once a second: a thousand workers joining must not mean a thousand writes.
+        self._dirty = True
+
+    def _flush(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            save_ledger(self.session.ledger_file, self.jobs)
+
+
+def _dashboard(scheduler: Scheduler, host: str) -> str | None:
+    server = scheduler.services.get("dashboard")
+    if server is None:
+        return None
+    return f"http://{host}:{server.port}/status"

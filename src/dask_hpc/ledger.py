@@ -1,0 +1,97 @@
+"""The job ledger: every worker job of a session, what we asked for and what became of it.
+
+The keeper is its only writer; commands read it when the scheduler does not
+answer. Batch systems forget jobs soon after they end (SLURM after MinJobAge,
+Grid Engine until its accounting catches up), so the ledger also remembers
+what we did ourselves, such as cancelling a job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .session import write_private
+from .systems import JobState, JobStatus
+
+__all__ = ["JobRecord", "load_ledger", "save_ledger"]
+
+#: A job the system does not know yet may simply not have reached its queue.
+UNKNOWN_GRACE = 60.0
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One worker job of a session."""
+
+    job_id: str
+    job_name: str
+    processes: int
+    walltime: int
+    submitted: float
+    state: JobState = JobState.PENDING
+    reason: str | None = None
+    node: str | None = None
+    exit_code: int | None = None
+    started: float | None = None  # first seen running, or its first worker joined
+    ended: float | None = None
+    removed: bool = False  # we ended it (remove, scale down, down)
+
+    @property
+    def live(self) -> bool:
+        """Pending or running, as far as we know: it may still bring workers."""
+        return self.ended is None
+
+    def walltime_left(self, now: float | None = None) -> float | None:
+        if self.started is None or self.ended is not None:
+            return None
+        return self.started + self.walltime - (time.time() if now is None else now)
+
+    def update(self, status: JobStatus, now: float) -> JobRecord:
+        """This record after the batch system said ``status`` about it."""
+        state = status.state
+        if state is JobState.UNKNOWN:
+            if self.removed:
+                state = JobState.CANCELLED  # we ended it; the system has just forgotten it
+            elif self.ended is None and now - self.submitted < UNKNOWN_GRACE and self.started is None:
+                return self  # not in the queue yet, or accounting lag: keep what we knew
+        started = self.started
+        if state is JobState.RUNNING and started is None:
+            started = now
+        if self.removed and state is JobState.FAILED:
+            state = JobState.CANCELLED  # killed by our cancel: a signal exit is not a failure
+        ended = self.ended
+        if ended is None and (state.finished or state is JobState.UNKNOWN):
+            ended = now
+        return replace(
+            self,
+            state=state,
+            reason=status.reason if not state.finished else (status.reason or self.reason),
+            node=status.node or self.node,
+            exit_code=status.exit_code if status.exit_code is not None else self.exit_code,
+            started=started,
+            ended=ended,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        return cls(**{**data, "state": JobState(data["state"])})
+
+
+def load_ledger(path: Path) -> dict[str, JobRecord]:
+    """The ledger's records by job id; an absent file is an empty ledger."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    return {r["job_id"]: JobRecord.from_dict(r) for r in data.get("jobs", [])}
+
+
+def save_ledger(path: Path, records: dict[str, JobRecord]) -> None:
+    write_private(path, {"jobs": [r.to_dict() for r in records.values()]})

@@ -1,0 +1,35 @@
+"""Asking a session's keeper something, from a command or a notebook.
+
+One short-lived connection per question, through distributed's own RPC, so a
+command needs no Client (no worker list, no heartbeats). A keeper handler
+answers ``{"error": message}`` for our own errors, raised here as SessionError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .errors import SchedulerUnreachableError, SessionError
+
+__all__ = ["ask", "ask_async"]
+
+
+async def ask_async(address: str, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
+    from distributed.core import rpc
+
+    try:
+        async with rpc(address, timeout=timeout) as scheduler:
+            answer = await asyncio.wait_for(getattr(scheduler, op)(**kwargs), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise SchedulerUnreachableError(f"the scheduler at {address} does not answer: {exc}") from None
+    if not isinstance(answer, dict):
+        raise SessionError(f"the scheduler at {address} gave an unexpected answer to {op}: {answer!r}")
+    if answer.get("error"):
+        raise SessionError(str(answer["error"]))
+    return answer
+
+
+def ask(address: str, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
+    """``ask_async`` from synchronous code (the CLI)."""
+    return asyncio.run(ask_async(address, op, timeout=timeout, **kwargs))

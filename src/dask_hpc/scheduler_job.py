@@ -1,0 +1,68 @@
+"""``python -m dask_hpc.scheduler_job STATE_DIR``: what a session's scheduler job runs.
+
+A distributed Scheduler with the keeper inside, listening on the chosen
+interface, writing the session's scheduler file. If it cannot start, it writes
+one line to the state dir's ``scheduler.error`` for ``dask-hpc up`` to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from .errors import DaskHPCError
+from .interface import choose_interface
+from .session import Session
+
+__all__ = ["main"]
+
+DASHBOARD_PORT = 8787
+
+
+async def serve(session: Session) -> None:
+    from distributed import Scheduler
+
+    from .keeper import Keeper
+
+    config = session.read_config()
+    choice = choose_interface(config.interface)
+    keeper = Keeper(session, config, choice)
+    async with Scheduler(
+        host=choice.address,
+        port=0,  # shared nodes: a fixed port may be taken; workers read the file
+        # distributed moves to a free port, with a warning, when 8787 is taken
+        dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+        scheduler_file=str(session.scheduler_file),
+        plugins=[keeper],
+    ) as scheduler:
+        print(
+            f"dask-hpc: scheduler {scheduler.address} on {choice.name} ({choice.why})",
+            file=sys.stderr,
+            flush=True,
+        )
+        await scheduler.finished()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m dask_hpc.scheduler_job STATE_DIR", file=sys.stderr)
+        return 2
+    os.umask(0o077)  # the scheduler file and ledger are the user's only
+    session = Session.at(Path(args[0]))
+    try:
+        asyncio.run(serve(session))
+    except DaskHPCError as exc:
+        session.error_file.write_text(f"{exc}\n")
+        print(f"dask-hpc: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        session.error_file.write_text(f"the scheduler failed: {type(exc).__name__}: {exc}\n")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

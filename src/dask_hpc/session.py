@@ -1,0 +1,178 @@
+"""A session: one named deployment (a scheduler job and its worker jobs) and its state dir.
+
+The state dir holds what every part of the session needs to find: the session's
+settings (written by ``up``), the scheduler file (written by the scheduler), the
+job ledger (written by the keeper only), job scripts and logs. It must be on a
+filesystem that the compute nodes share; it is private to the user (0700/0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import SessionError, UnknownSessionError
+from .spec import JobSpec
+
+__all__ = [
+    "DEFAULT_NAME",
+    "SESSIONS_VARIABLE",
+    "Session",
+    "SessionConfig",
+    "list_sessions",
+    "sessions_root",
+    "write_private",
+]
+
+SESSIONS_VARIABLE = "DASK_HPC_SESSIONS"
+DEFAULT_NAME = "default"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def sessions_root() -> Path:
+    """Where sessions live: ``$DASK_HPC_SESSIONS``, else ``~/.dask-hpc/sessions``."""
+    return Path(os.environ.get(SESSIONS_VARIABLE) or Path.home() / ".dask-hpc" / "sessions").expanduser()
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What ``up`` decided for a session; read by the scheduler job and every command."""
+
+    name: str
+    system: str
+    spec: JobSpec  # the default for worker jobs; `add` may change fields per call
+    scheduler_spec: JobSpec
+    interface: str | None = None  # None: chosen automatically in the scheduler's job
+    submit_from: str = "auto"  # "scheduler", "client", or "auto" (the scheduler if it can)
+    refresh: float = 5.0  # seconds between the keeper's queries of the batch system
+    python: str = sys.executable
+    created: float = field(default_factory=time.time)
+    scheduler_job_id: str | None = None
+    down: bool = False  # set by `down`: nothing of this session should run any more
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("spec", "scheduler_spec")}
+        return {**data, "spec": self.spec.to_dict(), "scheduler_spec": self.scheduler_spec.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionConfig:
+        return cls(
+            **{
+                **data,
+                "spec": JobSpec.from_dict(data["spec"]),
+                "scheduler_spec": JobSpec.from_dict(data["scheduler_spec"]),
+            }
+        )
+
+    def but(self, **changes: Any) -> SessionConfig:
+        return replace(self, **changes)
+
+
+class Session:
+    """The files of one session. Cheap to make: touches nothing until asked."""
+
+    def __init__(self, name: str = DEFAULT_NAME, root: Path | None = None) -> None:
+        if not _NAME.match(name):
+            raise SessionError(
+                f"invalid session name {name!r}: use up to 64 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        self.name = name
+        self.root = (root or sessions_root()).expanduser().absolute()
+        self.directory = self.root / name
+
+    @classmethod
+    def at(cls, directory: Path) -> Session:
+        """The session whose state dir is ``directory`` (as passed to a scheduler job)."""
+        directory = directory.absolute()
+        return cls(directory.name, directory.parent)
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "session.json"
+
+    @property
+    def scheduler_file(self) -> Path:
+        return self.directory / "scheduler.json"
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.directory / "jobs.json"
+
+    @property
+    def error_file(self) -> Path:
+        """One line from the scheduler job when it cannot start (e.g. a wrong interface)."""
+        return self.directory / "scheduler.error"
+
+    @property
+    def logs(self) -> Path:
+        return self.directory / "logs"
+
+    @property
+    def scripts(self) -> Path:
+        return self.directory / "scripts"
+
+    def exists(self) -> bool:
+        return self.config_file.exists()
+
+    def prepare(self) -> None:
+        """Create the state dir (0700) and its folders."""
+        for path in (self.root, self.directory, self.logs, self.scripts):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.chmod(0o700)
+
+    def read_config(self) -> SessionConfig:
+        try:
+            return SessionConfig.from_dict(json.loads(self.config_file.read_text()))
+        except FileNotFoundError:
+            raise UnknownSessionError(self.name, list_sessions(self.root), str(self.root)) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SessionError(f"session {self.name!r}: unreadable {self.config_file}: {exc}") from None
+
+    def write_config(self, config: SessionConfig) -> None:
+        write_private(self.config_file, config.to_dict())
+
+    def scheduler_address(self) -> str | None:
+        """The address in the scheduler file, if the scheduler has written one."""
+        try:
+            address = json.loads(self.scheduler_file.read_text()).get("address")
+        except (OSError, ValueError):
+            return None
+        return address if isinstance(address, str) else None
+
+    def scheduler_error(self) -> str | None:
+        try:
+            return self.error_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def clear_scheduler_files(self) -> None:
+        """Forget the last scheduler's address and error, before a new one starts."""
+        self.scheduler_file.unlink(missing_ok=True)
+        self.error_file.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Session({self.name!r}, {str(self.directory)!r})"
+
+
+def list_sessions(root: Path | None = None) -> list[str]:
+    """Names of the sessions under ``root`` (those with settings), sorted."""
+    root = root or sessions_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "session.json").is_file())
+
+
+def write_private(path: Path, data: Any) -> None:
+    """Write JSON readable by the user only (0600), atomically: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    tmp.replace(path)
