@@ -7,10 +7,14 @@ HTCondor, or plain local processes), JupyterLab beside the scheduler.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .errors import DaskHPCError
 from .spec import JobSpec
 from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, get_system
+
+if TYPE_CHECKING:
+    from .cluster import BatchCluster, connect
 
 try:
     __version__ = version("dask-hpc")
@@ -18,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "BatchCluster",
     "BatchSystem",
     "DaskHPCError",
     "JobContext",
@@ -25,6 +30,17 @@ __all__ = [
     "JobState",
     "JobStatus",
     "__version__",
+    "connect",
     "current_job",
     "get_system",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # BatchCluster and connect need distributed (a second to import): load them on first use,
+    # so that the CLI and job scripts that do not need them start fast.
+    if name in ("BatchCluster", "connect"):
+        from . import cluster
+
+        return getattr(cluster, name)
+    raise AttributeError(f"module 'dask_hpc' has no attribute {name!r}")

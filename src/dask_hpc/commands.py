@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from .spec import JobSpec
+from .systems.base import BatchSystem
 
-__all__ = ["scheduler_command", "worker_command"]
+__all__ = ["scheduler_command", "worker_command", "worker_script"]
 
 
 def worker_command(
@@ -47,3 +48,15 @@ def worker_command(
 def scheduler_command(state_dir: str | Path, *, python: str = sys.executable) -> list[str]:
     """What a session's scheduler job runs: the scheduler with the keeper inside."""
     return [python, "-m", "dask_hpc.scheduler_job", str(state_dir)]
+
+
+def worker_script(
+    system: BatchSystem,
+    spec: JobSpec,
+    scheduler_file: str | Path,
+    *,
+    python: str = sys.executable,
+    interface: str | None = None,
+) -> str:
+    """The job script of one worker job of a session."""
+    return system.render(spec, worker_command(spec, scheduler_file, python=python, interface=interface))

@@ -28,6 +28,7 @@ __all__ = [
     "add",
     "down",
     "log_paths",
+    "refuse_if_live",
     "remove",
     "session_specs",
     "sessions_overview",
@@ -101,7 +102,7 @@ def up(
     """
     if submit_from not in ("auto", "scheduler", "client"):
         raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
-    _refuse_if_live(session)
+    refuse_if_live(session)
     session.prepare()
     session.clear_scheduler_files()
     if session.ledger_file.exists():  # a past life of this name: keep its ledger beside
@@ -174,7 +175,7 @@ def _wait_for_scheduler(
         time.sleep(FILE_POLL)
 
 
-def _refuse_if_live(session: Session) -> None:
+def refuse_if_live(session: Session) -> None:
     if not session.exists():
         return
     config = session.read_config()

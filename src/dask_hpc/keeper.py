@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
-from .commands import worker_command
+from .commands import worker_script
 from .decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
 from .errors import DaskHPCError
 from .interface import InterfaceChoice
@@ -272,13 +272,13 @@ class Keeper(SchedulerPlugin):
     # ---- doing ----------------------------------------------------------------
 
     def job_script(self, spec: JobSpec) -> str:
-        command = worker_command(
+        return worker_script(
+            self.system,
             spec,
             self.session.scheduler_file,
             python=self.config.python,
             interface=self.config.interface,
         )
-        return self.system.render(spec, command)
 
     def _record(self, job_id: str, spec: JobSpec, now: float) -> JobRecord:
         return JobRecord(

@@ -8,6 +8,7 @@ answers ``{"error": message}`` for our own errors, raised here as SessionError.
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import SchedulerUnreachableError, SessionError
@@ -31,5 +32,12 @@ async def ask_async(address: str, op: str, *, timeout: float = 10.0, **kwargs: A
 
 
 def ask(address: str, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
-    """``ask_async`` from synchronous code (the CLI)."""
-    return asyncio.run(ask_async(address, op, timeout=timeout, **kwargs))
+    """``ask_async`` from synchronous code (the CLI, a notebook cell)."""
+    question = ask_async(address, op, timeout=timeout, **kwargs)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(question)
+    # A loop runs in this thread already (Jupyter): ask from another thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, question).result()

@@ -21,6 +21,7 @@ from .options import given_options, name_option, spec_options, system_option
 
 __all__ = ["register"]
 
+
 def _console(stderr: bool = False) -> Console:
     # Not a terminal (a pipe, a log file): do not wrap lines at 80 columns.
     probe = Console(stderr=stderr)

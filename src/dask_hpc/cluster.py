@@ -1,0 +1,211 @@
+"""BatchCluster and connect(): the Python face of a session.
+
+``BatchCluster`` takes dask-jobqueue's keyword names where the concept is the
+same, so switching is a change of import. Unlike dask-jobqueue, the scheduler
+runs in its own job by default (``scheduler="job"``), so the session outlives
+the notebook; ``scheduler="local"`` runs it in this process instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from typing import TYPE_CHECKING, Any
+
+from distributed.core import rpc
+from distributed.deploy.cluster import Cluster
+
+from . import control, remote
+from .commands import worker_script
+from .errors import SessionError, UnknownOptionError
+from .interface import choose_interface
+from .session import DEFAULT_NAME, Session, SessionConfig
+from .spec import JobSpec
+from .systems import get_system
+
+if TYPE_CHECKING:
+    from distributed import Client, Scheduler
+
+__all__ = ["BatchCluster", "connect"]
+
+#: BatchCluster's own keywords, besides a job's resources (JobSpec's fields).
+_OWN = (
+    "interface",
+    "scheduler_walltime",
+    "scheduler_memory",
+    "submit_from",
+    "refresh",
+    "timeout",
+    "n_workers",
+)
+
+
+def connect(name: str | None = None, *, timeout: float = 10.0) -> Client:
+    """A Client of session ``name`` (the default session if None)."""
+    from distributed import Client
+
+    session = Session(name or DEFAULT_NAME)
+    control.open_live(session)  # a clear error if there is no scheduler answering
+    return Client(scheduler_file=str(session.scheduler_file), timeout=timeout)
+
+
+class BatchCluster(Cluster):
+    """A session run from Python: ``BatchCluster(system="slurm", cores=36, memory="100GB")``."""
+
+    def __init__(
+        self,
+        system: str = "local",
+        *,
+        name: str | None = None,
+        scheduler: str = "job",
+        asynchronous: bool = False,
+        loop: Any = None,
+        **options: Any,
+    ) -> None:
+        if asynchronous:
+            raise SessionError("BatchCluster is synchronous; use it from a notebook or a script")
+        if scheduler not in ("job", "local"):
+            raise SessionError(f"invalid scheduler {scheduler!r}: use 'job' (its own batch job) or 'local'")
+        unknown = set(options) - set(JobSpec.option_names()) - set(_OWN)
+        if unknown:
+            raise UnknownOptionError(unknown, [*JobSpec.option_names(), *_OWN, "name", "scheduler", "system"])
+        self.session = Session(name or DEFAULT_NAME)
+        self.system = get_system(system)
+        own = {k: options.pop(k) for k in _OWN if k in options}
+        self.spec, scheduler_spec = control.session_specs(
+            self.session.name,
+            options,
+            scheduler_walltime=own.get("scheduler_walltime"),
+            scheduler_memory=own.get("scheduler_memory"),
+            logs=self.session.logs,
+        )
+        self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
+        super().__init__(asynchronous=False, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
+        self._scheduler: Scheduler | None = None
+        self._in_job = scheduler == "job"
+        if self._in_job:
+            started = control.up(
+                self.session,
+                self.system,
+                self.spec,
+                scheduler_spec,
+                interface=own.get("interface"),
+                submit_from=own.get("submit_from", "auto"),
+                refresh=own.get("refresh", 5.0),
+                timeout=own.get("timeout", 600.0),
+            )
+            address = started.address
+        else:
+            address = self._start_here(scheduler_spec, own)
+        if self._in_job:
+            self._loop_runner.start()
+        self.scheduler_comm = rpc(address)
+        self.sync(self._start)  # type: ignore[no-untyped-call]
+        if own.get("n_workers"):
+            self.scale(own["n_workers"])
+
+    def _start_here(self, scheduler_spec: JobSpec, own: dict[str, Any]) -> str:
+        control.refuse_if_live(self.session)
+        self.session.prepare()
+        self.session.clear_scheduler_files()
+        config = SessionConfig(
+            name=self.session.name,
+            system=self.system.name,
+            spec=self.spec,
+            scheduler_spec=scheduler_spec,
+            interface=own.get("interface"),
+            submit_from=own.get("submit_from", "auto"),
+            refresh=own.get("refresh", 5.0),
+        )
+        self.session.write_config(config)
+        self._loop_runner.start()
+        return str(self.sync(self._start_scheduler, config))  # type: ignore[no-untyped-call]
+
+    async def _start_scheduler(self, config: SessionConfig) -> str:
+        from distributed import Scheduler
+
+        from .keeper import Keeper
+        from .scheduler_job import DASHBOARD_PORT
+
+        choice = choose_interface(config.interface)
+        self._scheduler = Scheduler(
+            host=choice.address,
+            port=0,
+            dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+            scheduler_file=str(self.session.scheduler_file),
+            plugins=[Keeper(self.session, config, choice, self.system)],
+        )
+        await self._scheduler
+        return str(self._scheduler.address)
+
+    # ---- dask-jobqueue's surface ------------------------------------------------
+
+    def scale(
+        self,
+        n: int | None = None,
+        jobs: int = 0,
+        memory: str | None = None,
+        cores: int | None = None,
+    ) -> None:
+        """Make the session run ``jobs`` worker jobs, or enough for ``n`` workers,
+        ``memory`` or ``cores`` in total. Turns adapt off."""
+        if n is not None:
+            jobs = math.ceil(n / self.spec.processes)
+        elif memory is not None:
+            jobs = math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory)
+        elif cores is not None:
+            jobs = math.ceil(cores / self.spec.cores)
+        self._ask("dask_hpc_scale", jobs=jobs)
+
+    def adapt(  # type: ignore[override]
+        self,
+        minimum_jobs: int = 0,
+        maximum_jobs: int | None = None,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> dict[str, Any]:
+        """Let the scheduler scale between the bounds by itself (in jobs, or in workers
+        with ``minimum``/``maximum``); it goes on after this notebook closes."""
+        per_job = self.spec.processes
+        if minimum is not None:
+            minimum_jobs = math.ceil(minimum / per_job)
+        if maximum is not None:
+            maximum_jobs = math.ceil(maximum / per_job)
+        if maximum_jobs is None:
+            raise SessionError("adapt needs maximum_jobs (or maximum workers)")
+        answer = self._ask("dask_hpc_adapt", minimum_jobs=minimum_jobs, maximum_jobs=maximum_jobs)
+        bounds: dict[str, Any] = answer["adapt"]
+        return bounds
+
+    def job_script(self) -> str:
+        """The worker job script that ``scale`` submits."""
+        config = self.session.read_config()
+        return worker_script(
+            self.system,
+            self.spec,
+            self.session.scheduler_file,
+            python=config.python,
+            interface=config.interface,
+        )
+
+    def status_report(self) -> dict[str, Any]:
+        """What ``dask-hpc status --json`` prints."""
+        return control.status(self.session)
+
+    def _ask(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        return remote.ask(self.scheduler_address, op, timeout=600, **kwargs)
+
+    async def _close(self) -> None:
+        if self._in_job:
+            await asyncio.to_thread(control.down, self.session)
+        elif self._scheduler is not None:
+            with contextlib.suppress(SessionError):  # already down
+                await remote.ask_async(self.scheduler_address, "dask_hpc_down", timeout=120)
+            await self._scheduler.close()
+            self.session.write_config(self.session.read_config().but(down=True))
+        await super()._close()  # type: ignore[no-untyped-call]
+
+    def __repr__(self) -> str:
+        return f"BatchCluster({self.system.name!r}, name={self.session.name!r}, {self.scheduler_address})"
