@@ -319,6 +319,7 @@ class Keeper(SchedulerPlugin):
                 stimulus_id=f"dask-hpc-remove-{time.time()}",
             )
         await asyncio.to_thread(self.system.cancel, job_ids)
+        await self._refresh(job_ids)  # so that a status right after shows them ending or gone
 
     def _held_bytes(self) -> dict[str, int]:
         assert self.scheduler is not None
@@ -329,9 +330,9 @@ class Keeper(SchedulerPlugin):
             )
         return held
 
-    async def _refresh(self) -> None:
-        """Ask the batch system about every live job, in one call."""
-        live = [j for j, r in self.jobs.items() if r.live]
+    async def _refresh(self, job_ids: list[str] | None = None) -> None:
+        """Ask the batch system about every live job (or these), in one call."""
+        live = [j for j in (job_ids or self.jobs) if self.jobs[j].live]
         if not live:
             return
         try:

@@ -74,14 +74,15 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
             f"clean up with dask-hpc down --name {report['name']}"
         )
     jobs = report.get("jobs", [])
-    live = [j for j in jobs if j["ended"] is None]
+    live = [j for j in jobs if j["ended"] is None and not j["removed"]]
+    ending = [j for j in jobs if j["ended"] is None and j["removed"]]
     ended = [j for j in jobs if j["ended"] is not None]
-    shown = live + (ended if show_all else ended[-RECENT_ENDED:])
+    shown = live + ending + (ended if show_all else ended[-RECENT_ENDED:])
     table = Table(title=None)
     for column in ("job", "state", "node", "walltime left", "workers", "reason / exit"):
         table.add_column(column)
     for j in shown:
-        state = j["state"] + (" (removed)" if j["removed"] else "")
+        state = j["state"] + ((" (removed)" if j["ended"] else " (ending)") if j["removed"] else "")
         detail = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
         table.add_row(
             j["job_id"], state, j["node"] or "", _left(j["walltime_left"]), str(j["workers"]), detail
@@ -90,7 +91,8 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
     running = sum(1 for j in live if j["state"] == "running")
     hidden = not show_all and len(ended) > RECENT_ENDED
     totals = (
-        f"{len(live)} live worker jobs ({running} running, {pending} pending), {len(ended)} ended"
+        f"{len(live)} live worker jobs ({running} running, {pending} pending), "
+        f"{len(ending)} ending, {len(ended)} ended"
         + (f" (last {RECENT_ENDED} shown; --all for every one)" if hidden else "")
         + f"; {report['workers']} workers, {report['threads']} threads, {format_bytes(report['memory'])}"
     )

@@ -1,0 +1,149 @@
+"""Sessions on real batch systems: local processes, SLURM (virtual nodes) and Grid Engine.
+
+Every test drives the real ``dask-hpc`` CLI, computes on the workers it brought
+and checks the batch system itself afterwards: no job and no process left.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from dask_hpc.systems import JobState, get_system
+
+from .conftest import HPC, live_jobs, poll, processes_mentioning
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(params=["local", "slurm", "sge"])
+def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
+    if request.param != "local":
+        request.getfixturevalue(f"{request.param}_up")
+    return hpc_for(request.param)
+
+
+def assert_nothing_left(hpc: HPC, name: str, job_ids: list[str]) -> None:
+    system = get_system(hpc.system) if hpc.system != "local" else None
+    if system is not None:
+
+        def all_gone() -> bool:
+            states = system.query(job_ids)
+            return all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())
+
+        poll(f"{hpc.system} jobs {job_ids} to leave the queue", all_gone, timeout=60)
+    directory = str(hpc.session(name).directory)
+    poll(
+        f"no process of session {name} left",
+        lambda: not processes_mentioning(directory) or None,
+        timeout=60,
+    )
+
+
+def test_up_add_compute_remove_down(hpc: HPC) -> None:
+    from distributed import Client
+
+    import dask_hpc
+
+    name = f"main-{hpc.system}"
+    out = hpc.up(name)
+    assert "scheduler" in out.stderr and "dashboard" in out.stderr
+    hpc("add", "3", "--name", name, "--wait", "90")
+
+    report = hpc.status(name)
+    assert report["scheduler"]["answering"] is True
+    assert report["scheduler"]["dashboard"].startswith("http://")
+    assert report["interface"]["name"] == "lo"  # the host name resolves to 127.0.0.1 here
+    assert len(live_jobs(report)) == 3 and report["workers"] == 3
+
+    import dask.array as da
+
+    n = 2_000_000
+    with dask_hpc.connect(name) as client:
+        assert len(client.scheduler_info()["workers"]) == 3
+        assert int(da.arange(n, chunks=n // 12).sum().compute()) == n * (n - 1) // 2
+        # Every worker belongs to one of the session's jobs, named after it (distributed makes "12" 12).
+        names = {str(w["name"]) for w in client.scheduler_info()["workers"].values()}
+        assert names == {j["job_id"] for j in live_jobs(report)}
+    session = hpc.session(name)
+    with Client(scheduler_file=str(session.scheduler_file)) as client:
+        x = da.ones(n, chunks=n // 12).persist()  # data on every worker, kept through the remove
+        hpc("remove", "1", "--name", name)
+        assert int(x.sum().compute()) == n
+
+    report = hpc.status(name)
+    assert len(live_jobs(report)) == 2 and report["workers"] == 2
+    removed = [j for j in report["jobs"] if j["removed"]]
+    assert len(removed) == 1
+
+    job_ids = [j["job_id"] for j in report["jobs"]] + [report["scheduler"]["job_id"]]
+    out = hpc("down", "--name", name)
+    assert "ended 2 worker jobs" in out.stderr
+    assert_nothing_left(hpc, name, job_ids)
+    assert hpc.status(name)["down"] is True
+    # Logs are kept, and `logs` shows the scheduler's.
+    logs = hpc("logs", "--name", name).stdout
+    assert "Scheduler at" in logs
+
+
+def test_workers_cancelled_behind_our_back(hpc: HPC) -> None:
+
+    import dask_hpc
+
+    name = f"cancel-{hpc.system}"
+    hpc.up(name)
+    hpc("add", "3", "--name", name, "--wait", "90")
+    ids = [j["job_id"] for j in live_jobs(hpc.status(name))]
+    system = get_system(hpc.system)
+
+    def slow_square(x: int) -> int:
+        time.sleep(0.05)
+        return x * x
+
+    with dask_hpc.connect(name) as client:
+        futures = client.map(slow_square, range(100))
+        total = client.submit(sum, futures)
+        time.sleep(1.0)  # in the middle of the computation
+        assert not total.done()
+        system.cancel(ids[:2])  # scancel / qdel, not through dask-hpc
+        assert total.result(timeout=120) == sum(i * i for i in range(100))
+
+    def two_gone() -> bool:
+        jobs = {j["job_id"]: j for j in hpc.status(name)["jobs"]}
+        return all(jobs[i]["ended"] is not None and not jobs[i]["removed"] for i in ids[:2])
+
+    poll("status to show the two cancelled jobs as ended", two_gone, timeout=60)
+    report = hpc.status(name)
+    assert [j["job_id"] for j in live_jobs(report)] == [ids[2]]
+    assert report["workers"] == 1
+
+
+@pytest.mark.parametrize("system", ["local", "slurm"])
+def test_adapt_scales_up_then_back_down_without_a_client(
+    system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+) -> None:
+    if system != "local":
+        request.getfixturevalue(f"{system}_up")
+    hpc = hpc_for(system)
+    name = f"adapt-{system}"
+    hpc.up(name)
+    hpc("adapt", "--min", "1", "--max", "3", "--name", name)
+    poll("adapt to start the minimum", lambda: hpc.status(name)["workers"] == 1, timeout=60)
+
+    import dask_hpc
+
+    client = dask_hpc.connect(name)
+    futures = client.map(time.sleep, [0.5] * 120, pure=False)
+    poll("a burst to scale up to the maximum", lambda: len(live_jobs(hpc.status(name))) == 3, timeout=60)
+    del futures
+    client.close()  # nobody connected from here on: the scheduler scales by itself
+    poll(
+        "idle to scale back to the minimum",
+        lambda: len(live_jobs(hpc.status(name))) == 1,
+        timeout=90,
+    )
+    report = hpc.status(name)
+    assert report["adapt"] == {"minimum_jobs": 1, "maximum_jobs": 3}
+    assert sum(j["removed"] for j in report["jobs"]) >= 2
