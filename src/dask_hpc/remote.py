@@ -16,10 +16,24 @@ from .errors import SchedulerUnreachableError, SessionError
 __all__ = ["ask", "ask_async"]
 
 
+#: A live scheduler accepts a connection at once; distributed's own connect retries
+#: a refused one until its timeout, which would make every command on a dead session slow.
+PROBE_TIMEOUT = 3.0
+
+
+async def _probe(address: str) -> None:
+    from distributed.comm.addressing import get_address_host_port
+
+    host, port = get_address_host_port(address)
+    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+    writer.close()
+
+
 async def ask_async(address: str, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
     from distributed.core import rpc
 
     try:
+        await _probe(address)
         async with rpc(address, timeout=timeout) as scheduler:
             answer = await asyncio.wait_for(getattr(scheduler, op)(**kwargs), timeout)
     except (OSError, asyncio.TimeoutError) as exc:

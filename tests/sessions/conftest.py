@@ -51,7 +51,7 @@ class HPC:
     def session(self, name: str) -> Session:
         return Session(name, self.root)
 
-    def up(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    def up(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # Short walltimes and a fast keeper: tests must not wait on a 5-second refresh.
         return self(
             "up",
@@ -68,6 +68,7 @@ class HPC:
             "--timeout",
             "120",
             *args,
+            check=check,
         )
 
 

@@ -26,14 +26,13 @@ def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
 
 
 def assert_nothing_left(hpc: HPC, name: str, job_ids: list[str]) -> None:
-    system = get_system(hpc.system) if hpc.system != "local" else None
-    if system is not None:
+    system = get_system(hpc.system)  # local: the test's own spool, from the environment
 
-        def all_gone() -> bool:
-            states = system.query(job_ids)
-            return all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())
+    def all_gone() -> bool:
+        states = system.query(job_ids)
+        return all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())
 
-        poll(f"{hpc.system} jobs {job_ids} to leave the queue", all_gone, timeout=60)
+    poll(f"{hpc.system} jobs {job_ids} to leave the queue", all_gone, timeout=60)
     directory = str(hpc.session(name).directory)
     poll(
         f"no process of session {name} left",

@@ -1,0 +1,166 @@
+"""Bad input and broken sessions: one clear line, a non-zero exit, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+
+from dask_hpc.systems import JobState, get_system
+from dask_hpc.systems.local import SLOTS_VARIABLE
+
+from .conftest import HPC, poll, processes_mentioning
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_unknown_session_lists_the_sessions(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    line = one_error_line(hpc("status", "--name", "nope", check=False))
+    assert "no session 'nope'" in line and "there are none; start one with dask-hpc up" in line
+    hpc.up("alpha")
+    for command in (["status"], ["add", "1"], ["logs"], ["down"], ["remove", "1"]):
+        line = one_error_line(hpc(*command, "--name", "nope", check=False))
+        assert "no session 'nope'" in line and "sessions: alpha" in line
+
+
+def test_invalid_session_name(hpc_for: Callable[[str], HPC]) -> None:
+    line = one_error_line(hpc_for("local")("status", "--name", "../etc", check=False))
+    assert "invalid session name '../etc'" in line
+
+
+def test_up_refuses_a_live_session(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    hpc.up("busy")
+    line = one_error_line(hpc.up("busy", check=False))
+    assert "session 'busy' is live" in line and "dask-hpc down --name busy" in line
+    assert hpc.status("busy")["scheduler"]["answering"] is True  # the live one is untouched
+
+
+@pytest.mark.parametrize("system", ["local", "slurm"])
+def test_scheduler_job_died(
+    system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+) -> None:
+    if system != "local":
+        request.getfixturevalue(f"{system}_up")
+    hpc = hpc_for(system)
+    hpc.up("dead")
+    hpc("add", "2", "--name", "dead", "--wait", "90")
+    report = hpc.status("dead")
+    scheduler_job = report["scheduler"]["job_id"]
+    workers = [j["job_id"] for j in report["jobs"]]
+    get_system(system).cancel([scheduler_job])  # the scheduler's job dies behind our back
+
+    def not_answering() -> bool:
+        return hpc.status("dead")["scheduler"]["answering"] is False
+
+    poll("status to notice the scheduler is gone", not_answering, timeout=60)
+    line = one_error_line(hpc("add", "1", "--name", "dead", check=False))
+    assert "session 'dead' has no scheduler answering" in line
+    assert f"scheduler job {scheduler_job} is" in line and "dask-hpc down --name dead" in line
+    shown = hpc("status", "--name", "dead").stdout
+    assert "NOT ANSWERING" in shown
+
+    out = hpc("down", "--name", "dead")
+    assert "ended" in out.stderr
+    # The orphaned worker jobs are gone too (their workers would have waited 60 s for a scheduler).
+    statuses = get_system(system).query(workers)
+    assert len(statuses) == 2 and all(
+        s.state not in (JobState.PENDING, JobState.RUNNING) for s in statuses.values()
+    )
+    directory = str(hpc.session("dead").directory)
+    poll("no process of the session left", lambda: not processes_mentioning(directory) or None, timeout=60)
+    assert hpc.status("dead")["down"] is True
+
+
+@pytest.mark.parametrize(
+    ("system", "message"),
+    [("slurm", "invalid partition specified"), ("sge", "unknown queue")],
+)
+def test_queue_that_does_not_exist(
+    system: str, message: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+) -> None:
+    request.getfixturevalue(f"{system}_up")
+    hpc = hpc_for(system)
+    done = hpc("up", "--name", "q", "--system", system, "--queue", "nosuchqueue", check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "refused the job" in done.stderr
+    assert message in done.stderr.lower()  # the system's own words
+
+
+def test_wrong_interface_lists_the_real_ones(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    line = one_error_line(hpc.up("nic", "--interface", "ib0", check=False))
+    assert "no network interface 'ib0'" in line and "its interfaces:" in line and "lo" in line
+    # The scheduler's job was cancelled: nothing of the session runs.
+    directory = str(hpc.session("nic").directory)
+    poll("no process of the session left", lambda: not processes_mentioning(directory) or None, timeout=30)
+
+
+def test_ctrl_c_while_waiting_cancels_the_scheduler_job(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    env = {**hpc.env, SLOTS_VARIABLE: "1"}
+    # Fill the only local slot, so that the scheduler's job pends.
+    block = subprocess.run(
+        [sys.executable, "-c", _SUBMIT_BLOCKER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    blocker_job = block.stdout.strip()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "dask_hpc", "up", "--name", "waiting", "--walltime", "5m"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    session = hpc.session("waiting")
+    config = poll(
+        "up to submit the scheduler's job",
+        lambda: session.exists() and session.read_config().scheduler_job_id and session.read_config(),
+        timeout=30,
+        interval=0.1,
+    )
+    time.sleep(1.0)
+    up.send_signal(signal.SIGINT)
+    _, err = up.communicate(timeout=30)
+    assert up.returncode == 130 and "Traceback" not in err
+    system = get_system("local")
+    job = config.scheduler_job_id
+    poll(
+        "the scheduler's job to be cancelled",
+        lambda: system.query([job])[job].state is JobState.CANCELLED,
+        timeout=15,
+        interval=0.2,
+    )
+    assert session.read_config().down is True
+    system.cancel([blocker_job])
+    assert os.path.isdir(session.directory)
+
+
+_SUBMIT_BLOCKER = """
+from pathlib import Path
+import tempfile
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import get_system
+system = get_system("local")
+spec = JobSpec.from_options(walltime="5m")
+print(system.submit(system.render(spec, ["sleep", "120"]), Path(tempfile.mkdtemp())))
+"""
