@@ -1,0 +1,69 @@
+"""The keeper's decisions, as pure functions: which jobs to end, how many to have."""
+
+from __future__ import annotations
+
+import time
+
+from dask_hpc.decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
+from dask_hpc.ledger import JobRecord
+from dask_hpc.systems import JobState
+
+
+def record(job_id: str, submitted: float, started: float | None = None, **kw: object) -> JobRecord:
+    state = JobState.RUNNING if started is not None else JobState.PENDING
+    return JobRecord(job_id, "w", 1, 600, submitted, state=state, started=started, **kw)  # type: ignore[arg-type]
+
+
+def test_job_of_worker_by_name() -> None:
+    jobs = {"12": 0, "12.0": 0, "7": 0}
+    assert job_of_worker("12", jobs) == "12"
+    assert job_of_worker("12-1", jobs) == "12"  # several workers per job
+    assert job_of_worker("12.0-3", jobs) == "12.0"  # HTCondor ids
+    assert job_of_worker("123", jobs) is None
+    assert job_of_worker("tcp://10.0.0.1:4000", jobs) is None
+    assert job_of_worker("7-x", jobs) is None
+
+
+def test_removals_pending_newest_first_then_least_data() -> None:
+    jobs = [
+        record("a", 1, started=10),
+        record("b", 2, started=11),
+        record("c", 3),
+        record("d", 4),
+        record("e", 5, started=12, removed=True),  # already going
+        record("f", 6, started=13, ended=20),  # gone
+    ]
+    held = {"a": 100, "b": 5}
+    assert choose_removals(jobs, 1, held) == ["d"]
+    assert choose_removals(jobs, 3, held) == ["d", "c", "b"]
+    assert choose_removals(jobs, 10, held) == ["d", "c", "b", "a"]
+    assert choose_removals(jobs, 0, held) == []
+
+
+def test_removals_break_ties_by_youngest() -> None:
+    jobs = [record("old", 1, started=10), record("young", 2, started=50)]
+    assert choose_removals(jobs, 1, {}) == ["young"]
+
+
+def test_adapt_target_in_jobs_within_bounds() -> None:
+    assert adapt_target_jobs(0, 1, 1, 5) == 1
+    assert adapt_target_jobs(3, 1, 0, 5) == 3
+    assert adapt_target_jobs(30, 1, 0, 5) == 5
+    assert adapt_target_jobs(5, 2, 0, 10) == 3  # two workers per job: round up
+    assert adapt_target_jobs(-1, 1, 0, 5) == 0
+
+
+def test_scale_steps_count_only_jobs_that_bring_workers() -> None:
+    live = [record("a", 1, started=2), record("b", 1), record("c", 1, started=2, removed=True)]
+    assert scale_steps(live, 4) == (2, 0)
+    assert scale_steps(live, 1) == (0, 1)
+    assert scale_steps(live, 2) == (0, 0)
+
+
+def test_decisions_stay_fast_at_ten_thousand_jobs() -> None:
+    now = time.time()
+    jobs = [record(str(i), now + i, started=now + i if i % 2 else None) for i in range(10_000)]
+    held = {str(i): i % 97 for i in range(10_000)}
+    chosen = choose_removals(jobs, 5_000, held)
+    assert len(chosen) == 5_000 and len(set(chosen)) == 5_000
+    assert all(int(j) % 2 == 0 for j in chosen)  # every pending job goes before any running one
