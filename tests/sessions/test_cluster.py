@@ -1,0 +1,61 @@
+"""BatchCluster, the Python face of a session, with dask-jobqueue's keyword names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from dask_hpc import BatchCluster
+from dask_hpc.errors import UnknownOptionError
+from dask_hpc.systems import JobState, get_system
+
+from .conftest import HPC, poll, processes_mentioning
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.mark.parametrize(("system", "scheduler"), [("local", "local"), ("local", "job"), ("slurm", "job")])
+def test_cluster_scale_compute_close(
+    system: str, scheduler: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+) -> None:
+    import dask.array as da
+    from distributed import Client
+
+    if system != "local":
+        request.getfixturevalue(f"{system}_up")
+    hpc = hpc_for(system)
+    name = f"py-{system}-{scheduler}"
+    with BatchCluster(
+        system,
+        name=name,
+        scheduler=scheduler,
+        cores=2,
+        processes=2,
+        memory="1GiB",
+        walltime="00:10:00",
+        refresh=1,
+    ) as cluster:
+        assert "--nworkers 2" in cluster.job_script()
+        cluster.scale(4)  # four workers: two jobs of two processes
+        with Client(cluster) as client:
+            client.wait_for_workers(4, timeout=90)
+            n = 1_000_000
+            assert int(da.arange(n, chunks=n // 8).sum().compute()) == n * (n - 1) // 2
+        report = hpc.status(name)
+        jobs = [j["job_id"] for j in report["jobs"]]
+        assert len(jobs) == 2 and report["workers"] == 4
+        cluster.scale(jobs=1)
+        poll("scale(jobs=1) to leave one job", lambda: hpc.status(name)["workers"] == 2, timeout=60)
+        assert cluster.adapt(minimum=2, maximum=6) == {"minimum_jobs": 1, "maximum_jobs": 3}
+    assert hpc.status(name)["down"] is True
+    states = get_system(system).query(jobs)
+    assert all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())
+    directory = str(hpc.session(name).directory)
+    poll("no process of the session left", lambda: not processes_mentioning(directory) or None, timeout=60)
+
+
+def test_unknown_keyword_lists_the_known_ones(hpc_for: Callable[[str], HPC]) -> None:
+    hpc_for("local")
+    with pytest.raises(UnknownOptionError, match=r"unknown option cpus; known options: .*cores"):
+        BatchCluster("local", cpus=4)
