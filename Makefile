@@ -2,11 +2,12 @@
 #   make demo   create .venv, install dask-hpc, run the demo on the `local` system
 #   make test   create .venv, install dask-hpc[test], lint, type-check, run the whole suite
 #               (the suite installs and starts the real SLURM and SGE it needs: scripts/)
+#   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest bench-startup clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +21,19 @@ demo: $(BIN)/.installed
 test: lint typecheck pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 pytest: $(BIN)/.installed
 	$(BIN)/pytest
+
+bench-startup: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	scripts/local-slurm up
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -39,6 +39,9 @@ def worker_command(
         str(spec.memory_per_process),
         "--death-timeout",
         str(death_timeout),
+        # No web page per worker: compute nodes are rarely reachable from a browser, the
+        # scheduler's dashboard shows every worker, and bokeh's import costs each worker ~0.8 s.
+        "--no-dashboard",
     ]
     if interface:
         command += ["--interface", interface]
@@ -57,6 +60,10 @@ def worker_script(
     *,
     python: str = sys.executable,
     interface: str | None = None,
+    death_timeout: int = 60,
 ) -> str:
     """The job script of one worker job of a session."""
-    return system.render(spec, worker_command(spec, scheduler_file, python=python, interface=interface))
+    command = worker_command(
+        spec, scheduler_file, python=python, interface=interface, death_timeout=death_timeout
+    )
+    return system.render(spec, command)

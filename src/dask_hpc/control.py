@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import remote
-from .commands import scheduler_command
+from .commands import scheduler_command, worker_script
 from .errors import SchedulerUnreachableError, SessionError
 from .ledger import load_ledger
 from .session import Session, SessionConfig, list_sessions
@@ -93,12 +93,16 @@ def up(
     submit_from: str = "auto",
     refresh: float = 5.0,
     timeout: float = 600.0,
+    workers: int = 0,
     progress: Progress | None = None,
 ) -> Started:
     """Submit the scheduler job and wait until its scheduler answers.
 
-    On any failure or interruption while waiting, the job is cancelled: nothing
-    is left behind.
+    ``workers`` worker jobs are submitted right after the scheduler's, from
+    here, so that they start while the scheduler does; they wait for its
+    address as long as ``up`` does, and are handed to the keeper once it answers.
+    On any failure or interruption while waiting, every job is cancelled:
+    nothing is left behind.
     """
     if submit_from not in ("auto", "scheduler", "client"):
         raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
@@ -122,10 +126,24 @@ def up(
     job_id = system.submit(script, session.scripts)
     config = config.but(scheduler_job_id=job_id)
     session.write_config(config)
+    early: list[str] = []
     try:
-        return _wait_for_scheduler(session, system, job_id, t0, timeout, progress)
+        if workers:
+            worker_spec_script = worker_script(
+                system,
+                spec,
+                session.scheduler_file,
+                python=config.python,
+                interface=interface,
+                death_timeout=int(timeout) + 60,
+            )
+            early = [system.submit(worker_spec_script, session.scripts) for _ in range(workers)]
+        started = _wait_for_scheduler(session, system, job_id, t0, timeout, progress)
+        if early:
+            remote.ask(started.address, "dask_hpc_register", job_ids=early)
+        return started
     except BaseException:
-        system.cancel([job_id])
+        system.cancel([job_id, *early])
         session.write_config(config.but(down=True))
         raise
 

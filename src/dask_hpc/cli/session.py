@@ -59,6 +59,18 @@ console = _console(stderr=True)
     show_default=True,
     help="seconds to wait for the scheduler; then its job is cancelled",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 10_000),
+    default=0,
+    help="worker jobs to submit at once, beside the scheduler's: they start while it does",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(0),
+    help="with --workers: also wait up to this many seconds for their workers",
+)
 def up(
     name: str,
     system: str,
@@ -68,6 +80,8 @@ def up(
     submit_from: str,
     refresh: float,
     timeout: float,
+    workers: int,
+    wait_seconds: float | None,
     **options: Any,
 ) -> None:
     """Start a session: submit the scheduler's job and wait until the scheduler answers."""
@@ -95,9 +109,13 @@ def up(
             submit_from=submit_from,
             refresh=refresh,
             timeout=timeout,
+            workers=workers,
             progress=progress,
         )
     console.print(views.started_lines(started))
+    if workers and wait_seconds is not None:
+        ids = [j["job_id"] for j in control.status(session)["jobs"]]
+        _wait_for_jobs(session, ids, wait_seconds)
 
 
 @click.command()
