@@ -126,17 +126,19 @@ class BatchCluster(Cluster):
         from distributed import Scheduler
 
         from .keeper import Keeper
-        from .scheduler_job import DASHBOARD_PORT
+        from .scheduler_job import DASHBOARD_PORT, add_dashboard
 
         choice = choose_interface(config.interface)
         self._scheduler = Scheduler(
             host=choice.address,
             port=0,
             dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+            dashboard=False,
             scheduler_file=str(self.session.scheduler_file),
             plugins=[Keeper(self.session, config, choice, self.system)],
         )
         await self._scheduler
+        await add_dashboard(self._scheduler)
         return str(self._scheduler.address)
 
     # ---- dask-jobqueue's surface ------------------------------------------------

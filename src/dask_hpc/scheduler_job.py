@@ -11,12 +11,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
 from .interface import choose_interface
 from .session import Session
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from distributed import Scheduler
+
+__all__ = ["add_dashboard", "main"]
 
 DASHBOARD_PORT = 8787
 
@@ -34,6 +38,7 @@ async def serve(session: Session) -> None:
         port=0,  # shared nodes: a fixed port may be taken; workers read the file
         # distributed moves to a free port, with a warning, when 8787 is taken
         dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+        dashboard=False,  # added below, once workers and clients can connect
         scheduler_file=str(session.scheduler_file),
         plugins=[keeper],
     ) as scheduler:
@@ -42,7 +47,23 @@ async def serve(session: Session) -> None:
             file=sys.stderr,
             flush=True,
         )
+        await add_dashboard(scheduler)
         await scheduler.finished()
+
+
+async def add_dashboard(scheduler: Scheduler) -> None:
+    """Attach the bokeh dashboard to a running scheduler's web server.
+
+    distributed imports bokeh (0.8 s here) before the scheduler listens; done
+    afterwards, in a thread, workers and ``up`` need not wait for it.
+    """
+    import importlib
+
+    try:
+        dashboard = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
+        dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
+    except Exception as exc:  # the scheduler works without its dashboard; say why it is missing
+        print(f"dask-hpc: no dashboard: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ and checks the batch system itself afterwards: no job and no process left.
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -23,6 +24,14 @@ def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
     if request.param != "local":
         request.getfixturevalue(f"{request.param}_up")
     return hpc_for(request.param)
+
+
+def http_status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except OSError:
+        return None
 
 
 def assert_nothing_left(hpc: HPC, name: str, job_ids: list[str]) -> None:
@@ -53,7 +62,8 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
 
     report = hpc.status(name)
     assert report["scheduler"]["answering"] is True
-    assert report["scheduler"]["dashboard"].startswith("http://")
+    dashboard = report["scheduler"]["dashboard"]
+    poll("the dashboard to serve its status page", lambda: http_status(dashboard) == 200, timeout=30)
     assert report["interface"]["name"] == "lo"  # the host name resolves to 127.0.0.1 here
     assert len(live_jobs(report)) == 3 and report["workers"] == 3
 
