@@ -21,7 +21,7 @@ from tornado.ioloop import PeriodicCallback
 
 from .commands import worker_script
 from .decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
-from .errors import DaskHPCError
+from .errors import DaskHPCError, SessionError
 from .interface import InterfaceChoice
 from .ledger import JobRecord, load_ledger, save_ledger
 from .session import Session, SessionConfig
@@ -38,6 +38,8 @@ logger = logging.getLogger("dask_hpc.keeper")
 #: Adapt asks the scheduler this often, and ends a job only after this many asks agree.
 ADAPT_INTERVAL = 1.0
 ADAPT_WAIT_COUNT = 3
+#: Submissions in flight at once.
+SUBMIT_CONCURRENCY = 8
 
 
 class Keeper(SchedulerPlugin):
@@ -290,15 +292,25 @@ class Keeper(SchedulerPlugin):
         )
 
     async def _submit(self, n: int, spec: JobSpec) -> list[str]:
+        """Submit ``n`` jobs, a few at a time: faster than one by one, gentle on the batch system."""
         script = self.job_script(spec)
-        ids: list[str] = []
-        try:
-            for _ in range(n):
+        gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+
+        async def one() -> str:
+            async with gate:
                 job_id = await asyncio.to_thread(self.system.submit, script, self.session.scripts)
-                ids.append(job_id)
-                self.jobs[job_id] = self._record(job_id, spec, time.time())
-        finally:
-            self._save()
+            self.jobs[job_id] = self._record(job_id, spec, time.time())
+            return job_id
+
+        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        self._save()
+        ids = [r for r in results if isinstance(r, str)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors and ids:
+            # The accepted jobs are in the ledger and will join; say why the others were not.
+            raise SessionError(f"{len(ids)} of {n} worker jobs submitted ({', '.join(ids)}); {errors[0]}")
+        if errors:
+            raise errors[0]
         return ids
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
