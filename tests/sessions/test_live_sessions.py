@@ -6,6 +6,8 @@ and checks the batch system itself afterwards: no job and no process left.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -156,3 +158,36 @@ def test_adapt_scales_up_then_back_down_without_a_client(
     report = hpc.status(name)
     assert report["adapt"] == {"minimum_jobs": 1, "maximum_jobs": 3}
     assert sum(j["removed"] for j in report["jobs"]) >= 2
+
+
+def test_client_submits_where_the_scheduler_node_may_not(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    name = "login-submits"
+    hpc.up(name, "--submit-from", "client")
+    out = hpc("add", "2", "--name", name, "--wait", "90")
+    assert "submitted 2 worker jobs" in out.stderr
+    report = hpc.status(name)
+    assert "login node" in report["submit_from"]
+    assert len(live_jobs(report)) == 2 and report["workers"] == 2  # registered: the keeper owns them
+    line = hpc("adapt", "--max", "3", "--name", name, check=False).stderr.strip()
+    assert line.startswith("error: adapt needs to submit jobs from the scheduler's node")
+    hpc("remove", "--job", live_jobs(report)[0]["job_id"], "--name", name)
+    assert len(live_jobs(hpc.status(name))) == 1
+
+
+def test_logs_follow_ends_with_the_job(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    name = "follow"
+    hpc.up(name)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "dask_hpc", "logs", "--follow", "--name", name],
+        env=hpc.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2)
+    hpc("down", "--name", name)
+    out, _ = follow.communicate(timeout=30)  # returns by itself once the scheduler's job has ended
+    assert follow.returncode == 0
+    assert "Scheduler at" in out

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from dask_hpc import JobSpec
-from dask_hpc.commands import worker_command
+from dask_hpc.commands import scheduler_command, worker_command, worker_script
+from dask_hpc.control import session_specs
 from dask_hpc.errors import SpecError
 from dask_hpc.systems import SYSTEMS, get_system
 
@@ -53,7 +54,31 @@ CASES = {
 }
 
 
+# A session's two kinds of job: the scheduler's (with the keeper), and a worker's.
+STATE_DIR = Path("/home/alice/.dask-hpc/sessions/climate")
+SESSION_OPTIONS = {"queue": "regular", "account": "ABC123", "walltime": "30m", "cores": 4}
+SESSION_CASES = ("session-scheduler", "session-worker")
+
+
+def render_session(system: str, case: str) -> str:
+    options = dict(SESSION_OPTIONS)
+    if system == "htcondor":
+        options.pop("queue")
+    try:
+        worker, scheduler = session_specs(
+            "climate", options, scheduler_walltime="4h", logs=STATE_DIR / "logs"
+        )
+        batch = get_system(system)
+        if case == "session-scheduler":
+            return batch.render(scheduler, scheduler_command(STATE_DIR, python=PYTHON))
+        return worker_script(batch, worker, STATE_DIR / "scheduler.json", python=PYTHON, interface="ib0")
+    except SpecError as exc:
+        return f"SpecError: {exc}\n"
+
+
 def render(system: str, case: str) -> str:
+    if case in SESSION_CASES:
+        return render_session(system, case)
     options = dict(CASES[case])
     if case == "full":
         options["job_extra_directives"] = EXTRA[system]
@@ -67,7 +92,7 @@ def render(system: str, case: str) -> str:
         return f"SpecError: {exc}\n"
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", [*sorted(CASES), *SESSION_CASES])
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
     path = GOLDEN / f"{system}-{case}.txt"
@@ -80,7 +105,7 @@ def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
 
 def test_every_system_has_golden_files() -> None:
     names = {p.name for p in GOLDEN.glob("*.txt")}
-    expected = {f"{s}-{c}.txt" for s in SYSTEMS for c in CASES}
+    expected = {f"{s}-{c}.txt" for s in SYSTEMS for c in [*CASES, *SESSION_CASES]}
     assert names == expected
 
 
@@ -94,7 +119,7 @@ def test_htcondor_refuses_a_queue() -> None:
 def test_scripts_are_valid_bash(system: str, tmp_path: Path) -> None:
     import subprocess
 
-    for case in CASES:
+    for case in [*CASES, *SESSION_CASES]:
         script = tmp_path / f"{case}.sh"
         text = render(system, case)
         if text.startswith("SpecError"):
