@@ -6,7 +6,6 @@ HTCondor, or plain local processes), JupyterLab beside the scheduler.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from .errors import DaskHPCError
@@ -16,10 +15,6 @@ from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, 
 if TYPE_CHECKING:
     from .cluster import BatchCluster, connect
 
-try:
-    __version__ = version("dask-hpc")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0+unknown"
 
 __all__ = [
     "BatchCluster",
@@ -37,8 +32,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # BatchCluster and connect need distributed (a second to import): load them on first use,
-    # so that the CLI and job scripts that do not need them start fast.
+    # BatchCluster and connect need distributed (a second to import), __version__ needs
+    # importlib.metadata (0.05 s): load them on first use, so that the CLI and job
+    # scripts that do not need them start fast.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("dask-hpc")
+        except PackageNotFoundError:  # running from a source tree
+            return "0+unknown"
     if name in ("BatchCluster", "connect"):
         from . import cluster
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
-from dask.utils import format_bytes, parse_bytes
-
 from .errors import SpecError, UnknownOptionError
 
 __all__ = [
@@ -103,6 +101,8 @@ def parse_memory(value: str | int) -> int:
         nbytes = value
     elif isinstance(value, str) and _MEMORY.match(value.strip()):
         try:
+            from dask.utils import parse_bytes  # here: importing dask costs 0.2 s, most commands need not
+
             nbytes = parse_bytes(value.strip())
         except ValueError:
             raise SpecError("memory", value, MEMORY_FORMS) from None
@@ -205,6 +205,8 @@ class JobSpec:
     def describe(self) -> str:
         cores = f"{self.cores} core{'s' if self.cores > 1 else ''}"
         processes = f"{self.processes} worker process{'es' if self.processes > 1 else ''}"
+        from dask.utils import format_bytes
+
         return f"{cores}, {format_bytes(self.memory)}, walltime {format_walltime(self.walltime)}, {processes}"
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from .. import __version__
 from ..commands import worker_command
 from ..errors import DaskHPCError
 from ..session import Session
@@ -17,7 +16,7 @@ from .options import spec_from, spec_options, system_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="dask-hpc")
+@click.version_option(package_name="dask-hpc", prog_name="dask-hpc")
 def cli() -> None:
     """Dask on supercomputers: MPI launch and interactive sessions on batch systems."""
 

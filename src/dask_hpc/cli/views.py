@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dask.utils import format_bytes
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -89,6 +88,8 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
         )
     pending = sum(1 for j in live if j["state"] == "pending")
     running = sum(1 for j in live if j["state"] == "running")
+    from dask.utils import format_bytes
+
     hidden = not show_all and len(ended) > RECENT_ENDED
     totals = (
         f"{len(live)} live worker jobs ({running} running, {pending} pending), "
