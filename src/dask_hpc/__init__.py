@@ -13,7 +13,7 @@ from .spec import JobSpec
 from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, get_system
 
 if TYPE_CHECKING:
-    from .cluster import BatchCluster, connect
+    from .cluster import BatchCluster, client_security, connect
 
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "JobState",
     "JobStatus",
     "__version__",
+    "client_security",
     "connect",
     "current_job",
     "get_system",
@@ -32,7 +33,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # BatchCluster and connect need distributed (a second to import), __version__ needs
+    # BatchCluster, connect and client_security need distributed (a second to import), __version__ needs
     # importlib.metadata (0.05 s): load them on first use, so that the CLI and job
     # scripts that do not need them start fast.
     if name == "__version__":
@@ -42,7 +43,7 @@ def __getattr__(name: str) -> Any:
             return version("dask-hpc")
         except PackageNotFoundError:  # running from a source tree
             return "0+unknown"
-    if name in ("BatchCluster", "connect"):
+    if name in ("BatchCluster", "client_security", "connect"):
         from . import cluster
 
         return getattr(cluster, name)

@@ -40,13 +40,16 @@ def run(
     input: str | None = None,
     error: type[CommandError] = CommandError,
     what: str = "command failed",
+    umask: int = -1,
 ) -> Completed:
     """Run ``argv`` and return its output; raise ``error`` when it exits non-zero.
 
     ``input`` is written to its standard input (LSF's bsub reads scripts there).
 
     ``env`` is added to this process's environment rather than replacing it, since
-    batch system clients need PATH, HOME and their own variables.
+    batch system clients need PATH, HOME and their own variables. ``umask`` is the
+    child's (-1: ours); submit commands pass it on to the job, whose logs then are
+    private.
     """
     argv = [str(a) for a in argv]
     full_env = {**os.environ, **env} if env else None
@@ -61,6 +64,7 @@ def run(
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
             check=False,
+            umask=umask,
         )
     except FileNotFoundError as exc:
         raise CommandNotFoundError(
@@ -93,6 +97,7 @@ def spawn(
     stderr: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    umask: int = -1,
 ) -> int:
     """Start ``argv`` detached from us (own session, no stdin); return its pid.
 
@@ -111,6 +116,7 @@ def spawn(
                 env=full_env,
                 cwd=cwd,
                 start_new_session=True,
+                umask=umask,
             )
         except FileNotFoundError as exc:
             raise CommandNotFoundError(

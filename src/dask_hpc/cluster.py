@@ -16,18 +16,20 @@ from typing import TYPE_CHECKING, Any
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
-from . import control, remote
+from . import control
 from .commands import worker_script
 from .errors import SessionError, UnknownOptionError
 from .interface import choose_interface
+from .remote import Link
+from .security import create_tls_files, tls_files
 from .session import DEFAULT_NAME, Session, SessionConfig
 from .spec import JobSpec
 from .systems import get_system
 
 if TYPE_CHECKING:
-    from distributed import Client, Scheduler
+    from distributed import Client, Scheduler, Security
 
-__all__ = ["BatchCluster", "connect"]
+__all__ = ["BatchCluster", "client_security", "connect"]
 
 #: BatchCluster's own keywords, besides a job's resources (JobSpec's fields).
 _OWN = (
@@ -38,6 +40,7 @@ _OWN = (
     "refresh",
     "timeout",
     "n_workers",
+    "insecure",
 )
 
 
@@ -46,8 +49,16 @@ def connect(name: str | None = None, *, timeout: float = 10.0) -> Client:
     from distributed import Client
 
     session = Session(name or DEFAULT_NAME)
-    control.open_live(session)  # a clear error if there is no scheduler answering
-    return Client(scheduler_file=str(session.scheduler_file), timeout=timeout)
+    _, scheduler = control.open_live(session)  # a clear error if there is no scheduler answering
+    return Client(scheduler_file=str(session.scheduler_file), timeout=timeout, security=scheduler.security)
+
+
+def client_security(name: str | None = None) -> Security | None:
+    """The TLS settings a Client needs for session ``name``: ``Client(scheduler_file=...,
+    security=dask_hpc.client_security(name))``. None for a session started with --insecure."""
+    session = Session(name or DEFAULT_NAME)
+    config = session.read_config()
+    return None if config.insecure else tls_files(session.directory).security()
 
 
 class BatchCluster(Cluster):
@@ -84,6 +95,7 @@ class BatchCluster(Cluster):
         super().__init__(asynchronous=False, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
         self._scheduler: Scheduler | None = None
         self._in_job = scheduler == "job"
+        self.security: Security | None = None  # Client(cluster) takes it from here
         if self._in_job:
             started = control.up(
                 self.session,
@@ -94,13 +106,16 @@ class BatchCluster(Cluster):
                 submit_from=own.get("submit_from", "auto"),
                 refresh=own.get("refresh", 5.0),
                 timeout=own.get("timeout", 600.0),
+                insecure=own.get("insecure", False),
             )
+            self.security = started.link.security
             address = started.address
         else:
             address = self._start_here(scheduler_spec, own)
         if self._in_job:
             self._loop_runner.start()
-        self.scheduler_comm = rpc(address)
+        args = self.security.get_connection_args("client") if self.security else {}
+        self.scheduler_comm = rpc(address, connection_args=args)
         self.sync(self._start)  # type: ignore[no-untyped-call]
         if own.get("n_workers"):
             self.scale(own["n_workers"])
@@ -109,6 +124,9 @@ class BatchCluster(Cluster):
         control.refuse_if_live(self.session)
         self.session.prepare()
         self.session.clear_scheduler_files()
+        insecure = bool(own.get("insecure", False))
+        if not insecure:
+            self.security = create_tls_files(self.session.directory, self.session.name).security()
         config = SessionConfig(
             name=self.session.name,
             system=self.system.name,
@@ -117,6 +135,7 @@ class BatchCluster(Cluster):
             interface=own.get("interface"),
             submit_from=own.get("submit_from", "auto"),
             refresh=own.get("refresh", 5.0),
+            insecure=insecure,
         )
         self.session.write_config(config)
         self._loop_runner.start()
@@ -130,6 +149,8 @@ class BatchCluster(Cluster):
 
         choice = choose_interface(config.interface)
         self._scheduler = Scheduler(
+            protocol="tcp" if self.security is None else "tls",
+            security=self.security,
             host=choice.address,
             port=0,
             dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
@@ -190,6 +211,7 @@ class BatchCluster(Cluster):
             self.session.scheduler_file,
             python=config.python,
             interface=config.interface,
+            tls=None if config.insecure else tls_files(self.session.directory),
         )
 
     def status_report(self) -> dict[str, Any]:
@@ -197,14 +219,14 @@ class BatchCluster(Cluster):
         return control.status(self.session)
 
     def _ask(self, op: str, **kwargs: Any) -> dict[str, Any]:
-        return remote.ask(self.scheduler_address, op, timeout=600, **kwargs)
+        return Link(self.scheduler_address, self.security).ask(op, timeout=600, **kwargs)
 
     async def _close(self) -> None:
         if self._in_job:
             await asyncio.to_thread(control.down, self.session)
         elif self._scheduler is not None:
             with contextlib.suppress(SessionError):  # already down
-                await remote.ask_async(self.scheduler_address, "dask_hpc_down", timeout=120)
+                await Link(self.scheduler_address, self.security).ask_async("dask_hpc_down", timeout=120)
             await self._scheduler.close()
             self.session.write_config(self.session.read_config().but(down=True))
         await super()._close()  # type: ignore[no-untyped-call]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .security import TLSFiles
 from .spec import JobSpec
 from .systems.base import BatchSystem
 
@@ -18,6 +19,7 @@ def worker_command(
     python: str = sys.executable,
     death_timeout: int = 60,
     interface: str | None = None,
+    tls: TLSFiles | None = None,
 ) -> list[str]:
     """``dask worker`` for one job: ``spec.processes`` workers sharing its cores and memory.
 
@@ -45,6 +47,8 @@ def worker_command(
     ]
     if interface:
         command += ["--interface", interface]
+    if tls is not None:
+        command += tls.worker_arguments()
     return command
 
 
@@ -61,9 +65,10 @@ def worker_script(
     python: str = sys.executable,
     interface: str | None = None,
     death_timeout: int = 60,
+    tls: TLSFiles | None = None,
 ) -> str:
     """The job script of one worker job of a session."""
     command = worker_command(
-        spec, scheduler_file, python=python, interface=interface, death_timeout=death_timeout
+        spec, scheduler_file, python=python, interface=interface, death_timeout=death_timeout, tls=tls
     )
     return system.render(spec, command)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import remote
 from .commands import scheduler_command, worker_script
 from .errors import SchedulerUnreachableError, SessionError
 from .ledger import load_ledger
+from .remote import Link
+from .security import create_tls_files, tls_files
 from .session import Session, SessionConfig, list_sessions
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, JobStatus, get_system
@@ -51,10 +52,15 @@ class Started:
 
     session: Session
     job_id: str
-    address: str
+    link: Link
     dashboard: str | None
     interface: dict[str, str]
+    security: str
     seconds: float
+
+    @property
+    def address(self) -> str:
+        return self.link.address
 
 
 def session_specs(
@@ -96,6 +102,7 @@ def up(
     refresh: float = 5.0,
     timeout: float = 600.0,
     workers: int = 0,
+    insecure: bool = False,
     progress: Progress | None = None,
 ) -> Started:
     """Submit the scheduler job and wait until its scheduler answers.
@@ -104,7 +111,8 @@ def up(
     here, so that they start while the scheduler does; they wait for its
     address as long as ``up`` does, and are handed to the keeper once it answers.
     On any failure or interruption while waiting, every job is cancelled:
-    nothing is left behind.
+    nothing is left behind. Unless ``insecure``, the session gets a new CA and
+    certificate first (security.py), and everything talks TLS.
     """
     if submit_from not in ("auto", "scheduler", "client"):
         raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
@@ -115,6 +123,7 @@ def up(
     session.clear_scheduler_files()
     if session.ledger_file.exists():  # a past life of this name: keep its ledger beside
         session.ledger_file.replace(session.directory / f"jobs-{int(time.time())}.json")
+    tls = None if insecure else create_tls_files(session.directory, session.name)
     config = SessionConfig(
         name=session.name,
         system=system.name,
@@ -123,6 +132,7 @@ def up(
         interface=interface,
         submit_from=submit_from,
         refresh=refresh,
+        insecure=insecure,
     )
     session.write_config(config)
     script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))
@@ -140,11 +150,12 @@ def up(
                 python=config.python,
                 interface=interface,
                 death_timeout=int(timeout) + 60,
+                tls=tls,
             )
             early = [system.submit(worker_spec_script, session.scripts) for _ in range(workers)]
-        started = _wait_for_scheduler(session, system, job_id, t0, timeout, progress)
+        started = _wait_for_scheduler(session, config, system, t0, timeout, progress)
         if early:
-            remote.ask(started.address, "dask_hpc_register", job_ids=early)
+            started.link.ask("dask_hpc_register", job_ids=early)
         return started
     except BaseException:
         system.cancel([job_id, *early])
@@ -154,12 +165,14 @@ def up(
 
 def _wait_for_scheduler(
     session: Session,
+    config: SessionConfig,
     system: BatchSystem,
-    job_id: str,
     t0: float,
     timeout: float,
     progress: Progress | None,
 ) -> Started:
+    job_id = config.scheduler_job_id
+    assert job_id is not None
     status = JobStatus(job_id, JobState.PENDING)
     next_query = 0.0
     while True:
@@ -167,15 +180,21 @@ def _wait_for_scheduler(
         error = session.scheduler_error()
         if error:
             raise SessionError(f"the scheduler job {job_id} could not start: {error}")
-        address = session.scheduler_address()
-        if address:
+        scheduler = link(session, config)
+        if scheduler:
             try:
-                answer = remote.ask(address, "dask_hpc_status", timeout=5)
+                answer = scheduler.ask("dask_hpc_status", timeout=5)
             except SchedulerUnreachableError:
                 pass  # the file is written as the scheduler starts listening; try again
             else:
                 return Started(
-                    session, job_id, address, answer.get("dashboard"), answer["interface"], now - t0
+                    session,
+                    job_id,
+                    scheduler,
+                    answer.get("dashboard"),
+                    answer["interface"],
+                    answer["security"],
+                    now - t0,
                 )
         if now >= next_query:
             status = system.query([job_id])[job_id]
@@ -216,19 +235,27 @@ def scheduler_job_status(config: SessionConfig) -> JobStatus:
     return get_system(config.system).query([config.scheduler_job_id])[config.scheduler_job_id]
 
 
-def open_live(session: Session) -> tuple[SessionConfig, str]:
-    """The session's settings and scheduler address; a clear error if it does not answer."""
-    config = session.read_config()
+def link(session: Session, config: SessionConfig) -> Link | None:
+    """How to reach the session's scheduler, if it has written its address."""
     address = session.scheduler_address()
+    if address is None:
+        return None
+    return Link(address, None if config.insecure else tls_files(session.directory).security())
+
+
+def open_live(session: Session) -> tuple[SessionConfig, Link]:
+    """The session's settings and its scheduler; a clear error if it does not answer."""
+    config = session.read_config()
+    scheduler = link(session, config)
     why = ""
     if config.down:
         why = "it was ended with dask-hpc down"
-    elif address is None:
+    elif scheduler is None:
         why = "its scheduler has not written its address yet"
     else:
         try:
-            remote.ask(address, "identity", timeout=5)
-            return config, address
+            scheduler.ask("identity", timeout=5)
+            return config, scheduler
         except SchedulerUnreachableError:
             pass
         if config.scheduler_job_id:
@@ -242,9 +269,9 @@ def open_live(session: Session) -> tuple[SessionConfig, str]:
 
 def add(session: Session, n: int, options: dict[str, Any] | None = None) -> list[str]:
     """Submit ``n`` worker jobs; return their ids."""
-    config, address = open_live(session)
+    config, scheduler = open_live(session)
     options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
-    answer = remote.ask(address, "dask_hpc_add", n=n, options=options, timeout=120 + n)
+    answer = scheduler.ask("dask_hpc_add", n=n, options=options, timeout=120 + n)
     if not answer.get("submit_here"):
         return list(answer["job_ids"])
     # The scheduler's node may not submit jobs: submit from here and hand them over.
@@ -255,22 +282,20 @@ def add(session: Session, n: int, options: dict[str, Any] | None = None) -> list
             ids.append(system.submit(answer["script"], session.scripts))
     finally:
         if ids:
-            remote.ask(address, "dask_hpc_register", job_ids=ids, options=options)
+            scheduler.ask("dask_hpc_register", job_ids=ids, options=options)
     return ids
 
 
 def remove(session: Session, n: int | None = None, job_ids: list[str] | None = None) -> list[str]:
     """Retire the workers of ``n`` jobs (or of ``job_ids``), then end those jobs."""
-    _, address = open_live(session)
-    answer = remote.ask(address, "dask_hpc_remove", n=n, job_ids=job_ids, timeout=600)
+    _, scheduler = open_live(session)
+    answer = scheduler.ask("dask_hpc_remove", n=n, job_ids=job_ids, timeout=600)
     return list(answer["job_ids"])
 
 
 def scale(session: Session, jobs: int, options: dict[str, Any] | None = None) -> list[str]:
-    _, address = open_live(session)
-    return list(
-        remote.ask(address, "dask_hpc_scale", jobs=jobs, options=options or {}, timeout=600)["job_ids"]
-    )
+    _, scheduler = open_live(session)
+    return list(scheduler.ask("dask_hpc_scale", jobs=jobs, options=options or {}, timeout=600)["job_ids"])
 
 
 def adapt(
@@ -281,9 +306,8 @@ def adapt(
     off: bool = False,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    _, address = open_live(session)
-    answer = remote.ask(
-        address,
+    _, scheduler = open_live(session)
+    answer = scheduler.ask(
         "dask_hpc_adapt",
         minimum_jobs=minimum_jobs,
         maximum_jobs=maximum_jobs,
@@ -307,6 +331,7 @@ def status(session: Session) -> dict[str, Any]:
         "system": config.system,
         "directory": str(session.directory),
         "down": config.down,
+        "security": "insecure" if config.insecure else "tls",
         "scheduler": {
             "job_id": config.scheduler_job_id,
             "state": scheduler.state.value if scheduler else None,
@@ -315,11 +340,11 @@ def status(session: Session) -> dict[str, Any]:
             "answering": False,
         },
     }
-    address = session.scheduler_address()
+    keeper = link(session, config)
     answer = None
-    if address and not config.down:
+    if keeper and not config.down:
         try:
-            answer = remote.ask(address, "dask_hpc_status", timeout=10)
+            answer = keeper.ask("dask_hpc_status", timeout=10)
         except SchedulerUnreachableError:
             answer = None
     if answer is not None:
@@ -374,11 +399,11 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
     system = get_system(config.system)
     ended: list[str] = []
     warning = None
-    address = session.scheduler_address()
+    scheduler = link(session, config)
     answered = False
-    if address and not config.down:
+    if scheduler and not config.down:
         try:
-            answer = remote.ask(address, "dask_hpc_down", timeout=120)
+            answer = scheduler.ask("dask_hpc_down", timeout=120)
             ended, warning, answered = list(answer["job_ids"]), answer.get("warning"), True
         except SchedulerUnreachableError:
             pass
@@ -417,10 +442,14 @@ def sessions_overview(root: Path | None = None) -> list[dict[str, Any]]:
         address = session.scheduler_address()
         if not config.down and address:
             try:
-                remote.ask(address, "identity", timeout=3)
+                Link(address, None if config.insecure else tls_files(session.directory).security()).ask(
+                    "identity", timeout=3
+                )
                 state = "live"
             except SchedulerUnreachableError:
                 state = "not answering"
+            except SessionError as exc:  # e.g. its keys readable by others
+                state = f"refused: {exc}"
         elif not config.down:
             state = "starting or dead"
         rows.append(

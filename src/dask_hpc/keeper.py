@@ -24,6 +24,7 @@ from .decide import adapt_target_jobs, choose_removals, job_of_worker, scale_ste
 from .errors import DaskHPCError, SessionError
 from .interface import InterfaceChoice
 from .ledger import JobRecord, load_ledger, save_ledger
+from .security import tls_files
 from .session import Session, SessionConfig
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, current_job, get_system
@@ -163,6 +164,7 @@ class Keeper(SchedulerPlugin):
                 "why": self.interface.why,
             },
             "submit_from": self.submit_note,
+            "security": "insecure" if self.config.insecure else "tls",
             "adapt": None
             if self.adapt_bounds is None
             else {"minimum_jobs": self.adapt_bounds[0], "maximum_jobs": self.adapt_bounds[1]},
@@ -280,6 +282,7 @@ class Keeper(SchedulerPlugin):
             self.session.scheduler_file,
             python=self.config.python,
             interface=self.config.interface,
+            tls=None if self.config.insecure else tls_files(self.session.directory),
         )
 
     def _record(self, job_id: str, spec: JobSpec, now: float) -> JobRecord:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
 from .interface import choose_interface
+from .security import tls_files
 from .session import Session
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ async def serve(session: Session) -> None:
     config = session.read_config()
     choice = choose_interface(config.interface)
     keeper = Keeper(session, config, choice)
+    security = None if config.insecure else tls_files(session.directory).security()
     async with Scheduler(
+        protocol="tcp" if security is None else "tls",
+        security=security,
         host=choice.address,
         port=0,  # shared nodes: a fixed port may be taken; workers read the file
         # distributed moves to a free port, with a warning, when 8787 is taken

@@ -54,6 +54,7 @@ class SessionConfig:
     python: str = sys.executable
     created: float = field(default_factory=time.time)
     scheduler_job_id: str | None = None
+    insecure: bool = False  # no TLS: anyone who reaches the scheduler can run code as the user
     down: bool = False  # set by `down`: nothing of this session should run any more
 
     def to_dict(self) -> dict[str, Any]:

@@ -79,7 +79,9 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
         names = {str(w["name"]) for w in client.scheduler_info()["workers"].values()}
         assert names == {j["job_id"] for j in live_jobs(report)}
     session = hpc.session(name)
-    with Client(scheduler_file=str(session.scheduler_file)) as client:
+    with Client(
+        scheduler_file=str(session.scheduler_file), security=dask_hpc.client_security(name)
+    ) as client:
         x = da.ones(n, chunks=n // 12).persist()  # data on every worker, kept through the remove
         hpc("remove", "1", "--name", name)
         assert int(x.sum().compute()) == n

@@ -14,6 +14,7 @@ from dask_hpc import JobSpec
 from dask_hpc.commands import scheduler_command, worker_command, worker_script
 from dask_hpc.control import session_specs
 from dask_hpc.errors import SpecError
+from dask_hpc.security import tls_files
 from dask_hpc.systems import SYSTEMS, get_system
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -71,7 +72,14 @@ def render_session(system: str, case: str) -> str:
         batch = get_system(system)
         if case == "session-scheduler":
             return batch.render(scheduler, scheduler_command(STATE_DIR, python=PYTHON))
-        return worker_script(batch, worker, STATE_DIR / "scheduler.json", python=PYTHON, interface="ib0")
+        return worker_script(
+            batch,
+            worker,
+            STATE_DIR / "scheduler.json",
+            python=PYTHON,
+            interface="ib0",
+            tls=tls_files(STATE_DIR),
+        )
     except SpecError as exc:
         return f"SpecError: {exc}\n"
 

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from .. import control, remote
+from .. import control
 from ..errors import SessionError
 from ..session import Session
 from ..systems import JobState, JobStatus, get_system
@@ -71,6 +71,11 @@ console = _console(stderr=True)
     type=click.FloatRange(0),
     help="with --workers: also wait up to this many seconds for their workers",
 )
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="no TLS: anyone who can reach the scheduler can run code as you (not recommended)",
+)
 def up(
     name: str,
     system: str,
@@ -82,6 +87,7 @@ def up(
     timeout: float,
     workers: int,
     wait_seconds: float | None,
+    insecure: bool,
     **options: Any,
 ) -> None:
     """Start a session: submit the scheduler's job and wait until the scheduler answers."""
@@ -95,6 +101,11 @@ def up(
         logs=session.logs,
     )
     batch.render(spec, [])  # refuse options this system cannot take before submitting anything
+    if insecure:
+        console.print(
+            "[bold yellow]warning: --insecure: no TLS; anyone who can reach this session's scheduler "
+            "can run code as you[/]"
+        )
     with Live(console=console, transient=True, refresh_per_second=8) as live:
 
         def progress(status: JobStatus, elapsed: float) -> None:
@@ -110,6 +121,7 @@ def up(
             refresh=refresh,
             timeout=timeout,
             workers=workers,
+            insecure=insecure,
             progress=progress,
         )
     console.print(views.started_lines(started))
@@ -140,9 +152,9 @@ def add(name: str, n: int, wait_seconds: float | None, **options: Any) -> None:
 def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     t0 = time.monotonic()
-    _, address = control.open_live(session)
+    _, scheduler = control.open_live(session)
     while True:
-        report = remote.ask(address, "dask_hpc_status")  # the keeper's view: no batch-system call
+        report = scheduler.ask("dask_hpc_status")  # the keeper's view: no batch-system call
         jobs = {j["job_id"]: j for j in report["jobs"] if j["job_id"] in ids}
         connected = sum(1 for j in jobs.values() if j["workers"] >= j["processes"])
         ended = [j for j in jobs.values() if j["ended"] is not None]

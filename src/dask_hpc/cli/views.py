@@ -35,11 +35,24 @@ def started_lines(started: Started) -> Text:
         f"  scheduler  {started.address}",
         f"  dashboard  {started.dashboard or '(not available)'}",
         f"  interface  {interface['name']} ({interface['why']})",
+        f"  security   {_security(started.security)}",
         f"  connect    dask_hpc.connect({name!r})",
-        f"             or Client(scheduler_file='{started.session.scheduler_file}')",
+        f"             or Client(scheduler_file='{started.session.scheduler_file}',"
+        + ("" if started.security == "tls" else ")"),
+        *(
+            [f"                       security=dask_hpc.client_security({name!r}))"]
+            if started.security == "tls"
+            else []
+        ),
         f"  next       dask-hpc add N{'' if name == 'default' else f' --name {name}'}",
     ]
     return Text("\n".join(lines))
+
+
+def _security(mode: str) -> str:
+    if mode == "tls":
+        return "TLS with the session's own certificate (only you can connect)"
+    return "INSECURE: no TLS, anyone who reaches the scheduler can run code as you"
 
 
 def _left(seconds: float | None) -> str:
@@ -61,6 +74,7 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
         head.append(f"dashboard: {s.get('dashboard') or '(not available)'}")
         i = report["interface"]
         head.append(f"interface: {i['name']} {i['address']} ({i['why']})")
+        head.append(f"security: {_security(report['security'])}")
         head.append(f"worker jobs are submitted from {report['submit_from']}")
         a = report.get("adapt")
         head.append("adapt: off" if not a else f"adapt: {a['minimum_jobs']} to {a['maximum_jobs']} jobs")

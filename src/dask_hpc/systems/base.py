@@ -77,6 +77,10 @@ ENV_SYSTEM = "DASK_HPC_SYSTEM"
 ENV_WALLTIME = "DASK_HPC_WALLTIME"
 ENV_START = "DASK_HPC_JOB_START"
 
+#: Submit with this umask: the systems pass it on to the job, so that its logs
+#: and files are the user's only (SLURM, PBS and LSF take the submitter's umask).
+PRIVATE_UMASK = 0o077
+
 
 class BatchSystem(ABC):
     """A batch system: rendering and parsing are pure; submit/query/cancel run commands."""
@@ -180,6 +184,7 @@ class BatchSystem(ABC):
             cwd=directory,
             error=SubmitError,
             what=f"{self.name} refused the job",
+            umask=PRIVATE_UMASK,
         )
         return self.parse_job_id(done.stdout)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import _process
 from ..errors import SpecError, SubmitError
 from ..spec import JobSpec
-from .base import BatchSystem, JobState, JobStatus
+from .base import PRIVATE_UMASK, BatchSystem, JobState, JobStatus
 
 __all__ = ["LocalSystem", "spool_directory"]
 
@@ -92,7 +92,9 @@ class LocalSystem(BatchSystem):
         path = job_dir / "script.sh"
         path.write_text(script)
         path.chmod(0o700)
-        _process.spawn(self.submit_argv(path), stdout=job_dir / "runner.log", cwd=directory)
+        _process.spawn(
+            self.submit_argv(path), stdout=job_dir / "runner.log", cwd=directory, umask=PRIVATE_UMASK
+        )
         return job_dir.name
 
     def _new_job_dir(self) -> Path:
