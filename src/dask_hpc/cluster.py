@@ -13,6 +13,7 @@ import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
+import dask
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
@@ -145,19 +146,20 @@ class BatchCluster(Cluster):
         from distributed import Scheduler
 
         from .keeper import Keeper
-        from .scheduler_job import DASHBOARD_PORT, add_dashboard
+        from .scheduler_job import DASHBOARD_PORT, HTTP_ROUTES, add_dashboard
 
         choice = choose_interface(config.interface)
-        self._scheduler = Scheduler(
-            protocol="tcp" if self.security is None else "tls",
-            security=self.security,
-            host=choice.address,
-            port=0,
-            dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
-            dashboard=False,
-            scheduler_file=str(self.session.scheduler_file),
-            plugins=[Keeper(self.session, config, choice, self.system)],
-        )
+        with dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES}):
+            self._scheduler = Scheduler(
+                protocol="tcp" if self.security is None else "tls",
+                security=self.security,
+                host=choice.address,
+                port=0,
+                dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+                dashboard=False,
+                scheduler_file=str(self.session.scheduler_file),
+                plugins=[Keeper(self.session, config, choice, self.system)],
+            )
         await self._scheduler
         await add_dashboard(self._scheduler)
         return str(self._scheduler.address)

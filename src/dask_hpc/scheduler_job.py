@@ -25,8 +25,20 @@ __all__ = ["add_dashboard", "main"]
 
 DASHBOARD_PORT = 8787
 
+#: The scheduler's web pages: read-only ones only. distributed's optional
+#: ``http.scheduler.api`` (retire workers by POST) is left out, and so is its
+#: proxy to worker pages (our workers have none; it would relay to any host:port).
+HTTP_ROUTES = [
+    "distributed.http.scheduler.prometheus",
+    "distributed.http.scheduler.info",
+    "distributed.http.scheduler.json",
+    "distributed.http.health",
+    "distributed.http.statics",
+]
+
 
 async def serve(session: Session) -> None:
+    import dask
     from distributed import Scheduler
 
     from .keeper import Keeper
@@ -35,6 +47,7 @@ async def serve(session: Session) -> None:
     choice = choose_interface(config.interface)
     keeper = Keeper(session, config, choice)
     security = None if config.insecure else tls_files(session.directory).security()
+    dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES})
     async with Scheduler(
         protocol="tcp" if security is None else "tls",
         security=security,

@@ -7,6 +7,8 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,6 +80,27 @@ def test_only_the_sessions_certificate_gets_in(hpc: HPC, tmp_path: Path) -> None
         worker.kill()
         worker.wait(timeout=30)
     assert session.directory.is_dir()
+
+
+def http_code(url: str, data: bytes | None = None) -> int:
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_dashboard_is_read_only(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    hpc.up("web")
+    dashboard = hpc.status("web")["scheduler"]["dashboard"]
+    base = dashboard.rsplit("/", 1)[0]
+    poll("the dashboard", lambda: http_code(dashboard) == 200, timeout=30)
+    assert http_code(base + "/health") == 200
+    # distributed's optional API (retire workers by POST) and its proxy to other hosts are not served.
+    assert http_code(base + "/api/v1/retire_workers", data=b"{}") == 404
+    assert http_code(base + "/api/v1") == 404
+    assert http_code(base + "/proxy/22/127.0.0.1/") == 404
 
 
 def test_state_dir_and_every_file_in_it_are_private(hpc: HPC) -> None:
