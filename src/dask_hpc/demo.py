@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .commands import worker_command
 from .errors import DaskHPCError
+from .security import create_tls_files
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, JobStatus
 
@@ -49,11 +50,15 @@ def run_demo(
     # On this machine's own processes, loopback; on a cluster, an address the nodes reach.
     host = "127.0.0.1" if system.name == "local" else socket.gethostbyname(socket.gethostname())
 
+    workdir.chmod(0o700)  # it holds the demo's TLS key
+    tls = create_tls_files(workdir, "demo")
     t0 = time.perf_counter()
     with (
         LocalCluster(
             n_workers=0,
             host=host,
+            protocol="tls://",
+            security=tls.security(),
             dashboard_address=":0",
             scheduler_kwargs={"scheduler_file": str(scheduler_file)},
         ) as cluster,
@@ -62,7 +67,7 @@ def run_demo(
         console.print(
             f"scheduler at [bold]{cluster.scheduler_address}[/], dashboard {cluster.dashboard_link}"
         )
-        script = system.render(spec, worker_command(spec, scheduler_file))
+        script = system.render(spec, worker_command(spec, scheduler_file, tls=tls))
         job_ids: list[str] = []
         try:
             for _ in range(workers):
