@@ -67,8 +67,8 @@ def test_loose_file_refused(mode: int, fix: str, state_dir: Path) -> None:
 
 def test_loose_directory_refused(state_dir: Path) -> None:
     create_tls_files(state_dir, "s")
-    state_dir.chmod(0o755)
-    with pytest.raises(SessionError, match=r"has mode 0755.*fix with: chmod 700"):
+    (state_dir / "tls").chmod(0o755)
+    with pytest.raises(SessionError, match=r"tls has mode 0755.*fix with: chmod 700 .*tls$"):
         tls_files(state_dir).security()
 
 

@@ -58,8 +58,7 @@ def client_security(name: str | None = None) -> Security | None:
     """The TLS settings a Client needs for session ``name``: ``Client(scheduler_file=...,
     security=dask_hpc.client_security(name))``. None for a session started with --insecure."""
     session = Session(name or DEFAULT_NAME)
-    config = session.read_config()
-    return None if config.insecure else tls_files(session.directory).security()
+    return control.session_security(session, session.read_config())
 
 
 class BatchCluster(Cluster):

@@ -14,16 +14,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .commands import scheduler_command, worker_script
 from .errors import SchedulerUnreachableError, SessionError
 from .ledger import load_ledger
 from .remote import Link
-from .security import create_tls_files, tls_files
+from .security import check_private, create_tls_files, tls_files
 from .session import Session, SessionConfig, list_sessions
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, JobStatus, get_system
+
+if TYPE_CHECKING:
+    from distributed import Security
 
 __all__ = [
     "Started",
@@ -240,7 +243,15 @@ def link(session: Session, config: SessionConfig) -> Link | None:
     address = session.scheduler_address()
     if address is None:
         return None
-    return Link(address, None if config.insecure else tls_files(session.directory).security())
+    return Link(address, session_security(session, config))
+
+
+def session_security(session: Session, config: SessionConfig) -> Security | None:
+    """The session's TLS settings for clients; None if it was started with --insecure."""
+    if config.insecure:
+        return None
+    check_private(session.directory)  # the session's keys live below it
+    return tls_files(session.directory).security()
 
 
 def open_live(session: Session) -> tuple[SessionConfig, Link]:
@@ -442,9 +453,9 @@ def sessions_overview(root: Path | None = None) -> list[dict[str, Any]]:
         address = session.scheduler_address()
         if not config.down and address:
             try:
-                Link(address, None if config.insecure else tls_files(session.directory).security()).ask(
-                    "identity", timeout=3
-                )
+                scheduler = link(session, config)
+                assert scheduler is not None
+                scheduler.ask("identity", timeout=3)
                 state = "live"
             except SchedulerUnreachableError:
                 state = "not answering"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,15 @@ from .errors import SessionError
 if TYPE_CHECKING:
     from distributed import Security
 
-__all__ = ["TLSFiles", "check_private", "create_tls_files", "tls_files"]
+__all__ = [
+    "Credentials",
+    "TLSFiles",
+    "check_private",
+    "create_tls_files",
+    "make_credentials",
+    "tls_files",
+    "write_tls_files",
+]
 
 #: Certificates outlive any walltime; a new session gets new ones.
 VALIDITY = datetime.timedelta(days=366)
@@ -44,7 +53,6 @@ class TLSFiles:
         """distributed's Security for every role, after checking that only the user can read them."""
         from distributed import Security
 
-        check_private(self.directory.parent)
         check_private(self.directory)
         for path in (self.ca, self.cert, self.key):
             check_private(path)
@@ -68,16 +76,46 @@ def tls_files(state_dir: Path) -> TLSFiles:
     return TLSFiles(state_dir / "tls")
 
 
-def create_tls_files(state_dir: Path, session_name: str) -> TLSFiles:
-    """A new CA and session certificate in ``<state_dir>/tls`` (dir 0700, files 0600)."""
+@dataclass(frozen=True)
+class Credentials:
+    """A session's CA certificate, certificate and key, as PEM text."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def security(self) -> Security:
+        """distributed's Security for every role, from memory (distributed accepts PEM text)."""
+        from distributed import Security
+
+        return Security(
+            require_encryption=True,
+            tls_ca_file=self.ca,
+            tls_client_cert=self.cert,
+            tls_client_key=self.key,
+            tls_scheduler_cert=self.cert,
+            tls_scheduler_key=self.key,
+            tls_worker_cert=self.cert,
+            tls_worker_key=self.key,
+        )
+
+    def client_config(self) -> dict[str, object]:
+        """dask config under which a plain ``Client()`` uses these credentials."""
+        return {
+            "distributed.comm.require-encryption": True,
+            "distributed.comm.tls.ca-file": self.ca,
+            "distributed.comm.tls.client.cert": self.cert,
+            "distributed.comm.tls.client.key": self.key,
+        }
+
+
+def make_credentials(session_name: str) -> Credentials:
+    """A new CA, and one certificate it signs for every role of the session; the CA key is dropped."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    files = tls_files(state_dir)
-    files.directory.mkdir(mode=0o700, exist_ok=True)
-    files.directory.chmod(0o700)
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(common: str) -> x509.Name:
@@ -133,16 +171,27 @@ def create_tls_files(state_dir: Path, session_name: str) -> TLSFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(files.ca, ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(files.cert, cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(
-        files.key,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+    pem = serialization.Encoding.PEM
+    return Credentials(
+        ca=ca_cert.public_bytes(pem).decode(),
+        cert=cert.public_bytes(pem).decode(),
+        key=key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
     )
+
+
+def create_tls_files(state_dir: Path, session_name: str) -> TLSFiles:
+    """A new CA and session certificate in ``<state_dir>/tls`` (dir 0700, files 0600)."""
+    return write_tls_files(state_dir, make_credentials(session_name))
+
+
+def write_tls_files(state_dir: Path, credentials: Credentials) -> TLSFiles:
+    """``credentials`` in ``<state_dir>/tls`` (dir 0700, files 0600)."""
+    files = tls_files(state_dir)
+    files.directory.mkdir(mode=0o700, exist_ok=True)
+    files.directory.chmod(0o700)
+    _write_private(files.ca, credentials.ca.encode())
+    _write_private(files.cert, credentials.cert.encode())
+    _write_private(files.key, credentials.key.encode())
     return files
 
 

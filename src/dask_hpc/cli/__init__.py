@@ -78,8 +78,10 @@ def demo(system: str, workers: int, directory: Path | None, timeout: float, **op
 
 
 from . import session as _session  # noqa: E402  (registers the session commands)
+from .mpi import mpi  # noqa: E402
 
 _session.register(cli)
+cli.add_command(mpi)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,354 @@
+"""MPI launch: one MPI job is one Dask cluster.
+
+``initialize()`` (in a job script): rank 0 runs the scheduler, rank 1 returns to
+the script, the other ranks are workers. ``dask-hpc mpi``: the scheduler rank
+and workers, for clients from outside. The scheduler's address and the
+cluster's TLS credentials (new for every run, as for a session) reach the
+ranks over MPI: no shared file needed. Every rank exits when the script
+ends, and ``mpirun`` with the script's exit code; no rank waits forever.
+
+Keyword names and defaults are dask-mpi's, so that switching is a change of import
+or of the command's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DaskHPCError
+from .interface import choose_interface
+from .security import Credentials, make_credentials, tls_files, write_tls_files
+
+if TYPE_CHECKING:
+    from distributed import Security
+
+__all__ = ["WorldTooSmallError", "client_security", "initialize", "run", "send_close_signal"]
+
+logger = logging.getLogger("dask_hpc.mpi")
+
+#: How long the script's rank waits for the cluster to close at its exit.
+CLOSE_TIMEOUT = 10.0
+#: After its work, a rank that cannot finish MPI (another rank died) exits anyway after this long.
+FINALIZE_GRACE = 30.0
+
+
+class WorldTooSmallError(DaskHPCError):
+    """Fewer MPI ranks than the roles need."""
+
+
+def initialize(
+    interface: str | None = None,
+    nthreads: int = 1,
+    local_directory: str | None = None,
+    memory_limit: str | float | int = "auto",
+    nanny: bool = False,
+    dashboard: bool = True,
+    dashboard_address: str = ":8787",
+    protocol: str | None = None,
+    worker_class: str = "distributed.Worker",
+    worker_options: dict[str, Any] | None = None,
+    comm: Any = None,
+    exit: bool = True,
+    insecure: bool = False,
+) -> bool:
+    """Make this MPI job a Dask cluster; return True on the rank that runs the script (rank 1).
+
+    With ``exit=True`` (the default) the scheduler and worker ranks exit when
+    the cluster closes, which happens when the script's rank exits: only rank 1
+    returns. With ``exit=False`` every rank returns (False but on rank 1), and
+    the script calls :func:`send_close_signal` itself.
+    """
+    comm = _world(comm)
+    size, rank = comm.Get_size(), comm.Get_rank()
+    if size < 3:
+        _too_small(
+            rank,
+            f"dask_hpc.mpi.initialize needs at least 3 MPI ranks (the scheduler, your script, a worker); "
+            f"got {size}: run e.g. mpirun -np 4",
+            exit,
+        )
+    worker_type = "distributed.Nanny" if nanny else worker_class
+    if rank == 0:
+        credentials = None if insecure else make_credentials("mpi")
+        _run(
+            _scheduler(
+                comm,
+                0,
+                credentials,
+                host=_host(interface),
+                protocol=protocol,
+                dashboard=dashboard,
+                dashboard_address=dashboard_address,
+            )
+        )
+        return _leave(exit)
+    address, credentials = comm.bcast(None, root=0)
+    if rank == 1:
+        import dask
+
+        dask.config.set(
+            {"scheduler-address": address, **(credentials.client_config() if credentials else {})}
+        )
+        if exit:
+            atexit.register(_close_at_exit)
+        return True
+    _run(
+        _worker(
+            address,
+            credentials,
+            worker_type,
+            {
+                "host": _host(interface),
+                "protocol": protocol,
+                "nthreads": nthreads,
+                "memory_limit": memory_limit,
+                "local_directory": local_directory,
+                "name": rank,
+                **(worker_options or {}),
+            },
+        )
+    )
+    return _leave(exit)
+
+
+def send_close_signal() -> None:
+    """Close the cluster (scheduler and workers) from the script's rank."""
+    from distributed import Client
+
+    with Client(timeout=CLOSE_TIMEOUT) as client:
+        client.shutdown()
+
+
+def client_security(scheduler_file: str | Path) -> Security | None:
+    """TLS settings for a client from outside of ``dask-hpc mpi --scheduler-file F``.
+
+    The certificates are in ``tls/`` beside the scheduler file. None if it was
+    started with --insecure (no ``tls/`` there).
+    """
+    files = tls_files(Path(scheduler_file).absolute().parent)
+    if not files.directory.exists():
+        return None
+    return files.security()
+
+
+def run(
+    *,
+    scheduler_address: str | None = None,
+    scheduler_file: str | None = None,
+    scheduler_port: int | None = None,
+    scheduler_rank: int = 0,
+    scheduler: bool = True,
+    exclusive_workers: bool = True,
+    interface: str | None = None,
+    protocol: str | None = None,
+    nthreads: int | None = None,
+    memory_limit: str | float | int = "auto",
+    local_directory: str | None = None,
+    nanny: bool = True,
+    worker_class: str = "distributed.Nanny",
+    worker_options: str | dict[str, Any] | None = None,
+    dashboard: bool = True,
+    dashboard_address: str | None = None,
+    name: str = "dask_mpi",
+    insecure: bool = False,
+    comm: Any = None,
+) -> None:
+    """``dask-hpc mpi``: the scheduler on ``scheduler_rank``, workers on the other ranks.
+
+    Returns when the cluster is closed (e.g. by a client's ``shutdown()``).
+    """
+    comm = _world(comm)
+    size, rank = comm.Get_size(), comm.Get_rank()
+    needed = 1 + (max(scheduler_rank, 1) if scheduler and exclusive_workers else scheduler_rank)
+    if size < needed:
+        _too_small(
+            rank,
+            f"dask-hpc mpi with the scheduler on rank {scheduler_rank}"
+            f"{' and workers on other ranks' if exclusive_workers else ''} needs {needed} MPI ranks, "
+            f"got {size}: run e.g. mpirun -np {needed + 1}",
+            True,
+        )
+    options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
+    worker_type = worker_class if nanny else "distributed.Worker"
+    worker_opts = {
+        "host": _host(interface),
+        "protocol": protocol,
+        "nthreads": nthreads,
+        "memory_limit": memory_limit,
+        "local_directory": local_directory,
+        "name": f"{name}-{rank}",
+        **options,
+    }
+    if not scheduler:
+        # Joining a cluster that runs elsewhere: its address and TLS files are given.
+        address = scheduler_address or _address_from_file(scheduler_file)
+        security = client_security(scheduler_file) if scheduler_file else None
+        _run(_worker(address, None, worker_type, {**worker_opts, "security": security}))
+        return
+    if rank == scheduler_rank:
+        credentials = None if insecure else make_credentials("mpi")
+        if credentials and scheduler_file:  # for clients from outside: client_security(scheduler_file)
+            directory = Path(scheduler_file).absolute().parent
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_tls_files(directory, credentials)
+        _run(
+            _scheduler(
+                comm,
+                scheduler_rank,
+                credentials,
+                host=_host(interface),
+                protocol=protocol,
+                dashboard=dashboard,
+                dashboard_address=dashboard_address,
+                scheduler_file=scheduler_file,
+                port=scheduler_port or 0,
+                worker=None if exclusive_workers else (worker_type, worker_opts),
+            )
+        )
+        return
+    address, credentials = comm.bcast(None, root=scheduler_rank)
+    _run(_worker(address, credentials, worker_type, worker_opts))
+
+
+# ---- roles ----------------------------------------------------------------------
+
+
+async def _scheduler(
+    comm: Any,
+    root: int,
+    credentials: Credentials | None,
+    *,
+    worker: tuple[str, dict[str, Any]] | None = None,
+    **options: Any,
+) -> None:
+    from distributed import Scheduler
+
+    security = credentials.security() if credentials else None
+    protocol = options.pop("protocol", None) or ("tls" if security else None)
+    async with Scheduler(security=security, protocol=protocol, **options) as scheduler:
+        # Every other rank waits in this broadcast: send them the address even if a
+        # later step fails, so that none of them waits forever.
+        await asyncio.to_thread(comm.bcast, (scheduler.address, credentials), root)
+        tasks = []
+        if worker is not None:  # --inclusive-workers: a worker beside the scheduler
+            tasks.append(asyncio.ensure_future(_worker(scheduler.address, credentials, *worker)))
+        await scheduler.finished()
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, CLOSE_TIMEOUT)
+
+
+async def _worker(
+    address: str, credentials: Credentials | None, worker_type: str, options: dict[str, Any]
+) -> None:
+    from distributed.utils import import_term
+
+    # When the cluster closes, a worker's last messages meet a closed stream: distributed
+    # logs that at INFO with a traceback on every rank. It is the normal end here.
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
+    cls = import_term(worker_type)
+    if credentials is not None:
+        options = {**options, "security": credentials.security()}
+    if options.get("protocol") is None:
+        options.pop("protocol", None)
+    if options.get("nthreads") is None:
+        options.pop("nthreads", None)
+    async with cls(address, **options) as worker:
+        await worker.finished()
+
+
+# ---- leaving, without hanging --------------------------------------------------------
+
+
+def _host(interface: str | None) -> str:
+    """The address this rank listens on: the interface's, or the one its host name resolves to
+    (distributed's default, the route to 8.8.8.8, is wrong on compute nodes without Internet)."""
+    return choose_interface(interface).address
+
+
+def _run(role: Any) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(role)
+
+
+def _leave(exit: bool) -> bool:
+    if exit:
+        _exit_bounded(0)
+    return False
+
+
+def _exit_bounded(code: int) -> None:
+    """Exit with ``code``; if MPI's finalize cannot finish (a rank died), exit anyway."""
+    _watchdog(code)
+    sys.exit(code)
+
+
+def _watchdog(code: int) -> None:
+    def expire() -> None:
+        print(
+            f"dask-hpc: MPI did not finish within {FINALIZE_GRACE:g} s (another rank died?); exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(code)
+
+    timer = threading.Timer(FINALIZE_GRACE, expire)
+    timer.daemon = True  # runs during interpreter shutdown, where mpi4py finalizes MPI
+    timer.start()
+
+
+_failed = False
+
+
+def _close_at_exit() -> None:
+    """On the script's rank, at exit: close the cluster so the other ranks exit too."""
+    try:
+        send_close_signal()
+    except Exception as exc:  # the scheduler is gone already: the other ranks leave by themselves
+        logger.warning("could not close the cluster: %s", exc)
+    _watchdog(1 if _failed else 0)
+
+
+def _note_failure(hook: Any) -> Any:
+    def excepthook(*args: Any) -> None:
+        global _failed
+        _failed = True
+        hook(*args)
+
+    return excepthook
+
+
+def _world(comm: Any) -> Any:
+    if comm is not None:
+        return comm
+    from mpi4py import MPI
+
+    sys.excepthook = _note_failure(sys.excepthook)
+    return MPI.COMM_WORLD
+
+
+def _too_small(rank: int, message: str, exit: bool) -> None:
+    if not exit:
+        raise WorldTooSmallError(message)
+    if rank == 0:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _address_from_file(scheduler_file: str | None) -> str:
+    if not scheduler_file:
+        raise DaskHPCError("--no-scheduler needs a scheduler address or --scheduler-file")
+    try:
+        address = json.loads(Path(scheduler_file).read_text())["address"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DaskHPCError(f"cannot read the scheduler's address from {scheduler_file}: {exc}") from None
+    return str(address)
