@@ -3,11 +3,12 @@
 #   make test   create .venv, install dask-hpc[test], lint, type-check, run the whole suite
 #               (the suite installs and starts the real SLURM and SGE it needs: scripts/)
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
+#   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup clean
+.PHONY: demo test lint typecheck pytest bench-startup bench-mpi clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ bench-startup: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	scripts/local-slurm up
 	$(BIN)/python bench/startup.py
+
+bench-mpi: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/mpi_startup.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -177,3 +177,22 @@ def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     assert proc.returncode == 0, err
+
+
+def test_mpirun_inside_an_sbatch_job(slurm_up: None, mpirun: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "out.txt"
+    job = tmp_path / "job.sh"
+    exports = " ".join(f"{k}={v}" for k, v in MPI_ENV.items() if k.startswith("OMPI_"))
+    job.write_text(
+        "#!/bin/bash\n"
+        "#SBATCH -n 4\n"
+        f"#SBATCH -o {out}\n"
+        f"export {exports}\n"
+        # Four virtual SLURM nodes share two cores here: do not bind ranks to cores.
+        f"{mpirun} --bind-to none {sys.executable} {script} exit3\n"
+    )
+    done = run_bounded(["sbatch", "--wait", str(job)], timeout=180)
+    assert done.returncode == 3, out.read_text(errors="replace")[-2000:]
+    assert "SUM 499999500000 True" in out.read_text(errors="replace")
