@@ -50,8 +50,11 @@ print("READY", flush=True)
 """
 
 CLIENT = """
-import sys
+import os, sys, time
 from distributed import Client
+deadline = time.monotonic() + 60
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)  # the scheduler file, and tls/ written before it
 security = None
 if sys.argv[2] == "dask-hpc":
     from dask_hpc.mpi import client_security

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import DaskHPCError
 from .interface import choose_interface
 from .security import Credentials, make_credentials, tls_files, write_tls_files
+from .worker import fork_workers
 
 if TYPE_CHECKING:
     from distributed import Security
@@ -77,6 +78,7 @@ def initialize(
             exit,
         )
     worker_type = "distributed.Nanny" if nanny else worker_class
+    _import_while_waiting()
     if rank == 0:
         credentials = None if insecure else make_credentials("mpi")
         _run(
@@ -122,10 +124,15 @@ def initialize(
 
 def send_close_signal() -> None:
     """Close the cluster (scheduler and workers) from the script's rank."""
-    from distributed import Client
+    from distributed import Client, default_client
 
-    with Client(timeout=CLOSE_TIMEOUT) as client:
-        client.shutdown()
+    try:
+        # The script's own client: shut down through it, so that it does not try to
+        # reconnect (and log tracebacks) once the scheduler is gone.
+        client = default_client()
+    except ValueError:
+        client = Client(timeout=CLOSE_TIMEOUT)
+    client.shutdown()
 
 
 def client_security(scheduler_file: str | Path) -> Security | None:
@@ -178,6 +185,8 @@ def run(
             True,
         )
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
+    _import_while_waiting()
+    fork_workers()
     worker_type = worker_class if nanny else "distributed.Worker"
     worker_opts = {
         "host": _host(interface),
@@ -232,12 +241,18 @@ async def _scheduler(
 ) -> None:
     from distributed import Scheduler
 
+    from .scheduler_job import add_dashboard
+
     security = credentials.security() if credentials else None
     protocol = options.pop("protocol", None) or ("tls" if security else None)
-    async with Scheduler(security=security, protocol=protocol, **options) as scheduler:
+    dashboard = options.pop("dashboard", True)
+    # The dashboard is attached once the others know the address (bokeh's import is slow).
+    async with Scheduler(security=security, protocol=protocol, dashboard=False, **options) as scheduler:
         # Every other rank waits in this broadcast: send them the address even if a
         # later step fails, so that none of them waits forever.
         await asyncio.to_thread(comm.bcast, (scheduler.address, credentials), root)
+        if dashboard:
+            await add_dashboard(scheduler)
         tasks = []
         if worker is not None:  # --inclusive-workers: a worker beside the scheduler
             tasks.append(asyncio.ensure_future(_worker(scheduler.address, credentials, *worker)))
@@ -267,6 +282,12 @@ async def _worker(
 
 
 # ---- leaving, without hanging --------------------------------------------------------
+
+
+def _import_while_waiting() -> None:
+    """Import distributed now, on every rank: the ranks that wait for the scheduler's
+    address do it in parallel with its start instead of after it (a second each here)."""
+    import distributed  # noqa: F401
 
 
 def _host(interface: str | None) -> str:

@@ -13,7 +13,7 @@ import sys
 from .errors import DaskHPCError
 from .systems import current_job
 
-__all__ = ["main"]
+__all__ = ["fork_workers", "main"]
 
 
 def worker_arguments(argv: list[str]) -> list[str]:
@@ -31,15 +31,23 @@ def worker_arguments(argv: list[str]) -> list[str]:
 START_METHOD_VARIABLE = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 
 
-def main(argv: list[str] | None = None) -> None:
+def fork_workers() -> None:
+    """Nannies fork their worker, unless the user chose otherwise.
+
+    A forked worker saves a second interpreter and its imports: 0.6 s per worker
+    alone on this machine, more when a node starts many at once. distributed
+    supports fork; the nanny forks before running any task.
+    """
     import dask
-    from distributed.cli.dask_worker import main as dask_worker
 
     if sys.platform == "linux" and START_METHOD_VARIABLE not in os.environ:
-        # A nanny that forks its worker saves a second interpreter and its imports:
-        # 0.6 s per worker alone on this machine, more when a node starts many at
-        # once. distributed supports fork; the nanny forks before running any task.
         dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    from distributed.cli.dask_worker import main as dask_worker
+
+    fork_workers()
 
     dask_worker.main(
         args=worker_arguments(list(sys.argv[1:] if argv is None else argv)), prog_name="dask worker"
