@@ -130,53 +130,99 @@ def test_too_few_ranks(ranks: int, mpirun: Path, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+def start_dask_hpc_mpi(mpirun: Path, ranks: int, scheduler_file: Path, *flags: str) -> subprocess.Popen[str]:
+    argv = [str(mpirun), "-np", str(ranks), "--oversubscribe", sys.executable, "-m", "dask_hpc", "mpi"]
+    argv += ["--scheduler-file", str(scheduler_file), "--dashboard-address", ":0", *flags]
+    return subprocess.Popen(
+        argv, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_for_file(path: Path, procs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.1)
+    assert path.exists(), f"dask-hpc mpi wrote no {path.name}"
+
+
+def end_all(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[int]:
+    """Return codes; a process still running after ``timeout`` is a hang: killed, and reported as None."""
+    codes = []
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"{proc.args} hung after the cluster was shut down")
+        codes.append(proc.returncode)
+    return codes
+
+
+def worker_names(scheduler_file: Path, n: int) -> list[str]:
     from distributed import Client
 
     from dask_hpc.mpi import client_security
 
+    security = client_security(scheduler_file)
+    with Client(scheduler_file=str(scheduler_file), security=security, timeout=30) as client:
+        client.wait_for_workers(n, timeout=60)
+        names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
+        assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
+        client.shutdown()
+    return names
+
+
+def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+    from distributed import Client
+
     directory = tmp_path / "cluster"
     directory.mkdir(mode=0o700)
     scheduler_file = directory / "scheduler.json"
-    argv = [
-        str(mpirun),
-        "-np",
-        "3",
-        "--oversubscribe",
-        sys.executable,
-        "-m",
-        "dask_hpc",
-        "mpi",
-        "--scheduler-file",
-        str(scheduler_file),
-        "--dashboard-address",
-        ":0",
-    ]
-    proc = subprocess.Popen(
-        argv, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    proc = start_dask_hpc_mpi(mpirun, 3, scheduler_file)
     try:
-        deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert scheduler_file.exists(), "dask-hpc mpi wrote no scheduler file"
+        wait_for_file(scheduler_file, [proc])
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tls://127.0.0.1:")
         with pytest.raises(Exception):  # noqa: B017 (any refusal: no certificate, no entry)
             Client(address, timeout=3)
-        security = client_security(scheduler_file)
-        with Client(scheduler_file=str(scheduler_file), security=security, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-            names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
-            assert names == ["dask_mpi-1", "dask_mpi-2"]
-            assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
-            client.shutdown()
-        _, err = proc.communicate(timeout=60)
+        assert worker_names(scheduler_file, 2) == ["dask_mpi-1", "dask_mpi-2"]
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 0, err
+        codes = end_all([proc])
+    assert codes == [0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "ranks", "names"),
+    [
+        (["--scheduler-rank", "1"], 3, ["dask_mpi-0", "dask_mpi-2"]),
+        (["--inclusive-workers", "--name", "w"], 2, ["w-0", "w-1"]),
+        (["--no-nanny"], 3, ["dask_mpi-1", "dask_mpi-2"]),
+    ],
+)
+def test_dask_mpi_flags(flags: list[str], ranks: int, names: list[str], mpirun: Path, tmp_path: Path) -> None:
+    scheduler_file = tmp_path / "scheduler.json"
+    proc = start_dask_hpc_mpi(mpirun, ranks, scheduler_file, *flags)
+    try:
+        wait_for_file(scheduler_file, [proc])
+        assert worker_names(scheduler_file, len(names)) == names
+    finally:
+        codes = end_all([proc])
+    assert codes == [0]
+
+
+def test_no_scheduler_adds_workers_to_a_running_cluster(mpirun: Path, tmp_path: Path) -> None:
+    scheduler_file = tmp_path / "scheduler.json"
+    first = start_dask_hpc_mpi(mpirun, 2, scheduler_file)
+    procs = [first]
+    try:
+        wait_for_file(scheduler_file, procs)
+        procs.append(start_dask_hpc_mpi(mpirun, 2, scheduler_file, "--no-scheduler", "--name", "more"))
+        assert worker_names(scheduler_file, 3) == ["dask_mpi-1", "more-0", "more-1"]
+    finally:
+        codes = end_all(procs)
+    assert codes == [0, 0]
 
 
 def test_mpirun_inside_an_sbatch_job(slurm_up: None, mpirun: Path, tmp_path: Path) -> None:

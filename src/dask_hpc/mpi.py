@@ -79,6 +79,7 @@ def initialize(
         )
     worker_type = "distributed.Nanny" if nanny else worker_class
     _import_while_waiting()
+    fork_workers()
     if rank == 0:
         credentials = None if insecure else make_credentials("mpi")
         _run(
