@@ -14,11 +14,8 @@ Variants (each with its defaults):
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import machine, write
+
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
 TIMEOUT = 120
 ENV = {
@@ -163,32 +161,18 @@ def main() -> None:
         )
 
     import dask_mpi
-    import distributed
     import mpi4py
 
-    result = {
-        "benchmark": "mpi_startup",
-        "ranks": 4,
-        "rounds": args.rounds,
-        "machine": {
-            "host": socket.gethostname(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "distributed": distributed.__version__,
-            "dask_mpi": dask_mpi.__version__,
-            "mpi4py": mpi4py.__version__,
-            "mpi": subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout.splitlines()[
-                0
-            ],
+    mpi = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    write(
+        "mpi_startup",
+        {
+            "ranks": 4,
+            "rounds": args.rounds,
+            "machine": machine(dask_mpi=dask_mpi.__version__, mpi4py=mpi4py.__version__, mpi=mpi),
+            "results": rows,
         },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "results": rows,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"mpi_startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwritten to {path}")
+    )
 
 
 if __name__ == "__main__":

@@ -18,19 +18,16 @@ Variants:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import machine, write
+
 TIMEOUT = 180
 
 PYTHON_VARIANT = """
@@ -62,6 +59,7 @@ def run_python(variant: str, n: int, session: str, env: dict[str, str]) -> float
     proc = subprocess.Popen(
         [sys.executable, "-c", PYTHON_VARIANT, str(n), variant, session],
         env=env,
+        cwd=env["DASK_HPC_SESSIONS"],  # dask-jobqueue writes its jobs' logs to the working directory
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -158,9 +156,6 @@ def main() -> None:
         )
         print(f"{name:<40}{median:8.2f}{min(values):8.2f}{max(values):8.2f}{median / base:24.2f}")
 
-    import dask
-    import distributed
-
     try:
         import dask_jobqueue
 
@@ -168,27 +163,15 @@ def main() -> None:
     except ImportError:
         jobqueue_version = None
     slurm = subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip()
-    result = {
-        "benchmark": "startup",
-        "workers": n,
-        "rounds": args.rounds,
-        "machine": {
-            "host": socket.gethostname(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "dask": dask.__version__,
-            "distributed": distributed.__version__,
-            "dask_jobqueue": jobqueue_version,
-            "slurm": slurm,
+    write(
+        "startup",
+        {
+            "workers": n,
+            "rounds": args.rounds,
+            "machine": machine(dask_jobqueue=jobqueue_version, slurm=slurm),
+            "results": rows,
         },
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "results": rows,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"startup-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwritten to {path}")
+    )
 
 
 if __name__ == "__main__":
