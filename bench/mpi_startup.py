@@ -14,6 +14,7 @@ Variants (each with its defaults):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -112,13 +113,26 @@ def _until_ready(reader: subprocess.Popen[str], t0: float, procs: list[subproces
             elapsed = time.perf_counter() - t0
     for proc in procs:
         try:
-            proc.wait(timeout=TIMEOUT)
+            proc.wait(timeout=TIMEOUT if elapsed is not None else 5)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            end_session(proc)
     if elapsed is None:
         raise RuntimeError("no READY line")
     return elapsed
+
+
+def end_session(proc: subprocess.Popen[str]) -> None:
+    """End mpirun and its ranks: they are in mpirun's session but in process groups of their own."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == proc.pid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+    proc.wait()
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ group is killed so that nothing is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,6 +66,33 @@ def mpirun() -> Path:
     return MPIRUN
 
 
+def end_session(proc: subprocess.Popen[str]) -> None:
+    """End a hung mpirun and every rank it started.
+
+    The ranks run in process groups of their own (Open MPI's doing) but in
+    mpirun's session, which we started: SIGTERM to mpirun lets it end them, and
+    whatever is left of the session after 10 s gets SIGKILL.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    for pid in session_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def session_members(sid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == sid:
+                    members.append(int(entry.name))
+    return members
+
+
 def run_bounded(
     argv: list[str], timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -80,8 +108,7 @@ def run_bounded(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        end_session(proc)
         pytest.fail(f"{' '.join(argv)} hung: no exit after {timeout:g} s")
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
@@ -153,8 +180,7 @@ def end_all(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[int
         try:
             proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            end_session(proc)
             pytest.fail(f"{proc.args} hung after the cluster was shut down")
         codes.append(proc.returncode)
     return codes
