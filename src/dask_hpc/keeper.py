@@ -14,6 +14,7 @@ import logging
 import shutil
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -128,14 +129,12 @@ class Keeper(SchedulerPlugin):
         self.workers_of[job_id].add(worker)
         record = self.jobs[job_id]
         if record.started is None or record.state is not JobState.RUNNING:
-            self.jobs[job_id] = JobRecord(
-                **{
-                    **record.__dict__,
-                    "state": JobState.RUNNING,
-                    "reason": None,
-                    "node": record.node or ws.host,
-                    "started": record.started or time.time(),
-                }
+            self.jobs[job_id] = replace(
+                record,
+                state=JobState.RUNNING,
+                reason=None,
+                node=record.node or ws.host,
+                started=record.started or time.time(),
             )
             self._save()
 
@@ -321,7 +320,7 @@ class Keeper(SchedulerPlugin):
             return
         for job_id in job_ids:
             record = self.jobs[job_id]
-            self.jobs[job_id] = JobRecord(**{**record.__dict__, "removed": True})
+            self.jobs[job_id] = replace(record, removed=True)
         self._save()
         addresses = [a for j in job_ids for a in self.workers_of.get(j, ())]
         if retire and addresses:

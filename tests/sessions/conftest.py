@@ -92,6 +92,12 @@ def hpc_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
             made[0]("down", "--name", path.parent.name, check=False, timeout=180)
 
 
+def bring_up(system: str, request: pytest.FixtureRequest) -> None:
+    """Start the real batch system ``system`` (slurm, sge) for this test; local needs nothing."""
+    if system != "local":
+        request.getfixturevalue(f"{system}_up")
+
+
 def poll(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
     """Call ``check`` until it returns something true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,7 @@ import pytest
 from dask_hpc.systems import JobState, get_system
 from dask_hpc.systems.local import SLOTS_VARIABLE
 
-from .conftest import HPC, poll, processes_mentioning
+from .conftest import HPC, bring_up, poll, processes_mentioning
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -55,8 +55,7 @@ def test_up_refuses_a_live_session(hpc_for: Callable[[str], HPC]) -> None:
 def test_scheduler_job_died(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
-    if system != "local":
-        request.getfixturevalue(f"{system}_up")
+    bring_up(system, request)
     hpc = hpc_for(system)
     hpc.up("dead")
     hpc("add", "2", "--name", "dead", "--wait", "90")
@@ -94,7 +93,7 @@ def test_scheduler_job_died(
 def test_queue_that_does_not_exist(
     system: str, message: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
-    request.getfixturevalue(f"{system}_up")
+    bring_up(system, request)
     hpc = hpc_for(system)
     done = hpc("up", "--name", "q", "--system", system, "--queue", "nosuchqueue", check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr

@@ -10,7 +10,7 @@ from dask_hpc import BatchCluster
 from dask_hpc.errors import UnknownOptionError
 from dask_hpc.systems import JobState, get_system
 
-from .conftest import HPC, poll, processes_mentioning
+from .conftest import HPC, bring_up, poll, processes_mentioning
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -22,8 +22,7 @@ def test_cluster_scale_compute_close(
     import dask.array as da
     from distributed import Client
 
-    if system != "local":
-        request.getfixturevalue(f"{system}_up")
+    bring_up(system, request)
     hpc = hpc_for(system)
     name = f"py-{system}-{scheduler}"
     with BatchCluster(

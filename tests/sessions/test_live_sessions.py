@@ -16,15 +16,14 @@ import pytest
 
 from dask_hpc.systems import JobState, get_system
 
-from .conftest import HPC, live_jobs, poll, processes_mentioning
+from .conftest import HPC, bring_up, live_jobs, poll, processes_mentioning
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(params=["local", "slurm", "sge"])
 def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
-    if request.param != "local":
-        request.getfixturevalue(f"{request.param}_up")
+    bring_up(request.param, request)
     return hpc_for(request.param)
 
 
@@ -137,8 +136,7 @@ def test_workers_cancelled_behind_our_back(hpc: HPC) -> None:
 def test_adapt_scales_up_then_back_down_without_a_client(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
-    if system != "local":
-        request.getfixturevalue(f"{system}_up")
+    bring_up(system, request)
     hpc = hpc_for(system)
     name = f"adapt-{system}"
     hpc.up(name)

@@ -16,15 +16,14 @@ import pytest
 
 from dask_hpc.security import create_tls_files, tls_files
 
-from .conftest import HPC, poll
+from .conftest import HPC, bring_up, poll
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(params=["local", "slurm"])
 def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
-    if request.param != "local":
-        request.getfixturevalue(f"{request.param}_up")
+    bring_up(request.param, request)
     return hpc_for(request.param)
 
 
