@@ -136,8 +136,10 @@ def test_exit_code_of_the_script(mpirun: Path, tmp_path: Path) -> None:
 def test_uncaught_exception_exits_1_with_one_traceback(mpirun: Path, tmp_path: Path) -> None:
     done = mpi_script(mpirun, tmp_path, 4, "raise")
     assert done.returncode == 1
-    assert done.stderr.count("Traceback (most recent call last)") == 1
-    assert "RuntimeError: boom" in done.stderr
+    # The script's own traceback, once. (Under load, ranks that mpirun ends while they
+    # close may log tracebacks of their own: distributed's shutdown noise, not the script's.)
+    assert done.stderr.count("RuntimeError: boom") == 1
+    assert done.stderr.count('script.py", line') == 1
 
 
 def test_a_worker_rank_that_dies_does_not_hang_the_job(mpirun: Path, tmp_path: Path) -> None:
