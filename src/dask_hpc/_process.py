@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import CommandError, CommandNotFoundError, CommandTimeoutError
 
-__all__ = ["Completed", "run"]
+__all__ = ["Completed", "run", "spawn", "start_child"]
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -123,3 +123,20 @@ def spawn(
                 argv, None, "", f"{argv[0]}: not found", what=f"{argv[0]} is not installed"
             ) from exc
     return proc.pid
+
+
+def start_child(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as our child, in our process group, writing to our stdout and stderr.
+
+    For helpers that live and die with the caller's batch job (JupyterLab
+    beside the scheduler): the batch system's end of the job reaches them too,
+    and their log is the job's.
+    """
+    argv = [str(a) for a in argv]
+    full_env = {**os.environ, **env} if env else None
+    try:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=full_env)
+    except FileNotFoundError as exc:
+        raise CommandNotFoundError(
+            argv, None, "", f"{argv[0]}: not found", what=f"{argv[0]} is not installed"
+        ) from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -23,7 +24,7 @@ from .errors import SessionError, UnknownOptionError
 from .interface import choose_interface
 from .remote import Link
 from .security import create_tls_files, tls_files
-from .session import DEFAULT_NAME, Session, SessionConfig
+from .session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
 from .spec import JobSpec
 from .systems import get_system
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from distributed import Client, Scheduler, Security
 
 __all__ = ["BatchCluster", "client_security", "connect"]
+
+#: Set by ``dask-hpc mpi --jupyter`` in its JupyterLab's kernels.
+MPI_SCHEDULER_FILE_VARIABLE = "DASK_HPC_SCHEDULER_FILE"
 
 #: BatchCluster's own keywords, besides a job's resources (JobSpec's fields).
 _OWN = (
@@ -46,10 +50,20 @@ _OWN = (
 
 
 def connect(name: str | None = None, *, timeout: float = 10.0) -> Client:
-    """A Client of session ``name`` (the default session if None)."""
+    """A Client of session ``name``.
+
+    Without a name: in a JupyterLab started by ``dask-hpc up --jupyter``, its
+    session; in one started by ``dask-hpc mpi --jupyter``, that cluster;
+    elsewhere the session named ``default``.
+    """
     from distributed import Client
 
-    session = Session(name or DEFAULT_NAME)
+    mpi_file = os.environ.get(MPI_SCHEDULER_FILE_VARIABLE)
+    if name is None and mpi_file and not os.environ.get(SESSION_VARIABLE):
+        from .mpi import client_security as mpi_security
+
+        return Client(scheduler_file=mpi_file, timeout=timeout, security=mpi_security(mpi_file))
+    session = Session(name or os.environ.get(SESSION_VARIABLE) or DEFAULT_NAME)
     _, scheduler = control.open_live(session)  # a clear error if there is no scheduler answering
     return Client(scheduler_file=str(session.scheduler_file), timeout=timeout, security=scheduler.security)
 
@@ -57,7 +71,7 @@ def connect(name: str | None = None, *, timeout: float = 10.0) -> Client:
 def client_security(name: str | None = None) -> Security | None:
     """The TLS settings a Client needs for session ``name``: ``Client(scheduler_file=...,
     security=dask_hpc.client_security(name))``. None for a session started with --insecure."""
-    session = Session(name or DEFAULT_NAME)
+    session = Session(name or os.environ.get(SESSION_VARIABLE) or DEFAULT_NAME)
     return control.session_security(session, session.read_config())
 
 

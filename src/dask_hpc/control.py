@@ -9,10 +9,12 @@ read the ledger and talk to the batch system themselves, to report and clean up.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,7 @@ from .security import check_private, create_tls_files, tls_files
 from .session import Session, SessionConfig, list_sessions
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, JobStatus, get_system
+from .tunnel import Tunnel, WebPages, login_host, site_login_host, this_host, tunnel
 
 if TYPE_CHECKING:
     from distributed import Security
@@ -39,6 +42,7 @@ __all__ = [
     "session_specs",
     "sessions_overview",
     "status",
+    "tunnel_line",
     "up",
 ]
 
@@ -60,6 +64,7 @@ class Started:
     interface: dict[str, str]
     security: str
     seconds: float
+    web: WebPages | None = None
 
     @property
     def address(self) -> str:
@@ -106,6 +111,8 @@ def up(
     timeout: float = 600.0,
     workers: int = 0,
     insecure: bool = False,
+    jupyter: bool = False,
+    login_host: str | None = None,
     progress: Progress | None = None,
 ) -> Started:
     """Submit the scheduler job and wait until its scheduler answers.
@@ -115,8 +122,11 @@ def up(
     address as long as ``up`` does, and are handed to the keeper once it answers.
     On any failure or interruption while waiting, every job is cancelled:
     nothing is left behind. Unless ``insecure``, the session gets a new CA and
-    certificate first (security.py), and everything talks TLS.
+    certificate first (security.py), and everything talks TLS. With ``jupyter``,
+    JupyterLab starts beside the scheduler, and ``up`` waits for it too.
     """
+    if jupyter and importlib.util.find_spec("jupyterlab") is None:
+        raise SessionError("--jupyter needs JupyterLab: pip install 'dask-hpc[jupyter]'")
     if submit_from not in ("auto", "scheduler", "client"):
         raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
     # Asking the scheduler needs distributed (0.8 s to import): import it while its job starts.
@@ -136,6 +146,10 @@ def up(
         submit_from=submit_from,
         refresh=refresh,
         insecure=insecure,
+        jupyter=jupyter,
+        jupyter_dir=os.getcwd(),
+        login_host=login_host,
+        up_host=this_host(),
     )
     session.write_config(config)
     script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))
@@ -157,6 +171,8 @@ def up(
             )
             early = [system.submit(worker_spec_script, session.scripts) for _ in range(workers)]
         started = _wait_for_scheduler(session, config, system, t0, timeout, progress)
+        if jupyter:
+            started = _wait_for_jupyter(started, system, t0, timeout)
         if early:
             started.link.ask("dask_hpc_register", job_ids=early)
         return started
@@ -198,6 +214,7 @@ def _wait_for_scheduler(
                     answer["interface"],
                     answer["security"],
                     now - t0,
+                    WebPages(answer["interface"]["address"], answer.get("dashboard_port")),
                 )
         if now >= next_query:
             status = system.query([job_id])[job_id]
@@ -216,6 +233,32 @@ def _wait_for_scheduler(
                 f"(last state: {status.state.value}{f', {status.reason}' if status.reason else ''}); "
                 "it was cancelled; raise --timeout or choose a less busy queue"
             )
+        time.sleep(FILE_POLL)
+
+
+def _wait_for_jupyter(started: Started, system: BatchSystem, t0: float, timeout: float) -> Started:
+    """Wait until the scheduler job says where its JupyterLab answers (or why it does not)."""
+    session, job_id = started.session, started.job_id
+    next_query = 0.0
+    while True:
+        now = time.monotonic()
+        pages = WebPages.read(session.web_file)
+        if pages and pages.jupyter_error:
+            raise SessionError(
+                f"JupyterLab did not start in the scheduler job {job_id}: {pages.jupyter_error}"
+            )
+        if pages and pages.jupyter_port:
+            return replace(started, web=pages, seconds=now - t0)
+        if now >= next_query:
+            state = system.query([job_id])[job_id].state
+            next_query = now + QUERY_POLL
+            if state.finished:
+                raise SessionError(
+                    f"the scheduler job {job_id} ended while JupyterLab started: {state.value}; "
+                    f"see dask-hpc logs --name {session.name}"
+                )
+        if now - t0 > timeout:
+            raise SessionError(f"JupyterLab did not answer within {timeout:g} s; the session was ended")
         time.sleep(FILE_POLL)
 
 
@@ -366,6 +409,8 @@ def status(session: Session) -> dict[str, Any]:
             walltime_left=answer.get("scheduler_walltime_left"),
         )
         report.update({k: v for k, v in answer.items() if k not in ("address", "dashboard")})
+        pages = WebPages.read(session.web_file)
+        report["web"] = pages.to_dict() if pages else None
         return report
     # No scheduler: the ledger, with states asked of the batch system in one call.
     records = load_ledger(session.ledger_file)
@@ -376,8 +421,27 @@ def status(session: Session) -> dict[str, Any]:
     for job_id, record in records.items():
         updated = record.update(statuses[job_id], now) if job_id in statuses else record
         jobs.append({**updated.to_dict(), "workers": 0, "walltime_left": updated.walltime_left(now)})
-    report.update(jobs=jobs, workers=0, threads=0, memory=0, adapt=None)
+    report.update(jobs=jobs, workers=0, threads=0, memory=0, adapt=None, web=None)
     return report
+
+
+def tunnel_line(session: Session, login: str | None = None, pages: WebPages | None = None) -> Tunnel:
+    """The SSH line (and URLs) that reach the session's dashboard and JupyterLab from a laptop.
+
+    ``login`` ([user@]host) wins over the one given to ``up``, then the site's
+    (dask config ``dask-hpc.login-host``), then the host ``up`` ran on.
+    """
+    config = session.read_config()
+    if pages is None:
+        if config.down:
+            raise SessionError(f"session {session.name!r} is down; start it again with dask-hpc up")
+        pages = WebPages.read(session.web_file)
+        if pages is None:
+            raise SessionError(
+                f"session {session.name!r}: its scheduler has not said where its web pages are "
+                f"(not started yet, or dead); see dask-hpc status --name {session.name}"
+            )
+    return tunnel(pages, login_host(login or config.login_host, config.up_host, site_login_host()))
 
 
 def log_paths(session: Session, job: str | None = None) -> tuple[str, Path, Path]:

@@ -33,7 +33,7 @@ from .systems import BatchSystem, JobState, current_job, get_system
 if TYPE_CHECKING:
     from distributed import Scheduler
 
-__all__ = ["Keeper"]
+__all__ = ["Keeper", "dashboard_port"]
 
 logger = logging.getLogger("dask_hpc.keeper")
 
@@ -157,6 +157,7 @@ class Keeper(SchedulerPlugin):
         return {
             "address": self.scheduler.address,
             "dashboard": _dashboard(self.scheduler, self.interface.address),
+            "dashboard_port": dashboard_port(self.scheduler),
             "interface": {
                 "name": self.interface.name,
                 "address": self.interface.address,
@@ -416,8 +417,11 @@ class Keeper(SchedulerPlugin):
             save_ledger(self.session.ledger_file, self.jobs)
 
 
-def _dashboard(scheduler: Scheduler, host: str) -> str | None:
+def dashboard_port(scheduler: Scheduler) -> int | None:
     server = scheduler.services.get("dashboard")
-    if server is None:
-        return None
-    return f"http://{host}:{server.port}/status"
+    return None if server is None else int(server.port)
+
+
+def _dashboard(scheduler: Scheduler, host: str) -> str | None:
+    port = dashboard_port(scheduler)
+    return None if port is None else f"http://{host}:{port}/status"

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
 from .interface import choose_interface
+from .jupyter import JupyterLab, kernel_environment
 from .security import tls_files
-from .session import Session
+from .session import Session, write_private
+from .tunnel import WebPages
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -41,7 +43,7 @@ async def serve(session: Session) -> None:
     import dask
     from distributed import Scheduler
 
-    from .keeper import Keeper
+    from .keeper import Keeper, dashboard_port
 
     config = session.read_config()
     choice = choose_interface(config.interface)
@@ -65,7 +67,30 @@ async def serve(session: Session) -> None:
             flush=True,
         )
         await add_dashboard(scheduler)
-        await scheduler.finished()
+        pages = WebPages(choice.address, dashboard_port(scheduler))
+        lab = None
+        if config.jupyter:
+            try:
+                lab = await JupyterLab.start(
+                    host=choice.address,
+                    env=kernel_environment(
+                        scheduler.address,
+                        None if config.insecure else tls_files(session.directory),
+                        session=(session.name, session.root),
+                    ),
+                    root_dir=config.jupyter_dir or os.getcwd(),
+                    dashboard_port=pages.dashboard_port,
+                    python=config.python,
+                )
+                pages = WebPages(pages.host, pages.dashboard_port, lab.port, lab.token)
+            except DaskHPCError as exc:  # `up` shows it, and ends the session
+                pages = WebPages(pages.host, pages.dashboard_port, jupyter_error=str(exc))
+        write_private(session.web_file, pages.to_dict())
+        try:
+            await scheduler.finished()
+        finally:
+            if lab is not None:
+                await asyncio.to_thread(lab.stop)
 
 
 async def add_dashboard(scheduler: Scheduler) -> None:

@@ -23,6 +23,7 @@ from .spec import JobSpec
 __all__ = [
     "DEFAULT_NAME",
     "SESSIONS_VARIABLE",
+    "SESSION_VARIABLE",
     "Session",
     "SessionConfig",
     "list_sessions",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 SESSIONS_VARIABLE = "DASK_HPC_SESSIONS"
+#: The session a JupyterLab started by ``up --jupyter`` belongs to (``connect()`` reads it).
+SESSION_VARIABLE = "DASK_HPC_SESSION"
 DEFAULT_NAME = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -55,6 +58,10 @@ class SessionConfig:
     created: float = field(default_factory=time.time)
     scheduler_job_id: str | None = None
     insecure: bool = False  # no TLS: anyone who reaches the scheduler can run code as the user
+    jupyter: bool = False  # JupyterLab beside the scheduler
+    jupyter_dir: str | None = None  # JupyterLab's root folder (where `up` ran)
+    login_host: str | None = None  # [user@]host for the tunnel line, as given to `up`
+    up_host: str | None = None  # the host `up` ran on: the tunnel's login host by default
     down: bool = False  # set by `down`: nothing of this session should run any more
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +119,11 @@ class Session:
         return self.directory / "scheduler.error"
 
     @property
+    def web_file(self) -> Path:
+        """Where the dashboard and JupyterLab are (node, ports, token): written by the scheduler job."""
+        return self.directory / "web.json"
+
+    @property
     def logs(self) -> Path:
         return self.directory / "logs"
 
@@ -157,6 +169,7 @@ class Session:
         """Forget the last scheduler's address and error, before a new one starts."""
         self.scheduler_file.unlink(missing_ok=True)
         self.error_file.unlink(missing_ok=True)
+        self.web_file.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return f"Session({self.name!r}, {str(self.directory)!r})"

@@ -72,3 +72,10 @@ name_option = click.option(
     show_default=True,
     help="the session's name",
 )
+
+login_host_option = click.option(
+    "--login-host",
+    metavar="[USER@]HOST",
+    help="the host to tunnel through, as you would ssh to it from your laptop "
+    "[dask config dask-hpc.login-host, else this host]",
+)

@@ -17,7 +17,7 @@ from ..errors import SessionError
 from ..session import Session
 from ..systems import JobState, JobStatus, get_system
 from . import views
-from .options import given_options, name_option, spec_options, system_option
+from .options import given_options, login_host_option, name_option, spec_options, system_option
 
 __all__ = ["register"]
 
@@ -76,6 +76,8 @@ console = _console(stderr=True)
     is_flag=True,
     help="no TLS: anyone who can reach the scheduler can run code as you (not recommended)",
 )
+@click.option("--jupyter", is_flag=True, help="start JupyterLab beside the scheduler, on its node")
+@login_host_option
 def up(
     name: str,
     system: str,
@@ -88,6 +90,8 @@ def up(
     workers: int,
     wait_seconds: float | None,
     insecure: bool,
+    jupyter: bool,
+    login_host: str | None,
     **options: Any,
 ) -> None:
     """Start a session: submit the scheduler's job and wait until the scheduler answers."""
@@ -122,9 +126,13 @@ def up(
             timeout=timeout,
             workers=workers,
             insecure=insecure,
+            jupyter=jupyter,
+            login_host=login_host,
             progress=progress,
         )
-    console.print(views.started_lines(started))
+    web = started.web
+    line = control.tunnel_line(session, pages=web) if web and web.dashboard_port else None
+    console.print(views.started_lines(started, line))
     if workers and wait_seconds is not None:
         ids = [j["job_id"] for j in control.status(session)["jobs"]]
         _wait_for_jobs(session, ids, wait_seconds)
@@ -280,6 +288,19 @@ def down(name: str) -> None:
         console.print(f"[yellow]warning: {result['warning']}[/]")
 
 
+@click.command()
+@click.argument("session_name", metavar="[NAME]", required=False)
+@name_option
+@login_host_option
+def tunnel(session_name: str | None, name: str, login_host: str | None) -> None:
+    """Print the SSH line that brings the session's dashboard and JupyterLab to your laptop."""
+    line = control.tunnel_line(Session(session_name or name), login_host)
+    click.echo(line.command)
+    for label, url in (("dashboard", line.dashboard_url), ("jupyter", line.jupyter_url)):
+        if url:
+            click.echo(f"{label}: {url}")
+
+
 @click.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_(as_json: bool) -> None:
@@ -292,5 +313,5 @@ def list_(as_json: bool) -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (up, add, remove, adapt, status, logs, down, list_):
+    for command in (up, add, remove, adapt, status, logs, down, tunnel, list_):
         group.add_command(command)

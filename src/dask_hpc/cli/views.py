@@ -11,6 +11,7 @@ from rich.text import Text
 from ..control import Started
 from ..spec import format_walltime
 from ..systems import JobStatus
+from ..tunnel import Tunnel
 
 __all__ = ["sessions_table", "started_lines", "status_view", "waiting_line"]
 
@@ -27,7 +28,7 @@ def waiting_line(status: JobStatus, elapsed: float) -> Text:
     )
 
 
-def started_lines(started: Started) -> Text:
+def started_lines(started: Started, tunnel: Tunnel | None = None) -> Text:
     name = started.session.name
     interface = started.interface
     lines = [
@@ -46,6 +47,11 @@ def started_lines(started: Started) -> Text:
         ),
         f"  next       dask-hpc add N{'' if name == 'default' else f' --name {name}'}",
     ]
+    web = started.web
+    if web and web.jupyter_port:
+        lines.insert(3, f"  jupyter    http://{web.host}:{web.jupyter_port}/lab (on the node; token below)")
+    if tunnel:
+        lines += ["", "On your laptop, paste the tunnel line, then open the pages:", *tunnel.lines()]
     return Text("\n".join(lines))
 
 
@@ -72,6 +78,13 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
             + (f", walltime left {_left(left)}" if left is not None else "")
         )
         head.append(f"dashboard: {s.get('dashboard') or '(not available)'}")
+        web = report.get("web") or {}
+        if web.get("jupyter_port"):
+            head.append(
+                f"jupyter: http://{web['host']}:{web['jupyter_port']}/lab "
+                f"(dask-hpc tunnel{'' if report['name'] == 'default' else ' ' + report['name']} "
+                "prints the line and the URL with its token)"
+            )
         i = report["interface"]
         head.append(f"interface: {i['name']} {i['address']} ({i['why']})")
         head.append(f"security: {_security(report['security'])}")
