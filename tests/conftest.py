@@ -67,6 +67,12 @@ def sge_up() -> Iterator[None]:
     yield from _daemon("local-sge")
 
 
+@pytest.fixture(scope="session")
+def laptop_up() -> Iterator[None]:
+    """A laptop (network namespace) and a login node (sshd) for the tunnel tests."""
+    yield from _daemon("local-laptop")
+
+
 @pytest.fixture
 def local_system(tmp_path: Path) -> LocalSystem:
     return LocalSystem(spool=tmp_path / "spool")

@@ -37,6 +37,7 @@ __all__ = [
     "add",
     "down",
     "log_paths",
+    "mpi_tunnel_line",
     "refuse_if_live",
     "remove",
     "session_specs",
@@ -442,6 +443,17 @@ def tunnel_line(session: Session, login: str | None = None, pages: WebPages | No
                 f"(not started yet, or dead); see dask-hpc status --name {session.name}"
             )
     return tunnel(pages, login_host(login or config.login_host, config.up_host, site_login_host()))
+
+
+def mpi_tunnel_line(scheduler_file: Path, login: str | None = None) -> Tunnel:
+    """The tunnel line of a ``dask-hpc mpi --scheduler-file F`` cluster (its ``web.json`` is beside F)."""
+    web = scheduler_file.absolute().parent / "web.json"
+    pages = WebPages.read(web)
+    if pages is None:
+        raise SessionError(
+            f"no {web}: is dask-hpc mpi running with --scheduler-file {scheduler_file} (and a dashboard)?"
+        )
+    return tunnel(pages, login_host(login, None, site_login_host()))
 
 
 def log_paths(session: Session, job: str | None = None) -> tuple[str, Path, Path]:

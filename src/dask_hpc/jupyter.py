@@ -26,6 +26,7 @@ from ._process import start_child
 from .errors import SessionError
 from .security import TLSFiles
 from .session import SESSION_VARIABLE, SESSIONS_VARIABLE
+from .tunnel import WebPages
 
 __all__ = [
     "JUPYTER_PORT",
@@ -34,6 +35,7 @@ __all__ = [
     "free_port",
     "jupyter_command",
     "kernel_environment",
+    "web_pages",
 ]
 
 #: JupyterLab's usual port; a free one is taken when it is in use on the node.
@@ -206,3 +208,32 @@ class JupyterLab:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(grace)
+
+
+async def web_pages(
+    host: str,
+    scheduler_address: str,
+    dashboard_port: int | None,
+    tls: TLSFiles | None,
+    *,
+    jupyter: bool,
+    root_dir: str,
+    python: str = sys.executable,
+    session: tuple[str, Path] | None = None,
+    scheduler_file: Path | None = None,
+) -> tuple[WebPages, JupyterLab | None]:
+    """Where the cluster's pages are; with ``jupyter``, JupyterLab started beside the scheduler.
+
+    A JupyterLab that cannot start does not stop the scheduler: the reason is in
+    the returned pages (``jupyter_error``), for ``up`` to show.
+    """
+    if not jupyter:
+        return WebPages(host, dashboard_port), None
+    env = kernel_environment(scheduler_address, tls, session=session, scheduler_file=scheduler_file)
+    try:
+        lab = await JupyterLab.start(
+            host=host, env=env, root_dir=root_dir, dashboard_port=dashboard_port, python=python
+        )
+    except (SessionError, OSError) as exc:
+        return WebPages(host, dashboard_port, jupyter_error=str(exc)), None
+    return WebPages(host, dashboard_port, lab.port, lab.token), lab

@@ -19,14 +19,19 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DaskHPCError
 from .interface import choose_interface
+from .jupyter import JupyterLab, web_pages
 from .security import Credentials, make_credentials, tls_files, write_tls_files
+from .session import write_private
+from .tunnel import login_host, site_login_host, submit_host, tunnel
 from .worker import fork_workers
 
 if TYPE_CHECKING:
@@ -168,11 +173,15 @@ def run(
     dashboard_address: str | None = None,
     name: str = "dask_mpi",
     insecure: bool = False,
+    jupyter: bool = False,
+    login_host: str | None = None,
     comm: Any = None,
 ) -> None:
     """``dask-hpc mpi``: the scheduler on ``scheduler_rank``, workers on the other ranks.
 
-    Returns when the cluster is closed (e.g. by a client's ``shutdown()``).
+    The scheduler rank prints the SSH tunnel line for the dashboard (and, with
+    ``jupyter``, for the JupyterLab it starts beside the scheduler). Returns when
+    the cluster is closed (e.g. by a client's ``shutdown()``).
     """
     comm = _world(comm)
     size, rank = comm.Get_size(), comm.Get_rank()
@@ -206,6 +215,10 @@ def run(
         return
     if rank == scheduler_rank:
         credentials = None if insecure else make_credentials("mpi")
+        scratch = None
+        if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
+            scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
+            scheduler_file = str(Path(scratch) / "scheduler.json")
         if credentials and scheduler_file:  # for clients from outside: client_security(scheduler_file)
             directory = Path(scheduler_file).absolute().parent
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -222,8 +235,11 @@ def run(
                 scheduler_file=scheduler_file,
                 port=scheduler_port or 0,
                 worker=None if exclusive_workers else (worker_type, worker_opts),
+                pages=(jupyter, login_host),
             )
         )
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         return
     address, credentials = comm.bcast(None, root=scheduler_rank)
     _run(_worker(address, credentials, worker_type, worker_opts))
@@ -238,8 +254,11 @@ async def _scheduler(
     credentials: Credentials | None,
     *,
     worker: tuple[str, dict[str, Any]] | None = None,
+    pages: tuple[bool, str | None] | None = None,
     **options: Any,
 ) -> None:
+    """The scheduler rank; with ``pages`` (jupyter, login host), as ``dask-hpc mpi``: the tunnel
+    line printed, and JupyterLab beside the scheduler if asked."""
     from distributed import Scheduler
 
     from .scheduler_job import add_dashboard
@@ -254,13 +273,54 @@ async def _scheduler(
         await asyncio.to_thread(comm.bcast, (scheduler.address, credentials), root)
         if dashboard:
             await add_dashboard(scheduler)
+        lab = None
+        if pages is not None:
+            lab = await _web_pages(
+                scheduler, options["host"], options.get("scheduler_file"), credentials, *pages
+            )
         tasks = []
         if worker is not None:  # --inclusive-workers: a worker beside the scheduler
             tasks.append(asyncio.ensure_future(_worker(scheduler.address, credentials, *worker)))
-        await scheduler.finished()
+        try:
+            await scheduler.finished()
+        finally:
+            if lab is not None:
+                await asyncio.to_thread(lab.stop)
         for task in tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, CLOSE_TIMEOUT)
+
+
+async def _web_pages(
+    scheduler: Any,
+    host: str,
+    scheduler_file: str | None,
+    credentials: Credentials | None,
+    jupyter: bool,
+    login: str | None,
+) -> JupyterLab | None:
+    """JupyterLab if asked, ``web.json`` beside the scheduler file, and the tunnel line on stdout."""
+    from .keeper import dashboard_port
+
+    directory = Path(scheduler_file).absolute().parent if scheduler_file else None
+    pages, lab = await web_pages(
+        host,
+        scheduler.address,
+        dashboard_port(scheduler),
+        tls_files(directory) if credentials and directory else None,
+        jupyter=jupyter,
+        root_dir=os.getcwd(),
+        scheduler_file=Path(scheduler_file).absolute() if scheduler_file else None,
+    )
+    if directory:
+        write_private(directory / "web.json", pages.to_dict())
+    if pages.jupyter_error:
+        print(f"dask-hpc: no JupyterLab: {pages.jupyter_error}", file=sys.stderr, flush=True)
+    if pages.dashboard_port or pages.jupyter_port:
+        line = tunnel(pages, login_host(login, submit_host(), site_login_host()))
+        print("dask-hpc: on your laptop, paste the tunnel line, then open the pages:", flush=True)
+        print("\n".join(line.lines()), flush=True)
+    return lab
 
 
 async def _worker(

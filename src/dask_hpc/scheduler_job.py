@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
 from .interface import choose_interface
-from .jupyter import JupyterLab, kernel_environment
+from .jupyter import web_pages
 from .security import tls_files
 from .session import Session, write_private
-from .tunnel import WebPages
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -67,24 +66,16 @@ async def serve(session: Session) -> None:
             flush=True,
         )
         await add_dashboard(scheduler)
-        pages = WebPages(choice.address, dashboard_port(scheduler))
-        lab = None
-        if config.jupyter:
-            try:
-                lab = await JupyterLab.start(
-                    host=choice.address,
-                    env=kernel_environment(
-                        scheduler.address,
-                        None if config.insecure else tls_files(session.directory),
-                        session=(session.name, session.root),
-                    ),
-                    root_dir=config.jupyter_dir or os.getcwd(),
-                    dashboard_port=pages.dashboard_port,
-                    python=config.python,
-                )
-                pages = WebPages(pages.host, pages.dashboard_port, lab.port, lab.token)
-            except DaskHPCError as exc:  # `up` shows it, and ends the session
-                pages = WebPages(pages.host, pages.dashboard_port, jupyter_error=str(exc))
+        pages, lab = await web_pages(
+            choice.address,
+            scheduler.address,
+            dashboard_port(scheduler),
+            None if config.insecure else tls_files(session.directory),
+            jupyter=config.jupyter,
+            root_dir=config.jupyter_dir or os.getcwd(),
+            python=config.python,
+            session=(session.name, session.root),
+        )
         write_private(session.web_file, pages.to_dict())
         try:
             await scheduler.finished()

@@ -51,7 +51,9 @@ class HPC:
     def session(self, name: str) -> Session:
         return Session(name, self.root)
 
-    def up(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def up(
+        self, name: str, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         # Short walltimes and a fast keeper: tests must not wait on a 5-second refresh.
         return self(
             "up",
@@ -69,6 +71,7 @@ class HPC:
             "120",
             *args,
             check=check,
+            timeout=timeout,
         )
 
 

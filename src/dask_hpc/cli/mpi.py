@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from .options import login_host_option
+
 
 @click.command(name="mpi")
 @click.argument("scheduler_address", required=False)
@@ -44,6 +46,8 @@ import click
     is_flag=True,
     help="no TLS: anyone who can reach the scheduler can run code as you (not recommended)",
 )
+@click.option("--jupyter", is_flag=True, help="start JupyterLab beside the scheduler, on its rank")
+@login_host_option
 def mpi(**options: Any) -> None:
     """Make this MPI job a Dask cluster (run it with mpirun or srun)."""
     from ..mpi import run

@@ -292,9 +292,17 @@ def down(name: str) -> None:
 @click.argument("session_name", metavar="[NAME]", required=False)
 @name_option
 @login_host_option
-def tunnel(session_name: str | None, name: str, login_host: str | None) -> None:
+@click.option(
+    "--scheduler-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="for a cluster of dask-hpc mpi --scheduler-file F instead of a session",
+)
+def tunnel(session_name: str | None, name: str, login_host: str | None, scheduler_file: Path | None) -> None:
     """Print the SSH line that brings the session's dashboard and JupyterLab to your laptop."""
-    line = control.tunnel_line(Session(session_name or name), login_host)
+    if scheduler_file:
+        line = control.mpi_tunnel_line(scheduler_file, login_host)
+    else:
+        line = control.tunnel_line(Session(session_name or name), login_host)
     click.echo(line.command)
     for label, url in (("dashboard", line.dashboard_url), ("jupyter", line.jupyter_url)):
         if url:
