@@ -174,17 +174,22 @@ def wait_for_file(path: Path, procs: list[subprocess.Popen[str]], timeout: float
     assert path.exists(), f"dask-hpc mpi wrote no {path.name}"
 
 
-def end_all(procs: list[subprocess.Popen[str]], timeout: float = 60) -> list[int]:
-    """Return codes; a process still running after ``timeout`` is a hang: killed, and reported as None."""
+def end_all(
+    procs: list[subprocess.Popen[str]], timeout: float = 60, stdout: list[str] | None = None
+) -> list[int]:
+    """Return codes (and, into ``stdout``, what each printed); a process still running after
+    ``timeout`` is a hang: killed, and the test fails."""
     codes = []
     deadline = time.monotonic() + timeout
     for proc in procs:
         try:
-            proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             end_session(proc)
             pytest.fail(f"{proc.args} hung after the cluster was shut down")
         codes.append(proc.returncode)
+        if stdout is not None:
+            stdout.append(out or "")
     return codes
 
 
@@ -219,6 +224,33 @@ def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -
     finally:
         codes = end_all([proc])
     assert codes == [0], proc.stderr
+
+
+def test_dask_hpc_mpi_jupyter(mpirun: Path, tmp_path: Path) -> None:
+    """``dask-hpc mpi --jupyter``: JupyterLab on the scheduler's rank, whose kernels reach the
+    cluster with ``dask_hpc.connect()``; the tunnel line is printed; shutdown ends every rank."""
+    from dask_hpc.tunnel import WebPages
+
+    from .sessions.laptop import run_in_kernel
+
+    directory = tmp_path / "cluster"
+    directory.mkdir(mode=0o700)
+    proc = start_dask_hpc_mpi(mpirun, 3, directory / "scheduler.json", "--jupyter", "--login-host", "u@login")
+    try:
+        wait_for_file(directory / "web.json", [proc], timeout=120)
+        pages = WebPages.read(directory / "web.json")
+        assert pages is not None and pages.jupyter_port and pages.token, pages
+        code = "import dask_hpc\nc = dask_hpc.connect()\nprint('sum', c.submit(sum, [1, 2]).result())\n"
+        code += "c.shutdown()"
+        output = run_in_kernel(f"http://{pages.host}:{pages.jupyter_port}", pages.token, code)
+        assert "sum 3" in output, output
+    finally:
+        printed: list[str] = []
+        codes = end_all([proc], stdout=printed)
+    assert codes == [0]
+    line = f"-L {pages.jupyter_port}:127.0.0.1:{pages.jupyter_port} u@login"
+    assert line in printed[0], printed
+    assert not (directory / "web.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -240,6 +240,8 @@ def run(
         )
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+        elif scheduler_file:  # its pages are gone: `dask-hpc tunnel` must not offer them
+            (Path(scheduler_file).absolute().parent / "web.json").unlink(missing_ok=True)
         return
     address, credentials = comm.bcast(None, root=scheduler_rank)
     _run(_worker(address, credentials, worker_type, worker_opts))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import urllib.error
@@ -103,7 +104,8 @@ def run_in_kernel(base: str, token: str, code: str) -> str:
         return asyncio.run(execute())
     finally:
         request = urllib.request.Request(f"{base}/api/kernels/{kernel}", method="DELETE", headers=auth)
-        urllib.request.urlopen(request, timeout=30).close()
+        with contextlib.suppress(OSError):  # JupyterLab may be gone with the cluster the code shut down
+            urllib.request.urlopen(request, timeout=30).close()
 
 
 def browser() -> Any:
