@@ -51,6 +51,16 @@ def test_login_host_order() -> None:
     assert login_host(None, None, None) == this_host()
 
 
+def test_site_login_host_from_dask_config() -> None:
+    import dask
+
+    from dask_hpc.tunnel import site_login_host
+
+    with dask.config.set({"dask-hpc.login-host": "me@login.site.org"}):
+        assert site_login_host() == "me@login.site.org"
+    assert site_login_host() is None
+
+
 def test_submit_host_from_the_batch_system(monkeypatch: pytest.MonkeyPatch) -> None:
     for variable in ("SLURM_SUBMIT_HOST", "PBS_O_HOST", "SGE_O_HOST", "LSB_SUB_HOST"):
         monkeypatch.delenv(variable, raising=False)

@@ -18,6 +18,7 @@ from .interface import choose_interface
 from .jupyter import web_pages
 from .security import tls_files
 from .session import Session, write_private
+from .tunnel import WebPages
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -65,6 +66,8 @@ async def serve(session: Session) -> None:
             file=sys.stderr,
             flush=True,
         )
+        # Where the dashboard will be, at once (`up` returns now); JupyterLab's port follows.
+        write_private(session.web_file, WebPages(choice.address, dashboard_port(scheduler)).to_dict())
         await add_dashboard(scheduler)
         pages, lab = await web_pages(
             choice.address,

@@ -33,9 +33,20 @@ def test_unknown_session_lists_the_sessions(hpc_for: Callable[[str], HPC]) -> No
     line = one_error_line(hpc("status", "--name", "nope", check=False))
     assert "no session 'nope'" in line and "there are none; start one with dask-hpc up" in line
     hpc.up("alpha")
-    for command in (["status"], ["add", "1"], ["logs"], ["down"], ["remove", "1"]):
+    for command in (["status"], ["add", "1"], ["logs"], ["down"], ["remove", "1"], ["tunnel"]):
         line = one_error_line(hpc(*command, "--name", "nope", check=False))
         assert "no session 'nope'" in line and "sessions: alpha" in line
+
+
+def test_tunnel_of_a_session_that_is_down_or_of_no_cluster(hpc_for: Callable[[str], HPC]) -> None:
+    hpc = hpc_for("local")
+    hpc.up("gone")
+    assert hpc("tunnel", "gone").stdout.startswith("ssh -N -L ")  # the dashboard only
+    hpc("down", "--name", "gone")
+    line = one_error_line(hpc("tunnel", "gone", check=False))
+    assert "session 'gone' is down; start it again with dask-hpc up" in line
+    line = one_error_line(hpc("tunnel", "--scheduler-file", "/nonexistent/scheduler.json", check=False))
+    assert "no /nonexistent/web.json: is dask-hpc mpi running" in line
 
 
 def test_invalid_session_name(hpc_for: Callable[[str], HPC]) -> None:
