@@ -103,36 +103,6 @@ def test_bad_input_is_one_clear_line_and_nonzero(args: list[str], message: str) 
     assert len(out.stderr.strip().splitlines()) <= 2
 
 
-def test_submission_refused_by_the_system_is_shown_with_its_reason(slurm_up: None) -> None:
-    out = run("demo", "--system", "slurm", "--queue", "no-such-partition", "--timeout", "30", timeout=120)
-    assert out.returncode == 1
-    assert "error: slurm refused the job: sbatch --parsable" in out.stderr
-    assert "invalid partition" in out.stderr.lower()
-    assert "Traceback" not in out.stderr
-
-
-def test_demo_on_local_computes_and_cleans_up(tmp_path: Path) -> None:
-    spool = tmp_path / "spool"
-    out = run(
-        "demo",
-        "--workers",
-        "2",
-        "--directory",
-        str(tmp_path / "demo"),
-        timeout=180,
-        env={"DASK_HPC_LOCAL_SPOOL": str(spool)},
-    )
-    assert out.returncode == 0, out.stderr
-    assert "= 199,999,990,000,000 (correct) on 2 worker(s)" in out.stderr
-    # Every job it made has ended.
-    from dask_hpc.systems.local import LocalSystem
-
-    local = LocalSystem(spool=spool)
-    jobs = [p.name for p in spool.iterdir()]
-    assert len(jobs) == 2
-    assert all(s.state.finished for s in local.query(jobs).values())
-
-
 def test_version() -> None:
     out = run("--version")
     assert out.returncode == 0

@@ -1,157 +1,272 @@
-"""``dask-hpc demo``: a scheduler here, worker jobs on a batch system, one computation.
+"""``dask-hpc demo``: the whole product in one command, on an xarray workflow.
 
-A short end-to-end run of the batch-system layer: it submits real jobs, waits
-for them with a live view of their states, computes a known sum on them and
-cancels every job it made, also on Ctrl-C.
+Starts a session (or uses a live one), writes a year of synthetic daily SST
+files (or takes the user's NetCDF files), opens them in parallel on the
+workers, persists them in the workers' memory, computes a monthly climatology
+and anomalies, publishes the anomalies and fetches them from a second client,
+draws a figure, and prints the time of every step. The session is ended at
+the end (also on an error or Ctrl-C) unless ``keep``.
 """
 
 from __future__ import annotations
 
-import socket
-import tempfile
+import importlib.util
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from .commands import worker_command
+from . import control, sst, workflow
 from .errors import DaskHPCError
-from .security import create_tls_files
-from .spec import JobSpec
-from .systems import BatchSystem, JobState, JobStatus
+from .session import Session
 
-__all__ = ["run_demo"]
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
 
-POLL_SECONDS = 0.5
+__all__ = ["DEMO_SESSION", "run_demo"]
+
+DEMO_SESSION = "demo"
+#: The demo's worker jobs, unless the user gives other options.
+JOB_DEFAULTS = {"walltime": "30m", "memory": "2GiB", "job_name": "dask-hpc-demo"}
+
+
+@dataclass
+class Steps:
+    """Shows each step while it runs (a spinner, or a bar of its tasks) and keeps its time."""
+
+    console: Console
+    seconds: dict[str, float] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, key: str, label: str) -> Iterator[Progress]:
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,  # a log file gets the "done" lines only
+        )
+        t0 = time.perf_counter()
+        with progress:
+            progress.add_task(label, total=None)
+            yield progress
+        self.seconds[key] = time.perf_counter() - t0
+        detail = self.details.get(key, "")
+        self.console.print(f"  [green]done[/] {label:<44} {self.seconds[key]:7.2f} s  {detail}")
+
+    def track(self, progress: Progress, futures: list[Any]) -> None:
+        """Advance the step's bar as ``futures`` finish; raise the first error."""
+        from distributed import as_completed
+
+        task = progress.tasks[0].id
+        progress.update(task, total=len(futures), completed=0)
+        for future in as_completed(futures):
+            if future.status == "error":
+                future.result()  # raises the task's error
+            progress.advance(task)
+
+    def table(self) -> Table:
+        table = Table(title="dask-hpc demo: time per step")
+        table.add_column("step")
+        table.add_column("seconds", justify="right")
+        table.add_column("")
+        for key, seconds in self.seconds.items():
+            table.add_row(key, f"{seconds:.2f}", self.details.get(key, ""))
+        table.add_row("total", f"{sum(self.seconds.values()):.2f}", "")
+        return table
 
 
 def run_demo(
-    system: BatchSystem,
-    spec: JobSpec,
     *,
-    workers: int,
-    directory: Path | None = None,
+    system: str = "local",
+    workers: int = 2,
+    files: int = 365,
+    data: str | None = None,
+    variable: str | None = None,
+    session_name: str | None = None,
+    options: dict[str, Any] | None = None,
+    output: Path = Path("dask-hpc-demo"),
+    keep: bool = False,
     timeout: float = 300.0,
     console: Console | None = None,
-) -> int:
-    """Run the demo; return the computed sum (checked against the formula)."""
-    import dask.array as da
-    from distributed import Client, LocalCluster
-
-    console = console or Console(stderr=True)
-    workdir = Path(directory or tempfile.mkdtemp(prefix="dask-hpc-demo-")).resolve()
-    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    scheduler_file = workdir / "scheduler.json"
-    scheduler_file.unlink(missing_ok=True)
-    spec = spec if spec.log_directory else spec.with_options(log_directory=str(workdir / "logs"))
-    Path(spec.log_directory or workdir).mkdir(parents=True, exist_ok=True)
-    # On this machine's own processes, loopback; on a cluster, an address the nodes reach.
-    host = "127.0.0.1" if system.name == "local" else socket.gethostbyname(socket.gethostname())
-
-    workdir.chmod(0o700)  # it holds the demo's TLS key
-    tls = create_tls_files(workdir, "demo")
-    t0 = time.perf_counter()
-    with (
-        LocalCluster(
-            n_workers=0,
-            host=host,
-            protocol="tls://",
-            security=tls.security(),
-            dashboard_address=":0",
-            scheduler_kwargs={"scheduler_file": str(scheduler_file)},
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        console.print(
-            f"scheduler at [bold]{cluster.scheduler_address}[/], dashboard {cluster.dashboard_link}"
-        )
-        script = system.render(spec, worker_command(spec, scheduler_file, tls=tls))
-        job_ids: list[str] = []
-        try:
-            for _ in range(workers):
-                job_ids.append(system.submit(script, workdir / "scripts"))
-            console.print(
-                f"submitted {workers} {system.name} job(s): {', '.join(job_ids)} ({spec.describe()})"
+) -> dict[str, Any]:
+    """Run the demo; return what it measured and found (also written to ``output/demo.json``)."""
+    missing = [m for m in ("xarray", "netCDF4", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DaskHPCError(f"the demo needs {', '.join(missing)}: pip install 'dask-hpc[xarray]'")
+    console = console or Console(stderr=True, highlight=False)
+    steps = Steps(console)
+    output = output.expanduser().absolute()
+    output.mkdir(parents=True, exist_ok=True)
+    files_given = data is not None
+    if files_given:
+        assert data is not None
+        paths = workflow.find_files(data)  # bad input is refused before any job is submitted
+        workflow.check_variable(paths[0], variable)
+    own_session = session_name is None
+    session = Session(session_name or DEMO_SESSION)
+    report: dict[str, Any] = {"session": session.name, "system": system}
+    if own_session:
+        with steps.step("session", f"start a session on {system} with {workers} worker jobs"):
+            _start_session(session, system, workers, options or {}, timeout)
+            steps.details["session"] = f"session {session.name!r}"
+    try:
+        client = control_client(session)
+        with client:
+            n_workers = len(client.scheduler_info()["workers"])
+            report["workers"] = n_workers
+            if not files_given:
+                with steps.step("write", f"write {files} daily SST files (on the workers)") as p:
+                    paths = _write_synthetic(client, output / "data", files, steps, p)
+                    steps.details["write"] = f"{len(paths)} files in {output / 'data'}"
+            report.update(
+                _analyse(client, session, paths, variable, output, steps, synthetic=not files_given)
             )
-            _wait_for_workers(system, client, job_ids, workers * spec.processes, timeout, console)
-            t_workers = time.perf_counter() - t0
-
-            n = 20_000_000
-            t1 = time.perf_counter()
-            total = int(da.arange(n, chunks=n // (4 * workers)).sum().compute())
-            t_compute = time.perf_counter() - t1
-            expected = n * (n - 1) // 2
-            if total != expected:
-                raise DaskHPCError(f"demo computed {total}, expected {expected}")
-            who = sorted(client.scheduler_info()["workers"])
-            console.print(f"sum of arange({n:,}) = {total:,} (correct) on {len(who)} worker(s)")
-            console.print(f"workers connected after {t_workers:.1f} s; computation {t_compute:.2f} s")
-        finally:
-            if job_ids:
-                system.cancel(job_ids)
-                _wait_finished(system, job_ids, console)
-    console.print(f"logs in {spec.log_directory}")
-    return total
+    finally:
+        if own_session and not keep:
+            control.down(session)
+            console.print(f"  session {session.name!r} ended (use --keep to leave it running)")
+    report["seconds"] = steps.seconds
+    console.print(steps.table())
+    (output / "demo.json").write_text(json.dumps(report, indent=1))
+    check = report.get("check")
+    if check and not check["ok"]:
+        raise DaskHPCError(f"the climatology does not match the known seasonal cycle: {check}")
+    return report
 
 
-def _wait_for_workers(
-    system: BatchSystem,
-    client: object,
-    job_ids: list[str],
-    n: int,
-    timeout: float,
-    console: Console,
+def control_client(session: Session) -> Client:
+    from .cluster import connect
+
+    return connect(session.name)
+
+
+def _start_session(
+    session: Session, system: str, workers: int, options: dict[str, Any], timeout: float
 ) -> None:
-    from distributed import Client
+    from .systems import get_system
 
-    assert isinstance(client, Client)
-    deadline = time.monotonic() + timeout
-    start = time.monotonic()
-    with Live(console=console, transient=True, refresh_per_second=4) as live:
-        while True:
-            statuses = system.query(job_ids)
-            connected = len(client.scheduler_info()["workers"])
-            live.update(_table(statuses, connected, n, time.monotonic() - start))
-            if connected >= n:
-                return
-            failed = [s for s in statuses.values() if s.state.finished]
-            if failed:
-                s = failed[0]
-                raise DaskHPCError(
-                    f"worker job {s.job_id} ended before its worker connected: {s.state.value}"
-                    f"{f' ({s.reason})' if s.reason else ''}; see its log"
-                )
-            if time.monotonic() > deadline:
-                raise DaskHPCError(
-                    f"{connected} of {n} workers connected after {timeout:g} s; "
-                    "raise --timeout, or see the jobs' logs"
-                )
-            time.sleep(POLL_SECONDS)
+    batch = get_system(system)
+    given = {**JOB_DEFAULTS, **{k: v for k, v in options.items() if v not in (None, (), "")}}
+    spec, scheduler_spec = control.session_specs(session.name, given, logs=session.logs)
+    batch.render(spec, [])  # options this system cannot take: refused before submitting
+    control.up(session, batch, spec, scheduler_spec, workers=workers, timeout=timeout)
+    client = control_client(session)
+    with client:
+        client.wait_for_workers(workers * spec.processes, timeout=timeout)
 
 
-def _wait_finished(system: BatchSystem, job_ids: list[str], console: Console, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        statuses = system.query(job_ids)
-        if all(s.state.finished or s.state is JobState.UNKNOWN for s in statuses.values()):
-            console.print(_table(statuses, None, None, None))
-            return
-        time.sleep(POLL_SECONDS)
-    console.print(f"[yellow]jobs still ending after {limit:g} s: {', '.join(job_ids)}[/]")
+def _write_synthetic(client: Client, directory: Path, n: int, steps: Steps, progress: Progress) -> list[str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("sst_*.nc"):  # a shorter run after a longer one: only this run's days
+        old.unlink()
+    futures = client.map(sst.write_day, [str(directory)] * n, range(n), pure=False)
+    steps.track(progress, futures)
+    return sorted(client.gather(futures))
 
 
-def _table(
-    statuses: dict[str, JobStatus], connected: int | None, n: int | None, elapsed: float | None
-) -> Table:
-    title = "worker jobs"
-    if connected is not None and elapsed is not None:
-        title += f": {connected}/{n} workers connected, {elapsed:.1f} s"
-    table = Table(title=title)
-    for column in ("job", "state", "node", "reason / exit"):
-        table.add_column(column)
-    for s in statuses.values():
-        detail = s.reason or ("" if s.exit_code is None else f"exit {s.exit_code}")
-        table.add_row(s.job_id, s.state.value, s.node or "", detail)
-    return table
+def _analyse(
+    client: Client,
+    session: Session,
+    paths: list[str],
+    variable: str | None,
+    output: Path,
+    steps: Steps,
+    *,
+    synthetic: bool,
+) -> dict[str, Any]:
+    from distributed import futures_of, wait
+
+    from .cluster import connect
+
+    found: dict[str, Any] = {"files": len(paths)}
+    with steps.step("open", f"open {len(paths)} NetCDF files in parallel"):
+        ds = workflow.open_files(paths)
+        name = workflow.choose_variable(ds, variable)
+        field_ = ds[name]
+        found.update(variable=name, shape=list(field_.shape))
+        steps.details["open"] = f"{name} {dict(field_.sizes)}"
+
+    with steps.step("persist", "load them into the workers' memory (persist)") as p:
+        field_ = field_.persist()
+        steps.track(p, futures_of(field_))
+        steps.details["persist"] = f"{field_.nbytes / 2**20:.0f} MiB in {len(futures_of(field_))} chunks"
+
+    with steps.step("climatology", "monthly climatology"):
+        clim = workflow.climatology(field_).persist()
+        wait(clim)
+        steps.details["climatology"] = f"{clim.sizes['month']} months"
+
+    with steps.step("anomalies", "anomalies: each day minus its month") as p:
+        anomaly = workflow.anomalies(field_, clim).persist()
+        steps.track(p, futures_of(anomaly))
+        series = workflow.global_mean(anomaly).compute()
+        low, high = float(series.min()), float(series.max())
+        steps.details["anomalies"] = f"global mean from {low:+.3f} to {high:+.3f} K"
+
+    with (
+        steps.step("publish", f"publish as {workflow.PUBLISHED_NAME!r}; fetch from another client"),
+        connect(session.name) as other,
+    ):
+        shape = workflow.publish_and_fetch(client, anomaly, other)
+        found.update(published=workflow.PUBLISHED_NAME, fetched_shape=list(shape))
+        steps.details["publish"] = f"the other client sees {shape}"
+
+    with steps.step("figure", "figure: anomaly map and global-mean series"):
+        found["figure"] = workflow.plot(anomaly, series, output / "sst_anomaly.png")
+        steps.details["figure"] = found["figure"]["path"]
+
+    if synthetic:
+        with steps.step("check", "check against the known seasonal cycle"):
+            check = found["check"] = _check(clim, int(field_.sizes["time"]))
+            low, high = check["rms_error_in_noise_units"]
+            steps.details["check"] = (
+                f"{'right' if check['ok'] else 'WRONG'}: rms error {low:.2f}-{high:.2f} of the noise, "
+                f"zonal means within {check['zonal_error_in_standard_errors']:.1f} standard errors"
+            )
+    return found
+
+
+def _check(clim: xr.DataArray, days: int) -> dict[str, Any]:
+    """How far the computed climatology is from the exact one of the noise-free field.
+
+    A month of ``n`` days averages the noise down to ``NOISE / sqrt(n)`` per point: the rms
+    error, in those units, must be about 1 (it would not be if days were lost, doubled or
+    put in the wrong month), and the zonal means must agree within 6 of their own standard
+    errors.
+    """
+    import numpy as np
+
+    computed = clim.compute()
+    worst_zonal, ratios = 0.0, []
+    for month, (exact, count) in sst.expected_climatology(days).items():
+        got = computed.sel(month=month).values.astype(np.float64)
+        noise = sst.NOISE / count**0.5
+        zonal = float(np.abs(got.mean(axis=1) - exact.mean(axis=1)).max())
+        worst_zonal = max(worst_zonal, zonal / (noise / got.shape[1] ** 0.5))
+        ratios.append(float(np.sqrt(((got - exact) ** 2).mean())) / noise)
+    return {
+        "months": int(computed.sizes["month"]),
+        "zonal_error_in_standard_errors": worst_zonal,
+        "rms_error_in_noise_units": [min(ratios), max(ratios)],
+        "ok": worst_zonal < 6 and min(ratios) > 0.9 and max(ratios) < 1.1,
+    }

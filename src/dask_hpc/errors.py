@@ -14,6 +14,7 @@ prints its message in one or two lines and exits non-zero, without a traceback.
     ├── ParseError                 a batch system's output we could not read
     ├── NotInJobError              asked for the job context outside a job
     ├── InterfaceError             a network interface that this node does not have (lists the real ones)
+    ├── DataError                  the user's data cannot be used (no files, not NetCDF, no such variable)
     └── SessionError               a session cannot do what was asked (says its state and the fix)
         ├── UnknownSessionError    no session of that name (lists the sessions)
         └── SchedulerUnreachableError  the session's scheduler does not answer
@@ -29,6 +30,7 @@ __all__ = [
     "CommandNotFoundError",
     "CommandTimeoutError",
     "DaskHPCError",
+    "DataError",
     "InterfaceError",
     "NotInJobError",
     "ParseError",
@@ -115,6 +117,10 @@ class ParseError(DaskHPCError):
 
 class NotInJobError(DaskHPCError):
     """The job context was asked for outside of a batch job."""
+
+
+class DataError(DaskHPCError, ValueError):
+    """Files or variables given by the user that the workflow cannot use; says which and why."""
 
 
 class InterfaceError(DaskHPCError, ValueError):

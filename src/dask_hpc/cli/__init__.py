@@ -12,7 +12,7 @@ from ..commands import worker_command
 from ..errors import DaskHPCError
 from ..session import Session
 from ..systems import get_system
-from .options import spec_from, spec_options, system_option
+from .options import given_options, spec_from, spec_options, system_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,41 +38,59 @@ def script(system: str, scheduler_file: str | None, **options: Any) -> None:
 
 @cli.command()
 @system_option
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1000), help="worker jobs")
 @click.option(
-    "--workers",
-    default=2,
+    "--files",
+    default=365,
     show_default=True,
-    type=click.IntRange(1, 64),
-    help="worker jobs to start",
+    type=click.IntRange(1, 100_000),
+    help="days of synthetic SST to write, one NetCDF file each",
 )
-@spec_options
+@click.option("--data", metavar="DIR|GLOB", help="your own NetCDF files instead, e.g. '/glade/data/sst_*.nc'")
+@click.option("--var", "variable", help="the variable to analyse [the first one with a time dimension]")
+@click.option("--session", "session_name", help="use this live session instead of starting one")
 @click.option(
-    "--directory",
+    "--output",
     type=click.Path(file_okay=False, path_type=Path),
-    help="where the demo keeps its scheduler file, scripts and logs [a new temporary folder]",
+    default=Path("dask-hpc-demo"),
+    show_default=True,
+    help="where the figure, demo.json and the synthetic files go (a folder the nodes share)",
 )
+@click.option("--keep", is_flag=True, help="leave the session running, with the anomalies published")
 @click.option(
     "--timeout",
     default=300.0,
     show_default=True,
     type=click.FloatRange(1),
-    help="seconds to wait for the workers",
+    help="seconds to wait for the scheduler and the workers",
 )
-def demo(system: str, workers: int, directory: Path | None, timeout: float, **options: Any) -> None:
-    """Start a scheduler here and WORKERS worker jobs, compute on them, clean up."""
+@spec_options
+def demo(
+    system: str,
+    workers: int,
+    files: int,
+    data: str | None,
+    variable: str | None,
+    session_name: str | None,
+    output: Path,
+    keep: bool,
+    timeout: float,
+    **options: Any,
+) -> None:
+    """An xarray workflow on a session: open many NetCDF files in parallel, persist, monthly
+    climatology and anomalies, publish them, draw a figure; time every step."""
     from ..demo import run_demo
 
-    options = {
-        "walltime": "10m",
-        "memory": "1GiB",
-        "job_name": "dask-hpc-demo",
-        **{k: v for k, v in options.items() if v},
-    }
     run_demo(
-        get_system(system),
-        spec_from(options),
+        system=system,
         workers=workers,
-        directory=directory,
+        files=files,
+        data=data,
+        variable=variable,
+        session_name=session_name,
+        options=given_options(options),
+        output=output,
+        keep=keep,
         timeout=timeout,
     )
 

@@ -1,0 +1,179 @@
+"""The Pangeo workflow of the demo, one step at a time: open many NetCDF files in parallel,
+persist them in the workers' memory, a monthly climatology and anomalies, publish the
+result for other clients, and a figure.
+
+Each step is a plain function of a Client and xarray objects, so that the
+example script and notebook in ``examples/`` read the same way.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from distributed import Client
+
+__all__ = [
+    "PUBLISHED_NAME",
+    "anomalies",
+    "check_variable",
+    "choose_variable",
+    "climatology",
+    "find_files",
+    "global_mean",
+    "open_files",
+    "plot",
+    "publish_and_fetch",
+]
+
+#: The name under which the anomalies are published on the scheduler.
+PUBLISHED_NAME = "sst_anomaly"
+#: What NetCDF files start with: classic and 64-bit offset (CDF\x01, \x02), CDF-5, and NetCDF-4 (HDF5).
+SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+
+
+def find_files(pattern: str) -> list[str]:
+    """The NetCDF files of a directory or a glob, sorted; a clear error if there are none,
+    or if one of them is not NetCDF."""
+    path = Path(pattern).expanduser()
+    if path.is_dir():
+        files = sorted(str(p) for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"no NetCDF files ({', '.join(SUFFIXES)}) in the directory {pattern}")
+    else:
+        files = sorted(p for p in glob.glob(str(path)) if Path(p).is_file())
+        if not files:
+            raise DataError(
+                f"no files match {pattern!r}; give a directory or a glob such as '/data/sst_*.nc' "
+                "(quoted, so that the shell does not expand it)"
+            )
+    for file in files:
+        with open(file, "rb") as f:
+            head = f.read(8)
+        if not head.startswith(SIGNATURES):
+            raise DataError(
+                f"{file} is not a NetCDF file (it starts with {head[:4]!r}); remove it or narrow the pattern"
+            )
+    return files
+
+
+def check_variable(file: str, name: str | None) -> str:
+    """The variable to analyse, found in one file (fast, here), before any job starts."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(file) as ds:
+            return choose_variable(ds, name)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"could not open {file}: {type(exc).__name__}: {exc}") from None
+
+
+def open_files(files: list[str]) -> xr.Dataset:
+    """``xr.open_mfdataset(..., parallel=True)``: each file is opened by a task on the workers,
+    one chunk per file. The options are the usual ones for many files of one product: only
+    the variables with the concatenation dimension are concatenated, the others taken from
+    the first file."""
+    import xarray as xr
+
+    try:
+        return xr.open_mfdataset(
+            files,
+            parallel=True,
+            combine="by_coords",
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="outer",
+        )
+    except Exception as exc:  # the files' own problem: say which, not a traceback from a worker
+        raise DataError(
+            f"could not open the {len(files)} files as one dataset: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def choose_variable(ds: xr.Dataset, name: str | None) -> str:
+    """``name`` if the dataset has it; otherwise its first variable with a time axis and space."""
+    if name is not None:
+        if name not in ds.data_vars:
+            raise DataError(
+                f"no variable {name!r} in the files; their variables: {', '.join(map(str, ds.data_vars))}"
+            )
+        if "time" not in ds[name].dims:
+            raise DataError(f"variable {name!r} has no time dimension (its dimensions: {ds[name].dims})")
+        return name
+    for var, array in ds.data_vars.items():
+        if "time" in array.dims and array.ndim >= 2:
+            return str(var)
+    raise DataError(
+        f"no variable with a time dimension in the files; give one with --var "
+        f"(their variables: {', '.join(map(str, ds.data_vars))})"
+    )
+
+
+def climatology(field: xr.DataArray) -> xr.DataArray:
+    """Mean of each calendar month over all years."""
+    return field.groupby("time.month").mean("time")
+
+
+def anomalies(field: xr.DataArray, clim: xr.DataArray) -> xr.DataArray:
+    """Each day minus the climatology of its month."""
+    anomaly: xr.DataArray = field.groupby("time.month") - clim
+    anomaly.attrs = {**field.attrs, "long_name": f"{field.attrs.get('long_name', field.name)} anomaly"}
+    named: xr.DataArray = anomaly.rename(f"{field.name}_anomaly")
+    return named
+
+
+def global_mean(field: xr.DataArray) -> xr.DataArray:
+    """Area-weighted mean over latitude and longitude (cos(latitude) weights), when those exist."""
+    import numpy as np
+
+    space = [d for d in field.dims if d != "time"]
+    lat = next((d for d in space if str(d).lower().startswith("lat")), None)
+    if lat is None:
+        mean: xr.DataArray = field.mean(space)
+        return mean
+    weights = np.cos(np.deg2rad(field[lat]))
+    weighted: xr.DataArray = field.weighted(weights).mean(space)
+    return weighted
+
+
+def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path, *, last_days: int = 30) -> dict[str, Any]:
+    """A PNG: the mean anomaly of the last ``last_days`` days on a map, and the global-mean
+    anomaly against time. ``series`` is computed already (small)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a compute or login node
+    import matplotlib.pyplot as plt
+
+    recent = anomaly.isel(time=slice(-last_days, None)).mean("time").compute()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), height_ratios=[3, 2], layout="constrained")
+    limit = float(abs(recent).quantile(0.995)) or 1.0
+    if recent.ndim == 2:
+        recent.plot(ax=top, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    else:
+        recent.plot(ax=top)
+    top.set_title(f"{anomaly.name}: mean of the last {min(last_days, anomaly.sizes['time'])} days")
+    series.plot.line(ax=bottom)
+    bottom.axhline(0, color="grey", linewidth=0.5)
+    bottom.set_title("global mean (area-weighted)")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return {"path": str(path), "map_max": float(recent.max()), "map_min": float(recent.min())}
+
+
+def publish_and_fetch(client: Client, anomaly: xr.DataArray, other: Client) -> tuple[int, ...]:
+    """Publish ``anomaly`` on the scheduler, and fetch it from ``other``, another client (another
+    notebook would do the same). Returns the shape the other client sees."""
+    if PUBLISHED_NAME in client.list_datasets():
+        client.unpublish_dataset(PUBLISHED_NAME)
+    client.publish_dataset(anomaly, name=PUBLISHED_NAME)
+    fetched = other.get_dataset(PUBLISHED_NAME)
+    return tuple(int(n) for n in fetched.shape)
