@@ -1,5 +1,5 @@
 # dask-hpc: set-up and the two commands of the README.
-#   make demo   create .venv, install dask-hpc, run the demo on the `local` system
+#   make demo   create .venv, install dask-hpc, run the xarray demo on the `local` system
 #   make test   create .venv, install dask-hpc[test], lint, type-check, run the whole suite
 #               (the suite installs and starts the real SLURM and SGE it needs: scripts/)
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)

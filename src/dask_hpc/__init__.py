@@ -14,6 +14,7 @@ from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, 
 
 if TYPE_CHECKING:
     from .cluster import BatchCluster, client_security, connect
+    from .netcdf import open_mfdataset
 
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "connect",
     "current_job",
     "get_system",
+    "open_mfdataset",
 ]
 
 
@@ -47,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from . import cluster
 
         return getattr(cluster, name)
+    if name == "open_mfdataset":  # needs xarray
+        from .netcdf import open_mfdataset
+
+        return open_mfdataset
     raise AttributeError(f"module 'dask_hpc' has no attribute {name!r}")

@@ -199,8 +199,8 @@ def _analyse(
     from .cluster import connect
 
     found: dict[str, Any] = {"files": len(paths)}
-    with steps.step("open", f"open {len(paths)} NetCDF files in parallel"):
-        ds = workflow.open_files(paths)
+    with steps.step("open", f"open {len(paths)} NetCDF files on the workers"):
+        ds = workflow.open_files(client, paths)
         name = workflow.choose_variable(ds, variable)
         field_ = ds[name]
         found.update(variable=name, shape=list(field_.shape))

@@ -76,22 +76,21 @@ def check_variable(file: str, name: str | None) -> str:
         raise DataError(f"could not open {file}: {type(exc).__name__}: {exc}") from None
 
 
-def open_files(files: list[str]) -> xr.Dataset:
-    """``xr.open_mfdataset(..., parallel=True)``: each file is opened by a task on the workers,
-    one chunk per file. The options are the usual ones for many files of one product: only
-    the variables with the concatenation dimension are concatenated, the others taken from
-    the first file."""
-    import xarray as xr
+def open_files(client: Client, files: list[str]) -> xr.Dataset:
+    """Open the files as one dataset, on the workers, a batch of files per task
+    (:func:`dask_hpc.open_mfdataset`): one chunk per file. The options are the usual ones
+    for many files of one product: only the variables with a time axis are
+    concatenated, the others taken from the first file."""
+    from .netcdf import open_mfdataset
 
     try:
-        return xr.open_mfdataset(
+        return open_mfdataset(
             files,
-            parallel=True,
+            client=client,
             combine="by_coords",
             data_vars="minimal",
             coords="minimal",
             compat="override",
-            join="outer",
         )
     except Exception as exc:  # the files' own problem: say which, not a traceback from a worker
         raise DataError(
