@@ -1,14 +1,15 @@
 # dask-hpc: set-up and the two commands of the README.
 #   make demo   create .venv, install dask-hpc, run the xarray demo on the `local` system
-#   make test   create .venv, install dask-hpc[test], lint, type-check, run the whole suite
-#               (the suite installs and starts the real SLURM and SGE it needs: scripts/)
+#   make test   create .venv, install dask-hpc[test,...], lint, type-check, run the whole suite
+#               (the suite installs and starts the real SLURM, SGE, sshd, Chromium it needs: scripts/)
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
 #   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
+#   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup bench-mpi clean
+.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,9 @@ bench-startup: $(BIN)/.installed
 bench-mpi: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/mpi_startup.py
+
+bench-open: $(BIN)/.installed
+	$(BIN)/python bench/open_many.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,15 +40,21 @@ COMBINE_OPTIONS = ("data_vars", "coords", "compat", "join", "combine_attrs")
 def batches(paths: Sequence[str], threads: int) -> list[list[str]]:
     """Consecutive slices of ``paths``: about ``BATCHES_PER_THREAD`` per thread, at least
     ``MIN_BATCH`` files each."""
-    n = max(1, min(threads * BATCHES_PER_THREAD, math.ceil(len(paths) / MIN_BATCH)))
+    n = max(1, min(threads * BATCHES_PER_THREAD, len(paths) // MIN_BATCH))
     size = math.ceil(len(paths) / n)
     return [list(paths[i : i + size]) for i in range(0, len(paths), size)]
+
+
+#: HDF5 (under netCDF4) is not thread-safe, and xarray locks its reads but not its opens:
+#: two threads of one worker opening files at once can crash the process. One batch at a time.
+_OPEN_LOCK = threading.Lock()
 
 
 def _open_batch(paths: list[str], options: dict[str, Any]) -> xr.Dataset:
     import xarray as xr
 
-    return xr.open_mfdataset(paths, parallel=False, **options)
+    with _OPEN_LOCK:
+        return xr.open_mfdataset(paths, parallel=False, **options)
 
 
 def open_mfdataset(
@@ -79,6 +86,9 @@ def open_mfdataset(
     combine = options.get("combine", "by_coords")
     if combine not in ("by_coords", "nested"):
         raise ValueError(f"combine={combine!r}: use 'by_coords' or 'nested'")
+    dim = options.get("concat_dim")
+    if combine == "nested" and not isinstance(dim, str):
+        raise ValueError("combine='nested' needs concat_dim= one dimension name")
     threads = sum(client.nthreads().values()) or 1
     futures = client.map(_open_batch, batches(files, threads), options=options, pure=False)
     parts = client.gather(futures)
@@ -87,9 +97,7 @@ def open_mfdataset(
         return single
     given = {k: options[k] for k in COMBINE_OPTIONS if k in options}
     if combine == "nested":
-        dim = options.get("concat_dim")
-        if not isinstance(dim, str):
-            raise ValueError("combine='nested' needs concat_dim= one dimension name")
+        assert isinstance(dim, str)
         nested = xr.concat(parts, dim=dim, **given)
         assert isinstance(nested, xr.Dataset)
         return nested

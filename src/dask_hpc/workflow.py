@@ -144,28 +144,31 @@ def global_mean(field: xr.DataArray) -> xr.DataArray:
     return weighted
 
 
-def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path, *, last_days: int = 30) -> dict[str, Any]:
-    """A PNG: the mean anomaly of the last ``last_days`` days on a map, and the global-mean
-    anomaly against time. ``series`` is computed already (small)."""
+def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path) -> dict[str, Any]:
+    """A PNG: the anomaly map of the day with the largest global-mean anomaly, and the
+    global-mean anomaly against time. ``series`` is computed already (small)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a compute or login node
     import matplotlib.pyplot as plt
 
-    recent = anomaly.isel(time=slice(-last_days, None)).mean("time").compute()
+    peak = series["time"][int(series.values.argmax())]
+    day = anomaly.sel(time=peak).compute()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), height_ratios=[3, 2], layout="constrained")
-    limit = float(abs(recent).quantile(0.995)) or 1.0
-    if recent.ndim == 2:
-        recent.plot(ax=top, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    limit = float(abs(day).max()) or 1.0
+    if day.ndim == 2:
+        day.plot(ax=top, cmap="RdBu_r", vmin=-limit, vmax=limit)
     else:
-        recent.plot(ax=top)
-    top.set_title(f"{anomaly.name}: mean of the last {min(last_days, anomaly.sizes['time'])} days")
+        day.plot(ax=top)
+    when = str(peak.values)[:10]
+    top.set_title(f"{anomaly.name} on {when}, the day of the largest global-mean anomaly")
     series.plot.line(ax=bottom)
+    bottom.axvline(peak.values, color="grey", linewidth=0.5)
     bottom.axhline(0, color="grey", linewidth=0.5)
     bottom.set_title("global mean (area-weighted)")
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return {"path": str(path), "map_max": float(recent.max()), "map_min": float(recent.min())}
+    return {"path": str(path), "peak_day": when, "map_max": float(day.max()), "map_min": float(day.min())}
 
 
 def publish_and_fetch(client: Client, anomaly: xr.DataArray, other: Client) -> tuple[int, ...]:
