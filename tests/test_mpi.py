@@ -302,3 +302,38 @@ def test_mpirun_inside_an_sbatch_job(slurm_up: None, mpirun: Path, tmp_path: Pat
     done = run_bounded(["sbatch", "--wait", str(job)], timeout=180)
     assert done.returncode == 3, out.read_text(errors="replace")[-2000:]
     assert "SUM 499999500000 True" in out.read_text(errors="replace")
+
+
+#: Debian's Open MPI 4.1, built against the same PMIx as Debian's Slurm: the "site MPI"
+#: (scripts/local-slurm installs it). The PyPI mpi4py uses it through MPI4PY_LIBMPI.
+SITE_LIBMPI = Path("/usr/lib/x86_64-linux-gnu/libmpi.so.40")
+
+
+@pytest.mark.parametrize(("mode", "code"), [("ok", 0), ("exit3", 3)])
+def test_srun_with_the_site_mpi(slurm_up: None, tmp_path: Path, mode: str, code: int) -> None:
+    """``srun -n 4 python script.py``: SLURM starts the ranks itself (PMIx), no mpirun."""
+    if not SITE_LIBMPI.exists():
+        pytest.fail(f"no {SITE_LIBMPI}: scripts/local-slurm up installs Debian's openmpi-bin")
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    argv = ["srun", "-n", "4", "--mpi=pmix", "--time", "5"]
+    argv += ["env", f"MPI4PY_LIBMPI={SITE_LIBMPI}", sys.executable, str(script), mode]
+    done = run_bounded(argv, timeout=180, cwd=tmp_path)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert "SUM 499999500000 True" in done.stdout
+
+
+def test_the_finalize_guard_exits_a_rank_that_cannot_finish() -> None:
+    """After its work, a rank whose MPI cannot finalize (another rank died) exits anyway,
+    with its own code: here a process that blocks where MPI_Finalize would."""
+    code = (
+        "import time, dask_hpc.mpi as m\n"
+        "m.FINALIZE_GRACE = 0.5\n"
+        "m._watchdog(5)\n"
+        "time.sleep(60)  # MPI_Finalize waiting for a dead rank\n"
+    )
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 5
+    assert "MPI did not finish within 0.5 s" in done.stderr
+    assert time.monotonic() - t0 < 20
