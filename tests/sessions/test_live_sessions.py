@@ -6,11 +6,13 @@ and checks the batch system itself afterwards: no job and no process left.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -191,3 +193,30 @@ def test_logs_follow_ends_with_the_job(hpc_for: Callable[[str], HPC]) -> None:
     out, _ = follow.communicate(timeout=30)  # returns by itself once the scheduler's job has ended
     assert follow.returncode == 0
     assert "Scheduler at" in out
+
+
+@pytest.mark.timeout(240)
+def test_bench_network_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Path) -> None:
+    """``dask-hpc bench network --session``: two of the session's workers, over its TLS."""
+    hpc = hpc_for("local")
+    hpc.up("net", "--workers", "2", "--wait", "60")
+    out = tmp_path / "net.json"
+    hpc(
+        "bench",
+        "network",
+        "--session",
+        "net",
+        "--no-mpi",
+        "--sizes",
+        "1MiB",
+        "--repeat",
+        "2",
+        "--json",
+        str(out),
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["method"] for r in rows} == {"dask-tls", "raw-tcp", "memcpy"}
+    assert all(r["median_gbps"] > 0 for r in rows)
+    hpc("remove", "1", "--name", "net")
+    line = hpc("bench", "network", "--session", "net", "--no-mpi", "--sizes", "1MiB", check=False).stderr
+    assert line.strip().startswith("error: bench network needs two workers; the cluster has 1")

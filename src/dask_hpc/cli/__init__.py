@@ -96,10 +96,12 @@ def demo(
 
 
 from . import session as _session  # noqa: E402  (registers the session commands)
+from .bench import bench  # noqa: E402
 from .mpi import mpi  # noqa: E402
 
 _session.register(cli)
 cli.add_command(mpi)
+cli.add_command(bench)
 
 
 def main(argv: list[str] | None = None) -> None:
