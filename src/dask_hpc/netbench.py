@@ -249,6 +249,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
             label=method,
         )
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # memcpy and MPI are ten times the rest
     ax.set_xlabel("message size (MiB)")
     ax.set_ylabel("bandwidth (GB/s), median and range")
     ax.set_title(title)
