@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xarray as xr
 
 from dask_hpc import sst
 from dask_hpc.netcdf import MIN_BATCH, batches
 
-xr = pytest.importorskip("xarray")
 OPTIONS = {"data_vars": "minimal", "coords": "minimal", "compat": "override"}
 GRID = (18, 36)
 
