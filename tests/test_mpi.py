@@ -337,3 +337,70 @@ def test_the_finalize_guard_exits_a_rank_that_cannot_finish() -> None:
     assert done.returncode == 5
     assert "MPI did not finish within 0.5 s" in done.stderr
     assert time.monotonic() - t0 < 20
+
+
+def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None:
+    """``mpi://`` between two ranks: handshake, random and split frames, 20 concurrent comms,
+    close from either side and abort surfacing as CommClosedError (tests/mpicomm_ranks.py)."""
+    ranks = Path(__file__).with_name("mpicomm_ranks.py")
+    done = run_bounded([str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(ranks)], timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    passed = [line for line in done.stdout.splitlines() if line.startswith("OK ")]
+    assert len(passed) == 7, done.stdout
+
+
+def test_mpi_backend_is_registered_for_distributed() -> None:
+    from distributed.comm.registry import get_backend
+
+    from dask_hpc.mpicomm import MPIBackend
+
+    assert isinstance(get_backend("mpi"), MPIBackend)
+
+
+PROTOCOL_SCRIPT = """
+import sys
+from dask_hpc.mpi import initialize
+protocol = sys.argv[1]
+initialize(protocol=protocol, nanny=False, dashboard=False, insecure=protocol == "tcp")
+from distributed import Client
+import dask.array as da
+client = Client()
+client.wait_for_workers(2, timeout=60)
+print("ADDRESSES", client.scheduler.address, *client.scheduler_info()["workers"], flush=True)
+x = da.random.RandomState(0).random((2000, 2000), chunks=(250, 250))
+total = (x + x.T).sum().compute()  # each chunk meets its transpose's: data moves between workers
+spread = x.rechunk((2000, 50)).std().compute()
+moved = sum(client.run(lambda dask_worker: len(dask_worker.transfer_incoming_log)).values())
+print("RESULT", repr(float(total)), repr(float(spread)), flush=True)
+print("MOVED", moved, flush=True)
+"""
+
+
+def test_a_computation_over_the_mpi_transport_matches_tcp(mpirun: Path, tmp_path: Path) -> None:
+    """initialize(protocol="mpi"): scheduler, workers and the script's client talk mpi://."""
+    script = tmp_path / "script.py"
+    script.write_text(PROTOCOL_SCRIPT)
+    results = {}
+    for protocol in ("mpi", "tcp"):
+        argv = [str(mpirun), "-np", "4", "--oversubscribe", sys.executable, str(script), protocol]
+        done = run_bounded(argv, timeout=180, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = {
+            line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in done.stdout.splitlines() if " " in line
+        }
+        addresses = lines["ADDRESSES"].split()
+        assert len(addresses) == 3 and all(a.startswith(f"{protocol}://") for a in addresses), addresses
+        assert int(lines["MOVED"]) > 0  # worker-to-worker transfers happened, over this protocol
+        results[protocol] = lines["RESULT"]
+    assert results["mpi"] == results["tcp"]
+
+
+def test_protocol_without_encryption_needs_insecure(mpirun: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script.py"
+    script.write_text("from dask_hpc.mpi import initialize\ninitialize(protocol='tcp')\n")
+    done = run_bounded(
+        [str(mpirun), "-np", "3", "--oversubscribe", sys.executable, str(script)], cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "error: protocol 'tcp' has no encryption and TLS is on" in done.stderr
+    assert done.stderr.count("error: protocol") == 1 and "Traceback" not in done.stderr

@@ -85,8 +85,9 @@ def initialize(
     worker_type = "distributed.Nanny" if nanny else worker_class
     _import_while_waiting()
     fork_workers()
+    _start_mpi_transport(protocol, nanny, rank, insecure)
     if rank == 0:
-        credentials = None if insecure else make_credentials("mpi")
+        credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")
         _run(
             _scheduler(
                 comm,
@@ -194,9 +195,18 @@ def run(
             f"got {size}: run e.g. mpirun -np {needed + 1}",
             True,
         )
+    if protocol == "mpi":
+        # Its scheduler would listen on mpi:// only, which no client outside the MPI job can reach.
+        _too_small(
+            rank,
+            "dask-hpc mpi --protocol mpi is not supported yet (clients from outside the MPI job could "
+            "not reach the scheduler); use initialize(protocol='mpi') in a job script",
+            True,
+        )
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
     _import_while_waiting()
     fork_workers()
+    _start_mpi_transport(protocol, nanny, rank, insecure)
     worker_type = worker_class if nanny else "distributed.Worker"
     worker_opts = {
         "host": _host(interface),
@@ -214,7 +224,7 @@ def run(
         _run(_worker(address, None, worker_type, {**worker_opts, "security": security}))
         return
     if rank == scheduler_rank:
-        credentials = None if insecure else make_credentials("mpi")
+        credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")
         scratch = None
         if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
             scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
@@ -345,6 +355,29 @@ async def _worker(
 
 
 # ---- leaving, without hanging --------------------------------------------------------
+
+
+def _start_mpi_transport(protocol: str | None, nanny: bool, rank: int, insecure: bool) -> None:
+    """With ``protocol="mpi"``, start the mpi:// engine on every rank (a collective step).
+
+    Workers must then run in the rank's own process: a nanny's worker is not an
+    MPI rank. Inside one MPI job no one else can send to our ranks, so there is no TLS.
+    A protocol without encryption (tcp, ...) needs ``insecure``: one line, on every rank.
+    """
+    if protocol not in (None, "tls", "mpi") and not insecure:
+        _too_small(
+            rank,
+            f"protocol {protocol!r} has no encryption and TLS is on: use tls (the default) or mpi, "
+            "or turn TLS off with --insecure (insecure=True)",
+            True,
+        )
+    if protocol != "mpi":
+        return
+    if nanny:
+        _too_small(rank, "--protocol mpi needs workers in the MPI ranks themselves: add --no-nanny", True)
+    from .mpicomm import Engine
+
+    Engine.get()
 
 
 def _import_while_waiting() -> None:
