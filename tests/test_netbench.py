@@ -80,3 +80,23 @@ def test_bench_network_bad_sizes_one_line() -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "error: invalid size 'lots': use e.g. 1MiB, 64MiB, 1GiB, 500MB"
+
+
+@pytest.mark.timeout(240)
+def test_bench_network_under_mpirun(tmp_path: Path) -> None:
+    """Under mpirun: worker ranks talking mpi://, and MPI Send/Recv between those same ranks."""
+    mpirun = Path(sys.executable).parent / "mpirun"
+    out = tmp_path / "net.json"
+    argv = [str(mpirun), "-np", "4", "--oversubscribe", sys.executable, "-m", "dask_hpc", "bench", "network"]
+    done = subprocess.run(
+        [*argv, "--sizes", "1MiB,4MiB", "--repeat", "2", "--json", str(out)],
+        env=MPI_ENV,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        start_new_session=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["method"] for r in rows} == {"dask-mpi", "mpi", "raw-tcp", "memcpy"}
+    assert all(r["median_gbps"] > 0 and r["ratio_to_mpi"] is not None for r in rows)

@@ -33,9 +33,18 @@ from .errors import SessionError, SpecError
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["Measurement", "measure_pair", "mpi_sendrecv", "parse_size", "plot", "summary"]
+__all__ = [
+    "Measurement",
+    "measure_pair",
+    "mpi_between_workers",
+    "mpi_sendrecv",
+    "parse_size",
+    "plot",
+    "summary",
+]
 
 MiB = 2**20
+PINGPONG_TAG = 7700
 DEFAULT_SIZES = "1MiB,16MiB,64MiB,256MiB"
 _UNITS = {"B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -74,6 +83,12 @@ def _random_bytes(nbytes: int) -> Any:
     import numpy as np
 
     return np.random.default_rng().integers(0, 255, nbytes, dtype=np.uint8)
+
+
+def _node_address() -> str:
+    from .interface import choose_interface
+
+    return choose_interface(None).address
 
 
 def _touch(data: Any) -> int:
@@ -147,7 +162,10 @@ def measure_pair(
             f"bench network needs two workers; the cluster has {len(workers)}: add some (dask-hpc add 2)"
         )
     a, b = workers[:2]
-    host_a = a.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+    if a.startswith(("tcp://", "tls://")):
+        host_a = a.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+    else:  # mpi://<rank>/...: raw TCP on the worker's node address
+        host_a = client.run(_node_address, workers=[a])[a]
     results = []
     for nbytes in sizes:
         seconds = []
@@ -164,6 +182,41 @@ def measure_pair(
             results.append(Measurement("raw-tcp", nbytes, received))
             results.append(Measurement("memcpy", nbytes, client.run(_memcpy, nbytes, repeat, workers=[a])[a]))
     return results
+
+
+def _mpi_pingpong(peer: int, nbytes: int, repeat: int, sender: bool) -> list[float]:
+    """MPI Send/Recv with rank ``peer``, from inside a worker that is an MPI rank."""
+    import numpy as np
+    from mpi4py import MPI
+
+    world = MPI.COMM_WORLD
+    data = np.ones(nbytes, dtype=np.uint8) if sender else np.empty(nbytes, dtype=np.uint8)
+    ack = np.zeros(1, dtype=np.uint8)
+    seconds = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        if sender:
+            world.Send(data, dest=peer, tag=PINGPONG_TAG)
+            world.Recv(ack, source=peer, tag=PINGPONG_TAG + 1)
+        else:
+            world.Recv(data, source=peer, tag=PINGPONG_TAG)
+            world.Send(ack, dest=peer, tag=PINGPONG_TAG + 1)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
+def mpi_between_workers(client: Client, sizes: list[int], repeat: int) -> list[Measurement]:
+    """MPI Send/Recv between the ranks of the two workers :func:`measure_pair` uses
+    (workers of ``initialize(protocol="mpi")``, whose addresses are ``mpi://<rank>/...``)."""
+    a, b = sorted(client.scheduler_info()["workers"])[:2]
+    rank_a, rank_b = (int(w.split("://", 1)[1].split("/", 1)[0]) for w in (a, b))
+    found = []
+    for nbytes in sizes:
+        sent = client.submit(_mpi_pingpong, rank_b, nbytes, repeat, True, workers=[a], pure=False)
+        received = client.submit(_mpi_pingpong, rank_a, nbytes, repeat, False, workers=[b], pure=False)
+        found.append(Measurement("mpi", nbytes, sent.result()))
+        received.result()
+    return found
 
 
 def mpi_sendrecv(sizes: list[int], repeat: int, env: dict[str, str] | None = None) -> list[Measurement]:

@@ -53,7 +53,20 @@ def network(
     nbytes = [netbench.parse_size(s) for s in sizes.split(",") if s.strip()]
     console = Console(stderr=True, highlight=False)
     measurements: list[netbench.Measurement] = []
-    if session_name:
+    if any(os.environ.get(v) for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
+        # Under mpirun/srun: a cluster over mpi:// (initialize), measured from the script's rank.
+        from ..mpi import initialize
+
+        initialize(protocol="mpi", nanny=False, dashboard=False)  # only rank 1 comes back
+        from distributed import Client
+
+        with Client() as client:
+            client.wait_for_workers(2, timeout=120)
+            measurements += netbench.measure_pair(client, nbytes, repeat, label="mpi")
+            if mpi:
+                measurements += netbench.mpi_between_workers(client, nbytes, repeat)
+        where = "two worker ranks of an MPI job, dask over mpi://"
+    elif session_name:
         from ..cluster import connect
 
         with connect(session_name) as client:
@@ -64,7 +77,7 @@ def network(
     else:
         measurements += _local(nbytes, repeat, console)
         where = "two worker processes on this node"
-    if mpi:
+    if mpi and not where.startswith("two worker ranks"):
         console.print("MPI Send/Recv between two ranks on this node (mpirun -np 2)")
         env = (
             {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
