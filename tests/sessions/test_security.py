@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -27,20 +26,45 @@ def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
     return hpc_for(request.param)
 
 
-def refused(address: str, security: object | None) -> bool:
-    """True if a client with ``security`` cannot connect to (and so cannot run anything on) ``address``."""
-    from distributed import Client
+REFUSAL_PROBE = """
+import os, sys
+from distributed import Client, Security
+address, kind = sys.argv[1], sys.argv[2]
+if kind == "none":
+    security = None
+elif kind == "temporary":
+    security = Security.temporary()
+else:  # another session's state dir
+    from dask_hpc.security import tls_files
+    security = tls_files(__import__("pathlib").Path(kind)).security()
+try:
+    with Client(address, security=security, timeout=5) as client:
+        client.submit(os.getpid).result(timeout=5)
+except Exception as exc:
+    print("REFUSED", type(exc).__name__, flush=True)
+else:
+    print("CONNECTED", flush=True)
+"""
 
+
+def refused(address: str, security: str) -> bool:
+    """True if a client with ``security`` ("none", "temporary", or another session's state
+    dir) cannot connect to (and so cannot run anything on) ``address``. In a process of
+    its own, as an intruder would be, and bounded: no answer in 60 s is no entry either."""
     try:
-        with Client(address, security=security, timeout=5) as client:
-            client.submit(os.getpid).result(timeout=5)
-    except Exception:
+        done = subprocess.run(
+            [sys.executable, "-c", REFUSAL_PROBE, address, security],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
         return True
-    return False
+    assert "CONNECTED" in done.stdout or "REFUSED" in done.stdout, done.stderr[-2000:]
+    return "REFUSED" in done.stdout
 
 
 def test_only_the_sessions_certificate_gets_in(hpc: HPC, tmp_path: Path) -> None:
-    from distributed import Security
 
     import dask_hpc
 
@@ -58,12 +82,12 @@ def test_only_the_sessions_certificate_gets_in(hpc: HPC, tmp_path: Path) -> None
         assert client.submit(sum, [1, 2, 3]).result(timeout=30) == 6
 
     # No certificate, a certificate of its own making, another session's: all refused.
-    assert refused(address, None)
-    assert refused(address.replace("tls://", "tcp://"), None)
-    assert refused(address, Security.temporary())
+    assert refused(address, "none")
+    assert refused(address.replace("tls://", "tcp://"), "none")
+    assert refused(address, "temporary")
     (tmp_path / "other").mkdir(mode=0o700)
-    other = create_tls_files(tmp_path / "other", "other")
-    assert refused(address, other.security())
+    create_tls_files(tmp_path / "other", "other")
+    assert refused(address, str(tmp_path / "other"))
 
     # A worker without the certificate cannot join.
     session = hpc.session(name)
