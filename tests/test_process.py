@@ -51,3 +51,35 @@ def test_check_false_returns_failures() -> None:
     assert done.returncode == 4
     assert isinstance(done.failure("it failed"), CommandError)
     assert str(done.failure("it failed")).startswith("it failed: ")
+
+
+def test_starting_while_another_thread_changes_the_environment(tmp_path) -> None:
+    """A thread importing numpy calls putenv/unsetenv; our children must still start.
+
+    With the C ``environ`` handed to execve (env=None), about one start in four
+    failed here with "[Errno 14] Bad address" (a CI failure of ``dask-hpc up``).
+    """
+    import os
+    import threading
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        for i in range(10_000_000):  # bounded; ends when the starts are done
+            if stop.is_set():
+                return
+            os.putenv(f"DASK_HPC_TEST_CHURN_{i % 50}", "x" * 100)
+            os.unsetenv(f"DASK_HPC_TEST_CHURN_{(i + 25) % 50}")
+
+    thread = threading.Thread(target=churn, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            assert _process.run(["true"], timeout=10).returncode == 0
+            child = _process.start_child(["true"])
+            assert child.wait(timeout=10) == 0
+        pid = _process.spawn(["true"], stdout=tmp_path / "out")
+        assert pid > 0
+    finally:
+        stop.set()
+        thread.join(timeout=10)

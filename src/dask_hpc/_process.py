@@ -52,7 +52,7 @@ def run(
     private.
     """
     argv = [str(a) for a in argv]
-    full_env = {**os.environ, **env} if env else None
+    full_env = _environment(env)
     try:
         proc = subprocess.run(
             argv,
@@ -84,6 +84,17 @@ def run(
     return done
 
 
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """Our environment plus ``env``, as a snapshot handed to the child explicitly.
+
+    Never ``None`` (which would exec with the C ``environ``): a thread of ours
+    may be importing numpy, which calls putenv/unsetenv, and glibc can free the
+    ``environ`` array under a vfork'ed child that is still reading it in execve
+    (seen: "OSError: [Errno 14] Bad address" from Popen).
+    """
+    return {**os.environ, **(env or {})}
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
@@ -105,7 +116,7 @@ def spawn(
     goes to files, so nothing blocks when nobody reads it.
     """
     argv = [str(a) for a in argv]
-    full_env = {**os.environ, **env} if env else None
+    full_env = _environment(env)
     with open(stdout, "ab") as out, open(stderr or stdout, "ab") as err:
         try:
             proc = subprocess.Popen(
@@ -133,7 +144,7 @@ def start_child(argv: Sequence[str], *, env: Mapping[str, str] | None = None) ->
     and their log is the job's.
     """
     argv = [str(a) for a in argv]
-    full_env = {**os.environ, **env} if env else None
+    full_env = _environment(env)
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, env=full_env)
     except FileNotFoundError as exc:
