@@ -67,3 +67,56 @@ def test_decisions_stay_fast_at_ten_thousand_jobs() -> None:
     chosen = choose_removals(jobs, 5_000, held)
     assert len(chosen) == 5_000 and len(set(chosen)) == 5_000
     assert all(int(j) % 2 == 0 for j in chosen)  # every pending job goes before any running one
+
+
+# ---- kept jobs: replacements ahead of the walltime ------------------------------------
+
+
+def kept(job_id: str, submitted: float, **kw: object) -> JobRecord:
+    return record(job_id, submitted, keep=True, **kw)
+
+
+def test_queue_wait_is_the_median_of_the_last_joins() -> None:
+    from dask_hpc.decide import DEFAULT_QUEUE_WAIT, queue_wait
+
+    assert queue_wait([]) == DEFAULT_QUEUE_WAIT
+    assert queue_wait([record("a", 0)]) == DEFAULT_QUEUE_WAIT  # never joined: nothing observed
+    waits = [50, 2, 4, 3, 9, 7]  # the first is too old to count: the queue changes
+    jobs = [record(str(i), 100 * i, started=100 * i, joined=100 * i + w) for i, w in enumerate(waits)]
+    assert queue_wait(jobs) == 4  # median of 2, 3, 4, 7, 9
+
+
+def test_replacement_time_is_end_less_wait_margin_and_slack() -> None:
+    from dask_hpc.decide import LEAD_SLACK, WAIT_FACTOR, replacement_times
+
+    jobs = [
+        kept("a", 0, started=2, joined=10, end=600),  # waited 10 s
+        kept("b", 0, started=3, joined=10),  # no reported end: start + walltime (600)
+        kept("c", 0),  # pending: no end known yet
+        record("d", 0, started=2, joined=10, end=600),  # not kept
+        kept("e", 0, started=2, joined=10, end=600, replaced_by="f"),  # already replaced
+        kept("g", 0, started=2, joined=10, end=600, removed=True),  # being removed
+    ]
+    times = replacement_times(jobs, lambda j: 20.0)
+    lead = WAIT_FACTOR * 10 + 20 + LEAD_SLACK
+    assert times == {"a": 600 - lead, "b": 603 - lead}
+
+
+def test_lost_kept_jobs_are_those_that_ran_and_ended_unasked() -> None:
+    from dask_hpc.decide import lost_kept_jobs
+
+    jobs = [
+        kept("a", 0, started=1, joined=2, ended=50),  # killed: replace
+        kept("b", 0, started=1, joined=2, ended=50, removed=True),  # we removed it
+        kept("c", 0, started=1, joined=2, ended=50, replaced_by="x"),  # replaced already
+        kept("d", 0, ended=5),  # failed before any worker joined: not over and over
+        record("e", 0, started=1, joined=2, ended=50),  # not kept
+        kept("f", 0, started=1, joined=2),  # alive
+    ]
+    assert lost_kept_jobs(jobs) == ["a"]
+
+
+def test_a_job_being_replaced_does_not_count_its_replacement_does() -> None:
+    jobs = [kept("a", 0, started=1, replaced_by="b"), kept("b", 5), kept("c", 0, started=1)]
+    assert scale_steps(jobs, 2) == (0, 0)
+    assert scale_steps(jobs, 3) == (1, 0)

@@ -322,11 +322,12 @@ def open_live(session: Session) -> tuple[SessionConfig, Link]:
     )
 
 
-def add(session: Session, n: int, options: dict[str, Any] | None = None) -> list[str]:
-    """Submit ``n`` worker jobs; return their ids."""
+def add(session: Session, n: int, options: dict[str, Any] | None = None, *, keep: bool = False) -> list[str]:
+    """Submit ``n`` worker jobs; return their ids. With ``keep``, the keeper replaces each
+    ahead of its walltime's end, and when it dies."""
     config, scheduler = open_live(session)
     options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
-    answer = scheduler.ask("dask_hpc_add", n=n, options=options, timeout=120 + n)
+    answer = scheduler.ask("dask_hpc_add", n=n, options=options, keep=keep, timeout=120 + n)
     if not answer.get("submit_here"):
         return list(answer["job_ids"])
     # The scheduler's node may not submit jobs: submit from here and hand them over.

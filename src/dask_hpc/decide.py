@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .ledger import JobRecord
 from .systems import JobState
 
-__all__ = ["adapt_target_jobs", "choose_removals", "job_of_worker"]
+__all__ = [
+    "adapt_target_jobs",
+    "choose_removals",
+    "job_of_worker",
+    "lost_kept_jobs",
+    "queue_wait",
+    "replacement_lead",
+    "replacement_times",
+    "scale_steps",
+]
+
+#: Seconds from submission to a connected worker assumed before any job of the session joined.
+DEFAULT_QUEUE_WAIT = 30.0
+#: How many recent jobs' waits the estimate uses, and the safety factor on it.
+WAIT_SAMPLES = 5
+WAIT_FACTOR = 1.5
+#: Seconds added to every lead, for the keeper's own polling and the replacement's start-up.
+LEAD_SLACK = 5.0
 
 
 def job_of_worker(name: str, jobs: Mapping[str, object]) -> str | None:
@@ -56,6 +73,49 @@ def adapt_target_jobs(
 
 
 def scale_steps(live: Sequence[JobRecord], target: int) -> tuple[int, int]:
-    """(jobs to submit, jobs to end) to go from the ``live`` jobs to ``target``."""
-    count = sum(1 for j in live if j.live and not j.removed)
+    """(jobs to submit, jobs to end) to go from the ``live`` jobs to ``target``.
+
+    A job being replaced is not counted (its replacement is): it is leaving.
+    """
+    count = sum(1 for j in live if j.counted)
     return max(0, target - count), max(0, count - target)
+
+
+def queue_wait(jobs: Iterable[JobRecord], default: float = DEFAULT_QUEUE_WAIT) -> float:
+    """Seconds from submission to a connected worker, as observed: the median of the
+    last few jobs that joined (the queue changes), else ``default``."""
+    joined = sorted((j for j in jobs if j.joined is not None), key=lambda j: j.submitted)[-WAIT_SAMPLES:]
+    if not joined:
+        return default
+    waits = sorted(max(0.0, (j.joined or 0.0) - j.submitted) for j in joined)
+    return waits[len(waits) // 2]
+
+
+def replacement_lead(jobs: Iterable[JobRecord], margin: float) -> float:
+    """How long before a kept job's end its replacement is submitted: the observed queue
+    wait with a safety factor, plus the margin at which the old job's workers leave by
+    themselves, plus slack. Then the replacement has joined before the old job leaves."""
+    return WAIT_FACTOR * queue_wait(jobs) + margin + LEAD_SLACK
+
+
+def replacement_times(jobs: Iterable[JobRecord], margin: Callable[[JobRecord], float]) -> dict[str, float]:
+    """When each kept job that has no replacement yet gets one (seconds since the epoch):
+    its end less :func:`replacement_lead`, where ``margin(job)`` is when its workers leave."""
+    jobs = list(jobs)
+    times = {}
+    for j in jobs:
+        end = j.ends_at()
+        if j.keep and j.counted and end is not None:
+            times[j.job_id] = end - replacement_lead(jobs, margin(j))
+    return times
+
+
+def lost_kept_jobs(jobs: Iterable[JobRecord]) -> list[str]:
+    """Kept jobs that ended without our asking (killed, node failure, walltime) and were
+    never replaced. Only jobs whose workers had joined: a job that fails before it starts
+    is not resubmitted over and over."""
+    return [
+        j.job_id
+        for j in jobs
+        if j.keep and not j.live and not j.removed and j.replaced_by is None and j.joined is not None
+    ]

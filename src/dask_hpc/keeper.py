@@ -21,7 +21,14 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
 from .commands import worker_script
-from .decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
+from .decide import (
+    adapt_target_jobs,
+    choose_removals,
+    job_of_worker,
+    lost_kept_jobs,
+    replacement_times,
+    scale_steps,
+)
 from .errors import DaskHPCError, SessionError
 from .interface import InterfaceChoice
 from .ledger import JobRecord, load_ledger, save_ledger
@@ -29,6 +36,7 @@ from .security import tls_files
 from .session import Session, SessionConfig
 from .spec import JobSpec
 from .systems import BatchSystem, JobState, current_job, get_system
+from .walltime import END_METRIC, retire_margin
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -42,6 +50,8 @@ ADAPT_INTERVAL = 1.0
 ADAPT_WAIT_COUNT = 3
 #: Submissions in flight at once.
 SUBMIT_CONCURRENCY = 8
+#: Kept jobs are looked at this often (replacements ahead of walltimes, lost jobs).
+KEEP_INTERVAL = 1.0
 
 
 class Keeper(SchedulerPlugin):
@@ -62,6 +72,10 @@ class Keeper(SchedulerPlugin):
         self.workers_of: dict[str, set[str]] = defaultdict(set)  # job id -> worker addresses
         self.adapt_bounds: tuple[int, int] | None = None
         self.adapt_spec: JobSpec = config.spec
+        self.specs: dict[str, JobSpec] = {}  # job id -> its spec, for its replacement
+        # Keys computed (processing -> memory) and not forgotten since; a second time is a recompute.
+        self.computed: set[Any] = set()
+        self.recomputed = 0
         self.close_counts: dict[str, int] = {}
         self.can_submit, self.submit_note = self._submit_here()
         self.scheduler: Scheduler | None = None
@@ -100,6 +114,7 @@ class Keeper(SchedulerPlugin):
         for callback, seconds in (
             (self._refresh, self.config.refresh),
             (self._adapt_step, ADAPT_INTERVAL),
+            (self._keep_step, KEEP_INTERVAL),
             (self._flush, 1.0),
         ):
             pc = PeriodicCallback(callback, seconds * 1000)
@@ -118,6 +133,17 @@ class Keeper(SchedulerPlugin):
         for addresses in self.workers_of.values():
             addresses.discard(worker)
 
+    def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+        # Counts tasks computed again because their result was lost (a worker died with it):
+        # what graceful retirement before the walltime is there to prevent.
+        if finish == "memory" and start == "processing":
+            if key in self.computed:
+                self.recomputed += 1
+            else:
+                self.computed.add(key)
+        elif finish == "forgotten":
+            self.computed.discard(key)
+
     def _attach(self, worker: str) -> None:
         assert self.scheduler is not None
         ws = self.scheduler.workers.get(worker)
@@ -128,13 +154,17 @@ class Keeper(SchedulerPlugin):
             return
         self.workers_of[job_id].add(worker)
         record = self.jobs[job_id]
-        if record.started is None or record.state is not JobState.RUNNING:
+        end = _reported_end(ws)
+        if record.joined is None or record.state is not JobState.RUNNING or record.end != end:
+            now = time.time()
             self.jobs[job_id] = replace(
                 record,
                 state=JobState.RUNNING,
                 reason=None,
                 node=record.node or ws.host,
-                started=record.started or time.time(),
+                started=record.started or now,
+                joined=record.joined or now,
+                end=end or record.end,
             )
             self._save()
 
@@ -143,6 +173,7 @@ class Keeper(SchedulerPlugin):
     async def status(self) -> dict[str, Any]:
         assert self.scheduler is not None
         now = time.time()
+        plans = self._replacement_plans()
         jobs = []
         for record in self.jobs.values():
             jobs.append(
@@ -150,6 +181,7 @@ class Keeper(SchedulerPlugin):
                     **record.to_dict(),
                     "workers": len(self.workers_of.get(record.job_id, ())),
                     "walltime_left": record.walltime_left(now),
+                    "replace_in": None if record.job_id not in plans else plans[record.job_id] - now,
                 }
             )
         workers = self.scheduler.workers.values()
@@ -175,16 +207,23 @@ class Keeper(SchedulerPlugin):
             "memory": sum(ws.memory_limit or 0 for ws in workers),
             "processes": self.config.spec.processes,
             "scheduler_walltime_left": None if self.scheduler_end is None else self.scheduler_end - now,
+            "recomputed": self.recomputed,
         }
 
-    async def add(self, n: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Submit ``n`` worker jobs with the session's spec changed by ``options``."""
+    async def add(self, n: int, options: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any]:
+        """Submit ``n`` worker jobs with the session's spec changed by ``options``; with
+        ``keep``, each is replaced ahead of its walltime's end and when it dies."""
         try:
             spec = self.config.spec.with_options(**(options or {}))
             if not self.can_submit:
+                if keep:
+                    return {
+                        "error": f"--keep needs to submit jobs from the scheduler's node, but jobs are "
+                        f"submitted from {self.submit_note}; add jobs without --keep"
+                    }
                 return {"submit_here": True, "script": self.job_script(spec)}
             async with self._lock:
-                return {"job_ids": await self._submit(n, spec)}
+                return {"job_ids": await self._submit(n, spec, keep=keep)}
         except DaskHPCError as exc:
             return {"error": str(exc)}
 
@@ -223,7 +262,7 @@ class Keeper(SchedulerPlugin):
         live = [r for r in self.jobs.values() if r.live and not r.removed]
         up, down = scale_steps(live, jobs)
         if up:
-            return await self.add(up, options)
+            return await self.add(up, options, keep=True)  # kept: the size holds through walltimes
         if down:
             return await self.remove(down)
         return {"job_ids": []}
@@ -285,16 +324,17 @@ class Keeper(SchedulerPlugin):
             tls=None if self.config.insecure else tls_files(self.session.directory),
         )
 
-    def _record(self, job_id: str, spec: JobSpec, now: float) -> JobRecord:
+    def _record(self, job_id: str, spec: JobSpec, now: float, keep: bool = False) -> JobRecord:
         return JobRecord(
             job_id=job_id,
             job_name=self.system.job_name(spec),
             processes=spec.processes,
             walltime=spec.walltime,
             submitted=now,
+            keep=keep,
         )
 
-    async def _submit(self, n: int, spec: JobSpec) -> list[str]:
+    async def _submit(self, n: int, spec: JobSpec, *, keep: bool = False) -> list[str]:
         """Submit ``n`` jobs, a few at a time: faster than one by one, gentle on the batch system."""
         script = self.job_script(spec)
         gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
@@ -302,7 +342,8 @@ class Keeper(SchedulerPlugin):
         async def one() -> str:
             async with gate:
                 job_id = await asyncio.to_thread(self.system.submit, script, self.session.scripts)
-            self.jobs[job_id] = self._record(job_id, spec, time.time())
+            self.jobs[job_id] = self._record(job_id, spec, time.time(), keep)
+            self.specs[job_id] = spec
             return job_id
 
         results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
@@ -380,7 +421,7 @@ class Keeper(SchedulerPlugin):
         try:
             if up:
                 async with self._lock:
-                    await self._submit(up, self.adapt_spec)
+                    await self._submit(up, self.adapt_spec, keep=True)
             elif down:
                 await self._adapt_down(live, down)
         except DaskHPCError as exc:
@@ -407,6 +448,49 @@ class Keeper(SchedulerPlugin):
             async with self._lock:
                 await self._end_jobs(firm, retire=True)
 
+    # ---- kept jobs: replacements ahead of walltimes --------------------------------
+
+    def _replacement_plans(self) -> dict[str, float]:
+        """When each kept job without a replacement will get one (seconds since the epoch)."""
+        held = self._held_bytes()
+        return replacement_times(
+            self.jobs.values(), lambda r: retire_margin(r.walltime, held.get(r.job_id, 0))
+        )
+
+    async def _keep_step(self) -> None:
+        """Submit replacements for kept jobs near their end (or lost), and end the jobs
+        whose replacement has joined, after moving their data to the other workers."""
+        if self.scheduler is None or self._lock.locked():
+            return
+        now = time.time()
+        records = list(self.jobs.values())
+        due = [job_id for job_id, at in self._replacement_plans().items() if at <= now]
+        old = [*due, *lost_kept_jobs(records)]
+        handed_over = [
+            j.job_id
+            for j in records
+            if j.replaced_by and j.live and not j.removed and self.workers_of.get(j.replaced_by)
+        ]
+        if not old and not handed_over:
+            return
+        async with self._lock:
+            for job_id in old:
+                spec = self.specs.get(job_id, self.config.spec)
+                try:
+                    (new,) = await self._submit(1, spec, keep=True)
+                except DaskHPCError as exc:
+                    logger.warning("could not submit a replacement for job %s: %s", job_id, exc)
+                    continue
+                self.jobs[job_id] = replace(self.jobs[job_id], replaced_by=new)
+                logger.info("job %s: replacement %s submitted", job_id, new)
+                self._save()
+            if handed_over:
+                logger.info("replacements joined: retiring jobs %s", ", ".join(handed_over))
+                try:
+                    await self._end_jobs(handed_over, retire=True)
+                except DaskHPCError as exc:
+                    logger.warning("could not end replaced jobs: %s", exc)
+
     def _save(self) -> None:
         # Written at most once a second: a thousand workers joining must not mean a thousand writes.
         self._dirty = True
@@ -415,6 +499,12 @@ class Keeper(SchedulerPlugin):
         if self._dirty:
             self._dirty = False
             save_ledger(self.session.ledger_file, self.jobs)
+
+
+def _reported_end(ws: Any) -> float | None:
+    """The walltime end a worker reported (dask_hpc.walltime), if it did."""
+    value = (getattr(ws, "metrics", None) or {}).get(END_METRIC)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def dashboard_port(scheduler: Scheduler) -> int | None:

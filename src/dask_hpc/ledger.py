@@ -39,16 +39,32 @@ class JobRecord:
     started: float | None = None  # first seen running, or its first worker joined
     ended: float | None = None
     removed: bool = False  # we ended it (remove, scale down, down)
+    joined: float | None = None  # its first worker connected
+    end: float | None = None  # when its walltime ends, as its worker reported it
+    keep: bool = False  # replace it before its walltime ends, and when it dies (add --keep, adapt)
+    replaced_by: str | None = None  # the job submitted to take over from it
 
     @property
     def live(self) -> bool:
         """Pending or running, as far as we know: it may still bring workers."""
         return self.ended is None
 
+    @property
+    def counted(self) -> bool:
+        """Live, not being removed, and not being replaced: one of the jobs the session keeps."""
+        return self.live and not self.removed and self.replaced_by is None
+
+    def ends_at(self) -> float | None:
+        """When its walltime ends: as its worker reported, else estimated from its start."""
+        if self.end is not None:
+            return self.end
+        return None if self.started is None else self.started + self.walltime
+
     def walltime_left(self, now: float | None = None) -> float | None:
-        if self.started is None or self.ended is not None:
+        end = self.ends_at()
+        if end is None or self.ended is not None:
             return None
-        return self.started + self.walltime - (time.time() if now is None else now)
+        return end - (time.time() if now is None else now)
 
     def update(self, status: JobStatus, now: float) -> JobRecord:
         """This record after the batch system said ``status`` about it."""

@@ -1,8 +1,10 @@
-"""``python -m dask_hpc.worker``: ``dask worker``, with workers named after their job.
+"""``python -m dask_hpc.worker``: ``dask worker``, with workers named after their job
+that leave gracefully before its walltime ends.
 
 The keeper tells which job a worker belongs to by its name (``<job id>`` or
 ``<job id>-<n>``), so that it can retire a job's workers before ending it and
-show how many workers each job brought.
+show how many workers each job brought. In a job, every worker preloads
+:mod:`dask_hpc.walltime`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ __all__ = ["fork_workers", "main"]
 
 
 def worker_arguments(argv: list[str]) -> list[str]:
-    """``argv`` plus ``--name <job id>`` when run inside a dask-hpc job and no name is given."""
-    if "--name" in argv or any(a.startswith("--name=") for a in argv):
-        return argv
+    """``argv`` plus, inside a dask-hpc job, ``--name <job id>`` (unless a name is given)
+    and ``--preload dask_hpc.walltime``."""
     try:
         job = current_job()
     except DaskHPCError:
         return argv  # not in a job: distributed names the worker by its address
-    return [*argv, "--name", job.job_id]
+    named = "--name" in argv or any(a.startswith("--name=") for a in argv)
+    return [*argv, *([] if named else ["--name", job.job_id]), "--preload", "dask_hpc.walltime"]
 
 
 #: Set this (to spawn, fork or forkserver) to choose how a nanny starts its worker.

@@ -148,11 +148,18 @@ def up(
     type=click.FloatRange(0),
     help="wait up to this many seconds until the new jobs' workers have connected",
 )
-def add(name: str, n: int, wait_seconds: float | None, **options: Any) -> None:
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="replace each job before its walltime ends (its data moves to the replacement), "
+    "and when it dies, until removed",
+)
+def add(name: str, n: int, wait_seconds: float | None, keep: bool, **options: Any) -> None:
     """Add N worker jobs (one node each by default) to the session."""
     session = Session(name)
-    ids = control.add(session, n, given_options(options))
-    console.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
+    ids = control.add(session, n, given_options(options), keep=keep)
+    kept = " (kept: replaced ahead of their walltime)" if keep else ""
+    console.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}{kept}")
     if wait_seconds is not None:
         _wait_for_jobs(session, ids, wait_seconds)
 

@@ -67,6 +67,17 @@ def _left(seconds: float | None) -> str:
     return "over" if seconds <= 0 else format_walltime(int(seconds))
 
 
+def _replacement(job: dict[str, Any]) -> str:
+    """What happens to a kept job: its replacement, or when it will get one."""
+    if job.get("replaced_by"):
+        return f"by {job['replaced_by']}"
+    if job.get("replace_in") is not None:
+        return "submitting" if job["replace_in"] <= 0 else f"planned in {_left(job['replace_in'])}"
+    if job.get("keep") and job["ended"] is None:
+        return "kept"
+    return ""
+
+
 def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
     s = report["scheduler"]
     head = [f"session {report['name']} ({report['system']}), state dir {report['directory']}"]
@@ -105,13 +116,19 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
     ended = [j for j in jobs if j["ended"] is not None]
     shown = live + ending + (ended if show_all else ended[-RECENT_ENDED:])
     table = Table(title=None)
-    for column in ("job", "state", "node", "walltime left", "workers", "reason / exit"):
+    for column in ("job", "state", "node", "walltime left", "workers", "replacement", "reason / exit"):
         table.add_column(column)
     for j in shown:
         state = j["state"] + ((" (removed)" if j["ended"] else " (ending)") if j["removed"] else "")
         detail = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
         table.add_row(
-            j["job_id"], state, j["node"] or "", _left(j["walltime_left"]), str(j["workers"]), detail
+            j["job_id"],
+            state,
+            j["node"] or "",
+            _left(j.get("walltime_left")),
+            str(j["workers"]),
+            _replacement(j),
+            detail,
         )
     pending = sum(1 for j in live if j["state"] == "pending")
     running = sum(1 for j in live if j["state"] == "running")
@@ -126,6 +143,8 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
     )
     if report.get("other_workers"):
         totals += f" ({report['other_workers']} workers not from this session's jobs)"
+    if report.get("recomputed"):
+        totals += f"; {report['recomputed']} tasks computed again (their results were lost)"
     return Group(Text("\n".join(head)), table, Text(totals))
 
 
