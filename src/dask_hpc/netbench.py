@@ -184,8 +184,10 @@ def measure_pair(
     return results
 
 
-def _mpi_pingpong(peer: int, nbytes: int, repeat: int, sender: bool) -> list[float]:
-    """MPI Send/Recv with rank ``peer``, from inside a worker that is an MPI rank."""
+def _mpi_pingpong(peer: int, nbytes: int, repeat: int, sender: bool, fresh: bool = False) -> list[float]:
+    """MPI Send/Recv with rank ``peer``, from inside a worker that is an MPI rank. With
+    ``fresh``, the receiver receives into new memory each time, as a Dask worker must
+    (each result it receives lives on): its first touch costs page faults."""
     import numpy as np
     from mpi4py import MPI
 
@@ -194,6 +196,8 @@ def _mpi_pingpong(peer: int, nbytes: int, repeat: int, sender: bool) -> list[flo
     ack = np.zeros(1, dtype=np.uint8)
     seconds = []
     for _ in range(repeat):
+        if fresh and not sender:
+            data = np.empty(nbytes, dtype=np.uint8)
         t0 = time.perf_counter()
         if sender:
             world.Send(data, dest=peer, tag=PINGPONG_TAG)
@@ -212,10 +216,13 @@ def mpi_between_workers(client: Client, sizes: list[int], repeat: int) -> list[M
     rank_a, rank_b = (int(w.split("://", 1)[1].split("/", 1)[0]) for w in (a, b))
     found = []
     for nbytes in sizes:
-        sent = client.submit(_mpi_pingpong, rank_b, nbytes, repeat, True, workers=[a], pure=False)
-        received = client.submit(_mpi_pingpong, rank_a, nbytes, repeat, False, workers=[b], pure=False)
-        found.append(Measurement("mpi", nbytes, sent.result()))
-        received.result()
+        for method, fresh in (("mpi", False), ("mpi-fresh", True)):
+            sent = client.submit(_mpi_pingpong, rank_b, nbytes, repeat, True, fresh, workers=[a], pure=False)
+            received = client.submit(
+                _mpi_pingpong, rank_a, nbytes, repeat, False, fresh, workers=[b], pure=False
+            )
+            found.append(Measurement(method, nbytes, sent.result()))
+            received.result()
     return found
 
 
@@ -262,8 +269,10 @@ def _mpi_main(sizes: list[int], repeat: int) -> None:
 
 
 def summary(measurements: list[Measurement]) -> list[dict[str, Any]]:
-    """One row per size and method: median and spread in GB/s, and the ratio to MPI at that size."""
+    """One row per size and method: median and spread in GB/s, and the ratios to MPI at that
+    size (into a reused buffer, and, when measured, into fresh memory each time)."""
     mpi = {m.nbytes: m.median for m in measurements if m.method == "mpi"}
+    fresh = {m.nbytes: m.median for m in measurements if m.method == "mpi-fresh"}
     rows = []
     for m in measurements:
         bw = m.bandwidths
@@ -275,6 +284,7 @@ def summary(measurements: list[Measurement]) -> list[dict[str, Any]]:
                 "min_gbps": min(bw) / 1e9,
                 "max_gbps": max(bw) / 1e9,
                 "ratio_to_mpi": m.median / mpi[m.nbytes] if m.nbytes in mpi else None,
+                "ratio_to_mpi_fresh": m.median / fresh[m.nbytes] if m.nbytes in fresh else None,
                 **asdict(m),
             }
         )

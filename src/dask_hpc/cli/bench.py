@@ -128,15 +128,19 @@ def _local(nbytes: list[int], repeat: int, console: Console) -> list[Measurement
 
 def _table(rows: list[dict[str, Any]], where: str) -> Table:
     table = Table(title=f"bench network: {where}")
-    for column in ("size", "method", "GB/s (median)", "range", "vs MPI"):
+    fresh = any(r.get("ratio_to_mpi_fresh") is not None for r in rows)
+    columns = ["size", "method", "GB/s (median)", "range", "vs MPI"] + (
+        ["vs MPI, fresh memory"] if fresh else []
+    )
+    for column in columns:
         table.add_column(column, justify="right" if column != "method" else "left")
     for r in sorted(rows, key=lambda r: (r["nbytes"], r["method"])):
-        ratio = r["ratio_to_mpi"]
+        ratios = [r["ratio_to_mpi"]] + ([r.get("ratio_to_mpi_fresh")] if fresh else [])
         table.add_row(
             f"{int(r['nbytes']) / 2**20:g} MiB",
             str(r["method"]),
             f"{r['median_gbps']:.2f}",
             f"{r['min_gbps']:.2f}-{r['max_gbps']:.2f}",
-            "" if ratio is None else f"{ratio:.2f}",
+            *("" if ratio is None else f"{ratio:.2f}" for ratio in ratios),
         )
     return table
