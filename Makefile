@@ -5,11 +5,12 @@
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
 #   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
+#   make bench-churn     worker jobs shorter than the work on the local SLURM, against dask-jobqueue (bench/)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open clean
+.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,11 @@ bench-mpi: $(BIN)/.installed
 
 bench-open: $(BIN)/.installed
 	$(BIN)/python bench/open_many.py
+
+bench-churn: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	scripts/local-slurm up
+	$(BIN)/python bench/churn.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -101,4 +101,4 @@ def test_bench_network_under_mpirun(tmp_path: Path) -> None:
     assert {r["method"] for r in rows} == {"dask-mpi", "mpi", "mpi-fresh", "raw-tcp", "memcpy"}
     assert all(r["median_gbps"] > 0 and r["ratio_to_mpi"] is not None for r in rows)
     assert all(r["ratio_to_mpi_fresh"] is not None for r in rows)
-    assert "vs MPI, fresh" in done.stdout.replace("\n", " ") or "fresh" in done.stdout
+    assert "fresh" in done.stdout  # the table's column of ratios to MPI into fresh memory
