@@ -67,6 +67,13 @@ def test_decisions_stay_fast_at_ten_thousand_jobs() -> None:
     chosen = choose_removals(jobs, 5_000, held)
     assert len(chosen) == 5_000 and len(set(chosen)) == 5_000
     assert all(int(j) % 2 == 0 for j in chosen)  # every pending job goes before any running one
+    from dask_hpc.decide import replacement_times
+
+    kept_jobs = [
+        record(str(i), now + i, started=now + i, joined=now + i + 1, keep=True) for i in range(10_000)
+    ]
+    times = replacement_times(kept_jobs, lambda j: 10.0)  # the keeper asks this every second
+    assert len(times) == 10_000
 
 
 # ---- kept jobs: replacements ahead of the walltime ------------------------------------

@@ -91,22 +91,23 @@ def queue_wait(jobs: Iterable[JobRecord], default: float = DEFAULT_QUEUE_WAIT) -
     return waits[len(waits) // 2]
 
 
-def replacement_lead(jobs: Iterable[JobRecord], margin: float) -> float:
+def replacement_lead(wait: float, margin: float) -> float:
     """How long before a kept job's end its replacement is submitted: the observed queue
-    wait with a safety factor, plus the margin at which the old job's workers leave by
-    themselves, plus slack. Then the replacement has joined before the old job leaves."""
-    return WAIT_FACTOR * queue_wait(jobs) + margin + LEAD_SLACK
+    ``wait`` with a safety factor, plus the ``margin`` at which the old job's workers leave
+    by themselves, plus slack. Then the replacement has joined before the old job leaves."""
+    return WAIT_FACTOR * wait + margin + LEAD_SLACK
 
 
 def replacement_times(jobs: Iterable[JobRecord], margin: Callable[[JobRecord], float]) -> dict[str, float]:
     """When each kept job that has no replacement yet gets one (seconds since the epoch):
     its end less :func:`replacement_lead`, where ``margin(job)`` is when its workers leave."""
     jobs = list(jobs)
+    wait = queue_wait(jobs)  # once: the same for every job
     times = {}
     for j in jobs:
         end = j.ends_at()
         if j.keep and j.counted and end is not None:
-            times[j.job_id] = end - replacement_lead(jobs, margin(j))
+            times[j.job_id] = end - replacement_lead(wait, margin(j))
     return times
 
 
