@@ -44,3 +44,78 @@ def test_outside_a_job_nothing_is_added(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("DASK_HPC_SYSTEM", raising=False)
     assert worker_arguments(["--nthreads", "1"]) == ["--nthreads", "1"]
     assert walltime.job_end() is None
+
+
+class _Scheduler:
+    """Answers retire_workers as distributed's scheduler does: the retired addresses."""
+
+    def __init__(self, takes_data: bool) -> None:
+        self.takes_data = takes_data
+        self.asked = 0
+
+    async def retire_workers(self, workers: list[str], **kwargs: object) -> dict[str, object]:
+        self.asked += 1
+        return {w: {} for w in workers} if self.takes_data else {}
+
+
+class _Worker:
+    def __init__(self, scheduler: _Scheduler) -> None:
+        from types import SimpleNamespace
+
+        self.address = "tls://10.0.0.5:4000"
+        self.scheduler = scheduler
+        self.state = SimpleNamespace(nbytes=0)
+        self.status = SimpleNamespace(name="running")
+        self.bandwidth = 100e6
+        self.closed_with: str | None = None
+
+    async def close(self, nanny: bool, reason: str) -> None:
+        assert nanny  # the job must end with the worker
+        self.closed_with = reason
+
+
+def _watch(worker: _Worker, left: float, length: float = 300) -> walltime.WalltimeWatch:
+    """A watch of a job ``length`` seconds long that ends in ``left`` seconds."""
+    import time
+
+    now = time.time()
+    return walltime.WalltimeWatch(worker, now + left, now=now + left - length)  # type: ignore[arg-type]
+
+
+def test_leaves_at_the_margin_once_its_data_moved() -> None:
+    import asyncio
+
+    async def run() -> tuple[_Worker, _Scheduler]:
+        scheduler = _Scheduler(takes_data=True)
+        worker = _Worker(scheduler)
+        early = _watch(worker, left=200)  # margin 30 s: too early
+        early.check()
+        await asyncio.sleep(0)
+        assert scheduler.asked == 0 and worker.closed_with is None
+        due = _watch(worker, left=20)
+        due.check()
+        await due._attempt  # type: ignore[misc]
+        return worker, scheduler
+
+    worker, scheduler = asyncio.run(run())
+    assert scheduler.asked == 1
+    assert worker.closed_with is not None and "walltime ends in" in worker.closed_with
+
+
+def test_stays_while_nobody_can_take_its_data_then_leaves_at_the_last_moment() -> None:
+    import asyncio
+
+    async def run() -> tuple[_Worker, _Scheduler, walltime.WalltimeWatch]:
+        scheduler = _Scheduler(takes_data=False)
+        worker = _Worker(scheduler)
+        watch = _watch(worker, left=20)
+        watch.check()
+        await watch._attempt  # type: ignore[misc]
+        assert worker.closed_with is None and not watch.leaving  # waits for a replacement
+        last = _watch(worker, left=1.0)  # under LAST_CHANCE: goes, data or not
+        last.check()
+        await last._attempt  # type: ignore[misc]
+        return worker, scheduler, last
+
+    worker, scheduler, last = asyncio.run(run())
+    assert scheduler.asked == 2 and last.leaving and worker.closed_with is not None
