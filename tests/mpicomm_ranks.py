@@ -60,7 +60,10 @@ async def client() -> None:
         await comm.write({"data": data})
         back = await comm.read()
         assert np.array_equal(back["data"], data), size
-    print("OK random frames up to 10 MiB, split into pieces", flush=True)
+    empty = np.zeros((0, 5))  # a frame with zeros in its shape (a dataframe shuffle sends these)
+    await comm.write({"data": empty})
+    assert (await comm.read())["data"].shape == (0, 5)
+    print("OK random frames up to 10 MiB, split into pieces; empty 2-d frames", flush=True)
 
     async def one(i: int) -> None:
         c = await connect(address)

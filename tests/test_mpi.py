@@ -370,14 +370,22 @@ print("ADDRESSES", client.scheduler.address, *client.scheduler_info()["workers"]
 x = da.random.RandomState(0).random((2000, 2000), chunks=(250, 250))
 total = (x + x.T).sum().compute()  # each chunk meets its transpose's: data moves between workers
 spread = x.rechunk((2000, 50)).std().compute()
+import numpy as np
+import pandas as pd
+import dask.dataframe as dd
+frame = pd.DataFrame({"k": np.arange(20_000) % 97, "v": np.arange(20_000.0)})
+df = dd.from_pandas(frame, npartitions=8).shuffle("k")  # distributed's p2p shuffle: all to all
+by_key = df.groupby("k").v.sum().compute().sort_index()
+assert by_key.equals(frame.groupby("k").v.sum().sort_index()), by_key
 moved = sum(client.run(lambda dask_worker: len(dask_worker.transfer_incoming_log)).values())
-print("RESULT", repr(float(total)), repr(float(spread)), flush=True)
+print("RESULT", repr(float(total)), repr(float(spread)), repr(float(by_key.sum())), flush=True)
 print("MOVED", moved, flush=True)
 """
 
 
 def test_a_computation_over_the_mpi_transport_matches_tcp(mpirun: Path, tmp_path: Path) -> None:
-    """initialize(protocol="mpi"): scheduler, workers and the script's client talk mpi://."""
+    """initialize(protocol="mpi"): scheduler, workers and the script's client talk mpi://;
+    an array computation whose chunks move and a dataframe shuffle give what tcp gives."""
     script = tmp_path / "script.py"
     script.write_text(PROTOCOL_SCRIPT)
     results = {}

@@ -37,6 +37,7 @@ from typing import Any
 from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
 from distributed.comm.registry import Backend
 from distributed.comm.utils import from_frames, to_frames
+from distributed.utils import ensure_memoryview
 
 __all__ = ["MPIBackend", "MPIComm", "MPIConnector", "MPIListener"]
 
@@ -379,7 +380,7 @@ class MPIComm(Comm):
                 **self.handshake_options,
             },
         )
-        views = [memoryview(f).cast("B") for f in frames]
+        views = [ensure_memoryview(f) for f in frames]  # flat bytes, even of empty or strided frames
         header = pickle.dumps((PIECE, [len(v) for v in views]))
         pieces = [header, *(p for view in views for p in _pieces(view, PIECE))]
         async with self._writing:  # the messages of two writes must not interleave
