@@ -29,6 +29,20 @@ def machine(**versions: str | None) -> dict[str, Any]:
     }
 
 
+def slurm_and_jobqueue() -> dict[str, str | None]:
+    """The versions of the local SLURM and of dask-jobqueue, for benchmarks against it there."""
+    import subprocess
+
+    try:
+        import dask_jobqueue
+
+        jobqueue: str | None = dask_jobqueue.__version__
+    except ImportError:
+        jobqueue = None
+    slurm = subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip()
+    return {"dask_jobqueue": jobqueue, "slurm": slurm}
+
+
 def write(benchmark: str, result: dict[str, Any]) -> Path:
     """Write ``result`` with the benchmark's name and the date; print and return the path."""
     RESULTS.mkdir(exist_ok=True)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from _results import machine, write
+from _results import machine, slurm_and_jobqueue, write
 
 TIMEOUT = 180
 
@@ -156,19 +156,12 @@ def main() -> None:
         )
         print(f"{name:<40}{median:8.2f}{min(values):8.2f}{max(values):8.2f}{median / base:24.2f}")
 
-    try:
-        import dask_jobqueue
-
-        jobqueue_version = dask_jobqueue.__version__
-    except ImportError:
-        jobqueue_version = None
-    slurm = subprocess.run(["sinfo", "-V"], capture_output=True, text=True).stdout.strip()
     write(
         "startup",
         {
             "workers": n,
             "rounds": args.rounds,
-            "machine": machine(dask_jobqueue=jobqueue_version, slurm=slurm),
+            "machine": machine(**slurm_and_jobqueue()),
             "results": rows,
         },
     )
