@@ -127,3 +127,6 @@ def test_a_job_being_replaced_does_not_count_its_replacement_does() -> None:
     jobs = [kept("a", 0, started=1, replaced_by="b"), kept("b", 5), kept("c", 0, started=1)]
     assert scale_steps(jobs, 2) == (0, 0)
     assert scale_steps(jobs, 3) == (1, 0)
+    # Removing one ends the replacement (pending), not the job that leaves anyway.
+    assert choose_removals(jobs, 1, {}) == ["b"]
+    assert choose_removals(jobs, 5, {}) == ["b", "c"]

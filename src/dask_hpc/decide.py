@@ -48,8 +48,9 @@ def choose_removals(
     held_bytes: Mapping[str, int],
 ) -> list[str]:
     """Which ``n`` live jobs to end: those still pending first (newest first: they would
-    start last), then running ones holding the least data (least to move), youngest first."""
-    live = [j for j in jobs if j.live and not j.removed]
+    start last), then running ones holding the least data (least to move), youngest first.
+    A job being replaced is leaving anyway: its replacement is the one to end."""
+    live = [j for j in jobs if j.counted]
     pending = sorted(
         (j for j in live if j.state is not JobState.RUNNING and j.started is None),
         key=lambda j: -j.submitted,
