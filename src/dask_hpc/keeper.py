@@ -52,6 +52,8 @@ ADAPT_WAIT_COUNT = 3
 SUBMIT_CONCURRENCY = 8
 #: Kept jobs are looked at this often (replacements ahead of walltimes, lost jobs).
 KEEP_INTERVAL = 1.0
+#: Seconds before submitting a replacement again after the batch system refused one.
+REPLACE_RETRY = 30.0
 
 
 class Keeper(SchedulerPlugin):
@@ -76,6 +78,7 @@ class Keeper(SchedulerPlugin):
         # Keys computed (processing -> memory) and not forgotten since; a second time is a recompute.
         self.computed: set[Any] = set()
         self.recomputed = 0
+        self.replace_failed: dict[str, float] = {}  # job id -> when submitting its replacement failed
         self.close_counts: dict[str, int] = {}
         self.can_submit, self.submit_note = self._submit_here()
         self.scheduler: Scheduler | None = None
@@ -262,7 +265,8 @@ class Keeper(SchedulerPlugin):
         live = [r for r in self.jobs.values() if r.live and not r.removed]
         up, down = scale_steps(live, jobs)
         if up:
-            return await self.add(up, options, keep=True)  # kept: the size holds through walltimes
+            # Kept (the size holds through walltimes) where the keeper may submit replacements.
+            return await self.add(up, options, keep=self.can_submit)
         if down:
             return await self.remove(down)
         return {"job_ids": []}
@@ -465,7 +469,11 @@ class Keeper(SchedulerPlugin):
         now = time.time()
         records = list(self.jobs.values())
         due = [job_id for job_id, at in self._replacement_plans().items() if at <= now]
-        old = [*due, *lost_kept_jobs(records)]
+        old = [
+            job_id
+            for job_id in [*due, *lost_kept_jobs(records)]
+            if now - self.replace_failed.get(job_id, 0.0) > REPLACE_RETRY  # no sbatch storm
+        ]
         handed_over = [
             j.job_id
             for j in records
@@ -479,7 +487,13 @@ class Keeper(SchedulerPlugin):
                 try:
                     (new,) = await self._submit(1, spec, keep=True)
                 except DaskHPCError as exc:
-                    logger.warning("could not submit a replacement for job %s: %s", job_id, exc)
+                    self.replace_failed[job_id] = time.time()
+                    logger.warning(
+                        "could not submit a replacement for job %s (again in %.0f s): %s",
+                        job_id,
+                        REPLACE_RETRY,
+                        exc,
+                    )
                     continue
                 self.jobs[job_id] = replace(self.jobs[job_id], replaced_by=new)
                 logger.info("job %s: replacement %s submitted", job_id, new)

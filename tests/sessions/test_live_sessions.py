@@ -173,6 +173,9 @@ def test_client_submits_where_the_scheduler_node_may_not(hpc_for: Callable[[str]
     assert len(live_jobs(report)) == 2 and report["workers"] == 2  # registered: the keeper owns them
     line = hpc("adapt", "--max", "3", "--name", name, check=False).stderr.strip()
     assert line.startswith("error: adapt needs to submit jobs from the scheduler's node")
+    keep = hpc("add", "1", "--keep", "--name", name, check=False)
+    assert keep.returncode != 0 and "Traceback" not in keep.stderr
+    assert keep.stderr.strip().startswith("error: --keep needs to submit jobs from the scheduler's node")
     hpc("remove", "--job", live_jobs(report)[0]["job_id"], "--name", name)
     assert len(live_jobs(hpc.status(name))) == 1
 
