@@ -60,10 +60,11 @@ async def client() -> None:
         await comm.write({"data": data})
         back = await comm.read()
         assert np.array_equal(back["data"], data), size
+        assert back["data"].flags.writeable, size  # as over tcp: a received array may be changed in place
     empty = np.zeros((0, 5))  # a frame with zeros in its shape (a dataframe shuffle sends these)
     await comm.write({"data": empty})
     assert (await comm.read())["data"].shape == (0, 5)
-    print("OK random frames up to 10 MiB, split into pieces; empty 2-d frames", flush=True)
+    print("OK random frames up to 10 MiB, split into pieces, writable; empty 2-d frames", flush=True)
 
     async def one(i: int) -> None:
         c = await connect(address)
@@ -99,17 +100,28 @@ async def client() -> None:
         await aborted.write("x")
     except CommClosedError:
         print("OK abort: write raises CommClosedError", flush=True)
+    else:
+        raise AssertionError("write after abort did not raise")
 
     big = await connect(address)
     payload = np.ones(64 * 2**20, dtype=np.uint8)
     mpicomm.PIECE = 2**30
-    t0 = time.perf_counter()
-    for _ in range(5):
+    buffers = mpicomm.Engine.get().buffers
+    reused = buffers.reused
+    seconds = 0.0
+    for i in range(5):
+        payload.fill(i)  # new contents each time: a reused receive buffer must not show the last message
+        t0 = time.perf_counter()
         await big.write(payload)
-        await big.read()
-    seconds = (time.perf_counter() - t0) / 10
+        back = await big.read()
+        seconds += (time.perf_counter() - t0) / 10
+        assert back.min() == back.max() == i, (i, back.min(), back.max())
+        del back  # its buffer goes back to the pool, for the next message
+    assert buffers.reused - reused >= 3, (buffers.reused, reused)  # the first may be new memory
     print(
-        f"OK 64 MiB one way in {seconds * 1000:.1f} ms: {payload.nbytes / seconds / 1e9:.2f} GB/s", flush=True
+        f"OK 64 MiB one way in {seconds * 1000:.1f} ms: {payload.nbytes / seconds / 1e9:.2f} GB/s, "
+        f"receive memory reused {buffers.reused - reused} times",
+        flush=True,
     )
     await big.close()
     await asyncio.to_thread(world.barrier)

@@ -6,18 +6,24 @@ per process makes every MPI call (the event loop never blocks in MPI): it posts
 sends (Isend) and receives, tests them, and hands results to the event loop. A
 connection is a control message to the listener's rank that names a channel;
 each channel has a pair of tags of its own (one per direction), so that many
-comms between the same two ranks never mix. A message is a header (the sizes
-of its frames) followed by its frames, in pieces of at most 1 GiB (MPI counts
-are C ints); closing sends a header that says so.
+comms between the same two ranks never mix. A message is a head (the sizes
+of its frames, and the frames themselves when they are small) followed, for a
+large message, by its frames, in pieces of at most 1 GiB (MPI counts are C
+ints); closing sends a head that says so.
 
-Why it is built this way (each measured with ``dask-hpc bench network``): the
-header is matched with Improbe and received into a buffer of the probed size;
-then all of the message's pieces are received at once, posted together into
-one contiguous buffer, as distributed's tcp comm does (no join, no copy, no
-event-loop hop per piece; distributed's shards of a large frame are slices of
-that buffer). While anything is in flight the progress thread polls without
-pause, since Open MPI moves large messages only while it is called; idle, it
-naps, so that idle ranks leave the cores to busy ones.
+Why it is built this way (each measured with ``dask-hpc bench network`` or a
+round trip between two ranks): the head is matched with Improbe and received
+into a buffer of the probed size. A small message travels inside its head, so
+it costs one hand-over between the threads, not two (a request and its reply:
+2.2 ms → 1 ms). The frames of a large message are received at once, posted
+together into one contiguous buffer, as distributed's tcp comm does (no join,
+no copy, no event-loop hop per piece; distributed's shards of a large frame are
+slices of that buffer); that buffer comes from a pool of memory already touched
+(:mod:`dask_hpc.mpibuffers`). The progress thread polls while anything is in
+flight or was lately (Open MPI moves large messages only while it is called),
+but gives its core away between polls (``sched_yield``): a thread that spins
+takes the core its own rank's event loop needs (a round trip: 6.8 ms spinning,
+1 ms yielding); idle, it naps, so that idle ranks leave the cores to busy ones.
 
 Not yet: detecting a dead peer rank (under mpirun, a dead rank ends the job).
 """
@@ -28,8 +34,10 @@ import asyncio
 import atexit
 import collections
 import logging
+import os
 import pickle
 import queue
+import struct
 import threading
 import time
 from typing import Any
@@ -39,6 +47,8 @@ from distributed.comm.registry import Backend
 from distributed.comm.utils import from_frames, to_frames
 from distributed.utils import ensure_memoryview
 
+from .mpibuffers import BufferPool, default_limit
+
 __all__ = ["MPIBackend", "MPIComm", "MPIConnector", "MPIListener"]
 
 logger = logging.getLogger("dask_hpc.mpicomm")
@@ -47,12 +57,13 @@ CONTROL_TAG = 1
 FIRST_TAG = 2
 PIECE = 2**30  # bytes: MPI counts are C ints
 CLOSE = b"close"
+#: Messages up to this many bytes travel inside their head: one MPI message.
+INLINE = 64 * 2**10
+#: The length of a head's metadata, before it.
+_META = struct.Struct("!I")
 #: Idle seconds of the progress thread before it sleeps between polls, and for how long.
 SPIN = 0.002
 NAP = 0.0005
-#: Pause between polls while messages are in flight: the event loop thread gets the GIL
-#: (64 MiB between two ranks here: 25 ms with no pause, 22 ms with this one).
-YIELD = 0.0001
 
 
 def _resolve(
@@ -93,11 +104,12 @@ class Engine:
         self.comm = MPI.COMM_WORLD.Dup()  # a communicator of our own: no tag of the user's can match
         self.rank = self.comm.Get_rank()
         self.tag_ub: int = self.comm.Get_attr(MPI.TAG_UB) or 32767  # the standard's minimum
+        self.buffers = BufferPool(default_limit())
         self.ops: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.wake = threading.Event()
         # Requests posted, with the memory they use (kept alive), and future (None: nobody waits) and loop.
         self.in_flight: list[tuple[list[Any], Any, Any, Any]] = []
-        # Headers waited for, by (source, tag): matched with Improbe when they arrive.
+        # Heads waited for, by (source, tag): matched with Improbe when they arrive.
         self.waiting: dict[tuple[int, int], collections.deque[tuple[asyncio.Future[Any], Any]]] = {}
         self.listeners: dict[int, tuple[Any, asyncio.AbstractEventLoop]] = {}
         self._next_listener = 0
@@ -142,10 +154,10 @@ class Engine:
         self._post(("send", dest, tag, pieces, future, loop))
         return future
 
-    def recv(self, source: int, tag: int) -> asyncio.Future[bytes]:
-        """The next message from (source, tag), whatever its size (a header)."""
+    def recv(self, source: int, tag: int) -> asyncio.Future[bytearray]:
+        """The next message from (source, tag), whatever its size (a head)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytes] = loop.create_future()
+        future: asyncio.Future[bytearray] = loop.create_future()
         self._post(("recv", source, tag, future, loop))
         return future
 
@@ -192,11 +204,11 @@ class Engine:
             busy = self._match_receives() or busy
             busy = self._progress() or busy
             busy = self._accept() or busy
-            if busy or self.in_flight:
+            if busy:
                 last_busy = time.monotonic()
-                if not busy:
-                    time.sleep(YIELD)  # in flight: let the event loop thread have the GIL
-            elif time.monotonic() - last_busy > SPIN:  # idle for a while: poll less often
+            elif self.in_flight or time.monotonic() - last_busy < SPIN:
+                os.sched_yield()  # poll again soon, after whatever else wants this core (and the GIL)
+            else:  # idle for a while: poll less often
                 self.wake.wait(NAP)
                 self.wake.clear()
 
@@ -234,7 +246,7 @@ class Engine:
                 self._stopped = True
 
     def _match_receives(self) -> bool:
-        """Receive the headers that have arrived for the comms that wait for one."""
+        """Receive the heads that have arrived for the comms that wait for one."""
         MPI = self.MPI
         matched = False
         for key in list(self.waiting):
@@ -245,9 +257,9 @@ class Engine:
                 if message is None:
                     break
                 buffer = bytearray(status.Get_count(MPI.BYTE))
-                message.Recv([buffer, MPI.BYTE])  # a header: a few bytes, at once
+                message.Recv([buffer, MPI.BYTE])  # a head: at most INLINE bytes and a little, at once
                 future, loop = waiters.popleft()
-                _resolve(loop, future, bytes(buffer))
+                _resolve(loop, future, buffer)
                 matched = True
             if not waiters:
                 del self.waiting[key]
@@ -291,16 +303,26 @@ class Engine:
         return True
 
 
-def _buffer(nbytes: int) -> Any:
-    """Memory to receive into, not zero-filled (a bytearray is: 10 ms for 64 MiB here)."""
-    import numpy as np
-
-    return np.empty(nbytes, dtype=np.uint8).data
-
-
 def _pieces(frame: memoryview, piece: int) -> list[memoryview]:
     """A frame cut in MPI messages of at most ``piece`` bytes (none for an empty frame)."""
     return [frame[i : i + piece] for i in range(0, len(frame), piece)]
+
+
+def _slices(buffer: memoryview, sizes: list[int]) -> list[memoryview]:
+    """``buffer`` cut into consecutive frames of ``sizes``."""
+    frames, start = [], 0
+    for size in sizes:
+        frames.append(buffer[start : start + size])
+        start += size
+    return frames
+
+
+def _head(sizes: list[int], inline: list[memoryview] | None) -> bytes:
+    """A message's head: its frame sizes and our piece size (the receiver's may differ), and
+    the frames themselves if ``inline``."""
+    meta = pickle.dumps((PIECE, sizes, inline is not None))
+    parts: list[bytes | memoryview] = [_META.pack(len(meta)), meta, *(inline or ())]
+    return b"".join(parts)
 
 
 def _tags(channel: int) -> tuple[int, int]:
@@ -346,18 +368,17 @@ class MPIComm(Comm):
     async def read(self, deserializers: Any = None) -> Any:
         if self._closed:
             raise CommClosedError(f"mpi: comm to {self._peer_addr} is closed")
-        header = await self._engine.recv(self._peer, self._recv_tag)
-        if header == CLOSE:
+        head = await self._engine.recv(self._peer, self._recv_tag)
+        if head == CLOSE:
             self._closed = True
             raise CommClosedError(f"mpi: {self._peer_addr} closed the comm")
-        piece, sizes = pickle.loads(header)  # the sender's piece size: its PIECE may differ from ours
-        buffer = _buffer(sum(sizes))
-        frames, start = [], 0
-        for size in sizes:
-            frames.append(buffer[start : start + size])
-            start += size
-        pieces = [p for frame in frames for p in _pieces(frame, piece)]
-        if pieces:
+        (length,) = _META.unpack_from(head)
+        piece, sizes, inline = pickle.loads(memoryview(head)[_META.size : _META.size + length])
+        if inline:  # writable slices of the head, as tcp's frames are of its bytearray
+            frames = _slices(memoryview(head)[_META.size + length :], sizes)
+        else:
+            frames = _slices(self._engine.buffers.take(sum(sizes)), sizes)
+            pieces = [p for frame in frames for p in _pieces(frame, piece)]
             await self._engine.recv_into(self._peer, self._recv_tag, pieces)
         return await from_frames(
             frames,
@@ -381,8 +402,12 @@ class MPIComm(Comm):
             },
         )
         views = [ensure_memoryview(f) for f in frames]  # flat bytes, even of empty or strided frames
-        header = pickle.dumps((PIECE, [len(v) for v in views]))
-        pieces = [header, *(p for view in views for p in _pieces(view, PIECE))]
+        sizes = [len(v) for v in views]
+        pieces: list[bytes | memoryview]
+        if sum(sizes) <= INLINE:
+            pieces = [_head(sizes, views)]
+        else:
+            pieces = [_head(sizes, None), *(p for view in views for p in _pieces(view, PIECE))]
         async with self._writing:  # the messages of two writes must not interleave
             await self._engine.send(self._peer, self._send_tag, pieces)
         return sum(len(v) for v in views)
