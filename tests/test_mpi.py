@@ -349,6 +349,16 @@ def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None
     assert len(passed) == 7, done.stdout
 
 
+def test_mpi_comm_to_a_rank_that_dies_fails_with_comm_closed_error(mpirun: Path) -> None:
+    """Under Open MPI's fault tolerance (--with-ft ulfm), a rank that dies without closing its
+    comms: its peer's read fails with CommClosedError, the other ranks talk on (mpicomm_death.py)."""
+    script = Path(__file__).with_name("mpicomm_death.py")
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", "--with-ft", "ulfm", sys.executable, str(script)]
+    done = run_bounded(argv, timeout=120)
+    passed = [line for line in done.stdout.splitlines() if line.startswith("OK ")]
+    assert len(passed) == 2, done.stdout + done.stderr[-3000:]
+
+
 def test_mpi_backend_is_registered_for_distributed() -> None:
     from distributed.comm.registry import get_backend
 

@@ -25,7 +25,12 @@ but gives its core away between polls (``sched_yield``): a thread that spins
 takes the core its own rank's event loop needs (a round trip: 6.8 ms spinning,
 1 ms yielding); idle, it naps, so that idle ranks leave the cores to busy ones.
 
-Not yet: detecting a dead peer rank (under mpirun, a dead rank ends the job).
+A rank that dies: under a plain ``mpirun`` the whole job ends. Under
+``mpirun --with-ft ulfm`` (Open MPI's fault tolerance) the others go on: the
+progress thread asks MPI which ranks have failed (every 0.1 s; half a
+microsecond) and fails every comm to a dead rank with ``CommClosedError``, as
+a closed socket does over tcp, so distributed forgets that worker and
+recomputes what it held.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import queue
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
@@ -64,6 +70,20 @@ _META = struct.Struct("!I")
 #: Idle seconds of the progress thread before it sleeps between polls, and for how long.
 SPIN = 0.002
 NAP = 0.0005
+#: Seconds between asking MPI which ranks have failed.
+FAILURE_CHECK = 0.1
+
+
+@dataclass(eq=False)
+class _Posted:
+    """Requests posted for one op, the memory they use (kept alive until they end), the peer,
+    and who waits (no future: nobody, as for the close message of an abort)."""
+
+    requests: list[Any]
+    memory: Any
+    peer: int
+    future: asyncio.Future[Any] | None
+    loop: asyncio.AbstractEventLoop | None
 
 
 def _resolve(
@@ -107,8 +127,11 @@ class Engine:
         self.buffers = BufferPool(default_limit())
         self.ops: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.wake = threading.Event()
-        # Requests posted, with the memory they use (kept alive), and future (None: nobody waits) and loop.
-        self.in_flight: list[tuple[list[Any], Any, Any, Any]] = []
+        self.in_flight: list[_Posted] = []
+        # Requests to a rank that died: never waited for again, their memory kept in case MPI still writes.
+        self._abandoned: list[_Posted] = []
+        self.failed: set[int] = set()  # ranks MPI says have died (only with fault tolerance on)
+        self._next_check = 0.0
         # Heads waited for, by (source, tag): matched with Improbe when they arrive.
         self.waiting: dict[tuple[int, int], collections.deque[tuple[asyncio.Future[Any], Any]]] = {}
         self.listeners: dict[int, tuple[Any, asyncio.AbstractEventLoop]] = {}
@@ -188,9 +211,8 @@ class Engine:
             raise
 
     def _fail_all(self, error: Exception) -> None:
-        for _, _, future, loop in self.in_flight:
-            if future is not None:
-                _resolve(loop, future, error, error=True)
+        for posted in self.in_flight:
+            _fail(posted, error)
         self.in_flight.clear()
         for waiters in self.waiting.values():
             for future, loop in waiters:
@@ -204,6 +226,7 @@ class Engine:
             busy = self._match_receives() or busy
             busy = self._progress() or busy
             busy = self._accept() or busy
+            busy = self._check_failures() or busy
             if busy:
                 last_busy = time.monotonic()
             elif self.in_flight or time.monotonic() - last_busy < SPIN:
@@ -222,17 +245,26 @@ class Engine:
                 return took
             took = True
             kind = op[0]
-            if kind == "send":
-                _, dest, tag, pieces, future, loop = op
-                requests = [self.comm.Isend([piece, MPI.BYTE], dest=dest, tag=tag) for piece in pieces]
-                self.in_flight.append((requests, pieces, future, loop))
+            if kind in ("send", "recv_into"):
+                _, peer, tag, pieces, future, loop = op
+                post = self.comm.Isend if kind == "send" else self.comm.Irecv
+                posted = _Posted([], pieces, peer, future, loop)
+                try:
+                    if peer in self.failed:
+                        raise CommClosedError(f"mpi: rank {peer} has died")
+                    for piece in pieces:
+                        posted.requests.append(post([piece, MPI.BYTE], peer, tag))
+                except (MPI.Exception, CommClosedError) as exc:
+                    _fail(posted, exc)
+                    self._abandoned.append(posted)
+                else:
+                    self.in_flight.append(posted)
             elif kind == "recv":
                 _, source, tag, future, loop = op
-                self.waiting.setdefault((source, tag), collections.deque()).append((future, loop))
-            elif kind == "recv_into":
-                _, source, tag, pieces, future, loop = op
-                requests = [self.comm.Irecv([piece, MPI.BYTE], source=source, tag=tag) for piece in pieces]
-                self.in_flight.append((requests, pieces, future, loop))
+                if source in self.failed:
+                    _resolve(loop, future, CommClosedError(f"mpi: rank {source} has died"), error=True)
+                else:
+                    self.waiting.setdefault((source, tag), collections.deque()).append((future, loop))
             elif kind == "cancel":
                 _, source, tag, reason = op
                 for future, loop in self.waiting.pop((source, tag), ()):
@@ -253,7 +285,13 @@ class Engine:
             waiters = self.waiting[key]
             while waiters:
                 status = MPI.Status()
-                message = self.comm.Improbe(source=key[0], tag=key[1], status=status)
+                try:
+                    message = self.comm.Improbe(source=key[0], tag=key[1], status=status)
+                except MPI.Exception as exc:  # e.g. the peer died (with fault tolerance on)
+                    for future, loop in waiters:
+                        _resolve(loop, future, CommClosedError(f"mpi: {exc}"), error=True)
+                    waiters.clear()
+                    break
                 if message is None:
                     break
                 buffer = bytearray(status.Get_count(MPI.BYTE))
@@ -269,28 +307,62 @@ class Engine:
         """Test the sends and receives in flight; resolve the futures of those done."""
         if not self.in_flight:
             return False
-        done: list[tuple[tuple[list[Any], Any, Any, Any], CommClosedError | None]] = []
-        for item in self.in_flight:
+        done: list[tuple[_Posted, CommClosedError | None]] = []
+        for posted in self.in_flight:
             try:
-                finished = self.MPI.Request.Testall(item[0])
-            except self.MPI.Exception as exc:  # e.g. a message longer than its buffer
-                done.append((item, CommClosedError(f"mpi: {exc}")))
+                finished = self.MPI.Request.Testall(posted.requests)
+            except self.MPI.Exception as exc:  # e.g. a message longer than its buffer, a dead peer
+                done.append((posted, CommClosedError(f"mpi: {exc}")))
                 continue
             if finished:
-                done.append((item, None))
-        for item, error in done:
-            self.in_flight.remove(item)
-            _, _, future, loop = item
-            if future is not None:  # None: nobody waits (abort)
-                _resolve(loop, future, error, error=error is not None)
+                done.append((posted, None))
+        for posted, error in done:
+            self.in_flight.remove(posted)
+            if error is None:
+                if posted.future is not None and posted.loop is not None:
+                    _resolve(posted.loop, posted.future, None)
+            else:
+                _fail(posted, error)
         return bool(done)
+
+    def _check_failures(self) -> bool:
+        """Every FAILURE_CHECK seconds: fail the comms to ranks MPI says have died."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return False
+        self._next_check = now + FAILURE_CHECK
+        group = self.comm.Get_failed()  # those this rank knows of; empty unless fault tolerance is on
+        if group.Get_size() == len(self.failed):
+            group.Free()
+            return False
+        ranks = self.MPI.Group.Translate_ranks(group, list(range(group.Get_size())), self.comm.Get_group())
+        group.Free()
+        for rank in set(ranks) - self.failed:
+            logger.warning("mpi: rank %d has died; its comms are closed", rank)
+            self.failed.add(rank)
+            self._peer_died(rank)
+        return True
+
+    def _peer_died(self, rank: int) -> None:
+        error = CommClosedError(f"mpi: rank {rank} has died")
+        for key in [key for key in self.waiting if key[0] == rank]:
+            for future, loop in self.waiting.pop(key):
+                _resolve(loop, future, error, error=True)
+        for posted in [p for p in self.in_flight if p.peer == rank]:
+            self.in_flight.remove(posted)
+            self._abandoned.append(posted)
+            _fail(posted, error)
 
     def _accept(self) -> bool:
         if not self.listeners:
             return False
         MPI = self.MPI
         status = MPI.Status()
-        message = self.comm.Improbe(source=MPI.ANY_SOURCE, tag=CONTROL_TAG, status=status)
+        try:
+            message = self.comm.Improbe(source=MPI.ANY_SOURCE, tag=CONTROL_TAG, status=status)
+        except MPI.Exception:  # a rank died: say we know, so that receives from any rank go on
+            self.comm.Ack_failed()
+            return True
         if message is None:
             return False
         buffer = bytearray(status.Get_count(MPI.BYTE))
@@ -306,6 +378,11 @@ class Engine:
 def _pieces(frame: memoryview, piece: int) -> list[memoryview]:
     """A frame cut in MPI messages of at most ``piece`` bytes (none for an empty frame)."""
     return [frame[i : i + piece] for i in range(0, len(frame), piece)]
+
+
+def _fail(posted: _Posted, error: Exception) -> None:
+    if posted.future is not None and posted.loop is not None:
+        _resolve(posted.loop, posted.future, error, error=True)
 
 
 def _slices(buffer: memoryview, sizes: list[int]) -> list[memoryview]:

@@ -1,0 +1,73 @@
+"""Run under ``mpirun -np 3 --with-ft ulfm``: a peer rank that dies, over ``mpi://``.
+
+Rank 0 listens and echoes; ranks 1 and 2 connect. Rank 2 then leaves without
+closing anything. Rank 0 must see its comm from rank 2 fail with
+CommClosedError (not wait forever), and rank 1 must go on talking. Prints
+``OK <check>`` on rank 0; every rank leaves with os._exit (MPI's finalize
+would wait for the dead rank).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from distributed.comm import connect, listen
+from distributed.comm.core import CommClosedError
+from distributed.comm.registry import backends
+from mpi4py import MPI
+
+from dask_hpc import mpicomm
+
+backends["mpi"] = mpicomm.MPIBackend()
+world = MPI.COMM_WORLD
+rank = world.Get_rank()
+mpicomm.Engine.get()  # collective: every rank, at the same point
+DEADLINE = 20.0  # seconds for rank 0 to notice; it takes about one here
+closed: dict[str, float] = {}
+
+
+async def echo(comm: object) -> None:
+    try:
+        while True:
+            await comm.write(await comm.read())  # type: ignore[attr-defined]
+    except CommClosedError:
+        closed[comm.peer_address] = time.monotonic()  # type: ignore[attr-defined]
+
+
+async def server() -> None:
+    listener = listen("mpi://", echo)
+    await listener.start()
+    world.bcast(listener.contact_address, root=0)
+    t0 = time.monotonic()
+    while not closed and time.monotonic() - t0 < DEADLINE:
+        await asyncio.sleep(0.05)
+    assert list(closed) == ["mpi://2/c0"], closed  # rank 2's comm, and only it
+    print(
+        f"OK the dead rank's comm failed with CommClosedError after {closed['mpi://2/c0'] - t0:.1f} s",
+        flush=True,
+    )
+    while len(closed) < 2 and time.monotonic() - t0 < DEADLINE + 30:
+        await asyncio.sleep(0.05)  # rank 1 talks on, then closes
+    assert "mpi://1/c0" in closed, closed
+    print("OK the other rank went on talking after the death", flush=True)
+
+
+async def client() -> None:
+    comm = await connect(world.bcast(None, root=0))
+    await comm.write("hello")
+    assert await comm.read() == "hello"
+    if rank == 2:
+        await asyncio.sleep(0.5)
+        os._exit(0)  # gone, without closing its comm
+    for i in range(10):  # some seconds of talk while rank 0 notices
+        await asyncio.sleep(0.5)
+        await comm.write(i)
+        assert await comm.read() == i
+    await comm.close()
+
+
+asyncio.run(server() if rank == 0 else client())
+mpicomm.Engine.get().stop()
+os._exit(0)
