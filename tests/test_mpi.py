@@ -226,6 +226,44 @@ def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -
     assert codes == [0], proc.stderr
 
 
+def test_dask_hpc_mpi_protocol_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+    """``dask-hpc mpi --protocol mpi``: ranks talk mpi://, a client from outside the MPI job
+    reaches the scheduler over tls (and only with the session's certificate), data it scatters
+    and results that move between workers go over MPI; shutdown ends every rank."""
+    import numpy as np
+    from distributed import Client
+
+    from dask_hpc.mpi import client_security
+
+    directory = tmp_path / "cluster"
+    directory.mkdir(mode=0o700)
+    scheduler_file = directory / "scheduler.json"
+    proc = start_dask_hpc_mpi(mpirun, 4, scheduler_file, "--protocol", "mpi")
+    try:
+        wait_for_file(scheduler_file, [proc])
+        address = json.loads(scheduler_file.read_text())["address"]
+        assert address.startswith("tls://127.0.0.1:")
+        with pytest.raises(Exception):  # noqa: B017 (any refusal: no certificate, no entry)
+            Client(address, timeout=3)
+        with Client(address, security=client_security(scheduler_file), timeout=30) as client:
+            client.wait_for_workers(3, timeout=60)
+            workers = sorted(client.scheduler_info()["workers"])
+            assert all(w.startswith("mpi://") for w in workers), workers
+            x = np.arange(600 * 600, dtype=float).reshape(600, 600)
+            [shared] = client.scatter([x])  # from outside: through the scheduler, to a worker over MPI
+            parts = [
+                client.submit(lambda a, i: a[i::3].sum(), shared, i, workers=[w])
+                for i, w in enumerate(workers)
+            ]
+            assert client.submit(sum, parts).result(timeout=60) == x.sum()
+            moved = client.run(lambda dask_worker: len(dask_worker.transfer_incoming_log))
+            assert sum(moved.values()) >= 2, moved  # the array went to the two other workers
+            client.shutdown()
+    finally:
+        codes = end_all([proc])
+    assert codes == [0], proc.stderr
+
+
 def test_dask_hpc_mpi_jupyter(mpirun: Path, tmp_path: Path) -> None:
     """``dask-hpc mpi --jupyter``: JupyterLab on the scheduler's rank, whose kernels reach the
     cluster with ``dask_hpc.connect()``; the tunnel line is printed; shutdown ends every rank."""

@@ -167,7 +167,7 @@ def run(
     nthreads: int | None = None,
     memory_limit: str | float | int = "auto",
     local_directory: str | None = None,
-    nanny: bool = True,
+    nanny: bool | None = None,
     worker_class: str = "distributed.Nanny",
     worker_options: str | dict[str, Any] | None = None,
     dashboard: bool = True,
@@ -195,14 +195,15 @@ def run(
             f"got {size}: run e.g. mpirun -np {needed + 1}",
             True,
         )
-    if protocol == "mpi":
-        # Its scheduler would listen on mpi:// only, which no client outside the MPI job can reach.
+    if protocol == "mpi" and not scheduler:
         _too_small(
             rank,
-            "dask-hpc mpi --protocol mpi is not supported yet (clients from outside the MPI job could "
-            "not reach the scheduler); use initialize(protocol='mpi') in a job script",
+            "--protocol mpi with --no-scheduler: mpi:// reaches only ranks of the same MPI job, and the "
+            "scheduler runs elsewhere; leave out --protocol (the scheduler's own protocol is used)",
             True,
         )
+    if nanny is None:  # dask-mpi's default, but a nanny's worker is no MPI rank: it cannot use mpi://
+        nanny = protocol != "mpi"
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
     _import_while_waiting()
     fork_workers()
@@ -224,7 +225,8 @@ def run(
         _run(_worker(address, None, worker_type, {**worker_opts, "security": security}))
         return
     if rank == scheduler_rank:
-        credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")
+        # With --protocol mpi the scheduler listens on tls:// too, for clients from outside the job.
+        credentials = None if insecure else make_credentials("mpi")
         scratch = None
         if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
             scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
@@ -246,6 +248,7 @@ def run(
                 port=scheduler_port or 0,
                 worker=None if exclusive_workers else (worker_type, worker_opts),
                 pages=(jupyter, login_host),
+                outside=True,
             )
         )
         if scratch:
@@ -267,22 +270,31 @@ async def _scheduler(
     *,
     worker: tuple[str, dict[str, Any]] | None = None,
     pages: tuple[bool, str | None] | None = None,
+    outside: bool = False,
     **options: Any,
 ) -> None:
     """The scheduler rank; with ``pages`` (jupyter, login host), as ``dask-hpc mpi``: the tunnel
-    line printed, and JupyterLab beside the scheduler if asked."""
+    line printed, and JupyterLab beside the scheduler if asked. With ``outside`` and protocol
+    ``mpi``, it listens on tls:// (tcp:// if insecure) too, for clients from outside the MPI
+    job: that is its address (the scheduler file's); the ranks get its mpi:// one."""
     from distributed import Scheduler
 
     from .scheduler_job import add_dashboard
 
     security = credentials.security() if credentials else None
     protocol = options.pop("protocol", None) or ("tls" if security else None)
+    both = protocol == "mpi" and outside
+    if both:
+        protocol = ["tls" if security else "tcp", "mpi"]
+        options["host"] = [options.get("host"), None]
+        options["port"] = [options.get("port", 0), None]
     dashboard = options.pop("dashboard", True)
     # The dashboard is attached once the others know the address (bokeh's import is slow).
     async with Scheduler(security=security, protocol=protocol, dashboard=False, **options) as scheduler:
+        inside = scheduler.listeners[-1].contact_address if both else scheduler.address
         # Every other rank waits in this broadcast: send them the address even if a
         # later step fails, so that none of them waits forever.
-        await asyncio.to_thread(comm.bcast, (scheduler.address, credentials), root)
+        await asyncio.to_thread(comm.bcast, (inside, credentials), root)
         if dashboard:
             await add_dashboard(scheduler)
         lab = None
@@ -292,7 +304,7 @@ async def _scheduler(
             )
         tasks = []
         if worker is not None:  # --inclusive-workers: a worker beside the scheduler
-            tasks.append(asyncio.ensure_future(_worker(scheduler.address, credentials, *worker)))
+            tasks.append(asyncio.ensure_future(_worker(inside, credentials, *worker)))
         try:
             await scheduler.finished()
         finally:

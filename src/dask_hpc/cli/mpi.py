@@ -19,7 +19,11 @@ from .options import login_host_option
 @click.option("--scheduler-port", type=int, help="the scheduler's port [random]")
 @click.option("--scheduler-rank", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--interface", help="network interface, e.g. ib0")
-@click.option("--protocol", help="tcp, tls, ... [tls, or tcp with --insecure]")
+@click.option(
+    "--protocol",
+    help="tls, tcp, or mpi (between the ranks over MPI; clients from outside over tls) "
+    "[tls, or tcp with --insecure]",
+)
 @click.option("--nthreads", type=click.IntRange(1), help="threads per worker")
 @click.option("--memory-limit", default="auto", show_default=True, help="bytes, fraction, or auto")
 @click.option("--local-directory", help="where workers put their files")
@@ -29,7 +33,11 @@ from .options import login_host_option
     show_default=True,
     help="--no-scheduler: workers only, joining the scheduler given by address or --scheduler-file",
 )
-@click.option("--nanny/--no-nanny", default=True, show_default=True, help="start workers under a nanny")
+@click.option(
+    "--nanny/--no-nanny",
+    default=None,
+    help="start workers under a nanny [yes, but not with --protocol mpi: a nanny's worker is no MPI rank]",
+)
 @click.option(
     "--exclusive-workers/--inclusive-workers",
     default=True,
