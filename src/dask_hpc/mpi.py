@@ -83,6 +83,7 @@ def initialize(
             exit,
         )
     worker_type = "distributed.Nanny" if nanny else worker_class
+    protocol = _default_protocol(protocol, nanny)
     _import_while_waiting()
     fork_workers()
     _start_mpi_transport(protocol, nanny, rank, insecure)
@@ -204,6 +205,8 @@ def run(
         )
     if nanny is None:  # dask-mpi's default, but a nanny's worker is no MPI rank: it cannot use mpi://
         nanny = protocol != "mpi"
+    if scheduler:
+        protocol = _default_protocol(protocol, nanny)
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
     _import_while_waiting()
     fork_workers()
@@ -367,6 +370,25 @@ async def _worker(
 
 
 # ---- leaving, without hanging --------------------------------------------------------
+
+
+def _default_protocol(protocol: str | None, nanny: bool) -> str | None:
+    """The protocol asked for; else mpi:// where it works: workers in the ranks themselves (no
+    nanny) and an MPI that lets our progress thread call it while the script's thread may too
+    (MPI_THREAD_MULTIPLE); else None (tls, or tcp with insecure).
+
+    Why mpi:// by default: it moves data between workers 4-9 times faster than tls and 2-6
+    times faster than tcp from 16 MiB up (``dask-hpc bench network``, README), and inside one
+    MPI job no one else can send to our ranks, so it needs no TLS.
+    """
+    if protocol is not None or nanny:
+        return protocol
+    from mpi4py import MPI
+
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        logger.info("mpi:// needs MPI_THREAD_MULTIPLE, which this MPI does not give: using tls")
+        return None
+    return "mpi"
 
 
 def _start_mpi_transport(protocol: str | None, nanny: bool, rank: int, insecure: bool) -> None:
