@@ -76,6 +76,23 @@ async def client() -> None:
     await asyncio.gather(*(one(i) for i in range(20)))
     print("OK 20 concurrent comms between the same two ranks", flush=True)
 
+    # A comm of another event loop (a Client's own loop, say) that closes while it waits to
+    # read; then the comm is aborted: the progress thread must not die of it.
+    def orphan() -> object:
+        loop = asyncio.new_event_loop()
+        c = loop.run_until_complete(connect(address))
+        loop.create_task(c.read())
+        loop.run_until_complete(asyncio.sleep(0.1))
+        loop.close()
+        return c
+
+    stranded = await asyncio.to_thread(orphan)
+    stranded.abort()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.2)
+    await comm.write("still there?")
+    assert await comm.read() == "still there?"
+    print("OK a comm whose event loop closed does not stop the others", flush=True)
+
     await comm.close()
     try:
         await comm.read()

@@ -384,7 +384,7 @@ def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None
     done = run_bounded([str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(ranks)], timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     passed = [line for line in done.stdout.splitlines() if line.startswith("OK ")]
-    assert len(passed) == 7, done.stdout
+    assert len(passed) == 8, done.stdout
 
 
 def test_mpi_comm_to_a_rank_that_dies_fails_with_comm_closed_error(mpirun: Path) -> None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import pickle
@@ -96,7 +97,10 @@ def _resolve(
             else:
                 future.set_result(value)
 
-    loop.call_soon_threadsafe(set_it)
+    try:
+        loop.call_soon_threadsafe(set_it)
+    except RuntimeError:  # that event loop is closed (a client that has gone): nobody waits any more
+        pass
 
 
 class Engine:
@@ -371,7 +375,8 @@ class Engine:
         listener = self.listeners.get(index)
         if listener is not None:
             accept, loop = listener
-            loop.call_soon_threadsafe(accept, status.Get_source(), channel)
+            with contextlib.suppress(RuntimeError):  # its event loop has closed
+                loop.call_soon_threadsafe(accept, status.Get_source(), channel)
         return True
 
 

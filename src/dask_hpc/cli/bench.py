@@ -65,7 +65,10 @@ def network(
             measurements += netbench.measure_pair(client, nbytes, repeat, label="mpi")
             if mpi:
                 measurements += netbench.mpi_between_workers(client, nbytes, repeat)
-        where = "two worker ranks of an MPI job, dask over mpi://"
+        # The other transports in the same run, for their ratios: two worker processes that the
+        # script's rank starts (they are no MPI ranks), while the MPI job's ranks idle.
+        measurements += _local(nbytes, repeat, console, baselines=False)
+        where = "two worker ranks of an MPI job, dask over mpi:// (tcp, tls: two processes beside)"
     elif session_name:
         from ..cluster import connect
 
@@ -77,7 +80,7 @@ def network(
     else:
         measurements += _local(nbytes, repeat, console)
         where = "two worker processes on this node"
-    if mpi and not where.startswith("two worker ranks"):
+    if mpi and not where.startswith("two worker ranks of an MPI job"):
         console.print("MPI Send/Recv between two ranks on this node (mpirun -np 2)")
         env = (
             {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -101,7 +104,7 @@ def network(
         console.print(f"written {plot_path}")
 
 
-def _local(nbytes: list[int], repeat: int, console: Console) -> list[Measurement]:
+def _local(nbytes: list[int], repeat: int, console: Console, baselines: bool = True) -> list[Measurement]:
     from distributed import Client, LocalCluster
 
     from .. import netbench
@@ -122,7 +125,9 @@ def _local(nbytes: list[int], repeat: int, console: Console) -> list[Measurement
             ) as cluster,
             Client(cluster, security=security) as client,
         ):
-            found += netbench.measure_pair(client, nbytes, repeat, label=label, baselines=label == "tcp")
+            found += netbench.measure_pair(
+                client, nbytes, repeat, label=label, baselines=baselines and label == "tcp"
+            )
     return found
 
 
