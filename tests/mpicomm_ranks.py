@@ -81,8 +81,9 @@ async def client() -> None:
     def orphan() -> object:
         loop = asyncio.new_event_loop()
         c = loop.run_until_complete(connect(address))
-        loop.create_task(c.read())
+        reading = loop.create_task(c.read())
         loop.run_until_complete(asyncio.sleep(0.1))
+        assert not reading.done()
         loop.close()
         return c
 

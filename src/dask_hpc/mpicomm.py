@@ -97,10 +97,8 @@ def _resolve(
             else:
                 future.set_result(value)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # that event loop is closed (a client gone): nobody waits
         loop.call_soon_threadsafe(set_it)
-    except RuntimeError:  # that event loop is closed (a client that has gone): nobody waits any more
-        pass
 
 
 class Engine:

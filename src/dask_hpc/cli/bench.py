@@ -58,6 +58,7 @@ def network(
         from ..mpi import initialize
 
         initialize(protocol="mpi", nanny=False, dashboard=False)  # only rank 1 comes back
+        import dask
         from distributed import Client
 
         with Client() as client:
@@ -66,8 +67,10 @@ def network(
             if mpi:
                 measurements += netbench.mpi_between_workers(client, nbytes, repeat)
         # The other transports in the same run, for their ratios: two worker processes that the
-        # script's rank starts (they are no MPI ranks), while the MPI job's ranks idle.
-        measurements += _local(nbytes, repeat, console, baselines=False)
+        # script's rank starts (they are no MPI ranks), while the MPI job's ranks idle. Spawned,
+        # not forked: a fork of a process whose MPI progress thread runs hung here.
+        with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
+            measurements += _local(nbytes, repeat, console, baselines=False)
         where = "two worker ranks of an MPI job, dask over mpi:// (tcp, tls: two processes beside)"
     elif session_name:
         from ..cluster import connect
