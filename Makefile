@@ -6,11 +6,12 @@
 #   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
 #   make bench-churn     worker jobs shorter than the work on the local SLURM, against dask-jobqueue (bench/)
+#   make bench-network   worker to worker over mpi://, tcp and tls, against MPI Send/Recv (mpirun -np 4)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn clean
+.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +50,15 @@ bench-churn: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	scripts/local-slurm up
 	$(BIN)/python bench/churn.py
+
+# Open MPI refuses root unless told (our CI machine runs as root).
+AS_ROOT := $(if $(filter 0,$(shell id -u)),OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1,)
+STAMP := $(shell date +%Y%m%d-%H%M%S)
+
+# On one node: Open MPI's own traffic stays on loopback.
+bench-network: $(BIN)/.installed
+	$(AS_ROOT) OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo $(BIN)/mpirun -np 4 --oversubscribe $(BIN)/dask-hpc bench network \
+		--json bench/results/network-mpi-$(STAMP).json --plot bench/results/network-mpi-$(STAMP).png
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

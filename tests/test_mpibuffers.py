@@ -87,3 +87,12 @@ def test_the_limit_comes_from_dask_config(configured: str | None, expected: int 
         assert 0 < limit <= 2**30
     else:
         assert limit == expected
+
+
+def test_ranks_on_one_node_share_the_default_limit() -> None:
+    import psutil
+
+    with dask.config.set({"dask-hpc.mpi-buffer-pool": None}):
+        alone, shared = default_limit(1), default_limit(64)
+    assert shared == min(2**30, psutil.virtual_memory().total // 20 // 64)
+    assert shared <= alone

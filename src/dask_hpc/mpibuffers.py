@@ -26,9 +26,10 @@ SMALLEST = 1 * MiB
 SLACK = 4
 
 
-def default_limit() -> int:
+def default_limit(ranks_on_node: int = 1) -> int:
     """Bytes of free buffers kept: dask config ``dask-hpc.mpi-buffer-pool`` (``0`` turns it
-    off), else a twentieth of the node's memory, at most 1 GiB."""
+    off), else this rank's share of a twentieth of the node's memory, at most 1 GiB (memory
+    kept free counts as the worker's unmanaged memory)."""
     import dask
     from dask.utils import parse_bytes
 
@@ -37,7 +38,7 @@ def default_limit() -> int:
         return int(parse_bytes(configured))
     import psutil
 
-    return min(2**30, psutil.virtual_memory().total // 20)
+    return min(2**30, psutil.virtual_memory().total // 20 // max(1, ranks_on_node))
 
 
 class BufferPool:

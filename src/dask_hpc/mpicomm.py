@@ -126,7 +126,9 @@ class Engine:
         self.comm = MPI.COMM_WORLD.Dup()  # a communicator of our own: no tag of the user's can match
         self.rank = self.comm.Get_rank()
         self.tag_ub: int = self.comm.Get_attr(MPI.TAG_UB) or 32767  # the standard's minimum
-        self.buffers = BufferPool(default_limit())
+        on_node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks sharing this node's memory
+        self.buffers = BufferPool(default_limit(on_node.Get_size()))
+        on_node.Free()
         self.ops: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.wake = threading.Event()
         self.in_flight: list[_Posted] = []
