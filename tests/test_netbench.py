@@ -84,7 +84,8 @@ def test_bench_network_bad_sizes_one_line() -> None:
 
 @pytest.mark.timeout(240)
 def test_bench_network_under_mpirun(tmp_path: Path) -> None:
-    """Under mpirun: worker ranks talking mpi://, and MPI Send/Recv between those same ranks."""
+    """Under mpirun: worker ranks talking mpi://, MPI Send/Recv between those same ranks, and in
+    the same run dask over tcp and tls between two worker processes beside them."""
     mpirun = Path(sys.executable).parent / "mpirun"
     out = tmp_path / "net.json"
     argv = [str(mpirun), "-np", "4", "--oversubscribe", sys.executable, "-m", "dask_hpc", "bench", "network"]
@@ -98,7 +99,8 @@ def test_bench_network_under_mpirun(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert {r["method"] for r in rows} == {"dask-mpi", "mpi", "mpi-fresh", "raw-tcp", "memcpy"}
+    methods = {"dask-mpi", "dask-tcp", "dask-tls", "mpi", "mpi-fresh", "raw-tcp", "memcpy"}
+    assert {r["method"] for r in rows} == methods
     assert all(r["median_gbps"] > 0 and r["ratio_to_mpi"] is not None for r in rows)
     assert all(r["ratio_to_mpi_fresh"] is not None for r in rows)
     assert "fresh" in done.stdout  # the table's column of ratios to MPI into fresh memory
