@@ -168,10 +168,15 @@ def start_dask_hpc_mpi(mpirun: Path, ranks: int, scheduler_file: Path, *flags: s
 
 
 def wait_for_file(path: Path, procs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
+    """Until the scheduler file is there and whole (distributed writes it in place: it can be
+    seen empty or half written)."""
     deadline = time.monotonic() + timeout
-    while not path.exists() and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()):  # whole JSON, not empty
+                return
         time.sleep(0.1)
-    assert path.exists(), f"dask-hpc mpi wrote no {path.name}"
+    raise AssertionError(f"dask-hpc mpi wrote no whole {path.name}")
 
 
 def end_all(
