@@ -4,7 +4,7 @@ Why: a worker must receive each result into memory of its own, since the
 result lives on; memory the process has never touched costs a page fault per
 page on first touch (on this VM, where freed memory goes back to the
 hypervisor, ~0.6 GB/s: MPI into fresh memory a few seconds apart moves 256 MiB
-in 415 ms, into touched memory in 45 ms). So a buffer whose data is no longer
+in 415 ms, back to back in 62 ms). So a buffer whose data is no longer
 used is kept, up to a limit, and the next message of about its size is
 received into it. What lives on is a numpy array whose end (its data freed)
 gives the buffer back; messages under :data:`SMALLEST` use plain memory (malloc
