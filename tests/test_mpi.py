@@ -94,11 +94,11 @@ def session_members(sid: int) -> list[int]:
 
 
 def run_bounded(
-    argv: list[str], timeout: float = 120, cwd: Path | None = None
+    argv: list[str], timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
         argv,
-        env=MPI_ENV,
+        env={**MPI_ENV, **(env or {})},
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -465,3 +465,40 @@ def test_protocol_without_encryption_needs_insecure(mpirun: Path, tmp_path: Path
     assert done.returncode == 2
     assert "error: protocol 'tcp' has no encryption and TLS is on" in done.stderr
     assert done.stderr.count("error: protocol") == 1 and "Traceback" not in done.stderr
+
+
+def test_mpi_transport_needs_thread_multiple(mpirun: Path, tmp_path: Path) -> None:
+    """An MPI without MPI_THREAD_MULTIPLE (mpi4py asked for less): protocol mpi is one error
+    line on every rank's behalf; by default the ranks fall back to tls and compute."""
+    serialized = {"MPI4PY_RC_THREAD_LEVEL": "serialized"}
+    script = tmp_path / "asked.py"
+    script.write_text("from dask_hpc.mpi import initialize\ninitialize(protocol='mpi', nanny=False)\n")
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", sys.executable]
+    done = run_bounded([*argv, str(script)], cwd=tmp_path, env=serialized)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("error: --protocol mpi needs an MPI with MPI_THREAD_MULTIPLE") == 1
+    assert "Traceback" not in done.stderr
+
+    default = tmp_path / "default.py"
+    default.write_text(
+        "from dask_hpc.mpi import initialize\n"
+        "initialize(nanny=False, dashboard=False)\n"
+        "from distributed import Client\n"
+        "with Client() as client:\n"
+        "    client.wait_for_workers(1, timeout=60)\n"
+        "    print('SCHEME', client.scheduler.address.split(':')[0], flush=True)\n"
+        "    print('SUM', client.submit(sum, range(10)).result(), flush=True)\n"
+    )
+    done = run_bounded([*argv, str(default)], cwd=tmp_path, env=serialized)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SCHEME tls" in done.stdout and "SUM 45" in done.stdout, done.stdout
+
+
+def test_an_idle_progress_thread_naps_longer_the_longer_it_is_idle() -> None:
+    """A message after a short quiet waits little; a long-idle rank polls 1000 times a second."""
+    from dask_hpc import mpicomm
+
+    naps = [mpicomm._nap(idle) for idle in (0.0, 0.002, 0.01, 0.05, 1.0, 3600.0)]
+    assert naps == sorted(naps)
+    assert naps[0] == mpicomm.SHORTEST_NAP and naps[-1] == mpicomm.LONGEST_NAP == 0.001
+    assert mpicomm._nap(0.01) == pytest.approx(0.0002)  # 2% of the quiet

@@ -409,6 +409,15 @@ def _start_mpi_transport(protocol: str | None, nanny: bool, rank: int, insecure:
         return
     if nanny:
         _too_small(rank, "--protocol mpi needs workers in the MPI ranks themselves: add --no-nanny", True)
+    from mpi4py import MPI
+
+    if MPI.Query_thread() < MPI.THREAD_MULTIPLE:
+        _too_small(
+            rank,
+            "--protocol mpi needs an MPI with MPI_THREAD_MULTIPLE, which this one does not give: "
+            "leave out --protocol (tls is used)",
+            True,
+        )
     from .mpicomm import Engine
 
     Engine.get()

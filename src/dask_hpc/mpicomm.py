@@ -1,29 +1,35 @@
 """``mpi://``: a distributed comm backend over MPI, for processes that are ranks of one MPI job.
 
 Addresses are ``mpi://<rank>/<listener>`` (a listener of that rank) and, for
-the comms a listener accepts, ``mpi://<rank>/c<channel>``. One progress thread
-per process makes every MPI call (the event loop never blocks in MPI): it posts
-sends (Isend) and receives, tests them, and hands results to the event loop. A
-connection is a control message to the listener's rank that names a channel;
-each channel has a pair of tags of its own (one per direction), so that many
-comms between the same two ranks never mix. A message is a head (the sizes
-of its frames, and the frames themselves when they are small) followed, for a
-large message, by its frames, in pieces of at most 1 GiB (MPI counts are C
-ints); closing sends a head that says so.
+the comms a listener accepts, ``mpi://<rank>/c<channel>``. A comm posts its
+sends itself (Isend, from its event loop's thread: MPI_THREAD_MULTIPLE); one
+progress thread per process does the rest, so that the event loop never blocks
+in MPI: it matches and receives incoming messages, sees sends and receives to
+their end, and hands results to the event loop. A connection is a control
+message to the listener's rank that names a channel; each channel has a pair of
+tags of its own (one per direction), so that many comms between the same two
+ranks never mix. A message is a head (the sizes of its frames, and the frames
+themselves when they are small) followed, for a large message, by its frames,
+in pieces of at most 1 GiB (MPI counts are C ints); closing sends a head that
+says so.
 
 Why it is built this way (each measured with ``dask-hpc bench network`` or a
-round trip between two ranks): the head is matched with Improbe and received
-into a buffer of the probed size. A small message travels inside its head, so
-it costs one hand-over between the threads, not two (a request and its reply:
-1.0 ms → 0.7 ms). The frames of a large message are received at once, posted
-together into one contiguous buffer, as distributed's tcp comm does (no join,
-no copy, no event-loop hop per piece; distributed's shards of a large frame are
-slices of that buffer); that buffer comes from a pool of memory already touched
-(:mod:`dask_hpc.mpibuffers`). The progress thread polls while anything is in
-flight or was lately (Open MPI moves large messages only while it is called),
-but gives its core away between polls (``sched_yield``): a thread that spins
-takes the core its own rank's event loop needs (a round trip: 6.8 ms spinning,
-1.0 ms yielding); idle, it naps, so that idle ranks leave the cores to busy ones.
+round trip between two ranks, on a 2-core VM where every hand-over between
+threads costs 0.1-1 ms): a message leaves when it is written, not when the
+progress thread next looks, and a small one is usually sent at once, so that
+the writer waits for no thread. The head is matched with Improbe and received
+into a buffer of the probed size; a small message travels inside its head (one
+MPI message). The frames of a large message are received by the progress thread
+as soon as its head is in, at once, into one contiguous buffer, as distributed's
+tcp comm does (no join, no copy, no event-loop hop per piece; distributed's
+shards of a large frame are slices of that buffer); that buffer comes from a
+pool of memory already touched (:mod:`dask_hpc.mpibuffers`). The progress thread
+polls while anything is in flight or was lately (Open MPI moves large messages
+only while it is called), but gives its core away between polls
+(``sched_yield``): a thread that spins takes the core its own rank's event loop
+needs (a round trip: 6.8 ms spinning, 1.0 ms yielding); idle, it naps, the
+longer the longer it has been idle, so that idle ranks leave the cores to busy
+ones.
 
 A rank that dies: under a plain ``mpirun`` the whole job ends. Under
 ``mpirun --with-ft ulfm`` (Open MPI's fault tolerance) the others go on: the
@@ -54,6 +60,7 @@ from distributed.comm.registry import Backend
 from distributed.comm.utils import from_frames, to_frames
 from distributed.utils import ensure_memoryview
 
+from .errors import DaskHPCError
 from .mpibuffers import BufferPool, default_limit
 
 __all__ = ["MPIBackend", "MPIComm", "MPIConnector", "MPIListener"]
@@ -68,23 +75,29 @@ CLOSE = b"close"
 INLINE = 64 * 2**10
 #: The length of a head's metadata, before it.
 _META = struct.Struct("!I")
-#: Idle seconds of the progress thread before it sleeps between polls, and for how long.
+#: Idle seconds of the progress thread before it sleeps between polls.
 SPIN = 0.002
-NAP = 0.0005
+#: Its naps: a fraction of the time it has been idle, within bounds (seconds).
+NAP_FRACTION = 0.02
+SHORTEST_NAP = 0.00005
+LONGEST_NAP = 0.001
 #: Seconds between asking MPI which ranks have failed.
 FAILURE_CHECK = 0.1
 
 
 @dataclass(eq=False)
 class _Posted:
-    """Requests posted for one op, the memory they use (kept alive until they end), the peer,
-    and who waits (no future: nobody, as for the close message of an abort)."""
+    """Requests posted for one message, the memory they use (kept alive until they end), the
+    peer, who waits (no future: nobody, as for the close message of an abort) and what they
+    get when the requests are done (a received message's frames; nothing for a send)."""
 
     requests: list[Any]
     memory: Any
     peer: int
     future: asyncio.Future[Any] | None
     loop: asyncio.AbstractEventLoop | None
+    result: Any = None
+    tag: int = -1  # a receive's tag: closing its comm fails its reader at once
 
 
 def _resolve(
@@ -123,6 +136,11 @@ class Engine:
         from mpi4py import MPI
 
         self.MPI = MPI
+        if MPI.Query_thread() < MPI.THREAD_MULTIPLE:  # both the event loop and our thread call MPI
+            raise DaskHPCError(
+                "mpi:// needs an MPI initialised with MPI_THREAD_MULTIPLE, which this one does not "
+                "give: use tls or tcp"
+            )
         self.comm = MPI.COMM_WORLD.Dup()  # a communicator of our own: no tag of the user's can match
         self.rank = self.comm.Get_rank()
         self.tag_ub: int = self.comm.Get_attr(MPI.TAG_UB) or 32767  # the standard's minimum
@@ -142,7 +160,7 @@ class Engine:
         self._next_listener = 0
         self._next_channel = 0
         self._ids = threading.Lock()
-        self._stopped = False
+        self._stopped = False  # the progress thread has ended, or is ending
         self._thread = threading.Thread(target=self._run, name="dask-hpc-mpi-progress", daemon=True)
         self._thread.start()
         # Before mpi4py finalises MPI at exit (atexit runs the last registered first).
@@ -150,6 +168,7 @@ class Engine:
 
     def stop(self, timeout: float = 10.0) -> None:
         """End the progress thread (before MPI is finalised: only one thread may then call MPI)."""
+        self._stopped = True  # no more sends: MPI is about to end
         if self._thread.is_alive():
             self._post(("stop",))
             self._thread.join(timeout)
@@ -174,26 +193,49 @@ class Engine:
     def remove_listener(self, index: int) -> None:
         self._post(("unlisten", index))
 
-    def send(self, dest: int, tag: int, pieces: list[Any]) -> asyncio.Future[None]:
-        """Send ``pieces``, one MPI message each, in order; resolves when all are sent."""
+    async def send(self, dest: int, tag: int, pieces: list[Any]) -> None:
+        """Send ``pieces``, one MPI message each, in order; returns when all are sent.
+
+        The sends are posted here, in the caller's thread (MPI_THREAD_MULTIPLE allows it), so
+        that the message leaves now, not when the progress thread next looks; a small message
+        is usually sent at once (MPI copies it out), and then no thread is waited for.
+        """
+        requests = self.post_sends(dest, tag, pieces)
+        if self.MPI.Request.Testall(requests):
+            return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._post(("send", dest, tag, pieces, future, loop))
-        return future
+        self._post(("track", _Posted(requests, pieces, dest, future, loop)))
+        await future
 
-    def recv(self, source: int, tag: int) -> asyncio.Future[bytearray]:
-        """The next message from (source, tag), whatever its size (a head)."""
+    def send_and_forget(self, dest: int, tag: int, pieces: list[Any]) -> None:
+        """Send ``pieces`` without waiting (an abort's close message); errors are dropped."""
+        with contextlib.suppress(CommClosedError):
+            self._post(("track", _Posted(self.post_sends(dest, tag, pieces), pieces, dest, None, None)))
+
+    def post_sends(self, dest: int, tag: int, pieces: list[Any]) -> list[Any]:
+        """Isend each piece, in order (MPI keeps the order of messages with the same
+        destination, tag and communicator); a dead destination is CommClosedError."""
+        MPI = self.MPI
+        if self._stopped:
+            raise CommClosedError("mpi: the transport has stopped (the process is exiting)")
+        if dest in self.failed:
+            raise CommClosedError(f"mpi: rank {dest} has died")
+        requests = []
+        try:
+            for piece in pieces:
+                requests.append(self.comm.Isend([piece, MPI.BYTE], dest, tag))
+        except MPI.Exception as exc:  # e.g. the peer died (with fault tolerance on)
+            if requests:  # the first pieces went: keep their memory until MPI is done with it
+                self._post(("track", _Posted(requests, pieces, dest, None, None)))
+            raise CommClosedError(f"mpi: sending to rank {dest} failed: {exc}") from exc
+        return requests
+
+    def recv(self, source: int, tag: int) -> asyncio.Future[list[memoryview] | None]:
+        """The next message from (source, tag): its frames, or None if the peer closed."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bytearray] = loop.create_future()
+        future: asyncio.Future[list[memoryview] | None] = loop.create_future()
         self._post(("recv", source, tag, future, loop))
-        return future
-
-    def recv_into(self, source: int, tag: int, pieces: list[Any]) -> asyncio.Future[None]:
-        """Receive the next ``len(pieces)`` messages from (source, tag) into ``pieces``, in
-        order (MPI keeps the order of messages with the same source, tag and communicator)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._post(("recv_into", source, tag, pieces, future, loop))
         return future
 
     def cancel(self, source: int, tag: int, reason: str) -> None:
@@ -204,7 +246,7 @@ class Engine:
         self.ops.put(op)
         self.wake.set()
 
-    # ---- the progress thread: every MPI call is made here -----------------------------
+    # ---- the progress thread: every MPI call but the comms' sends is made here ---------
 
     def _run(self) -> None:
         try:
@@ -233,14 +275,15 @@ class Engine:
             busy = self._check_failures() or busy
             if busy:
                 last_busy = time.monotonic()
-            elif self.in_flight or time.monotonic() - last_busy < SPIN:
+                continue
+            idle = time.monotonic() - last_busy
+            if self.in_flight or idle < SPIN:
                 os.sched_yield()  # poll again soon, after whatever else wants this core (and the GIL)
-            else:  # idle for a while: poll less often
-                self.wake.wait(NAP)
+            else:  # idle: poll less often the longer it lasts
+                self.wake.wait(_nap(idle))
                 self.wake.clear()
 
     def _take_ops(self) -> bool:
-        MPI = self.MPI
         took = False
         while True:
             try:
@@ -249,18 +292,11 @@ class Engine:
                 return took
             took = True
             kind = op[0]
-            if kind in ("send", "recv_into"):
-                _, peer, tag, pieces, future, loop = op
-                post = self.comm.Isend if kind == "send" else self.comm.Irecv
-                posted = _Posted([], pieces, peer, future, loop)
-                try:
-                    if peer in self.failed:
-                        raise CommClosedError(f"mpi: rank {peer} has died")
-                    for piece in pieces:
-                        posted.requests.append(post([piece, MPI.BYTE], peer, tag))
-                except (MPI.Exception, CommClosedError) as exc:
-                    _fail(posted, exc)
+            if kind == "track":  # sends the caller posted: see them to their end
+                posted = op[1]
+                if posted.peer in self.failed:
                     self._abandoned.append(posted)
+                    _fail(posted, CommClosedError(f"mpi: rank {posted.peer} has died"))
                 else:
                     self.in_flight.append(posted)
             elif kind == "recv":
@@ -273,6 +309,9 @@ class Engine:
                 _, source, tag, reason = op
                 for future, loop in self.waiting.pop((source, tag), ()):
                     _resolve(loop, future, CommClosedError(reason), error=True)
+                for posted in self.in_flight:  # a message coming in: MPI still writes, nobody reads
+                    if posted.peer == source and posted.tag == tag:
+                        _fail(posted, CommClosedError(reason))
             elif kind == "listen":
                 _, index, accept, loop = op
                 self.listeners[index] = (accept, loop)
@@ -282,7 +321,9 @@ class Engine:
                 self._stopped = True
 
     def _match_receives(self) -> bool:
-        """Receive the heads that have arrived for the comms that wait for one."""
+        """Receive the heads that have arrived for the comms that wait for one; a small
+        message is whole in its head, a large one's frames are received next, at once, into
+        one buffer (so that the transfer starts now, not after a trip to the event loop)."""
         MPI = self.MPI
         matched = False
         for key in list(self.waiting):
@@ -298,11 +339,28 @@ class Engine:
                     break
                 if message is None:
                     break
-                buffer = bytearray(status.Get_count(MPI.BYTE))
-                message.Recv([buffer, MPI.BYTE])  # a head: at most INLINE bytes and a little, at once
+                head = bytearray(status.Get_count(MPI.BYTE))
+                message.Recv([head, MPI.BYTE])  # at most INLINE bytes and a little: at once
                 future, loop = waiters.popleft()
-                _resolve(loop, future, buffer)
                 matched = True
+                if head == CLOSE:
+                    _resolve(loop, future, None)
+                    continue
+                piece, sizes, start = _parse_head(head)
+                if start is not None:  # writable slices of the head, as tcp's frames are of its bytearray
+                    _resolve(loop, future, _slices(memoryview(head)[start:], sizes))
+                    continue
+                frames = _slices(self.buffers.take(sum(sizes)), sizes)
+                posted = _Posted([], frames, key[0], future, loop, result=frames, tag=key[1])
+                try:
+                    for frame in frames:
+                        for p in _pieces(frame, piece):
+                            posted.requests.append(self.comm.Irecv([p, MPI.BYTE], key[0], key[1]))
+                except MPI.Exception as exc:
+                    _fail(posted, CommClosedError(f"mpi: {exc}"))
+                    self._abandoned.append(posted)
+                else:
+                    self.in_flight.append(posted)
             if not waiters:
                 del self.waiting[key]
         return matched
@@ -324,7 +382,7 @@ class Engine:
             self.in_flight.remove(posted)
             if error is None:
                 if posted.future is not None and posted.loop is not None:
-                    _resolve(posted.loop, posted.future, None)
+                    _resolve(posted.loop, posted.future, posted.result)
             else:
                 _fail(posted, error)
         return bool(done)
@@ -384,6 +442,13 @@ class Engine:
         return True
 
 
+def _nap(idle: float) -> float:
+    """How long an idle progress thread sleeps before it polls again: a message that comes
+    after ``idle`` seconds of quiet waits at most 2% of that (a request to a worker that was
+    busy a moment ago is answered soon), and a rank idle for long polls 1000 times a second."""
+    return min(LONGEST_NAP, max(SHORTEST_NAP, idle * NAP_FRACTION))
+
+
 def _pieces(frame: memoryview, piece: int) -> list[memoryview]:
     """A frame cut in MPI messages of at most ``piece`` bytes (none for an empty frame)."""
     return [frame[i : i + piece] for i in range(0, len(frame), piece)]
@@ -409,6 +474,15 @@ def _head(sizes: list[int], inline: list[memoryview] | None) -> bytes:
     meta = pickle.dumps((PIECE, sizes, inline is not None))
     parts: list[bytes | memoryview] = [_META.pack(len(meta)), meta, *(inline or ())]
     return b"".join(parts)
+
+
+def _parse_head(head: bytearray) -> tuple[int, list[int], int | None]:
+    """(the sender's piece size, the frame sizes, where the frames start in ``head`` when
+    they are inside it, else None)."""
+    (length,) = _META.unpack_from(head)
+    start = _META.size + length
+    piece, sizes, inline = pickle.loads(memoryview(head)[_META.size : start])
+    return piece, sizes, start if inline else None
 
 
 def _tags(channel: int) -> tuple[int, int]:
@@ -441,7 +515,7 @@ class MPIComm(Comm):
         self._local_addr = local_address
         self._peer_addr = peer_address
         self._closed = False
-        self._writing = asyncio.Lock()  # the pieces of two messages must not interleave
+        self._reading: asyncio.Future[list[memoryview] | None] | None = None  # the last read's
 
     @property
     def local_address(self) -> str:
@@ -454,18 +528,11 @@ class MPIComm(Comm):
     async def read(self, deserializers: Any = None) -> Any:
         if self._closed:
             raise CommClosedError(f"mpi: comm to {self._peer_addr} is closed")
-        head = await self._engine.recv(self._peer, self._recv_tag)
-        if head == CLOSE:
+        self._reading = self._engine.recv(self._peer, self._recv_tag)
+        frames = await self._reading
+        if frames is None:
             self._closed = True
             raise CommClosedError(f"mpi: {self._peer_addr} closed the comm")
-        (length,) = _META.unpack_from(head)
-        piece, sizes, inline = pickle.loads(memoryview(head)[_META.size : _META.size + length])
-        if inline:  # writable slices of the head, as tcp's frames are of its bytearray
-            frames = _slices(memoryview(head)[_META.size + length :], sizes)
-        else:
-            frames = _slices(self._engine.buffers.take(sum(sizes)), sizes)
-            pieces = [p for frame in frames for p in _pieces(frame, piece)]
-            await self._engine.recv_into(self._peer, self._recv_tag, pieces)
         return await from_frames(
             frames,
             deserialize=self.deserialize,
@@ -494,23 +561,39 @@ class MPIComm(Comm):
             pieces = [_head(sizes, views)]
         else:
             pieces = [_head(sizes, None), *(p for view in views for p in _pieces(view, PIECE))]
-        async with self._writing:  # the messages of two writes must not interleave
-            await self._engine.send(self._peer, self._send_tag, pieces)
+        # All of a message's pieces are posted at once, in order: two writes cannot interleave.
+        await self._engine.send(self._peer, self._send_tag, pieces)
         return sum(len(v) for v in views)
 
     async def close(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        self._engine.cancel(self._peer, self._recv_tag, f"mpi: comm to {self._peer_addr} was closed")
-        await self._engine.send(self._peer, self._send_tag, [CLOSE])
+        self._stop_reading(f"mpi: comm to {self._peer_addr} was closed")
+        with contextlib.suppress(CommClosedError):  # the peer is gone already: closed all the same
+            await self._engine.send(self._peer, self._send_tag, [CLOSE])
 
     def abort(self) -> None:
         if self._closed:
             return
+        self._stop_reading(f"mpi: comm to {self._peer_addr} was aborted")
+        self._engine.send_and_forget(self._peer, self._send_tag, [CLOSE])
+
+    def _stop_reading(self, reason: str) -> None:
+        """Closed: a read that waits fails now, as on a closed socket (distributed cancels a
+        handler that still reads once it has closed its comms), and the progress thread
+        forgets it."""
         self._closed = True
-        self._engine.cancel(self._peer, self._recv_tag, f"mpi: comm to {self._peer_addr} was aborted")
-        self._engine._post(("send", self._peer, self._send_tag, [CLOSE], None, None))
+        reading = self._reading
+        if reading is not None and not reading.done():
+            try:
+                here = asyncio.get_running_loop() is reading.get_loop()
+            except RuntimeError:  # no event loop in this thread
+                here = False
+            if here:
+                reading.set_exception(CommClosedError(reason))
+            else:
+                _resolve(reading.get_loop(), reading, CommClosedError(reason), error=True)
+        self._engine.cancel(self._peer, self._recv_tag, reason)
 
     def closed(self) -> bool:
         return self._closed
