@@ -154,6 +154,7 @@ class Engine:
         self._abandoned: list[_Posted] = []
         self.failed: set[int] = set()  # ranks MPI says have died (only with fault tolerance on)
         self._next_check = 0.0
+        self.last_send = 0.0  # when a comm of this process last sent (time.monotonic)
         # Heads waited for, by (source, tag): matched with Improbe when they arrive.
         self.waiting: dict[tuple[int, int], collections.deque[tuple[asyncio.Future[Any], Any]]] = {}
         self.listeners: dict[int, tuple[Any, asyncio.AbstractEventLoop]] = {}
@@ -221,6 +222,7 @@ class Engine:
             raise CommClosedError("mpi: the transport has stopped (the process is exiting)")
         if dest in self.failed:
             raise CommClosedError(f"mpi: rank {dest} has died")
+        self.last_send = time.monotonic()
         requests = []
         try:
             for piece in pieces:
@@ -269,6 +271,7 @@ class Engine:
         last_busy = time.monotonic()
         while not self._stopped:
             busy = self._take_ops()
+            self._take_in()
             busy = self._match_receives() or busy
             busy = self._progress() or busy
             busy = self._accept() or busy
@@ -276,12 +279,21 @@ class Engine:
             if busy:
                 last_busy = time.monotonic()
                 continue
-            idle = time.monotonic() - last_busy
-            if self.in_flight or idle < SPIN:
+            now = time.monotonic()
+            if self.in_flight or now - last_busy < SPIN:
                 os.sched_yield()  # poll again soon, after whatever else wants this core (and the GIL)
-            else:  # idle: poll less often the longer it lasts
-                self.wake.wait(_nap(idle))
+            else:  # idle: poll less often the longer it lasts; a rank that has just sent awaits a reply
+                self.wake.wait(_nap(now - max(last_busy, self.last_send)))
                 self.wake.clear()
+
+    def _take_in(self) -> None:
+        """Let MPI take in what has arrived before we probe for it: Open MPI's probe looks,
+        then progresses, so a message that came during a nap would be seen only a nap later
+        (a request to an idle worker: 0.85 ms → 0.4 ms here)."""
+        try:
+            self.comm.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG)
+        except self.MPI.Exception:  # a rank died: say we know, so that probes of any rank go on
+            self.comm.Ack_failed()
 
     def _take_ops(self) -> bool:
         took = False
