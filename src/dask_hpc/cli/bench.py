@@ -98,8 +98,19 @@ def network(
     Console(highlight=False).print(_table(rows, where))
     machine = {"host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform()}
     if json_path:
+        from importlib.metadata import version
+
+        import dask
+
+        settings = {  # what the figures depend on besides the machine
+            "distributed": version("distributed"),
+            "distributed.comm.offload": dask.config.get("distributed.comm.offload"),
+        }
         json_path.write_text(
-            json.dumps({"where": where, "repeat": repeat, "machine": machine, "rows": rows}, indent=1)
+            json.dumps(
+                {"where": where, "repeat": repeat, "machine": machine, "settings": settings, "rows": rows},
+                indent=1,
+            )
         )
         console.print(f"written {json_path}")
     if plot_path:
