@@ -202,8 +202,12 @@ class Engine:
         is usually sent at once (MPI copies it out), and then no thread is waited for.
         """
         requests = self.post_sends(dest, tag, pieces)
-        if self.MPI.Request.Testall(requests):
-            return
+        try:
+            if self.MPI.Request.Testall(requests):
+                return
+        except self.MPI.Exception as exc:  # e.g. the peer died: MPI may still read the memory
+            self._post(("track", _Posted(requests, pieces, dest, None, None)))
+            raise CommClosedError(f"mpi: sending to rank {dest} failed: {exc}") from exc
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._post(("track", _Posted(requests, pieces, dest, future, loop)))
