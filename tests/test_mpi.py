@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -212,23 +213,31 @@ def worker_names(scheduler_file: Path, n: int) -> list[str]:
     return names
 
 
-def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def cluster_for_outside(mpirun: Path, tmp_path: Path, ranks: int, *flags: str) -> Iterator[tuple[Path, str]]:
+    """``dask-hpc mpi --scheduler-file F``: yields F and the scheduler's address once it is
+    tls:// and refuses a client without the certificate; then every rank must end with 0."""
     from distributed import Client
 
     directory = tmp_path / "cluster"
     directory.mkdir(mode=0o700)
     scheduler_file = directory / "scheduler.json"
-    proc = start_dask_hpc_mpi(mpirun, 3, scheduler_file)
+    proc = start_dask_hpc_mpi(mpirun, ranks, scheduler_file, *flags)
     try:
         wait_for_file(scheduler_file, [proc])
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tls://127.0.0.1:")
         with pytest.raises(Exception):  # noqa: B017 (any refusal: no certificate, no entry)
             Client(address, timeout=3)
-        assert worker_names(scheduler_file, 2) == ["dask_mpi-1", "dask_mpi-2"]
+        yield scheduler_file, address
     finally:
         codes = end_all([proc])
     assert codes == [0], proc.stderr
+
+
+def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+    with cluster_for_outside(mpirun, tmp_path, 3) as (scheduler_file, _):
+        assert worker_names(scheduler_file, 2) == ["dask_mpi-1", "dask_mpi-2"]
 
 
 def test_dask_hpc_mpi_protocol_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
@@ -240,33 +249,22 @@ def test_dask_hpc_mpi_protocol_mpi_with_a_client_from_outside(mpirun: Path, tmp_
 
     from dask_hpc.mpi import client_security
 
-    directory = tmp_path / "cluster"
-    directory.mkdir(mode=0o700)
-    scheduler_file = directory / "scheduler.json"
-    proc = start_dask_hpc_mpi(mpirun, 4, scheduler_file, "--protocol", "mpi")
-    try:
-        wait_for_file(scheduler_file, [proc])
-        address = json.loads(scheduler_file.read_text())["address"]
-        assert address.startswith("tls://127.0.0.1:")
-        with pytest.raises(Exception):  # noqa: B017 (any refusal: no certificate, no entry)
-            Client(address, timeout=3)
-        with Client(address, security=client_security(scheduler_file), timeout=30) as client:
-            client.wait_for_workers(3, timeout=60)
-            workers = sorted(client.scheduler_info()["workers"])
-            assert all(w.startswith("mpi://") for w in workers), workers
-            x = np.arange(600 * 600, dtype=float).reshape(600, 600)
-            [shared] = client.scatter([x])  # from outside: through the scheduler, to a worker over MPI
-            parts = [
-                client.submit(lambda a, i: a[i::3].sum(), shared, i, workers=[w])
-                for i, w in enumerate(workers)
-            ]
-            assert client.submit(sum, parts).result(timeout=60) == x.sum()
-            moved = client.run(lambda dask_worker: len(dask_worker.transfer_incoming_log))
-            assert sum(moved.values()) >= 2, moved  # the array went to the two other workers
-            client.shutdown()
-    finally:
-        codes = end_all([proc])
-    assert codes == [0], proc.stderr
+    with (
+        cluster_for_outside(mpirun, tmp_path, 4, "--protocol", "mpi") as (scheduler_file, address),
+        Client(address, security=client_security(scheduler_file), timeout=30) as client,
+    ):
+        client.wait_for_workers(3, timeout=60)
+        workers = sorted(client.scheduler_info()["workers"])
+        assert all(w.startswith("mpi://") for w in workers), workers
+        x = np.arange(600 * 600, dtype=float).reshape(600, 600)
+        [shared] = client.scatter([x])  # from outside: through the scheduler, to a worker over MPI
+        parts = [
+            client.submit(lambda a, i: a[i::3].sum(), shared, i, workers=[w]) for i, w in enumerate(workers)
+        ]
+        assert client.submit(sum, parts).result(timeout=60) == x.sum()
+        moved = client.run(lambda dask_worker: len(dask_worker.transfer_incoming_log))
+        assert sum(moved.values()) >= 2, moved  # the array went to the two other workers
+        client.shutdown()
 
 
 def test_dask_hpc_mpi_jupyter(mpirun: Path, tmp_path: Path) -> None:
