@@ -7,12 +7,13 @@
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
 #   make bench-churn     worker jobs shorter than the work on the local SLURM, against dask-jobqueue (bench/)
 #   make bench-network   worker to worker over mpi://, tcp and tls, against MPI Send/Recv (mpirun -np 4)
+#   make bench-network-tcp  the same with MPI over its TCP transport (the path between nodes without a fast network)
 #   make bench-phases    where the time of one fetch over mpi:// goes, phase by phase (mpirun -np 4)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-phases clean
+.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,11 @@ STAMP := $(shell date +%Y%m%d-%H%M%S)
 bench-network: $(BIN)/.installed
 	$(AS_ROOT) OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo $(BIN)/mpirun -np 4 --oversubscribe $(BIN)/dask-hpc bench network \
 		--json bench/results/network-mpi-$(STAMP).json --plot bench/results/network-mpi-$(STAMP).png
+
+# Open MPI's TCP transport only (no shared memory): what MPI does between nodes without InfiniBand.
+bench-network-tcp: $(BIN)/.installed
+	$(AS_ROOT) OMPI_MCA_btl=tcp,self OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo $(BIN)/mpirun -np 4 --oversubscribe $(BIN)/dask-hpc bench network \
+		--json bench/results/network-mpi-btl-tcp-$(STAMP).json --plot bench/results/network-mpi-btl-tcp-$(STAMP).png
 
 bench-phases: $(BIN)/.installed
 	$(AS_ROOT) OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo $(BIN)/mpirun -np 4 --oversubscribe $(BIN)/python bench/fetch_phases.py
