@@ -148,6 +148,19 @@ def test_a_worker_rank_that_dies_does_not_hang_the_job(mpirun: Path, tmp_path: P
     assert done.returncode != 0  # mpirun ends the job when a rank dies: bounded, not hung
 
 
+def test_a_worker_rank_killed_under_fault_tolerance_loses_nothing(mpirun: Path, tmp_path: Path) -> None:
+    """Under ``mpirun --with-ft ulfm`` a worker rank killed mid-computation (SIGKILL) is seen
+    dead over mpi://: the scheduler recomputes its tasks on the other worker, the script gets
+    the right answer and the job ends with 0."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    argv = [str(mpirun), "-np", "4", "--oversubscribe", "--with-ft", "ulfm", sys.executable, str(script)]
+    done = run_bounded([*argv, "kill-worker"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SUM 499999500000 True" in done.stdout, done.stdout
+    assert "mpi: rank 2 has died" in done.stderr or "mpi: rank 3 has died" in done.stderr
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_too_few_ranks(ranks: int, mpirun: Path, tmp_path: Path) -> None:
     done = mpi_script(mpirun, tmp_path, ranks, "ok")
