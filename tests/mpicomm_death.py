@@ -1,16 +1,19 @@
-"""Run under ``mpirun -np 3 --with-ft ulfm``: a peer rank that dies, over ``mpi://``.
+"""A peer rank that goes away, over ``mpi://``: ``python mpicomm_death.py MODE`` under mpirun -np 3.
 
 Rank 0 listens and echoes; ranks 1 and 2 connect. Rank 2 then leaves without
-closing anything. Rank 0 must see its comm from rank 2 fail with
-CommClosedError (not wait forever), and rank 1 must go on talking. Prints
-``OK <check>`` on rank 0; every rank leaves with os._exit (MPI's finalize
-would wait for the dead rank).
+closing anything: ``vanish`` (under ``--with-ft ulfm``) dies at once
+(os._exit: nothing of Python runs), ``exit`` (plain mpirun) leaves with
+sys.exit, so that Python's exit runs, as when a script ends or fails. Rank 0
+must see its comm from rank 2 fail with CommClosedError (not wait forever),
+and rank 1 must go on talking. Prints ``OK <check>`` on rank 0; ranks 0 and 1
+leave with os._exit (MPI's finalize would wait for the rank that left).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 from distributed.comm import connect, listen
@@ -24,7 +27,8 @@ backends["mpi"] = mpicomm.MPIBackend()
 world = MPI.COMM_WORLD
 rank = world.Get_rank()
 mpicomm.Engine.get()  # collective: every rank, at the same point
-DEADLINE = 20.0  # seconds for rank 0 to notice; it takes about one here
+MODE = sys.argv[1]
+DEADLINE = 20.0  # seconds for rank 0 to notice; it takes about half a second here
 closed: dict[str, float] = {}
 
 
@@ -60,7 +64,9 @@ async def client() -> None:
     assert await comm.read() == "hello"
     if rank == 2:
         await asyncio.sleep(0.5)
-        os._exit(0)  # gone, without closing its comm
+        if MODE == "vanish":
+            os._exit(0)  # gone, without closing its comm
+        sys.exit(0)  # Python's exit runs: the transport closes what is open, as the kernel closes sockets
     for i in range(10):  # some seconds of talk while rank 0 notices
         await asyncio.sleep(0.5)
         await comm.write(i)

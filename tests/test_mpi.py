@@ -403,11 +403,19 @@ def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None
     assert len(passed) == 8, done.stdout
 
 
-def test_mpi_comm_to_a_rank_that_dies_fails_with_comm_closed_error(mpirun: Path) -> None:
-    """Under Open MPI's fault tolerance (--with-ft ulfm), a rank that dies without closing its
-    comms: its peer's read fails with CommClosedError, the other ranks talk on (mpicomm_death.py)."""
+@pytest.mark.parametrize(
+    ("mode", "flags"),
+    [("vanish", ["--with-ft", "ulfm"]), ("exit", [])],
+    ids=["dies-under-fault-tolerance", "exits-without-closing"],
+)
+def test_mpi_comm_to_a_rank_that_goes_fails_with_comm_closed_error(
+    mode: str, flags: list[str], mpirun: Path
+) -> None:
+    """A rank that goes without closing its comms: its peer's read fails with CommClosedError,
+    the other ranks talk on (mpicomm_death.py). One that dies at once is seen by Open MPI's
+    fault tolerance (--with-ft ulfm); one whose Python exits closes its comms on the way out."""
     script = Path(__file__).with_name("mpicomm_death.py")
-    argv = [str(mpirun), "-np", "3", "--oversubscribe", "--with-ft", "ulfm", sys.executable, str(script)]
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", *flags, sys.executable, str(script), mode]
     done = run_bounded(argv, timeout=120)
     passed = [line for line in done.stdout.splitlines() if line.startswith("OK ")]
     assert len(passed) == 2, done.stdout + done.stderr[-3000:]

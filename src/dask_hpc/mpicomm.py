@@ -52,6 +52,7 @@ import queue
 import struct
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,7 @@ class Engine:
         # Heads waited for, by (source, tag): matched with Improbe when they arrive.
         self.waiting: dict[tuple[int, int], collections.deque[tuple[asyncio.Future[Any], Any]]] = {}
         self.listeners: dict[int, tuple[Any, asyncio.AbstractEventLoop]] = {}
+        self.comms: weakref.WeakSet[MPIComm] = weakref.WeakSet()  # open ones: closed at exit
         self._next_listener = 0
         self._next_channel = 0
         self._ids = threading.Lock()
@@ -168,7 +170,16 @@ class Engine:
         atexit.register(self.stop)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """End the progress thread (before MPI is finalised: only one thread may then call MPI)."""
+        """Close the comms still open, as the kernel closes a process's sockets when it exits
+        (their peers' reads fail now, not when a timeout runs out; at most a second to send
+        that), then end the progress thread (before MPI is finalised: only one thread may
+        then call MPI)."""
+        if not self._stopped:
+            for comm in list(self.comms):
+                comm.abort()
+            deadline = time.monotonic() + 1.0
+            while (self.in_flight or not self.ops.empty()) and time.monotonic() < deadline:
+                time.sleep(0.001)
         self._stopped = True  # no more sends: MPI is about to end
         if self._thread.is_alive():
             self._post(("stop",))
@@ -532,6 +543,7 @@ class MPIComm(Comm):
         self._peer_addr = peer_address
         self._closed = False
         self._reading: asyncio.Future[list[memoryview] | None] | None = None  # the last read's
+        engine.comms.add(self)
 
     @property
     def local_address(self) -> str:
@@ -599,6 +611,7 @@ class MPIComm(Comm):
         handler that still reads once it has closed its comms), and the progress thread
         forgets it."""
         self._closed = True
+        self._engine.comms.discard(self)
         reading = self._reading
         if reading is not None and not reading.done():
             try:
