@@ -36,7 +36,9 @@ A rank that dies: under a plain ``mpirun`` the whole job ends. Under
 progress thread asks MPI which ranks have failed (every 0.1 s; half a
 microsecond) and fails every comm to a dead rank with ``CommClosedError``, as
 a closed socket does over tcp, so distributed forgets that worker and
-recomputes what it held.
+recomputes what it held. A rank whose Python exits (a script that ends or
+fails) closes the comms it left open on its way out, as the kernel closes a
+process's sockets, so its peers know at once under any ``mpirun``.
 """
 
 from __future__ import annotations
