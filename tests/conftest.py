@@ -3,10 +3,21 @@
 SLURM and SGE are started by the project's own scripts (scripts/local-slurm,
 scripts/local-sge). Under CI (CI=true) they must start, or the run fails;
 elsewhere, where they cannot (not root, not Debian), their tests skip with the
-reason.
+reason. Before any of that, each live component is checked (tests/components.py):
+a missing one is one line naming it and the script that installs it.
+
+Markers come from the fixtures a test uses (``slurm_up`` -> ``slurm``, ...)
+and from the systems it is parametrized over (:func:`systems`), so that
+``make test-fast`` (``-m fast``'s complement: no daemon, no mpirun, no browser)
+never starts one.
 """
 
 from __future__ import annotations
+
+# First, before dask reads its configuration: one known start, whoever started us.
+from . import hygiene
+
+hygiene.neutral_start()
 
 import os
 import subprocess
@@ -15,12 +26,57 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.mark.structures import ParameterSet
 
 from dask_hpc.systems import BatchSystem, JobState, JobStatus, get_system
 from dask_hpc.systems.local import LocalSystem
 
+from .components import in_ci, require, venv_mpirun
+
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+IN_CI = in_ci()
+ARTIFACTS = ROOT / "test-artifacts"
+
+#: Fixture -> the marker of the tests that use it (directly or through other fixtures).
+LIVE_FIXTURES = {"slurm_up": "slurm", "sge_up": "sge", "laptop_up": "laptop", "mpirun": "mpi"}
+#: Batch systems whose tests need a daemon: a parameter naming one marks the test.
+LIVE_SYSTEMS = ("slurm", "sge")
+
+
+def systems(*names: str) -> list[ParameterSet]:
+    """Parameters for a test over batch systems, each live one carrying its marker."""
+    return [pytest.param(n, marks=[getattr(pytest.mark, n)] if n in LIVE_SYSTEMS else []) for n in names]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("capture") != "no" and not config.getoption("usepdb"):
+        hygiene.quiet_stdin()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = LIVE_FIXTURES.get(fixture)
+            if marker and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _neutral_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in a directory of its own: none depends on where pytest was started."""
+    monkeypatch.chdir(tmp_path)
+    hygiene.forget_terminal_size()
+
+
+def needs_marker(request: pytest.FixtureRequest, marker: str) -> None:
+    """A test that starts a live component at run time must carry its marker, or the
+    fast tier would start it: fail at once, naming the fix."""
+    if request.node.get_closest_marker(marker) is None:
+        pytest.fail(
+            f"{request.node.nodeid} starts {marker} but is not marked {marker}: "
+            f"parametrize it with conftest.systems(...) or use the {marker} fixture",
+            pytrace=False,
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,7 +87,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _daemon(script: str) -> Iterator[None]:
+def _daemon(script: str, component: str) -> Iterator[None]:
     path = ROOT / "scripts" / script
     why = None
     if os.geteuid() != 0:
@@ -40,16 +96,21 @@ def _daemon(script: str) -> Iterator[None]:
         why = "needs Debian"
     if why:
         if IN_CI:
-            pytest.fail(f"{script}: {why}, and CI=true requires the real batch system")
+            pytest.fail(f"{script}: {why}, and CI=true requires the real batch system", pytrace=False)
         pytest.skip(f"{script} cannot run here: {why}")
     was_up = subprocess.run([path, "status"], capture_output=True, timeout=60).returncode == 0
     if not was_up:
         up = subprocess.run([path, "up"], capture_output=True, text=True, timeout=900)
         if up.returncode != 0:
-            message = f"{script} up failed:\n{up.stdout}\n{up.stderr}"
+            ARTIFACTS.mkdir(exist_ok=True)
+            log = ARTIFACTS / f"{script}-up.log"
+            log.write_text(f"{up.stdout}\n{up.stderr}")
+            last = (up.stderr.strip() or up.stdout.strip() or f"exit {up.returncode}").splitlines()[-1]
+            message = f"scripts/{script} up failed ({last}); its whole output: {log}"
             if IN_CI:
-                pytest.fail(message)
+                pytest.fail(message, pytrace=False)
             pytest.skip(message)
+    require(component)
     yield
     if not was_up:
         subprocess.run([path, "down"], capture_output=True, timeout=120)
@@ -57,20 +118,34 @@ def _daemon(script: str) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def slurm_up() -> Iterator[None]:
-    yield from _daemon("local-slurm")
+    yield from _daemon("local-slurm", "slurm")
 
 
 @pytest.fixture(scope="session")
 def sge_up() -> Iterator[None]:
     os.environ.setdefault("SGE_ROOT", "/var/lib/gridengine")
     os.environ.setdefault("SGE_CELL", "default")
-    yield from _daemon("local-sge")
+    yield from _daemon("local-sge", "sge")
 
 
 @pytest.fixture(scope="session")
 def laptop_up() -> Iterator[None]:
     """A laptop (network namespace) and a login node (sshd) for the tunnel tests."""
-    yield from _daemon("local-laptop")
+    yield from _daemon("local-laptop", "laptop")
+
+
+@pytest.fixture(scope="session")
+def mpirun() -> Path:
+    """Open MPI's mpirun from PyPI (dask-hpc[mpi]), checked to run."""
+    require("mpirun")
+    return venv_mpirun()
+
+
+def bring_up(system: str, request: pytest.FixtureRequest) -> None:
+    """Start the real batch system ``system`` (slurm, sge) for this test; local needs nothing."""
+    if system != "local":
+        needs_marker(request, system)
+        request.getfixturevalue(f"{system}_up")
 
 
 @pytest.fixture
@@ -78,13 +153,13 @@ def local_system(tmp_path: Path) -> LocalSystem:
     return LocalSystem(spool=tmp_path / "spool")
 
 
-@pytest.fixture(params=["local", "slurm", "sge"])
+@pytest.fixture(params=systems("local", "slurm", "sge"))
 def live_system(request: pytest.FixtureRequest, tmp_path: Path) -> BatchSystem:
     """Each real batch system in turn: local processes, SLURM, Grid Engine."""
     name = request.param
     if name == "local":
         return LocalSystem(spool=tmp_path / "spool")
-    request.getfixturevalue(f"{name}_up")
+    bring_up(name, request)
     return get_system(name)
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import IN_CI
+from .components import require
+from .components import site_libmpi as site_libmpi_path
 
 pytestmark = pytest.mark.timeout(300)
 
-MPIRUN = Path(sys.executable).parent / "mpirun"
 # Open MPI refuses root unless told; keep its own traffic on loopback.
 MPI_ENV = {
     **os.environ,
@@ -55,16 +55,6 @@ if mode == "exit3":
 if mode == "raise":
     raise RuntimeError("boom")
 """
-
-
-@pytest.fixture(scope="module")
-def mpirun() -> Path:
-    if not MPIRUN.exists():
-        message = f"no {MPIRUN}: install dask-hpc[mpi]"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return MPIRUN
 
 
 def end_session(proc: subprocess.Popen[str]) -> None:
@@ -358,20 +348,24 @@ def test_mpirun_inside_an_sbatch_job(slurm_up: None, mpirun: Path, tmp_path: Pat
     assert "SUM 499999500000 True" in out.read_text(errors="replace")
 
 
-#: Debian's Open MPI 4.1, built against the same PMIx as Debian's Slurm: the "site MPI"
-#: (scripts/local-slurm installs it). The PyPI mpi4py uses it through MPI4PY_LIBMPI.
-SITE_LIBMPI = Path("/usr/lib/x86_64-linux-gnu/libmpi.so.40")
+@pytest.fixture(scope="module")
+def site_libmpi(slurm_up: None) -> Path:
+    """Debian's Open MPI 4.1, built against the same PMIx as Debian's Slurm: the "site MPI"
+    (scripts/local-slurm installs it, and libpmix-dev that srun --mpi=pmix needs).
+    The PyPI mpi4py uses it through MPI4PY_LIBMPI."""
+    require("site-mpi", "pmix")
+    found = site_libmpi_path()
+    assert found is not None
+    return found
 
 
 @pytest.mark.parametrize(("mode", "code"), [("ok", 0), ("exit3", 3)])
-def test_srun_with_the_site_mpi(slurm_up: None, tmp_path: Path, mode: str, code: int) -> None:
+def test_srun_with_the_site_mpi(site_libmpi: Path, tmp_path: Path, mode: str, code: int) -> None:
     """``srun -n 4 python script.py``: SLURM starts the ranks itself (PMIx), no mpirun."""
-    if not SITE_LIBMPI.exists():
-        pytest.fail(f"no {SITE_LIBMPI}: scripts/local-slurm up installs Debian's openmpi-bin")
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
     argv = ["srun", "-n", "4", "--mpi=pmix", "--time", "5"]
-    argv += ["env", f"MPI4PY_LIBMPI={SITE_LIBMPI}", sys.executable, str(script), mode]
+    argv += ["env", f"MPI4PY_LIBMPI={site_libmpi}", sys.executable, str(script), mode]
     done = run_bounded(argv, timeout=180, cwd=tmp_path)
     assert done.returncode == code, done.stderr[-2000:]
     assert "SUM 499999500000 True" in done.stdout

@@ -86,10 +86,9 @@ def test_bench_network_bad_sizes_one_line() -> None:
 
 
 @pytest.mark.timeout(240)
-def test_bench_network_under_mpirun(tmp_path: Path) -> None:
+def test_bench_network_under_mpirun(mpirun: Path, tmp_path: Path) -> None:
     """Under mpirun: worker ranks talking mpi://, MPI Send/Recv between those same ranks, and in
     the same run dask over tcp and tls between two worker processes beside them."""
-    mpirun = Path(sys.executable).parent / "mpirun"
     out = tmp_path / "net.json"
     argv = [str(mpirun), "-np", "4", "--oversubscribe", sys.executable, "-m", "dask_hpc", "bench", "network"]
     done = subprocess.run(

@@ -16,6 +16,10 @@ import pytest
 from dask_hpc.session import SESSIONS_VARIABLE, Session
 from dask_hpc.systems.local import SPOOL_VARIABLE
 
+from ..conftest import bring_up, systems
+
+__all__ = ["HPC", "bring_up", "live_jobs", "poll", "processes_mentioning", "systems"]
+
 
 class HPC:
     """``dask-hpc`` as a user runs it, with this test's sessions dir and local spool."""
@@ -93,12 +97,6 @@ def hpc_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
     if made:
         for path in root.glob("*/session.json"):
             made[0]("down", "--name", path.parent.name, check=False, timeout=180)
-
-
-def bring_up(system: str, request: pytest.FixtureRequest) -> None:
-    """Start the real batch system ``system`` (slurm, sge) for this test; local needs nothing."""
-    if system != "local":
-        request.getfixturevalue(f"{system}_up")
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:

@@ -14,7 +14,7 @@ import pytest
 from dask_hpc.systems import JobState, get_system
 from dask_hpc.systems.local import SLOTS_VARIABLE
 
-from .conftest import HPC, bring_up, poll, processes_mentioning
+from .conftest import HPC, bring_up, poll, processes_mentioning, systems
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,7 +62,7 @@ def test_up_refuses_a_live_session(hpc_for: Callable[[str], HPC]) -> None:
     assert hpc.status("busy")["scheduler"]["answering"] is True  # the live one is untouched
 
 
-@pytest.mark.parametrize("system", ["local", "slurm"])
+@pytest.mark.parametrize("system", systems("local", "slurm"))
 def test_scheduler_job_died(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
@@ -99,7 +99,10 @@ def test_scheduler_job_died(
 
 @pytest.mark.parametrize(
     ("system", "message"),
-    [("slurm", "invalid partition specified"), ("sge", "unknown queue")],
+    [
+        pytest.param("slurm", "invalid partition specified", marks=pytest.mark.slurm),
+        pytest.param("sge", "unknown queue", marks=pytest.mark.sge),
+    ],
 )
 def test_queue_that_does_not_exist(
     system: str, message: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
@@ -121,6 +124,11 @@ def test_wrong_interface_lists_the_real_ones(hpc_for: Callable[[str], HPC]) -> N
     poll("no process of the session left", lambda: not processes_mentioning(directory) or None, timeout=30)
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_while_waiting_cancels_the_scheduler_job(hpc_for: Callable[[str], HPC]) -> None:
     hpc = hpc_for("local")
     env = {**hpc.env, SLOTS_VARIABLE: "1"}
@@ -140,6 +148,9 @@ def test_ctrl_c_while_waiting_cancels_the_scheduler_job(hpc_for: Callable[[str],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A terminal's Ctrl-C reaches a process whose SIGINT is at its default; a process
+        # started in the background by a shell inherits it ignored: say which this test means.
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     session = hpc.session("waiting")
     config = poll(

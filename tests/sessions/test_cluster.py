@@ -15,7 +15,10 @@ from .conftest import HPC, bring_up, poll, processes_mentioning
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.mark.parametrize(("system", "scheduler"), [("local", "local"), ("local", "job"), ("slurm", "job")])
+@pytest.mark.parametrize(
+    ("system", "scheduler"),
+    [("local", "local"), ("local", "job"), pytest.param("slurm", "job", marks=pytest.mark.slurm)],
+)
 def test_cluster_scale_compute_close(
     system: str, scheduler: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:

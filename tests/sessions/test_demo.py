@@ -10,7 +10,7 @@ import pytest
 
 from dask_hpc import sst
 
-from .conftest import HPC, bring_up, processes_mentioning
+from .conftest import HPC, bring_up, processes_mentioning, systems
 from .test_bad_input import one_error_line
 
 pytestmark = pytest.mark.timeout(400)
@@ -24,7 +24,7 @@ def demo(hpc: HPC, output: Path, *args: str, check: bool = True) -> dict[str, ob
     return report
 
 
-@pytest.mark.parametrize("system", ["local", "slurm"])
+@pytest.mark.parametrize("system", systems("local", "slurm"))
 def test_demo_computes_the_known_climatology_and_cleans_up(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

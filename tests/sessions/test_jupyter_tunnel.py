@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import HPC, bring_up
+from .conftest import HPC, bring_up, systems
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -76,7 +76,7 @@ def ports_taken() -> Iterator[Callable[[], list[int]]]:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("system", ["local", "slurm"])
+@pytest.mark.parametrize("system", systems("local", "slurm"))
 def test_jupyter_and_dashboard_through_the_printed_tunnel_in_chromium(
     system: str,
     hpc_for: Callable[[str], HPC],

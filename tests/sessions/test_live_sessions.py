@@ -18,12 +18,12 @@ import pytest
 
 from dask_hpc.systems import JobState, get_system
 
-from .conftest import HPC, bring_up, live_jobs, poll, processes_mentioning
+from .conftest import HPC, bring_up, live_jobs, poll, processes_mentioning, systems
 
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(params=["local", "slurm", "sge"])
+@pytest.fixture(params=systems("local", "slurm", "sge"))
 def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
     bring_up(request.param, request)
     return hpc_for(request.param)
@@ -134,7 +134,7 @@ def test_workers_cancelled_behind_our_back(hpc: HPC) -> None:
     assert report["workers"] == 1
 
 
-@pytest.mark.parametrize("system", ["local", "slurm"])
+@pytest.mark.parametrize("system", systems("local", "slurm"))
 def test_adapt_scales_up_then_back_down_without_a_client(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:

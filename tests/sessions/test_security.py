@@ -15,12 +15,12 @@ import pytest
 
 from dask_hpc.security import create_tls_files, tls_files
 
-from .conftest import HPC, bring_up, poll
+from .conftest import HPC, bring_up, poll, systems
 
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(params=["local", "slurm"])
+@pytest.fixture(params=systems("local", "slurm"))
 def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
     bring_up(request.param, request)
     return hpc_for(request.param)

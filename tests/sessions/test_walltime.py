@@ -17,7 +17,7 @@ import pytest
 
 from dask_hpc.systems import get_system
 
-from .conftest import HPC, bring_up, poll
+from .conftest import HPC, bring_up, poll, systems
 
 #: Walltime of each worker job: SLURM's minimum is a minute; Grid Engine enforces h_rt in seconds.
 WALLTIMES = {"local": "30s", "slurm": "1m", "sge": "40s"}
@@ -49,7 +49,7 @@ def workload() -> tuple[Callable[[int], object], Callable[..., int], Callable[[o
 
 
 @pytest.mark.timeout(480)
-@pytest.mark.parametrize("system", ["local", "slurm", "sge"])
+@pytest.mark.parametrize("system", systems("local", "slurm", "sge"))
 def test_kept_workers_outlive_their_walltimes(
     system: str, request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
 ) -> None:
@@ -104,7 +104,7 @@ def test_kept_workers_outlive_their_walltimes(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("system", ["local", "slurm"])
+@pytest.mark.parametrize("system", systems("local", "slurm"))
 def test_a_kept_job_killed_anyway_is_replaced_and_the_answer_is_right(
     system: str, request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
 ) -> None:

@@ -18,7 +18,7 @@ from dask_hpc.errors import SpecError, SubmitError
 from dask_hpc.systems import BatchSystem, JobState
 from dask_hpc.systems.local import LocalSystem
 
-from ..conftest import wait_finished, wait_for
+from ..conftest import bring_up, systems, wait_finished, wait_for
 
 # Print what the job knows about itself (through dask-hpc), then maybe linger and exit.
 PROBE = """
@@ -108,7 +108,7 @@ def system_named(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
     """The named live system; local gets a private spool with one slot."""
     if name == "local":
         return LocalSystem(spool=tmp_path / "spool", slots=1)
-    request.getfixturevalue(f"{name}_up")
+    bring_up(name, request)
     return get_system(name)
 
 
@@ -125,7 +125,7 @@ BLOCKERS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BLOCKERS))
+@pytest.mark.parametrize("name", systems(*sorted(BLOCKERS)))
 def test_pending_with_reason_then_running(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     system = system_named(name, request, tmp_path)
     block, probe = BLOCKERS[name]
@@ -149,7 +149,10 @@ def test_pending_with_reason_then_running(name: str, request: pytest.FixtureRequ
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("slurm", "invalid partition"), ("sge", "unknown queue")],
+    [
+        pytest.param("slurm", "invalid partition", marks=pytest.mark.slurm),
+        pytest.param("sge", "unknown queue", marks=pytest.mark.sge),
+    ],
 )
 def test_unknown_queue_fails_at_submission_with_the_systems_message(
     name: str, message: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -176,9 +179,9 @@ def test_local_has_no_queues(tmp_path: Path) -> None:
     ("name", "walltime", "limit"),
     [
         ("local", "3s", 60),
-        ("sge", "3s", 90),
+        pytest.param("sge", "3s", 90, marks=pytest.mark.sge),
         # SLURM's minimum is a minute, checked every 30 s: 66-85 s here.
-        pytest.param("slurm", "1m", 200, marks=pytest.mark.slow),
+        pytest.param("slurm", "1m", 200, marks=[pytest.mark.slurm, pytest.mark.slow]),
     ],
 )
 def test_walltime_kill_is_reported_as_timeout(
