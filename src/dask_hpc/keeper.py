@@ -158,7 +158,10 @@ class Keeper(SchedulerPlugin):
         self.workers_of[job_id].add(worker)
         record = self.jobs[job_id]
         end = _reported_end(ws)
-        if record.joined is None or record.state is not JobState.RUNNING or record.end != end:
+        # A job seen ended (unknown past the grace: the queue lagged) whose worker joins is
+        # running after all: live again, so that it is queried, cancelled by down, not replaced.
+        back = record.ended is not None and not record.removed
+        if back or record.joined is None or record.state is not JobState.RUNNING or record.end != end:
             now = time.time()
             self.jobs[job_id] = replace(
                 record,
@@ -168,6 +171,8 @@ class Keeper(SchedulerPlugin):
                 started=record.started or now,
                 joined=record.joined or now,
                 end=end or record.end,
+                ended=None if back else record.ended,
+                exit_code=None if back else record.exit_code,
             )
             self._save()
 
@@ -216,6 +221,10 @@ class Keeper(SchedulerPlugin):
     async def add(self, n: int, options: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any]:
         """Submit ``n`` worker jobs with the session's spec changed by ``options``; with
         ``keep``, each is replaced ahead of its walltime's end and when it dies."""
+        async with self._lock:
+            return await self._add(n, options, keep)
+
+    async def _add(self, n: int, options: dict[str, Any] | None, keep: bool) -> dict[str, Any]:
         try:
             spec = self.config.spec.with_options(**(options or {}))
             if not self.can_submit:
@@ -225,8 +234,7 @@ class Keeper(SchedulerPlugin):
                         f"submitted from {self.submit_note}; add jobs without --keep"
                     }
                 return {"submit_here": True, "script": self.job_script(spec)}
-            async with self._lock:
-                return {"job_ids": await self._submit(n, spec, keep=keep)}
+            return {"job_ids": await self._submit(n, spec, keep=keep)}
         except DaskHPCError as exc:
             return {"error": str(exc)}
 
@@ -245,31 +253,36 @@ class Keeper(SchedulerPlugin):
     async def remove(self, n: int | None = None, job_ids: list[str] | None = None) -> dict[str, Any]:
         """End ``n`` worker jobs (or these ones), after moving their workers' data elsewhere."""
         async with self._lock:
-            if job_ids:
-                unknown = [j for j in job_ids if j not in self.jobs]
-                if unknown:
-                    known = ", ".join(j for j, r in self.jobs.items() if r.live) or "none live"
-                    return {"error": f"no job {', '.join(unknown)} in this session; its jobs: {known}"}
-                chosen = [j for j in job_ids if self.jobs[j].live]
-            else:
-                chosen = choose_removals(self.jobs.values(), n or 0, self._held_bytes())
-            try:
-                await self._end_jobs(chosen, retire=True)
-            except DaskHPCError as exc:
-                return {"error": str(exc)}
-            return {"job_ids": chosen}
+            return await self._remove(n, job_ids)
+
+    async def _remove(self, n: int | None, job_ids: list[str] | None = None) -> dict[str, Any]:
+        if job_ids:
+            unknown = [j for j in job_ids if j not in self.jobs]
+            if unknown:
+                known = ", ".join(j for j, r in self.jobs.items() if r.live) or "none live"
+                return {"error": f"no job {', '.join(unknown)} in this session; its jobs: {known}"}
+            chosen = [j for j in job_ids if self.jobs[j].live]
+        else:
+            chosen = choose_removals(self.jobs.values(), n or 0, self._held_bytes())
+        try:
+            await self._end_jobs(chosen, retire=True)
+        except DaskHPCError as exc:
+            return {"error": str(exc)}
+        return {"job_ids": chosen}
 
     async def scale(self, jobs: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Make the number of live worker jobs ``jobs``; turns adapt off."""
         self.adapt_bounds = None
-        live = [r for r in self.jobs.values() if r.live and not r.removed]
-        up, down = scale_steps(live, jobs)
-        if up:
-            # Kept (the size holds through walltimes) where the keeper may submit replacements.
-            return await self.add(up, options, keep=self.can_submit)
-        if down:
-            return await self.remove(down)
-        return {"job_ids": []}
+        # Counted and changed under the lock: two scales at once must not both submit the difference.
+        async with self._lock:
+            live = [r for r in self.jobs.values() if r.live and not r.removed]
+            up, down = scale_steps(live, jobs)
+            if up:
+                # Kept (the size holds through walltimes) where the keeper may submit replacements.
+                return await self._add(up, options, keep=self.can_submit)
+            if down:
+                return await self._remove(down)
+            return {"job_ids": []}
 
     async def adapt(
         self,
@@ -406,6 +419,8 @@ class Keeper(SchedulerPlugin):
             record = self.jobs.get(job_id)
             if record is None:
                 continue
+            if self.workers_of.get(job_id) and status.state in (JobState.PENDING, JobState.UNKNOWN):
+                continue  # its workers are connected: it runs, whatever a lagging queue says
             new = record.update(status, now)
             if new != record:
                 self.jobs[job_id] = new

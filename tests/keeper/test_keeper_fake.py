@@ -1,0 +1,730 @@
+"""The keeper's decisions, end to end but fast: a Keeper in an in-process Scheduler, over a fake
+batch system whose job states each test plays (:mod:`tests.keeper.fake_system`).
+
+No daemon, no subprocess, no ``sbatch``: the scheduler and any workers live in the test's
+event loop on 127.0.0.1. A worker "joins for a job" by being named after the job id, as
+``python -m dask_hpc.worker`` names them in a real job. The keeper's periodic steps run
+every 0.05 s here (their intervals are monkeypatched before the keeper starts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shlex
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import pytest
+from distributed import Scheduler, Worker
+from distributed.core import Status
+
+import dask_hpc.keeper as keeper_module
+import dask_hpc.ledger as ledger_module
+from dask_hpc.interface import InterfaceChoice
+from dask_hpc.keeper import Keeper
+from dask_hpc.ledger import JobRecord, load_ledger
+from dask_hpc.session import Session, SessionConfig
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import JobState
+from dask_hpc.systems.base import ENV_SYSTEM
+from dask_hpc.walltime import END_METRIC
+
+from .fake_system import FakeSystem
+
+pytestmark = pytest.mark.timeout(60)
+
+#: The keeper's periodic steps (refresh, adapt, kept jobs), in seconds.
+STEP = 0.05
+#: The longest any one wait in these tests may take.
+WAIT = 10.0
+SPEC = JobSpec(cores=2, memory=4 * 2**30, walltime=3600, processes=1, job_name="dask-worker")
+
+
+@pytest.fixture(autouse=True)
+def fast_and_isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Short keeper intervals; nothing read from how pytest was started; no thread left behind."""
+    monkeypatch.setattr(keeper_module, "ADAPT_INTERVAL", STEP)
+    monkeypatch.setattr(keeper_module, "KEEP_INTERVAL", STEP)
+    monkeypatch.delenv(ENV_SYSTEM, raising=False)  # else the keeper thinks it runs inside a job
+    before = set(threading.enumerate())
+    with dask.config.set({"dask-hpc.retire-margin": 5}):  # whatever the environment says
+        yield
+    deadline = time.monotonic() + 5
+    while (left := [t for t in threading.enumerate() if t not in before and t.is_alive()]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    # distributed's one offload thread is process-wide, started by whichever test needs it first.
+    assert [t.name for t in left if not t.name.startswith("Dask-Offload")] == []
+
+
+@dataclass
+class Harness:
+    """A running scheduler with the keeper in it, over a fake system."""
+
+    scheduler: Scheduler
+    keeper: Keeper
+    system: FakeSystem
+    session: Session
+    directory: Path
+    workers: list[Worker] = field(default_factory=list)
+    steps: Counter[str] = field(default_factory=Counter)  # keeper steps done: "adapt", "keep"
+
+    async def join(self, name: str, *, end: float | None = None) -> Worker:
+        """Start a worker named ``name`` (a job id, or ``<job id>-<n>``); ``end``: the walltime
+        end it reports, as dask_hpc.walltime does in a job."""
+        worker = Worker(
+            self.scheduler.address,
+            name=name,
+            nthreads=1,
+            host="127.0.0.1",
+            dashboard=False,
+            memory_limit="1GiB",
+            local_directory=str(self.directory / "workers"),
+        )
+        if end is not None:
+            worker.metrics[END_METRIC] = lambda _: end
+        self.workers.append(worker)
+        await worker
+        await until(lambda: worker.address in self.scheduler.workers, f"worker {name} to join")
+        return worker
+
+    async def status_jobs(self) -> dict[str, dict[str, Any]]:
+        return {j["job_id"]: j for j in (await self.keeper.status())["jobs"]}
+
+    def ledger(self) -> dict[str, JobRecord]:
+        return load_ledger(self.session.ledger_file)
+
+    async def ledger_written(self) -> dict[str, JobRecord]:
+        """The ledger file, once it says what the keeper knows (it is written once a second)."""
+        await until(lambda: self.ledger() == self.keeper.jobs, "the ledger to be written")
+        return self.ledger()
+
+    async def steps_pass(self, kind: str, n: int = 3) -> None:
+        """Wait for ``n`` more of the keeper's ``kind`` steps (``"adapt"`` or ``"keep"``)."""
+        target = self.steps[kind] + n
+        await until(lambda: self.steps[kind] >= target, f"{n} {kind} steps")
+
+    async def refreshes_pass(self, n: int = 2) -> None:
+        """Wait for ``n`` more queries of the batch system."""
+        target = len(self.system.queries) + n
+        await until(lambda: len(self.system.queries) >= target, f"{n} queries")
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}")
+        await asyncio.sleep(0.01)
+
+
+def record_state(h: Harness, job_id: str) -> JobState | None:
+    record = h.keeper.jobs.get(job_id)
+    return None if record is None else record.state
+
+
+@contextlib.asynccontextmanager
+async def keeper_over(tmp_path: Path, system: FakeSystem, **config: Any) -> AsyncIterator[Harness]:
+    """A Scheduler on 127.0.0.1 with a Keeper plugged in, over ``system``; all closed at the end."""
+    session = Session("keeper-test", root=tmp_path / "sessions")
+    session.prepare()
+    settings = SessionConfig(
+        name=session.name,
+        system=system.name,
+        spec=SPEC,
+        scheduler_spec=JobSpec(),
+        refresh=STEP,
+        python="/opt/python/bin/python3",
+        **config,
+    )
+    keeper = Keeper(session, settings, InterfaceChoice("lo", "127.0.0.1", "tests: loopback only"), system)
+    async with Scheduler(
+        host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0", dashboard=False, protocol="tcp"
+    ) as scheduler:
+        h = Harness(scheduler, keeper, system, session, tmp_path)
+        for kind in ("adapt", "keep"):  # count the steps, so tests wait for steps, not seconds
+            step = getattr(keeper, f"_{kind}_step")
+
+            async def counted(step: Callable[[], Any] = step, kind: str = kind) -> None:
+                await step()
+                h.steps[kind] += 1
+
+            setattr(keeper, f"_{kind}_step", counted)
+        await keeper.start(scheduler)  # as Scheduler.register_scheduler_plugin does; add_plugin does not
+        scheduler.add_plugin(keeper)
+        try:
+            yield h
+        finally:
+            for worker in h.workers:
+                await worker.close()
+
+
+# ---- submitting ------------------------------------------------------------------------------
+
+
+def test_add_submits_n_scripts_and_records_n_pending_jobs(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            answer = await h.keeper.add(3)
+            assert sorted(answer["job_ids"]) == ["1", "2", "3"]
+            assert list(h.system.scripts) == ["1", "2", "3"]
+            scheduler_file = shlex.quote(str(h.session.scheduler_file))
+            for script in h.system.scripts.values():
+                assert script.startswith("#!/usr/bin/env bash\n#FAKE --job-name=dask-worker\n")
+                assert "#FAKE --walltime=3600\n#FAKE --cores=2\n" in script
+                assert "export DASK_HPC_SYSTEM=fake\n" in script
+                assert (
+                    f"/opt/python/bin/python3 -m dask_hpc.worker --scheduler-file {scheduler_file}" in script
+                )
+                assert "--nthreads 2 --nworkers 1" in script
+                assert "--tls-ca-file" in script  # the session is not --insecure
+            assert set(h.system.directories.values()) == {h.session.scripts}
+            for job_id in ("1", "2", "3"):
+                r = h.keeper.jobs[job_id]
+                assert (r.state, r.job_name, r.processes, r.walltime, r.keep) == (
+                    JobState.PENDING,
+                    "dask-worker",
+                    1,
+                    3600,
+                    False,
+                )
+                assert r.started is r.ended is r.joined is None
+            jobs = await h.status_jobs()
+            assert {j: (s["state"], s["workers"], s["walltime_left"]) for j, s in jobs.items()} == {
+                j: ("pending", 0, None) for j in ("1", "2", "3")
+            }
+            ledger = await h.ledger_written()
+            assert sorted(ledger) == ["1", "2", "3"]
+            assert {r.state for r in ledger.values()} == {JobState.PENDING}
+
+    asyncio.run(run())
+
+
+def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            answer = await h.keeper.add(1, {"walltime": "30m", "cores": 4, "queue": "short"}, keep=True)
+            assert answer == {"job_ids": ["1"]}
+            script = h.system.scripts["1"]
+            assert "#FAKE --walltime=1800\n#FAKE --cores=4\n" in script
+            assert "#FAKE --queue=short\n" in script
+            r = h.keeper.jobs["1"]
+            assert (r.walltime, r.keep) == (1800, True)
+            # A bad option is refused before anything is submitted, with the known ones listed.
+            bad = await h.keeper.add(2, {"walltime": "soon"})
+            assert set(bad) == {"error"}
+            assert "invalid walltime 'soon'" in bad["error"]
+            unknown = await h.keeper.add(1, {"gpus": 2})
+            assert "unknown option gpus" in unknown["error"]
+            assert h.system.submit_calls == 1
+            assert list(h.keeper.jobs) == ["1"]
+
+    asyncio.run(run())
+
+
+def test_a_refused_submission_answers_the_systems_words_and_records_nothing(tmp_path: Path) -> None:
+    words = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination"
+    system = FakeSystem(refuse=words)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.keeper.add(2)
+            assert set(answer) == {"error"}
+            assert answer["error"].startswith("fake refused the job: ")
+            assert words in answer["error"]
+            assert (system.submit_calls, system.refused, system.scripts) == (2, 2, {})
+            assert h.keeper.jobs == {}
+            assert (await h.status_jobs()) == {}
+            await until(h.session.ledger_file.exists, "the ledger to be written")
+            assert h.ledger() == {}
+
+    asyncio.run(run())
+
+
+def test_a_partial_refusal_reports_both_the_accepted_jobs_and_the_refusal(tmp_path: Path) -> None:
+    words = "sbatch: error: QOSMaxSubmitJobPerUserLimit"
+    system = FakeSystem(refuse=words, refuse_after=2)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.keeper.add(4)
+            # Today the answer is an error only: the accepted ids are in its words, not under "job_ids".
+            assert set(answer) == {"error"}
+            match = re.match(
+                r"2 of 4 worker jobs submitted \((\d+), (\d+)\); fake refused the job", answer["error"]
+            )
+            assert match is not None, answer["error"]
+            assert set(match.groups()) == {"1", "2"}
+            assert words in answer["error"]
+            assert system.refused == 2
+            assert sorted(h.keeper.jobs) == ["1", "2"]  # the accepted ones are kept track of
+            assert sorted(await h.ledger_written()) == ["1", "2"]
+
+    asyncio.run(run())
+
+
+# ---- job states, as the batch system plays them ------------------------------------------
+
+
+def test_states_played_pending_running_ended_show_in_status_and_ledger(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(3)
+            h.system.pend("3", "Resources")
+            await until(lambda: h.keeper.jobs["3"].reason == "Resources", "the pending reason")
+
+            h.system.start("1", node="cn07")
+            h.system.start("2", node="cn08")
+            await until(lambda: record_state(h, "2") is JobState.RUNNING, "jobs 1 and 2 running")
+            jobs = await h.status_jobs()
+            assert (jobs["1"]["state"], jobs["1"]["node"], jobs["1"]["reason"]) == ("running", "cn07", None)
+            assert jobs["1"]["started"] is not None and jobs["1"]["ended"] is None
+            assert 3590 < jobs["1"]["walltime_left"] <= 3600  # from its start: no worker reported an end
+            assert (jobs["3"]["state"], jobs["3"]["reason"]) == ("pending", "Resources")
+            ledger = await h.ledger_written()
+            assert ledger["1"].state is JobState.RUNNING and ledger["1"].node == "cn07"
+
+            h.system.finish("1", JobState.COMPLETED, exit_code=0)
+            h.system.finish("2", JobState.TIMEOUT)
+            h.system.finish("3", JobState.FAILED, exit_code=1, reason="launch failed requeued held")
+            await until(lambda: not any(r.live for r in h.keeper.jobs.values()), "every job ended")
+            jobs = await h.status_jobs()
+            assert {j: s["state"] for j, s in jobs.items()} == {
+                "1": "completed",
+                "2": "timeout",
+                "3": "failed",
+            }
+            assert jobs["1"]["exit_code"] == 0 and jobs["1"]["node"] == "cn07"
+            assert (jobs["3"]["exit_code"], jobs["3"]["reason"]) == (1, "launch failed requeued held")
+            assert jobs["3"]["started"] is None  # it never ran
+            assert all(s["walltime_left"] is None and s["ended"] is not None for s in jobs.values())
+            ledger = await h.ledger_written()
+            assert {j: r.state for j, r in ledger.items()} == {
+                "1": JobState.COMPLETED,
+                "2": JobState.TIMEOUT,
+                "3": JobState.FAILED,
+            }
+            # Ended jobs are asked about no more; with none live, the system is not asked at all.
+            asked = len(h.system.queries)
+            await h.steps_pass("keep", 4)
+            assert len(h.system.queries) == asked
+
+    asyncio.run(run())
+
+
+def test_workers_join_their_job_by_name(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(2)
+            h.system.start("1")
+            end = time.time() + 1800
+            first = await h.join("1", end=end)
+            await h.join("1-1")  # a job running several worker processes
+            await h.join("stranger")  # not one of the session's jobs
+            r = h.keeper.jobs["1"]
+            assert (r.state, r.joined is not None, r.started is not None, r.end) == (
+                JobState.RUNNING,
+                True,
+                True,
+                end,
+            )
+            status = await h.keeper.status()
+            jobs = {j["job_id"]: j for j in status["jobs"]}
+            assert (jobs["1"]["workers"], jobs["2"]["workers"]) == (2, 0)
+            assert 1790 < jobs["1"]["walltime_left"] <= 1800  # from the end the worker reported
+            assert (status["workers"], status["other_workers"], status["threads"]) == (3, 1, 3)
+            await first.close()
+            await until(lambda: first.address not in h.scheduler.workers, "worker 1 to leave")
+            assert (await h.status_jobs())["1"]["workers"] == 1
+
+    asyncio.run(run())
+
+
+def test_a_failing_query_keeps_what_was_known(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1)
+            h.system.query_error = "slurm_load_jobs error: Socket timed out on send/recv operation"
+            h.system.start("1")
+            await h.refreshes_pass(3)
+            assert record_state(h, "1") is JobState.PENDING  # not known to have changed
+            h.system.query_error = None
+            await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
+
+    asyncio.run(run())
+
+
+# ---- jobs lost behind our back ----------------------------------------------------------------
+
+
+def test_a_forgotten_pending_job_is_kept_through_the_grace_then_ends_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1)
+            h.system.forget("1")  # e.g. not in the queue yet, or accounting lag
+            await h.refreshes_pass(3)
+            assert record_state(h, "1") is JobState.PENDING and h.keeper.jobs["1"].live
+            monkeypatch.setattr(ledger_module, "UNKNOWN_GRACE", 0.0)
+            await until(lambda: not h.keeper.jobs["1"].live, "job 1 seen ended")
+            assert record_state(h, "1") is JobState.UNKNOWN
+            await h.steps_pass("keep", 4)
+            assert h.system.submit_calls == 1  # not kept: nothing replaces it
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("how", ["forgotten", "failed", "timeout"])
+def test_a_kept_job_lost_behind_our_back_is_replaced_once(tmp_path: Path, how: str) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, {"walltime": "2h"}, keep=True)
+            h.system.start("1")
+            worker = await h.join("1")
+            await until(lambda: h.keeper.jobs["1"].started is not None, "job 1 running")
+            if how == "forgotten":  # a started job gets no grace: the system has lost it
+                h.system.forget("1")
+                # ... and its worker is gone with it (a connected worker is proof of life).
+                await worker.close()
+            else:
+                h.system.finish("1", JobState(how), reason="NodeFail")
+            await until(lambda: h.keeper.jobs["1"].replaced_by is not None, "a replacement for job 1")
+            old, new = h.keeper.jobs["1"], h.keeper.jobs["2"]
+            assert old.state is (JobState.UNKNOWN if how == "forgotten" else JobState(how))
+            assert (old.live, old.removed, old.replaced_by) == (False, False, "2")
+            assert (new.state, new.keep, new.walltime, new.replaced_by) == (
+                JobState.PENDING,
+                True,
+                7200,
+                None,
+            )
+            assert "#FAKE --walltime=7200\n" in h.system.scripts["2"]  # the lost job's own spec
+            await h.steps_pass("keep", 4)
+            assert h.system.submit_calls == 2  # once
+            assert h.system.cancelled == []
+            jobs = await h.status_jobs()
+            assert (jobs["1"]["replaced_by"], jobs["2"]["state"]) == ("2", "pending")
+
+    asyncio.run(run())
+
+
+def test_a_kept_job_that_ends_before_any_worker_joined_is_not_replaced(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, keep=True)
+            h.system.start("1")
+            await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
+            h.system.finish("1", JobState.FAILED, exit_code=127)  # e.g. a wrong python in the script
+            await until(lambda: not h.keeper.jobs["1"].live, "job 1 ended")
+            await h.steps_pass("keep", 5)
+            assert h.system.submit_calls == 1
+            assert h.keeper.jobs["1"].replaced_by is None
+
+    asyncio.run(run())
+
+
+def test_a_refused_replacement_is_tried_again_only_after_the_retry_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, keep=True)
+            h.system.start("1")
+            worker = await h.join("1")
+            h.system.refuse("sbatch: error: QOSMaxSubmitJobPerUserLimit")
+            h.system.forget("1")
+            await worker.close()  # lost with its job
+            await until(lambda: h.system.refused == 1, "a refused replacement")
+            await h.steps_pass("keep", 5)
+            assert (h.system.submit_calls, h.system.refused) == (2, 1)  # no sbatch storm
+            assert h.keeper.jobs["1"].replaced_by is None
+            h.system.accept()
+            monkeypatch.setattr(keeper_module, "REPLACE_RETRY", 0.0)
+            await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "the replacement, the second time")
+            assert h.system.submit_calls == 3
+
+    asyncio.run(run())
+
+
+def test_a_kept_job_near_its_walltime_is_replaced_and_retired_once_its_replacement_joins(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, keep=True)
+            h.system.start("1")
+            # It reports an end closer than the lead (queue wait x 1.5 + 5 s margin + 5 s slack): due now.
+            old_worker = await h.join("1", end=time.time() + 8)
+            await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "a replacement ahead of the end")
+            assert h.keeper.jobs["1"].live and not h.keeper.jobs["1"].removed
+            assert h.system.cancelled == []  # it keeps working until the replacement has joined
+            h.system.start("2")
+            await h.join("2", end=time.time() + 3600)
+            await until(lambda: h.keeper.jobs["1"].removed, "job 1 handed over")
+            await until(lambda: old_worker.status in (Status.closing, Status.closed), "its worker retired")
+            await until(lambda: record_state(h, "1") is JobState.CANCELLED, "job 1 cancelled")
+            assert h.system.cancelled == ["1"]
+            assert old_worker.address not in h.scheduler.workers
+            jobs = await h.status_jobs()
+            assert (jobs["1"]["replace_in"], jobs["2"]["replaced_by"]) == (None, None)
+            assert 3000 < jobs["2"]["replace_in"] < 3600
+            assert h.system.submit_calls == 2
+
+    asyncio.run(run())
+
+
+# ---- removing ---------------------------------------------------------------------------------
+
+
+def test_remove_n_cancels_pending_jobs_newest_first(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            for _ in range(4):  # one by one: their submission times are in id order
+                await h.keeper.add(1)
+            h.system.start("1")
+            await h.join("1")
+            answer = await h.keeper.remove(2)
+            assert answer == {"job_ids": ["4", "3"]}
+            assert h.system.cancelled == ["4", "3"]
+            for job_id in ("4", "3"):  # asked again right away: status shows them ended at once
+                r = h.keeper.jobs[job_id]
+                assert (r.removed, r.state, r.live) == (True, JobState.CANCELLED, False)
+            assert (await h.keeper.remove(2)) == {"job_ids": ["2", "1"]}  # then the running ones
+            assert h.system.cancelled == ["4", "3", "2", "1"]
+            assert (await h.keeper.remove(1)) == {"job_ids": []}
+            assert h.system.cancelled == ["4", "3", "2", "1"]
+
+    asyncio.run(run())
+
+
+def test_remove_prefers_running_jobs_holding_the_least_data(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1)
+            await h.keeper.add(1)
+            for job_id in ("1", "2"):
+                h.system.start(job_id)
+                await h.join(job_id)
+            await until(lambda: record_state(h, "2") is JobState.RUNNING, "jobs running")
+            w1 = h.scheduler.workers[h.workers[0].address]
+            w1.nbytes = 10**6  # what the scheduler counts as held by job 1's worker
+            # Job 2 started last, but job 1 holds data: job 2 goes (less to move).
+            assert (await h.keeper.remove(1)) == {"job_ids": ["2"]}
+
+    asyncio.run(run())
+
+
+def test_remove_by_id_retires_the_jobs_workers_then_cancels(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(2)
+            h.system.start("1")
+            h.system.start("2")
+            worker = await h.join("1")
+            await until(lambda: record_state(h, "2") is JobState.RUNNING, "job 2 running")
+            assert (await h.keeper.remove(job_ids=["1"])) == {"job_ids": ["1"]}
+            assert worker.address not in h.scheduler.workers  # retired before the cancel
+            assert h.system.cancelled == ["1"]
+            assert record_state(h, "1") is JobState.CANCELLED and h.keeper.jobs["1"].removed
+            assert record_state(h, "2") is JobState.RUNNING
+            unknown = await h.keeper.remove(job_ids=["9", "1"])
+            assert unknown == {"error": "no job 9 in this session; its jobs: 2"}
+            assert (await h.keeper.remove(job_ids=["1"])) == {"job_ids": []}  # ended: nothing to do
+            assert h.system.cancelled == ["1"]
+
+    asyncio.run(run())
+
+
+def test_a_removed_job_that_the_cancel_kills_is_cancelled_not_failed(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, keep=True)
+            h.system.start("1")
+            await h.join("1")
+            h.system.cancel_takes_effect = False  # a slow scancel: the job is still running just after
+            await h.keeper.remove(job_ids=["1"])
+            assert h.system.cancelled == ["1"]
+            assert record_state(h, "1") is JobState.RUNNING and h.keeper.jobs["1"].removed
+            h.system.finish("1", JobState.FAILED, exit_code=143)  # SIGTERM's exit
+            await until(lambda: not h.keeper.jobs["1"].live, "job 1 ended")
+            assert record_state(h, "1") is JobState.CANCELLED
+            await h.steps_pass("keep", 4)
+            assert h.system.submit_calls == 1  # removed on purpose: not replaced though kept
+
+    asyncio.run(run())
+
+
+# ---- scale and adapt --------------------------------------------------------------------------
+
+
+def test_scale_up_and_down(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            up = await h.keeper.scale(3)
+            assert sorted(up["job_ids"]) == ["1", "2", "3"]
+            assert all(r.keep for r in h.keeper.jobs.values())  # the size holds through walltimes
+            h.system.start("1")
+            await h.join("1")
+            down = await h.keeper.scale(1)
+            assert sorted(down["job_ids"]) == ["2", "3"]  # the pending ones, not the running one
+            assert sorted(h.system.cancelled) == ["2", "3"]
+            assert (await h.keeper.scale(1)) == {"job_ids": []}
+            await h.steps_pass("keep", 4)
+            assert h.system.submit_calls == 3  # removed kept jobs are not replaced
+            assert (await h.keeper.scale(2))["job_ids"] == ["4"]
+            assert (await h.keeper.scale(0))["job_ids"] == ["4", "1"]
+            assert not any(r.live for r in h.keeper.jobs.values())
+
+    asyncio.run(run())
+
+
+def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            assert (await h.keeper.adapt(3, 1)) == {
+                "error": "invalid adapt bounds min 3, max 1: need 0 <= min <= max"
+            }
+            answer = await h.keeper.adapt(minimum_jobs=2, maximum_jobs=4)
+            assert answer == {"adapt": {"minimum_jobs": 2, "maximum_jobs": 4}}
+            assert (await h.keeper.status())["adapt"] == {"minimum_jobs": 2, "maximum_jobs": 4}
+            await until(lambda: len(h.keeper.jobs) == 2, "two jobs submitted")
+            await h.steps_pass("adapt", 5)
+            assert h.system.submit_calls == 2  # no work: the minimum, and no more
+            assert all(r.keep for r in h.keeper.jobs.values())
+            # Lowered to 0 with no work: the idle (pending) jobs go, after ADAPT_WAIT_COUNT steps agree.
+            await h.keeper.adapt(minimum_jobs=0, maximum_jobs=4)
+            await until(lambda: not any(r.live for r in h.keeper.jobs.values()), "both jobs ended")
+            assert sorted(h.system.cancelled) == ["1", "2"]
+            assert all(r.removed and r.state is JobState.CANCELLED for r in h.keeper.jobs.values())
+            assert (await h.keeper.adapt(off=True)) == {"adapt": None}
+            assert (await h.keeper.status())["adapt"] is None
+
+    asyncio.run(run())
+
+
+def test_scale_turns_adapt_off(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.adapt(minimum_jobs=2, maximum_jobs=2)
+            await until(lambda: len(h.keeper.jobs) == 2, "two jobs submitted")
+            assert sorted((await h.keeper.scale(3))["job_ids"]) == ["3"]
+            assert h.keeper.adapt_bounds is None
+            await h.steps_pass("adapt", 5)
+            assert h.system.submit_calls == 3 and h.system.cancelled == []
+
+    asyncio.run(run())
+
+
+# ---- submission from the client, down ------------------------------------------------------------
+
+
+def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: Path) -> None:
+    system = FakeSystem(submit_program=str(tmp_path / "no-such-sbatch"))
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            assert not h.keeper.can_submit
+            answer = await h.keeper.add(2)
+            assert set(answer) == {"submit_here", "script"} and answer["submit_here"] is True
+            assert answer["script"].startswith("#!/usr/bin/env bash\n#FAKE --job-name=dask-worker\n")
+            kept = await h.keeper.add(1, keep=True)
+            assert "--keep needs to submit jobs from the scheduler's node" in kept["error"]
+            assert "no-such-sbatch is not available" in kept["error"]
+            assert "use dask-hpc add/remove instead" in (await h.keeper.adapt(1, 2))["error"]
+            assert system.submit_calls == 0
+            # The client submitted them itself and hands them over.
+            await h.join("77")  # a worker may join before its job is registered
+            assert (await h.keeper.register(["77", "78"])) == {"job_ids": ["77", "78"]}
+            jobs = await h.status_jobs()
+            assert (jobs["77"]["state"], jobs["77"]["workers"], jobs["78"]["state"]) == (
+                "running",
+                1,
+                "pending",
+            )
+
+    asyncio.run(run())
+
+
+def test_down_cancels_every_live_job_and_closes_the_scheduler(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(3)
+            h.system.start("1")
+            h.system.finish("3")
+            await until(lambda: not h.keeper.jobs["3"].live, "job 3 ended")
+            answer = await h.keeper.down()
+            assert sorted(answer["job_ids"]) == ["1", "2"] and answer["warning"] is None
+            assert sorted(h.system.cancelled) == ["1", "2"]
+            await until(
+                lambda: h.scheduler.status in (Status.closing, Status.closed), "the scheduler to close"
+            )
+            assert {j: r.state for j, r in load_ledger(h.session.ledger_file).items()} == {
+                "1": JobState.CANCELLED,
+                "2": JobState.CANCELLED,
+                "3": JobState.COMPLETED,
+            }
+
+    asyncio.run(run())
+
+
+def test_a_restarted_keeper_takes_its_jobs_over_from_the_ledger(tmp_path: Path) -> None:
+    system = FakeSystem()
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            await h.keeper.add(2, keep=True)
+            h.system.start("1")
+            await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
+            before = await h.ledger_written()
+        async with keeper_over(tmp_path, system) as h:  # a new scheduler over the same state dir
+            assert h.keeper.jobs == before
+            h.system.finish("1")
+            await until(lambda: record_state(h, "1") is JobState.COMPLETED, "job 1 seen ended")
+            assert (await h.status_jobs())["2"]["state"] == "pending"
+
+    asyncio.run(run())
+
+
+# ---- found by these tests, and fixed --------------------------------------------------------------
+
+
+def test_a_worker_joining_a_job_seen_ended_brings_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue forgot a job (its accounting lags) and the grace ran out; then its worker
+    connects: the job runs after all, and stays running while the queue still lags."""
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1)
+            h.system.forget("1")
+            monkeypatch.setattr(ledger_module, "UNKNOWN_GRACE", 0.0)
+            await until(lambda: not h.keeper.jobs["1"].live, "job 1 seen ended")
+            await h.join("1")
+            await h.refreshes_pass(3)  # the queue still says nothing of job 1
+            r = h.keeper.jobs["1"]
+            # Once: state RUNNING with `ended` still set: never queried again, not cancelled by down.
+            assert (r.state, r.live) == (JobState.RUNNING, True)
+            answer = await h.keeper.down()
+            assert answer["job_ids"] == ["1"] and "1" in h.system.cancelled
+
+    asyncio.run(run())
+
+
+def test_two_scales_at_once_submit_the_difference_once(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await asyncio.gather(h.keeper.scale(3), h.keeper.scale(3))
+            assert h.system.submit_calls == 3  # once 6: each counted before the other submitted
+
+    asyncio.run(run())
