@@ -2,6 +2,8 @@
 #   make demo   create .venv, install dask-hpc, run the xarray demo on the `local` system
 #   make test   create .venv, install dask-hpc[test,...], lint, type-check, run the whole suite
 #               (the suite installs and starts the real SLURM, SGE, sshd, Chromium it needs: scripts/)
+#   make test-fast  the tests that need no daemon, no session's scheduler, no mpirun, no browser
+#               (pure code, golden scripts, recorded outputs, the keeper over a fake batch system)
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
 #   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
@@ -13,7 +15,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
+.PHONY: demo test test-fast lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,11 @@ typecheck: $(BIN)/.installed
 
 pytest: $(BIN)/.installed
 	$(BIN)/pytest
+
+# The markers are set from the fixtures each test uses (tests/conftest.py).
+FAST := not slurm and not sge and not laptop and not mpi and not session and not slow
+test-fast: $(BIN)/.installed
+	$(BIN)/pytest -m "$(FAST)"
 
 bench-startup: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

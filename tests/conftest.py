@@ -8,8 +8,8 @@ a missing one is one line naming it and the script that installs it.
 
 Markers come from the fixtures a test uses (``slurm_up`` -> ``slurm``, ...)
 and from the systems it is parametrized over (:func:`systems`), so that
-``make test-fast`` (``-m fast``'s complement: no daemon, no mpirun, no browser)
-never starts one.
+``make test-fast`` (no daemon, no session's scheduler, no mpirun, no browser)
+deselects them all.
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ IN_CI = in_ci()
 ARTIFACTS = ROOT / "test-artifacts"
 
 #: Fixture -> the marker of the tests that use it (directly or through other fixtures).
-LIVE_FIXTURES = {"slurm_up": "slurm", "sge_up": "sge", "laptop_up": "laptop", "mpirun": "mpi"}
+LIVE_FIXTURES = {
+    "slurm_up": "slurm",
+    "sge_up": "sge",
+    "laptop_up": "laptop",
+    "mpirun": "mpi",
+    "hpc_for": "session",  # `dask-hpc up` leaves a scheduler running in the background
+}
 #: Batch systems whose tests need a daemon: a parameter naming one marks the test.
 LIVE_SYSTEMS = ("slurm", "sge")
 

@@ -39,17 +39,24 @@ initialize(dashboard_address=":0")
 from distributed import Client
 import dask.array as da
 mode = sys.argv[1]
+t0 = time.monotonic()
+def phase(what):  # where the script got to, with the time: a hang's report shows where
+    print(f"phase {time.monotonic() - t0:.1f} s: {what}", file=sys.stderr, flush=True)
 client = Client()
 client.wait_for_workers(2, timeout=60)
+phase("workers joined")
 if mode == "kill-worker":
     pids = client.run(os.getpid)
     futures = client.map(time.sleep, [0.2] * 50, pure=False)
     time.sleep(0.5)
     os.kill(next(iter(pids.values())), signal.SIGKILL)  # a worker rank dies mid-run
+    phase("worker killed")
     client.gather(futures)
+    phase("gathered")
 n = 1_000_000
 total = int(da.arange(n, chunks=n // 8).sum().compute())
 print("SUM", total, total == n * (n - 1) // 2, flush=True)
+phase("computed; exiting")
 if mode == "exit3":
     sys.exit(3)
 if mode == "raise":
@@ -57,7 +64,7 @@ if mode == "raise":
 """
 
 
-def end_session(proc: subprocess.Popen[str]) -> None:
+def end_session(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """End a hung mpirun and every rank it started.
 
     The ranks run in process groups of their own (Open MPI's doing) but in
@@ -71,7 +78,8 @@ def end_session(proc: subprocess.Popen[str]) -> None:
     for pid in session_members(proc.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    proc.communicate()
+    out, err = proc.communicate()
+    return out or "", err or ""
 
 
 def session_members(sid: int) -> list[int]:
@@ -99,8 +107,11 @@ def run_bounded(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        end_session(proc)
-        pytest.fail(f"{' '.join(argv)} hung: no exit after {timeout:g} s")
+        out, err = end_session(proc)
+        pytest.fail(
+            f"{' '.join(argv)} hung: no exit after {timeout:g} s\n"
+            f"--- stdout ---\n{out[-3000:]}\n--- stderr ---\n{err[-6000:]}"
+        )
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 

@@ -470,12 +470,17 @@ _failed = False
 
 
 def _close_at_exit() -> None:
-    """On the script's rank, at exit: close the cluster so the other ranks exit too."""
+    """On the script's rank, at exit: close the cluster so the other ranks exit too.
+
+    The watchdog is armed first: asking the scheduler to close has no timeout of its own
+    (distributed's Client.shutdown), and a scheduler that does not answer must not keep
+    this rank, and so mpirun, waiting.
+    """
+    _watchdog(1 if _failed else 0)
     try:
         send_close_signal()
     except Exception as exc:  # the scheduler is gone already: the other ranks leave by themselves
         logger.warning("could not close the cluster: %s", exc)
-    _watchdog(1 if _failed else 0)
 
 
 def _note_failure(hook: Any) -> Any:
