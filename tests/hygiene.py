@@ -9,10 +9,12 @@ before dask reads its configuration, and puts the process into one known
 state that every child inherits:
 
 - signals: SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1/2 and SIGALRM
-  reach children at their default disposition, and no signal is blocked;
+  reach children at their default disposition, and no signal is blocked
+  (pytest itself survives a hangup when started under nohup);
 - umask 022; locale C.UTF-8; a fresh, empty HOME (no ``~/.config/dask``,
-  ``~/.jupyter`` or ``~/.ssh`` of whoever runs the suite);
-- no ``DASK_*``, MPI, batch-system or colour variables from outside;
+  ``~/.jupyter`` or ``~/.ssh`` of whoever runs the suite); USER and LOGNAME
+  of the effective user;
+- no ``DASK_*``, MPI, batch-system, proxy, TMPDIR or colour variables from outside;
 - stdin of the children is /dev/null (never a terminal they could wait on).
 
 The working directory is set per test, and readline's COLUMNS and LINES are
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pwd
 import shutil
 import signal
 import tempfile
@@ -66,6 +69,20 @@ FOREIGN_NAMES = (
     "TERM",
     "PYTHONSTARTUP",
     "PYTHONINSPECT",
+    "PYTHONWARNINGS",
+    # Proxies: urllib and selenium would send the tests' loopback requests through them.
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    # A long TMPDIR breaks Open MPI's and PMIx's socket paths; a noexec one, job scripts.
+    "TMPDIR",
 )
 #: Signals whose disposition a child inherits when it is "ignored" here.
 RESET_SIGNALS = ("SIGINT", "SIGQUIT", "SIGTERM", "SIGCHLD", "SIGUSR1", "SIGUSR2", "SIGALRM")
@@ -92,6 +109,9 @@ def neutral_start() -> None:
     for key in list(os.environ):
         if key.startswith(FOREIGN_PREFIXES) or key in FOREIGN_NAMES:
             del os.environ[key]
+    # Who we are, as getpass.getuser() (Grid Engine's qstat -u) reads it: `su` keeps USER.
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    os.environ["USER"] = os.environ["LOGNAME"] = user
     os.environ["LC_ALL"] = "C.UTF-8"
     os.environ["LANG"] = "C.UTF-8"
     home = tempfile.mkdtemp(prefix="dask-hpc-tests-home-")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -45,6 +46,12 @@ HOSTILE_ENV = {
     "TERM": "xterm-hostile",
     "COLUMNS": "20",
     "XDG_CONFIG_HOME": "/nonexistent-hostile-config",
+    "USER": "hostile",
+    "LOGNAME": "hostile",
+    "http_proxy": "http://hostile.invalid:3128",
+    "HTTPS_PROXY": "http://hostile.invalid:3128",
+    "TMPDIR": "/nonexistent-hostile-tmp",
+    "PYTHONWARNINGS": "error::hostile",
 }
 
 CHILD_PROBE = """
@@ -78,6 +85,7 @@ def test_a_test_and_its_children_start_neutral(tmp_path: Path, request: pytest.F
     foreign = {k for k in env if k.startswith(FOREIGN_PREFIXES) or k in FOREIGN_NAMES}
     assert foreign <= {"LC_ALL", "LANG", "SGE_ROOT", "SGE_CELL"}
     assert env["LC_ALL"] == "C.UTF-8"
+    assert env["USER"] == env["LOGNAME"] == pwd.getpwuid(os.geteuid()).pw_name
     home = Path(env["HOME"])
     assert home.is_dir() and os.access(home, os.W_OK) and home.name.startswith("dask-hpc-tests-home-")
     # dask in this process read no outside configuration either.
@@ -94,6 +102,7 @@ def _started_badly() -> None:
     os.umask(0o077)
 
 
+@pytest.mark.session  # the Ctrl-C test in it starts a session
 @pytest.mark.timeout(240)
 def test_the_suite_passes_however_it_was_started(tmp_path: Path) -> None:
     tests = [

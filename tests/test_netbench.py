@@ -48,7 +48,7 @@ def test_summary_ratios_to_mpi_at_the_same_size() -> None:
     assert by["dask-tcp", 200]["ratio_to_mpi"] is None
 
 
-def test_bench_network_local(tmp_path: Path) -> None:
+def test_bench_network_local(mpirun: Path, tmp_path: Path) -> None:  # its MPI rows: mpirun -np 2
     out = tmp_path / "net.json"
     png = tmp_path / "net.png"
     argv = [sys.executable, "-m", "dask_hpc", "bench", "network", "--sizes", "1MiB,4MiB", "--repeat", "2"]

@@ -419,7 +419,8 @@ class Keeper(SchedulerPlugin):
             record = self.jobs.get(job_id)
             if record is None:
                 continue
-            if self.workers_of.get(job_id) and status.state in (JobState.PENDING, JobState.UNKNOWN):
+            lagging = status.state in (JobState.PENDING, JobState.UNKNOWN) and not record.removed
+            if lagging and self.workers_of.get(job_id):
                 continue  # its workers are connected: it runs, whatever a lagging queue says
             new = record.update(status, now)
             if new != record:

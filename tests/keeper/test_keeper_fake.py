@@ -721,6 +721,20 @@ def test_a_worker_joining_a_job_seen_ended_brings_it_back(
     asyncio.run(run())
 
 
+def test_a_lagging_queue_that_says_pending_does_not_undo_a_joined_worker(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1)
+            worker = await h.join("1")  # its worker connected before the queue says it runs
+            h.system.pend("1", "Priority")
+            await h.refreshes_pass(3)
+            assert record_state(h, "1") is JobState.RUNNING
+            await worker.close()  # gone: the queue's word counts again
+            await until(lambda: record_state(h, "1") is JobState.PENDING, "the queue's state again")
+
+    asyncio.run(run())
+
+
 def test_two_scales_at_once_submit_the_difference_once(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
