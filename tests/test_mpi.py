@@ -244,8 +244,12 @@ def cluster_for_outside(mpirun: Path, tmp_path: Path, ranks: int, *flags: str) -
         with pytest.raises(Exception):  # noqa: B017 (any refusal: no certificate, no entry)
             Client(address, timeout=3)
         yield scheduler_file, address
-    finally:
-        codes = end_all([proc])
+    except BaseException:
+        # The client's part failed, so nobody shut the cluster down: end it now, and let the
+        # client's own error be the report (not a 60-s "hang after the shutdown").
+        end_session(proc)
+        raise
+    codes = end_all([proc])
     assert codes == [0], proc.stderr
 
 

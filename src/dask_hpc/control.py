@@ -497,8 +497,8 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
             pass
     if not answered:
         records = load_ledger(session.ledger_file)
-        ended = [j for j, r in records.items() if r.live]
-        system.cancel(ended)
+        system.cancel([j for j, r in records.items() if r.live])  # removed ones too: they may still end
+        ended = [j for j, r in records.items() if r.live and not r.removed]
     session.write_config(config.but(down=True))
     scheduler_state = None
     if config.scheduler_job_id:

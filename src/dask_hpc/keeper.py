@@ -315,6 +315,9 @@ class Keeper(SchedulerPlugin):
         self.adapt_bounds = None
         async with self._lock:
             live = [j for j, r in self.jobs.items() if r.live]
+            # Jobs removed earlier may still be ending (Grid Engine takes seconds to delete a
+            # running job): cancelled again to be sure, but not counted as ended by down.
+            ending = [j for j in live if not self.jobs[j].removed]
             error = None
             try:
                 await self._end_jobs(live, retire=False)
@@ -323,7 +326,7 @@ class Keeper(SchedulerPlugin):
         assert self.scheduler is not None
         # Answer first, then close: the caller waits for the scheduler's job to end.
         asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self._close_scheduler()))
-        return {"job_ids": live, "warning": error}
+        return {"job_ids": ending, "warning": error}
 
     async def _close_scheduler(self) -> None:
         assert self.scheduler is not None

@@ -207,8 +207,11 @@ class BatchSystem(ABC):
         """Hook for systems that look finished jobs up elsewhere (accounting)."""
         return statuses
 
-    #: Phrases of the cancel command's stderr that mean "that job has already ended".
+    #: Phrases of the cancel command's output that mean "that job has already ended".
     cancel_gone_phrases: ClassVar[tuple[str, ...]] = ()
+    #: Phrases that confirm a job is being cancelled: a command given several jobs says this
+    #: of some and "gone" of others, and exits non-zero for the gone ones (Grid Engine's qdel).
+    cancel_done_phrases: ClassVar[tuple[str, ...]] = ()
 
     def cancel(self, job_ids: Iterable[str]) -> None:
         """End these jobs. Jobs that have already ended are not an error."""
@@ -216,11 +219,17 @@ class BatchSystem(ABC):
         if not ids:
             return
         done = _process.run(self.cancel_argv(ids), check=False)
-        if done.returncode != 0:
-            # Grid Engine's qdel says it on stdout, the others on stderr.
-            lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-            if not lines or not all(any(p in line for p in self.cancel_gone_phrases) for line in lines):
-                raise done.failure(f"{self.name} could not cancel")
+        if done.returncode != 0 and not self.cancel_failure_is_only_gone_jobs(done.stdout + done.stderr):
+            raise done.failure(f"{self.name} could not cancel")
+
+    def cancel_failure_is_only_gone_jobs(self, output: str) -> bool:
+        """Whether a cancel that exited non-zero failed only for jobs that had already ended:
+        each line it printed says a job is gone or being cancelled, and one says gone.
+        Grid Engine's qdel says it on stdout, the others on stderr."""
+        lines = [line for line in output.splitlines() if line.strip()]
+        gone = any(p in line for line in lines for p in self.cancel_gone_phrases)
+        known = (*self.cancel_gone_phrases, *self.cancel_done_phrases)
+        return gone and all(any(p in line for p in known) for line in lines)
 
     # ---- inside a job -------------------------------------------------------
 

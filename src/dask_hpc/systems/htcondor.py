@@ -55,6 +55,7 @@ class HTCondorSystem(BatchSystem):
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s'\""
     cancel_gone_phrases = ("not found", "Couldn't find", "already being removed")
+    cancel_done_phrases = ("marked for removal",)
 
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue:

@@ -36,6 +36,7 @@ class LSFSystem(BatchSystem):
     # "[" starts a job array index in LSF names.
     job_name_forbidden = r"\s\[\]'\"#$"
     cancel_gone_phrases = ("Job has already finished", "No matching job found", "is not found")
+    cancel_done_phrases = ("is being terminated", "is being signaled")
 
     def directives(self, spec: JobSpec) -> list[str]:
         mem_mb = math.ceil(spec.memory / 2**20)

@@ -47,6 +47,7 @@ class SGESystem(BatchSystem):
     #: The parallel environment that gives a job several slots on one host.
     parallel_environment = "smp"
     cancel_gone_phrases = ("does not exist",)
+    cancel_done_phrases = ("has registered the job", "has deleted job", "is already in deletion")
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
