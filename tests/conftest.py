@@ -21,7 +21,10 @@ hygiene.neutral_start()
 
 import os
 import subprocess
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +68,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             marker = LIVE_FIXTURES.get(fixture)
             if marker and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test's report also shows where this process's other threads were: a client
+    whose event loop did not start, or a wait that never ended, shows its cause there."""
+    report: pytest.TestReport = yield
+    if report.failed and call.when == "call":
+        report.sections.append(("threads of the test process", _other_threads()))
+    return report
+
+
+def _other_threads() -> str:
+    names = {t.ident: t.name for t in threading.enumerate()}
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        stack = "".join(traceback.format_stack(frame, limit=-6))  # the innermost frames
+        parts.append(f"--- {names.get(ident, ident)} ---\n{stack}")
+    return "\n".join(parts) or "(none)"
 
 
 @pytest.fixture(autouse=True)
