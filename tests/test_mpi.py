@@ -162,6 +162,36 @@ def test_a_worker_rank_killed_under_fault_tolerance_loses_nothing(mpirun: Path, 
     assert "mpi: rank 2 has died" in done.stderr or "mpi: rank 3 has died" in done.stderr
 
 
+SCRIPT_THAT_LEAVES = """
+import os, signal, sys
+from dask_hpc.mpi import initialize
+initialize(dashboard_address=":0", protocol=sys.argv[2])
+from distributed import Client
+Client().wait_for_workers(2, timeout=60)
+print("JOINED", flush=True)
+if sys.argv[1] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+os._exit(0)  # gone without closing the cluster (or finishing MPI)
+"""
+
+
+@pytest.mark.parametrize(("how", "protocol"), [("killed", "mpi"), ("leaves", "mpi"), ("killed", "tls")])
+def test_under_fault_tolerance_the_cluster_ends_when_the_script_rank_is_gone(
+    how: str, protocol: str, mpirun: Path, tmp_path: Path
+) -> None:
+    """Under ``mpirun --with-ft ulfm`` a rank's death does not end the job: the scheduler and
+    the workers, which serve the script's rank, close and exit once MPI says it has died,
+    instead of waiting forever for its close signal (they did, and so did mpirun)."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT_THAT_LEAVES)
+    argv = [str(mpirun), "-np", "4", "--oversubscribe", "--with-ft", "ulfm", sys.executable, str(script)]
+    done = run_bounded([*argv, how, protocol], timeout=90, cwd=tmp_path)
+    assert "JOINED" in done.stdout, done.stderr[-3000:]
+    assert done.returncode != 0  # the script did not finish
+    # The scheduler's rank sees it (its workers too, or they are closed by the scheduler first).
+    assert "dask-hpc: rank 1 (your script's) has died: rank 0 closes and exits" in done.stderr
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_too_few_ranks(ranks: int, mpirun: Path, tmp_path: Path) -> None:
     done = mpi_script(mpirun, tmp_path, ranks, "ok")

@@ -45,6 +45,8 @@ logger = logging.getLogger("dask_hpc.mpi")
 CLOSE_TIMEOUT = 10.0
 #: After its work, a rank that cannot finish MPI (another rank died) exits anyway after this long.
 FINALIZE_GRACE = 30.0
+#: Seconds between asking MPI whether a rank this one serves has died (fault tolerance on).
+GONE_CHECK = 0.5
 
 
 class WorldTooSmallError(DaskHPCError):
@@ -94,6 +96,7 @@ def initialize(
                 comm,
                 0,
                 credentials,
+                serves={1: "your script's"},
                 host=_host(interface),
                 protocol=protocol,
                 dashboard=dashboard,
@@ -125,6 +128,7 @@ def initialize(
                 "name": rank,
                 **(worker_options or {}),
             },
+            serves=(comm, {0: "the scheduler's", 1: "your script's"}),
         )
     )
     return _leave(exit)
@@ -274,6 +278,7 @@ async def _scheduler(
     worker: tuple[str, dict[str, Any]] | None = None,
     pages: tuple[bool, str | None] | None = None,
     outside: bool = False,
+    serves: dict[int, str] | None = None,
     **options: Any,
 ) -> None:
     """The scheduler rank; with ``pages`` (jupyter, login host), as ``dask-hpc mpi``: the tunnel
@@ -308,6 +313,8 @@ async def _scheduler(
         tasks = []
         if worker is not None:  # --inclusive-workers: a worker beside the scheduler
             tasks.append(asyncio.ensure_future(_worker(inside, credentials, *worker)))
+        if serves:
+            tasks.append(asyncio.ensure_future(_close_when_gone(comm, serves, scheduler)))
         try:
             await scheduler.finished()
         finally:
@@ -315,7 +322,7 @@ async def _scheduler(
                 await asyncio.to_thread(lab.stop)
         for task in tasks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, CLOSE_TIMEOUT)
+                await asyncio.wait_for(task, CLOSE_TIMEOUT)  # a watcher is cancelled here
 
 
 async def _web_pages(
@@ -351,7 +358,11 @@ async def _web_pages(
 
 
 async def _worker(
-    address: str, credentials: Credentials | None, worker_type: str, options: dict[str, Any]
+    address: str,
+    credentials: Credentials | None,
+    worker_type: str,
+    options: dict[str, Any],
+    serves: tuple[Any, dict[int, str]] | None = None,
 ) -> None:
     from distributed.utils import import_term
 
@@ -366,7 +377,61 @@ async def _worker(
     if options.get("nthreads") is None:
         options.pop("nthreads", None)
     async with cls(address, **options) as worker:
-        await worker.finished()
+        watcher = None if serves is None else asyncio.ensure_future(_close_when_gone(*serves, worker))
+        try:
+            await worker.finished()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+
+async def _close_when_gone(comm: Any, serves: dict[int, str], server: Any) -> None:
+    """Close ``server`` (this rank's scheduler or worker) once a rank it serves has died.
+
+    Under fault tolerance (``mpirun --with-ft ulfm``) a rank's death does not end the MPI
+    job: without this, the scheduler and the workers would wait forever for a script that
+    was killed, or left without closing the cluster, and so would mpirun. Without fault
+    tolerance MPI reports no failures (mpirun ends the whole job when a rank dies).
+    """
+    global _orphaned
+    while True:
+        await asyncio.sleep(GONE_CHECK)
+        gone = sorted(set(serves) & _failed_ranks(comm))
+        if gone:
+            break
+    _orphaned = True
+    rank = gone[0]
+    print(
+        f"dask-hpc: rank {rank} ({serves[rank]}) has died: rank {comm.Get_rank()} closes and exits",
+        file=sys.stderr,
+        flush=True,
+    )
+    await server.close()
+
+
+def _failed_ranks(comm: Any) -> set[int]:
+    """The ranks of ``comm`` that MPI knows have died; none where MPI cannot tell. Called in
+    the rank's main thread (the one that initialized MPI), a local call."""
+    from mpi4py import MPI
+
+    # MPI learns of failures as it progresses: without mpi:// no other call drives it here.
+    # (A wildcard probe fails while a failure is not yet acknowledged: that is no news.)
+    with contextlib.suppress(MPI.Exception):
+        comm.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG)
+    try:
+        group = comm.Get_failed()
+    except (NotImplementedError, AttributeError, MPI.Exception):
+        return set()
+    if group.Get_size() == 0:
+        group.Free()
+        return set()
+    mine = comm.Get_group()
+    try:
+        ranks = MPI.Group.Translate_ranks(group, list(range(group.Get_size())), mine)
+        return {r for r in ranks if r != MPI.UNDEFINED}
+    finally:
+        group.Free()
+        mine.Free()
 
 
 # ---- leaving, without hanging --------------------------------------------------------
@@ -442,7 +507,7 @@ def _run(role: Any) -> None:
 
 def _leave(exit: bool) -> bool:
     if exit:
-        _exit_bounded(0)
+        _exit_bounded(1 if _orphaned else 0)
     return False
 
 
@@ -467,6 +532,8 @@ def _watchdog(code: int) -> None:
 
 
 _failed = False
+#: This rank closed because a rank it serves (the script's, the scheduler's) died.
+_orphaned = False
 
 
 def _close_at_exit() -> None:
