@@ -2,8 +2,11 @@
 
 Rank 0 listens and echoes; ranks 1 and 2 connect. Rank 2 then leaves without
 closing anything: ``vanish`` (under ``--with-ft ulfm``) dies at once
-(os._exit: nothing of Python runs), ``exit`` (plain mpirun) leaves with
-sys.exit, so that Python's exit runs, as when a script ends or fails. Rank 0
+(os._exit: nothing of Python runs), ``mid-message`` (under ``--with-ft ulfm``)
+is killed (SIGKILL) right after it has begun a message too large for MPI to
+send at once (the receiver has its start and must fetch the rest from a rank
+that is gone), ``exit`` (plain mpirun) leaves with sys.exit, so that Python's
+exit runs, as when a script ends or fails. Rank 0
 must see its comm from rank 2 fail with CommClosedError (not wait forever),
 and rank 1 must go on talking. Prints ``OK <check>`` on rank 0; ranks 0 and 1
 leave with os._exit (MPI's finalize would wait for the rank that left).
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 
@@ -66,6 +70,18 @@ async def client() -> None:
         await asyncio.sleep(0.5)
         if MODE == "vanish":
             os._exit(0)  # gone, without closing its comm
+        if MODE == "mid-message":
+            # 32 KiB: past Open MPI's eager limit in shared memory (4 KiB), so only its start
+            # goes with the send; the receiver fetches the rest, from a rank that is gone.
+            engine = mpicomm.Engine.get()
+            post_sends = engine.post_sends
+
+            def post_then_die(*args: object) -> None:
+                post_sends(*args)  # type: ignore[arg-type]
+                os.kill(os.getpid(), signal.SIGKILL)
+
+            engine.post_sends = post_then_die  # type: ignore[assignment,method-assign]
+            await comm.write(bytes(32 * 2**10))
         sys.exit(0)  # Python's exit runs: the transport closes what is open, as the kernel closes sockets
     for i in range(10):  # some seconds of talk while rank 0 notices
         await asyncio.sleep(0.5)

@@ -444,20 +444,65 @@ def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None
 
 @pytest.mark.parametrize(
     ("mode", "flags"),
-    [("vanish", ["--with-ft", "ulfm"]), ("exit", [])],
-    ids=["dies-under-fault-tolerance", "exits-without-closing"],
+    [("vanish", ["--with-ft", "ulfm"]), ("mid-message", ["--with-ft", "ulfm"]), ("exit", [])],
+    ids=["dies-under-fault-tolerance", "dies-mid-message-under-fault-tolerance", "exits-without-closing"],
 )
 def test_mpi_comm_to_a_rank_that_goes_fails_with_comm_closed_error(
     mode: str, flags: list[str], mpirun: Path
 ) -> None:
     """A rank that goes without closing its comms: its peer's read fails with CommClosedError,
     the other ranks talk on (mpicomm_death.py). One that dies at once is seen by Open MPI's
-    fault tolerance (--with-ft ulfm); one whose Python exits closes its comms on the way out."""
+    fault tolerance (--with-ft ulfm); one whose Python exits closes its comms on the way out.
+
+    ``mid-message``: killed after it began a message that MPI sends in two steps (the receiver
+    has its start and fetches the rest). MPI fails that receive: the progress thread died of
+    it, and every comm of the rank then waited forever (the ULFM test's hang under load, where
+    a rank is more often killed between the two steps)."""
     script = Path(__file__).with_name("mpicomm_death.py")
     argv = [str(mpirun), "-np", "3", "--oversubscribe", *flags, sys.executable, str(script), mode]
     done = run_bounded(argv, timeout=120)
     passed = [line for line in done.stdout.splitlines() if line.startswith("OK ")]
     assert len(passed) == 2, done.stdout + done.stderr[-3000:]
+
+
+BROKEN_ENGINE_SCRIPT = """
+import asyncio
+from distributed.comm.core import CommClosedError
+from dask_hpc import mpicomm
+engine = mpicomm.Engine.get()
+def fail():
+    raise RuntimeError("a bug")
+engine._check_failures = fail  # the progress thread dies at its next turn
+engine._thread.join(10)
+assert not engine._thread.is_alive()
+async def main():
+    try:
+        await asyncio.wait_for(engine.recv(0, 99), 10)
+    except CommClosedError as exc:
+        print("RECV FAILED", exc, flush=True)
+    try:
+        await asyncio.wait_for(engine.send(0, 99, [b"x" * 100]), 10)
+    except CommClosedError as exc:
+        print("SEND FAILED", exc, flush=True)
+asyncio.run(main())
+engine.stop()
+"""
+
+
+def test_a_progress_thread_that_dies_fails_every_later_send_and_receive(mpirun: Path, tmp_path: Path) -> None:
+    """Whatever kills the mpi:// progress thread, a comm's read or write fails with
+    CommClosedError at once (distributed then drops that peer) instead of waiting for a thread
+    that is gone: it did, forever, for every send and receive posted after its death."""
+    script = tmp_path / "broken.py"
+    script.write_text(BROKEN_ENGINE_SCRIPT)
+    done = run_bounded([str(mpirun), "-np", "1", sys.executable, str(script)], timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "RECV FAILED mpi: the progress thread failed: RuntimeError('a bug')",
+        "SEND FAILED mpi: the progress thread failed: RuntimeError('a bug')",
+    ], done.stdout + done.stderr[-3000:]
+    assert done.stderr.count("mpi progress thread failed") == 1  # logged once, with its traceback
 
 
 def test_mpi_backend_is_registered_for_distributed() -> None:

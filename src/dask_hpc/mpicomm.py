@@ -36,7 +36,10 @@ A rank that dies: under a plain ``mpirun`` the whole job ends. Under
 progress thread asks MPI which ranks have failed (every 0.1 s; half a
 microsecond) and fails every comm to a dead rank with ``CommClosedError``, as
 a closed socket does over tcp, so distributed forgets that worker and
-recomputes what it held. A rank whose Python exits (a script that ends or
+recomputes what it held. A message from a rank that dies while sending it (past MPI's
+eager limit the receiver fetches the rest from the sender) fails that comm the same way;
+and if the progress thread itself ever dies, every send and receive then fails at once
+instead of waiting for it. A rank whose Python exits (a script that ends or
 fails) closes the comms it left open on its way out, as the kernel closes a
 process's sockets, so its peers know at once under any ``mpirun``.
 """
@@ -166,6 +169,9 @@ class Engine:
         self._next_channel = 0
         self._ids = threading.Lock()
         self._stopped = False  # the progress thread has ended, or is ending
+        # Why the progress thread died, if it did: every later send or receive fails with it at
+        # once (nobody else would ever end them: their callers would wait forever).
+        self._broken: CommClosedError | None = None
         self._thread = threading.Thread(target=self._run, name="dask-hpc-mpi-progress", daemon=True)
         self._thread.start()
         # Before mpi4py finalises MPI at exit (atexit runs the last registered first).
@@ -235,6 +241,8 @@ class Engine:
         """Isend each piece, in order (MPI keeps the order of messages with the same
         destination, tag and communicator); a dead destination is CommClosedError."""
         MPI = self.MPI
+        if self._broken is not None:
+            raise self._broken
         if self._stopped:
             raise CommClosedError("mpi: the transport has stopped (the process is exiting)")
         if dest in self.failed:
@@ -264,6 +272,20 @@ class Engine:
     def _post(self, op: tuple[Any, ...]) -> None:
         self.ops.put(op)
         self.wake.set()
+        if self._broken is not None:  # no thread takes it: fail it here (it may be ours or the thread's)
+            self._refuse_ops(self._broken)
+
+    def _refuse_ops(self, error: CommClosedError) -> None:
+        """Fail the sends and receives waiting in the queue (the progress thread is gone)."""
+        while True:
+            try:
+                op = self.ops.get_nowait()
+            except queue.Empty:
+                return
+            if op[0] == "track":
+                _fail(op[1], error)
+            elif op[0] == "recv":
+                _resolve(op[4], op[3], error, error=True)
 
     # ---- the progress thread: every MPI call but the comms' sends is made here ---------
 
@@ -272,8 +294,9 @@ class Engine:
             self._loop()
         except BaseException as exc:  # the thread must not die silently: every waiter would hang
             logger.exception("mpi progress thread failed")
-            self._fail_all(CommClosedError(f"mpi: the progress thread failed: {exc!r}"))
-            raise
+            self._broken = CommClosedError(f"mpi: the progress thread failed: {exc!r}")
+            self._fail_all(self._broken)
+            self._refuse_ops(self._broken)
 
     def _fail_all(self, error: Exception) -> None:
         for posted in self.in_flight:
@@ -310,6 +333,11 @@ class Engine:
         try:
             self.comm.Iprobe(source=self.MPI.ANY_SOURCE, tag=self.MPI.ANY_TAG)
         except self.MPI.Exception:  # a rank died: say we know, so that probes of any rank go on
+            self._ack_failed()
+
+    def _ack_failed(self) -> None:
+        """Acknowledge the failures MPI knows of, so that wildcard probes work again."""
+        with contextlib.suppress(self.MPI.Exception):
             self.comm.Ack_failed()
 
     def _take_ops(self) -> bool:
@@ -369,9 +397,20 @@ class Engine:
                 if message is None:
                     break
                 head = bytearray(status.Get_count(MPI.BYTE))
-                message.Recv([head, MPI.BYTE])  # at most INLINE bytes and a little: at once
                 future, loop = waiters.popleft()
                 matched = True
+                try:
+                    # At most INLINE bytes and a little: at once from a live peer. Past MPI's eager
+                    # limit only the head's start has come, and the rest is fetched from the peer:
+                    # one that died meanwhile fails it (under fault tolerance), and its comm fails.
+                    message.Recv([head, MPI.BYTE])
+                except MPI.Exception as exc:
+                    error = CommClosedError(f"mpi: receiving from rank {key[0]} failed: {exc}")
+                    waiters.appendleft((future, loop))
+                    for waiter, its_loop in waiters:
+                        _resolve(its_loop, waiter, error, error=True)
+                    waiters.clear()
+                    break
                 if head == CLOSE:
                     _resolve(loop, future, None)
                     continue
@@ -456,12 +495,15 @@ class Engine:
         try:
             message = self.comm.Improbe(source=MPI.ANY_SOURCE, tag=CONTROL_TAG, status=status)
         except MPI.Exception:  # a rank died: say we know, so that receives from any rank go on
-            self.comm.Ack_failed()
+            self._ack_failed()
             return True
         if message is None:
             return False
         buffer = bytearray(status.Get_count(MPI.BYTE))
-        message.Recv([buffer, MPI.BYTE])  # a few bytes: at once
+        try:
+            message.Recv([buffer, MPI.BYTE])  # a few bytes: at once
+        except MPI.Exception:  # the connecting rank died: nobody to accept
+            return True
         index, channel = pickle.loads(buffer)
         listener = self.listeners.get(index)
         if listener is not None:
