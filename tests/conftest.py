@@ -15,9 +15,10 @@ deselects them all.
 from __future__ import annotations
 
 # First, before dask reads its configuration: one known start, whoever started us.
-from . import hygiene
+from . import hygiene, strays
 
 hygiene.neutral_start()
+strays.mark_run()  # before any process is started: every one carries this run's mark
 
 import os
 import subprocess
@@ -55,6 +56,10 @@ LIVE_SYSTEMS = ("slurm", "sge")
 def systems(*names: str) -> list[ParameterSet]:
     """Parameters for a test over batch systems, each live one carrying its marker."""
     return [pytest.param(n, marks=[getattr(pytest.mark, n)] if n in LIVE_SYSTEMS else []) for n in names]
+
+
+# No test leaves a process behind: checked when the run ends (tests/strays.py).
+pytest_sessionfinish = strays.pytest_sessionfinish
 
 
 def pytest_configure(config: pytest.Config) -> None:
