@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,17 +17,9 @@ import pytest
 
 from .components import require
 from .components import site_libmpi as site_libmpi_path
+from .mpirun_tools import MPI_ENV, end_all, end_session, run_bounded, start_dask_hpc_mpi, wait_for_file
 
 pytestmark = pytest.mark.timeout(300)
-
-# Open MPI refuses root unless told; keep its own traffic on loopback.
-MPI_ENV = {
-    **os.environ,
-    "OMPI_ALLOW_RUN_AS_ROOT": "1",
-    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-    "OMPI_MCA_oob_tcp_if_include": "lo",
-    "OMPI_MCA_btl_tcp_if_include": "lo",
-}
 
 SCRIPT = """
 import os, signal, sys, time
@@ -62,57 +51,6 @@ if mode == "exit3":
 if mode == "raise":
     raise RuntimeError("boom")
 """
-
-
-def end_session(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """End a hung mpirun and every rank it started.
-
-    The ranks run in process groups of their own (Open MPI's doing) but in
-    mpirun's session, which we started: SIGTERM to mpirun lets it end them, and
-    whatever is left of the session after 10 s gets SIGKILL.
-    """
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
-    for pid in session_members(proc.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    out, err = proc.communicate()
-    return out or "", err or ""
-
-
-def session_members(sid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.getsid(int(entry.name)) == sid:
-                    members.append(int(entry.name))
-    return members
-
-
-def run_bounded(
-    argv: list[str], timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(
-        argv,
-        env={**MPI_ENV, **(env or {})},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        out, err = end_session(proc)
-        pytest.fail(
-            f"{' '.join(argv)} hung: no exit after {timeout:g} s\n"
-            f"--- stdout ---\n{out[-3000:]}\n--- stderr ---\n{err[-6000:]}"
-        )
-    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def mpi_script(mpirun: Path, tmp_path: Path, ranks: int, mode: str) -> subprocess.CompletedProcess[str]:
@@ -202,45 +140,6 @@ def test_too_few_ranks(ranks: int, mpirun: Path, tmp_path: Path) -> None:
         f"a worker); got {ranks}: run e.g. mpirun -np 4"
     ]
     assert "Traceback" not in done.stderr
-
-
-def start_dask_hpc_mpi(mpirun: Path, ranks: int, scheduler_file: Path, *flags: str) -> subprocess.Popen[str]:
-    argv = [str(mpirun), "-np", str(ranks), "--oversubscribe", sys.executable, "-m", "dask_hpc", "mpi"]
-    argv += ["--scheduler-file", str(scheduler_file), "--dashboard-address", ":0", *flags]
-    return subprocess.Popen(
-        argv, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-
-
-def wait_for_file(path: Path, procs: list[subprocess.Popen[str]], timeout: float = 60) -> None:
-    """Until the scheduler file is there and whole (distributed writes it in place: it can be
-    seen empty or half written)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(path.read_text()):  # whole JSON, not empty
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"dask-hpc mpi wrote no whole {path.name}")
-
-
-def end_all(
-    procs: list[subprocess.Popen[str]], timeout: float = 60, stdout: list[str] | None = None
-) -> list[int]:
-    """Return codes (and, into ``stdout``, what each printed); a process still running after
-    ``timeout`` is a hang: killed, and the test fails."""
-    codes = []
-    deadline = time.monotonic() + timeout
-    for proc in procs:
-        try:
-            out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            end_session(proc)
-            pytest.fail(f"{proc.args} hung after the cluster was shut down")
-        codes.append(proc.returncode)
-        if stdout is not None:
-            stdout.append(out or "")
-    return codes
 
 
 def worker_names(scheduler_file: Path, n: int) -> list[str]:
@@ -416,20 +315,30 @@ def test_srun_with_the_site_mpi(site_libmpi: Path, tmp_path: Path, mode: str, co
     assert "SUM 499999500000 True" in done.stdout
 
 
-def test_the_finalize_guard_exits_a_rank_that_cannot_finish() -> None:
-    """After its work, a rank whose MPI cannot finalize (another rank died) exits anyway,
-    with its own code: here a process that blocks where MPI_Finalize would."""
-    code = (
-        "import time, dask_hpc.mpi as m\n"
-        "m.FINALIZE_GRACE = 0.5\n"
-        "m._watchdog(5)\n"
-        "time.sleep(60)  # MPI_Finalize waiting for a dead rank\n"
-    )
-    t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 5
-    assert "MPI did not finish within 0.5 s" in done.stderr
-    assert time.monotonic() - t0 < 20
+FINALIZE_SCRIPT = """
+import time
+from mpi4py import MPI
+from dask_hpc.mpi import leaving
+leaving.FINALIZE_GRACE = 2.0
+if MPI.COMM_WORLD.Get_rank() == 1:
+    leaving.exit_bounded(5)  # MPI's finalize waits for rank 0, still at work
+time.sleep(120)
+"""
+
+
+def test_the_finalize_guard_exits_a_rank_that_cannot_finish(mpirun: Path, tmp_path: Path) -> None:
+    """A rank done with its work whose MPI cannot finalize (another rank died, or is not done)
+    exits anyway soon after FINALIZE_GRACE. mpi4py finalized among Python's last exit
+    functions, and holds the GIL while it waits: the guard's Python timer never fired, and
+    the rank waited forever (a worker that failed to start, its scheduler running on)."""
+    script = tmp_path / "finalize.py"
+    script.write_text(FINALIZE_SCRIPT)
+    # Rank 0 works for 120 s: the job ends sooner only because rank 1 leaves without MPI.
+    done = run_bounded([str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(script)], timeout=40)
+    # mpi4py's Finalize holds the GIL: the C watchdog ends it (exit 1, where it waited).
+    assert "Timeout (0:00:04)!" in done.stderr, done.stderr[-3000:]
+    assert "in finalize_mpi" in done.stderr
+    assert done.returncode == 1, done.stderr[-3000:]
 
 
 def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None:

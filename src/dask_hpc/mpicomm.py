@@ -123,22 +123,26 @@ def _resolve(
 class Engine:
     """The process's MPI progress thread and its queues.
 
-    Creating it is collective (it duplicates COMM_WORLD, so that no message of
-    the user's can match ours): every rank calls :meth:`get` at the same point
-    first, as ``dask_hpc.mpi`` does when the protocol is ``mpi``.
+    Creating it is collective over the communicator it is given (COMM_WORLD by
+    default): it duplicates it, so that no message of the user's can match ours,
+    and ``mpi://`` rank numbers are that communicator's. Every rank of it calls
+    :meth:`get` with it at the same point first, as ``dask_hpc.mpi`` does when the
+    protocol is ``mpi``; ranks outside it take no part (dask-mpi runs Dask on a
+    ``COMM_WORLD.Split`` and the other ranks carry on).
     """
 
     _instance: Engine | None = None
     _lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> Engine:
+    def get(cls, comm: Any = None) -> Engine:
+        """The process's engine; the first call creates it on ``comm`` (later ones ignore it)."""
         with cls._lock:
             if cls._instance is None:
-                cls._instance = cls()
+                cls._instance = cls(comm)
             return cls._instance
 
-    def __init__(self) -> None:
+    def __init__(self, comm: Any = None) -> None:
         from mpi4py import MPI
 
         self.MPI = MPI
@@ -147,7 +151,8 @@ class Engine:
                 "mpi:// needs an MPI initialised with MPI_THREAD_MULTIPLE, which this one does not "
                 "give: use tls or tcp"
             )
-        self.comm = MPI.COMM_WORLD.Dup()  # a communicator of our own: no tag of the user's can match
+        # A communicator of our own: no tag of the user's can match.
+        self.comm = (MPI.COMM_WORLD if comm is None else comm).Dup()
         self.rank = self.comm.Get_rank()
         self.tag_ub: int = self.comm.Get_attr(MPI.TAG_UB) or 32767  # the standard's minimum
         on_node = self.comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks sharing this node's memory

@@ -67,6 +67,11 @@ class TLSFiles:
             tls_worker_key=str(self.key),
         )
 
+    def credentials(self) -> Credentials:
+        """The credentials themselves (for a process that joins the cluster), after the same check."""
+        self.security()
+        return Credentials(ca=self.ca.read_text(), cert=self.cert.read_text(), key=self.key.read_text())
+
     def worker_arguments(self) -> list[str]:
         """``dask worker`` options that give a worker the session's certificate."""
         return ["--tls-ca-file", str(self.ca), "--tls-cert", str(self.cert), "--tls-key", str(self.key)]

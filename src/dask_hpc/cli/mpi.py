@@ -58,10 +58,13 @@ from .options import login_host_option
 @login_host_option
 def mpi(**options: Any) -> None:
     """Make this MPI job a Dask cluster (run it with mpirun or srun)."""
-    from ..mpi import run
+    from ..mpi import leaving, run
 
     if options["insecure"]:
         click.echo(
             "warning: --insecure: no TLS; anyone who reaches the scheduler can run code as you", err=True
         )
     run(**options)
+    # MPI finalized here, bounded (a rank that died can make it wait forever); exit 1 if this
+    # rank closed because one it serves died.
+    leaving.exit_bounded(1 if leaving.orphaned else 0)
