@@ -316,29 +316,67 @@ def test_srun_with_the_site_mpi(site_libmpi: Path, tmp_path: Path, mode: str, co
 
 
 FINALIZE_SCRIPT = """
-import time
+import os, signal, sys, time
 from mpi4py import MPI
 from dask_hpc.mpi import leaving
 leaving.FINALIZE_GRACE = 2.0
-if MPI.COMM_WORLD.Get_rank() == 1:
-    leaving.exit_bounded(5)  # MPI's finalize waits for rank 0, still at work
-time.sleep(120)
+world = MPI.COMM_WORLD
+rank = world.Get_rank()
+pids = world.allgather(os.getpid())
+def gone(pid):  # exited (a zombie until mpirun reaps it) or reaped
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+if sys.argv[1] == "a-rank-died":
+    if rank == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if rank == 1:
+        t0 = time.monotonic()
+        while not leaving.failure_known() and time.monotonic() - t0 < 20:
+            time.sleep(0.1)
+        leaving.exit_bounded(5)  # MPI's finalize waits for rank 2, dead, and rank 0
+    t0 = time.monotonic()
+    while not gone(pids[1]) and time.monotonic() - t0 < 100:
+        time.sleep(0.1)
+    print("RANK 1 GONE" if gone(pids[1]) else "RANK 1 STILL THERE", flush=True)
+    os._exit(0)
+if rank == 1:
+    leaving.exit_bounded(0)  # MPI's finalize waits for rank 0, still at work: let it
+time.sleep(6)
+print("RANK 0 DONE", flush=True)
 """
 
 
 def test_the_finalize_guard_exits_a_rank_that_cannot_finish(mpirun: Path, tmp_path: Path) -> None:
-    """A rank done with its work whose MPI cannot finalize (another rank died, or is not done)
-    exits anyway soon after FINALIZE_GRACE. mpi4py finalized among Python's last exit
-    functions, and holds the GIL while it waits: the guard's Python timer never fired, and
-    the rank waited forever (a worker that failed to start, its scheduler running on)."""
+    """A rank done with its work whose MPI cannot finalize because another rank died (under
+    ``--with-ft ulfm``) exits anyway soon after FINALIZE_GRACE. mpi4py finalized among
+    Python's last exit functions, and holds the GIL while it waits: the guard's Python timer
+    never fired, and the rank waited forever."""
     script = tmp_path / "finalize.py"
     script.write_text(FINALIZE_SCRIPT)
-    # Rank 0 works for 120 s: the job ends sooner only because rank 1 leaves without MPI.
-    done = run_bounded([str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(script)], timeout=40)
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", "--with-ft", "ulfm", sys.executable, str(script)]
+    # Rank 0 waits up to 100 s for rank 1 to leave: a job over within 60 s, it left (and
+    # mpirun, seeing a rank leave without finishing MPI, may end rank 0 before it says so).
+    done = run_bounded([*argv, "a-rank-died"], timeout=60)
+    assert "RANK 1 STILL THERE" not in done.stdout
     # mpi4py's Finalize holds the GIL: the C watchdog ends it (exit 1, where it waited).
     assert "Timeout (0:00:04)!" in done.stderr, done.stderr[-3000:]
     assert "in finalize_mpi" in done.stderr
-    assert done.returncode == 1, done.stderr[-3000:]
+
+
+def test_the_finalize_guard_lets_a_rank_wait_for_ranks_at_work(mpirun: Path, tmp_path: Path) -> None:
+    """No rank has died: a rank that finishes first waits in MPI's finalize for the others
+    however long they work (execute()'s ranks go on with the script; a split communicator's
+    other ranks too), and is not ended by the guard."""
+    script = tmp_path / "finalize.py"
+    script.write_text(FINALIZE_SCRIPT)
+    argv = [str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(script), "all-alive"]
+    done = run_bounded(argv, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RANK 0 DONE" in done.stdout
+    assert "Timeout" not in done.stderr
 
 
 def test_mpi_comm_backend_keeps_distributeds_comm_contract(mpirun: Path) -> None:

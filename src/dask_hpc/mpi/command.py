@@ -13,7 +13,7 @@ from ..errors import DaskHPCError
 from ..security import make_credentials, tls_files, write_tls_files
 from ..worker import fork_workers
 from .leaving import LauncherWatch
-from .roles import receive_cluster, run_role
+from .roles import fail_start, receive_cluster, run_role
 from .roles import scheduler as run_scheduler
 from .roles import worker as run_worker
 from .world import default_protocol, host, import_while_waiting, start_mpi_transport, too_small, world
@@ -75,8 +75,6 @@ def run(
     """
     comm = world(comm)
     size, rank = comm.Get_size(), comm.Get_rank()
-    if scheduler and rank == scheduler_rank and scheduler_file:
-        forget_last_run(Path(scheduler_file), insecure)
     needed = 1 + (max(scheduler_rank, 1) if scheduler and exclusive_workers else scheduler_rank)
     if size < needed:
         too_small(
@@ -93,6 +91,13 @@ def run(
             "scheduler runs elsewhere; leave out --protocol (the scheduler's own protocol is used)",
             True,
         )
+    watch = LauncherWatch(rank)
+    unusable: OSError | None = None  # said once the ranks wait for the address (collectives in order)
+    if scheduler and rank == scheduler_rank and scheduler_file:
+        try:
+            forget_last_run(Path(scheduler_file), insecure)
+        except OSError as exc:
+            unusable = exc
     if nanny is None:  # dask-mpi's default, but a nanny's worker is no MPI rank: it cannot use mpi://
         nanny = protocol != "mpi"
     if scheduler:
@@ -111,25 +116,30 @@ def run(
         "name": f"{name}-{rank}",
         **options,
     }
-    watch = LauncherWatch(rank)
     if not scheduler:
         # Joining a cluster that runs elsewhere: its address and TLS files are given.
         address = scheduler_address or _address_from_file(scheduler_file)
         security = client_security(scheduler_file) if scheduler_file else None
         worker_opts["security"] = security
-        run_role(run_worker(address, None, worker_type, worker_opts, rank=rank, watch=watch))
+        role = run_worker(address, None, worker_type, worker_opts, rank=rank, watch=watch)
+        run_role(role, rank, "a worker")
         return
     if rank == scheduler_rank:
         # With --protocol mpi the scheduler listens on tls:// too, for clients from outside the job.
         credentials = None if insecure else make_credentials("mpi")
         scratch = None
-        if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
-            scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
-            scheduler_file = str(Path(scratch) / "scheduler.json")
-        if credentials and scheduler_file:  # for clients from outside: client_security(scheduler_file)
-            directory = Path(scheduler_file).absolute().parent
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_tls_files(directory, credentials)
+        try:
+            if unusable is not None:
+                raise unusable
+            if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
+                scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
+                scheduler_file = str(Path(scratch) / "scheduler.json")
+            if credentials and scheduler_file:  # for clients from outside: client_security(scheduler_file)
+                directory = Path(scheduler_file).absolute().parent
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                write_tls_files(directory, credentials)
+        except OSError as exc:  # e.g. a directory we may not write: the others wait for the address
+            fail_start(comm, scheduler_rank, exc)
         try:
             run_role(
                 run_scheduler(
@@ -146,7 +156,9 @@ def run(
                     with_worker=None if exclusive_workers else (worker_type, worker_opts),
                     pages=(jupyter, login_host),
                     outside=True,
-                )
+                ),
+                rank,
+                "the scheduler",
             )
         finally:
             if scratch:
@@ -155,7 +167,8 @@ def run(
                 (Path(scheduler_file).absolute().parent / "web.json").unlink(missing_ok=True)
         return
     address, credentials = receive_cluster(comm, scheduler_rank)
-    run_role(run_worker(address, credentials, worker_type, worker_opts, rank=rank, watch=watch))
+    role = run_worker(address, credentials, worker_type, worker_opts, rank=rank, watch=watch)
+    run_role(role, rank, "a worker")
 
 
 def forget_last_run(scheduler_file: Path, insecure: bool) -> None:
@@ -169,11 +182,19 @@ def forget_last_run(scheduler_file: Path, insecure: bool) -> None:
         shutil.rmtree(tls_files(directory).directory, ignore_errors=True)
 
 
-def _address_from_file(scheduler_file: str | None) -> str:
+def _address_from_file(scheduler_file: str | None, timeout: float = 60.0) -> str:
+    """The scheduler's address in ``scheduler_file``, waiting up to ``timeout`` seconds for it
+    to be there and whole (a run that starts removes the last run's file first; distributed
+    writes it in place), as dask-mpi's workers wait for it."""
     if not scheduler_file:
         raise DaskHPCError("--no-scheduler needs a scheduler address or --scheduler-file")
-    try:
-        address = json.loads(Path(scheduler_file).read_text())["address"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise DaskHPCError(f"cannot read the scheduler's address from {scheduler_file}: {exc}") from None
-    return str(address)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return str(json.loads(Path(scheduler_file).read_text())["address"])
+        except (OSError, ValueError, KeyError) as exc:
+            if time.monotonic() > deadline:
+                raise DaskHPCError(
+                    f"cannot read the scheduler's address from {scheduler_file} within {timeout:g} s: {exc}"
+                ) from None
+        time.sleep(0.1)

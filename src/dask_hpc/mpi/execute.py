@@ -12,7 +12,7 @@ from ..worker import fork_workers
 from . import leaving
 from .command import _address_from_file, forget_last_run
 from .leaving import LauncherWatch, send_close_signal
-from .roles import receive_cluster, run_role, use_cluster
+from .roles import fail_start, receive_cluster, run_role, use_cluster
 from .roles import scheduler as run_scheduler
 from .roles import worker as run_worker
 from .world import default_protocol, host, import_while_waiting, start_mpi_transport, too_small, world
@@ -54,15 +54,18 @@ def execute(
     default). Workers are named by their rank, or ``{worker_name}-{rank}``.
 
     Unlike ``initialize()``, no rank exits and the script goes on after the call on every
-    rank (the world usable again): the client function runs in a thread of its rank, the
-    cluster is closed when it returns (``send_close_signal()``, as dask-mpi does, which with
-    ``scheduler=False`` shuts the scheduler it joined down too), and then ``execute``
+    rank (the world usable again): the client function runs on its rank (in a thread beside
+    a scheduler or worker there, else in the calling thread), the cluster is closed when it
+    returns (``send_close_signal()``, as dask-mpi does, which with ``scheduler=False``
+    shuts the scheduler it joined down too), and then ``execute``
     returns what the function returned on its rank (None elsewhere), or raises what it
     raised there. Between the ranks the cluster talks ``mpi://`` where it can, as
     ``initialize()`` does; TLS otherwise (``insecure=True``: none).
 
     Too few ranks for the placement, or ``scheduler=False`` without an address: one line
-    and exit 1 (dask-mpi raises WorldTooSmallException or ValueError). A scheduler or worker
+    and exit 1 (dask-mpi raises WorldTooSmallException or ValueError). With exclusive workers
+    at least one rank must be a worker, so the defaults need 3 ranks (dask-mpi lets 2 start a
+    cluster without workers). A scheduler or worker
     that cannot start: one line naming the rank, and every rank exits 1.
     """
     comm = world(comm)
@@ -91,6 +94,15 @@ def execute(
             True,
             code=1,
         )
+    if not scheduler and protocol == "mpi":
+        too_small(
+            rank,
+            "dask_hpc.mpi.execute with scheduler=False and protocol='mpi': mpi:// reaches only ranks of "
+            "the same MPI job, and the scheduler runs elsewhere; leave out protocol",
+            True,
+            code=1,
+        )
+    watch = LauncherWatch(rank)  # from the start: a launcher may die while the cluster starts
     is_nanny = nanny or worker_class.rsplit(".", 1)[-1] == "Nanny"
     worker_type = "distributed.Nanny" if nanny else worker_class
     if scheduler:
@@ -101,7 +113,7 @@ def execute(
         start_mpi_transport(protocol, is_nanny, comm, insecure)
     is_scheduler = scheduler and rank == scheduler_rank
     is_client = callable(client_function) and rank == client_rank
-    is_worker = not exclusive_workers or not (is_scheduler or rank == client_rank)
+    is_worker = not exclusive_workers or not (is_scheduler or is_client)
     client = _Client(client_function, client_args, client_kwargs) if is_client else None
     worker_options = {
         "host": host(interface),
@@ -116,15 +128,21 @@ def execute(
     if callable(client_function):
         users[client_rank] = "the client's"
     serves = {r: what for r, what in users.items() if r != rank}
-    watch = LauncherWatch(rank, script=is_client and not is_worker and not is_scheduler)
+    watch.script = is_client and not is_worker and not is_scheduler
     if is_scheduler:
-        credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")
+        # With a scheduler file, clients from outside the job read it: over mpi:// the
+        # scheduler listens on tls:// too, and the file has that address.
+        outside = bool(scheduler_file)
+        credentials = None if insecure or (protocol == "mpi" and not outside) else make_credentials("mpi")
         if scheduler_file:
-            forget_last_run(Path(scheduler_file), credentials is None)
-            if credentials:
-                directory = Path(scheduler_file).absolute().parent
-                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                write_tls_files(directory, credentials)
+            try:
+                forget_last_run(Path(scheduler_file), credentials is None)
+                if credentials:
+                    directory = Path(scheduler_file).absolute().parent
+                    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    write_tls_files(directory, credentials)
+            except OSError as exc:  # the others wait for the address: tell them
+                fail_start(comm, scheduler_rank, exc)
         run_role(
             run_scheduler(
                 comm,
@@ -140,7 +158,10 @@ def execute(
                 dashboard_address=dashboard_address,
                 scheduler_file=scheduler_file,
                 port=scheduler_port or 0,
-            )
+                outside=outside,
+            ),
+            rank,
+            "the scheduler",
         )
     else:
         if scheduler:
@@ -161,7 +182,9 @@ def execute(
                     watch=watch,
                     serves=(comm, serves) if serves else None,
                     client=client,
-                )
+                ),
+                rank,
+                "a worker",
             )
         elif client is not None:
             client()

@@ -46,6 +46,7 @@ def initialize(
     leaving.note_failures()
     atexit.register(leaving.finalize_at_exit)
     size, rank = comm.Get_size(), comm.Get_rank()
+    watch = LauncherWatch(rank, script=rank == 1)  # from the start: a launcher may die during it
     if size < 3:
         too_small(
             rank,
@@ -65,18 +66,19 @@ def initialize(
                 comm,
                 0,
                 credentials,
-                LauncherWatch(rank),
+                watch,
                 serves={1: "your script's"},
                 host=host(interface),
                 protocol=protocol,
                 dashboard=dashboard,
                 dashboard_address=dashboard_address,
-            )
+            ),
+            rank,
+            "the scheduler",
         )
         return leaving.leave(exit)
     address, credentials = receive_cluster(comm, 0)
     if rank == 1:
-        LauncherWatch(rank, script=True)
         use_cluster(address, credentials)
         if exit:
             atexit.register(leaving.close_at_exit)
@@ -96,8 +98,10 @@ def initialize(
                 **(worker_options or {}),
             },
             rank=rank,
-            watch=LauncherWatch(rank),
+            watch=watch,
             serves=(comm, {0: "the scheduler's", 1: "your script's"}),
-        )
+        ),
+        rank,
+        "a worker",
     )
     return leaving.leave(exit)

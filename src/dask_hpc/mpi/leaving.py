@@ -3,10 +3,10 @@
 - The script's rank closes the cluster at its exit (:func:`close_at_exit`), so
   the scheduler and worker ranks leave too.
 - A rank whose MPI cannot finalize (another rank died) exits anyway after
-  FINALIZE_GRACE (:func:`exit_bounded`).
+  FINALIZE_GRACE (:func:`exit_bounded`, :func:`watchdog`).
 - A scheduler or worker rank whose launcher (``mpirun``'s daemon, ``srun``'s
   step daemon: its parent process) is gone closes and exits within seconds
-  (:func:`watch_launcher`): killed ``mpirun`` leaves its ranks running, with
+  (:class:`LauncherWatch`): killed ``mpirun`` leaves its ranks running, with
   parent 1, for as long as they like (and their nannies' workers with them).
 """
 
@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 logger = logging.getLogger("dask_hpc.mpi")
 
@@ -33,6 +33,9 @@ FINALIZE_GRACE = 30.0
 FINALIZE_BACKSTOP = 2.0
 #: Seconds between looks at whether this rank's launcher is still there.
 LAUNCHER_CHECK = 1.0
+#: Set in the environment of the processes a launcher starts (Open MPI/PRRTE, PMIx, MPICH's
+#: Hydra, Slurm's srun).
+LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_STEP_ID")
 #: How long a rank whose launcher is gone takes to close its scheduler or worker before it exits.
 LAUNCHER_GONE_GRACE = 5.0
 
@@ -95,7 +98,7 @@ def finalize_mpi() -> None:
     MPI.Finalize()
 
 
-def abandon(code: int) -> None:
+def abandon(code: int) -> NoReturn:
     """Exit now, without MPI: this rank failed and the job cannot go on (finalizing would
     wait for ranks that never come). A rank that leaves so makes mpirun end the job."""
     for stream in (sys.stdout, sys.stderr):
@@ -138,9 +141,9 @@ def watchdog(code: int) -> None:
 
     Two guards, because mpi4py's MPI.Finalize holds the GIL while it waits (seen under
     gdb): a Python timer, which exits with ``code`` and says why, ends a wait in Python
-    (a cluster that does not answer its close); faulthandler's watchdog, a C thread that
-    needs no GIL, ends a wait inside MPI a little later, with exit code 1 and the stack
-    of where it waited on stderr.
+    (a cluster that does not answer its close); and, when a rank is known to have died
+    (:func:`failure_known`), faulthandler's watchdog, a C thread that needs no GIL, ends a
+    wait inside MPI a little later, with exit code 1 and the stack of where it waited.
     """
 
     def expire() -> None:
@@ -150,8 +153,33 @@ def watchdog(code: int) -> None:
     timer = threading.Timer(FINALIZE_GRACE, expire)
     timer.daemon = True  # a rank that exits sooner does not wait for it
     timer.start()
+    if not failure_known():  # a finalize that waits for live ranks still at work must wait
+        return
     with contextlib.suppress(Exception):  # no usable stderr (its launcher gone): the timer alone
         faulthandler.dump_traceback_later(FINALIZE_GRACE + FINALIZE_BACKSTOP, exit=True, file=sys.stderr)
+
+
+def failure_known() -> bool:
+    """Whether a rank of this job is known to have died (fault tolerance on): then MPI's
+    finalize may wait for it forever. Otherwise a finalize that waits waits for ranks still
+    at work (a split communicator's other ranks, execute()'s script going on), which end."""
+    if orphaned:
+        return True
+    from mpi4py import MPI
+
+    if not MPI.Is_initialized() or MPI.Is_finalized():
+        return False
+    world = MPI.COMM_WORLD
+    with contextlib.suppress(MPI.Exception):
+        world.Iprobe(source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG)  # MPI learns of failures as it progresses
+    try:
+        group = world.Get_failed()
+    except (NotImplementedError, AttributeError, MPI.Exception):
+        return False
+    try:
+        return bool(group.Get_size())
+    finally:
+        group.Free()
 
 
 def say(line: str) -> None:
@@ -184,7 +212,11 @@ class LauncherWatch:
         self.parent = os.getppid()
         self._server: tuple[Any, asyncio.AbstractEventLoop] | None = None
         self._lock = threading.Lock()
-        if self.parent == 1:  # started by init (a container's entry point): no launcher to watch
+        # Only a rank some launcher started (a process run without one, e.g. a one-rank
+        # execute() under nohup, may outlive its shell on purpose); a parent of 1 already:
+        # nothing to tell apart.
+        launched = any(name in os.environ for name in LAUNCHER_VARIABLES)
+        if not launched or self.parent == 1:
             return
         threading.Thread(target=self._watch, name="dask-hpc-launcher-watch", daemon=True).start()
 

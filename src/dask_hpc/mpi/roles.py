@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import DaskHPCError
 from ..jupyter import JupyterLab, web_pages
@@ -39,8 +39,9 @@ class RoleFailed(DaskHPCError):
     """A rank's role could not start or failed: one line, and the rank exits 1."""
 
 
-def run_role(role: Any) -> None:
-    """Run a role's coroutine to its end; a role that failed is one line and exit 1."""
+def run_role(role: Any, rank: int, what: str) -> None:
+    """Run a role's coroutine to its end; a role that failed (whatever it raised) is one line
+    naming ``rank`` and ``what`` it is, and exit 1 without MPI: mpirun then ends the job."""
     try:
         asyncio.run(role)
     except KeyboardInterrupt:
@@ -48,6 +49,19 @@ def run_role(role: Any) -> None:
     except RoleFailed as exc:
         say(f"error: {exc}")
         abandon(1)
+    except Exception as exc:
+        say(f"error: rank {rank} ({what}) failed: {why(exc)}")
+        abandon(1)
+
+
+def fail_start(comm: Any, root: int, exc: BaseException, port: Any = None) -> NoReturn:
+    """The scheduler's rank could not start: say why (first: once told, the other ranks exit
+    and mpirun may end this one), tell the ranks that wait for its address, exit 1."""
+    rank = comm.Get_rank()
+    reason = why(exc, port)
+    say(f"error: rank {rank} (the scheduler) could not start: {reason}")
+    announce(comm, root, StartFailed(rank, reason))
+    abandon(1)
 
 
 def why(exc: BaseException, port: Any = None) -> str:
@@ -87,23 +101,19 @@ async def scheduler(
     security = credentials.security() if credentials else None
     protocol = options.pop("protocol", None) or ("tls" if security else None)
     both = protocol == "mpi" and outside
+    port = options.get("port")
     if both:
         protocol = ["tls" if security else "tcp", "mpi"]
         options["host"] = [options.get("host"), None]
         options["port"] = [options.get("port", 0), None]
     dashboard = options.pop("dashboard", True)
     rank = comm.Get_rank()
-    # The dashboard is attached once the others know the address (bokeh's import is slow).
-    server = Scheduler(security=security, protocol=protocol, dashboard=False, **options)
     try:
+        # The dashboard is attached once the others know the address (bokeh's import is slow).
+        server = Scheduler(security=security, protocol=protocol, dashboard=False, **options)
         await server
-    except Exception as exc:
-        # Every other rank waits for the address: tell them instead, so that none waits forever.
-        # The line first: once told, the other ranks exit, and mpirun may end this one then.
-        reason = why(exc, options.get("port"))
-        say(f"error: rank {rank} (the scheduler) could not start: {reason}")
-        await asyncio.to_thread(announce, comm, root, StartFailed(rank, reason))
-        abandon(1)
+    except Exception as exc:  # every other rank waits for the address: tell them instead
+        await asyncio.to_thread(fail_start, comm, root, exc, port)
     watch.serve(server)
     try:
         inside = server.listeners[-1].contact_address if both else server.address
@@ -153,7 +163,6 @@ async def worker(
     # When the cluster closes, a worker's last messages meet a closed stream: distributed
     # logs that at INFO with a traceback on every rank. It is the normal end here.
     logging.getLogger("distributed.batched").setLevel(logging.WARNING)
-    cls = import_term(worker_type)
     options = dict(options)
     if credentials is not None:
         options["security"] = credentials.security()
@@ -161,7 +170,7 @@ async def worker(
         if options.get(key) is None:
             options.pop(key, None)
     try:
-        server = await cls(address, **options)
+        server = await import_term(worker_type)(address, **options)
     except Exception as exc:
         raise RoleFailed(f"rank {rank} (a worker) could not start: {why(exc)}") from None
     if watch is not None:
