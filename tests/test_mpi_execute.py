@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -122,3 +123,93 @@ def test_execute_on_a_split_communicator_leaves_the_world_usable(mpirun: Path, t
     assert sorted(line for line in done.stdout.splitlines() if line.startswith("WORLD OK")) == [
         f"WORLD OK {rank}" for rank in range(4)
     ], done.stdout
+
+
+OUTSIDE_CLIENT_EXECUTE = """
+import subprocess
+import sys
+from mpi4py import MPI
+from dask_hpc.mpi import execute
+value = execute(scheduler_file=sys.argv[1], worker_name="w", dashboard_address=":0")
+print("RETURNED", MPI.COMM_WORLD.Get_rank(), value, flush=True)
+"""
+
+
+def test_execute_without_a_client_function_serves_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
+    """No client function: every rank but the scheduler's is a worker (named ``w-<rank>``),
+    the scheduler file has an address a client outside the job reaches (tls://, with its
+    certificates beside it, although the ranks talk mpi://), and its shutdown() ends them."""
+    from distributed import Client
+
+    from dask_hpc.mpi import client_security
+
+    from .mpirun_tools import MPI_ENV, end_session
+
+    directory = tmp_path / "cluster"
+    directory.mkdir(mode=0o700)
+    scheduler_file = directory / "scheduler.json"
+    script = tmp_path / "serve.py"
+    script.write_text(OUTSIDE_CLIENT_EXECUTE)
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", sys.executable, str(script), str(scheduler_file)]
+    proc = subprocess.Popen(
+        argv, env=MPI_ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        security = client_security(scheduler_file, timeout=60)
+        with Client(scheduler_file=str(scheduler_file), security=security, timeout=60) as c:
+            assert c.scheduler.address.startswith("tls://")
+            c.wait_for_workers(2, timeout=60)
+            names = sorted(str(w["name"]) for w in c.scheduler_info()["workers"].values())
+            assert names == ["w-1", "w-2"]
+            assert c.submit(sum, [1, 2]).result(timeout=30) == 3
+            c.shutdown()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            end_session(proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert sorted(line for line in out.splitlines() if line.startswith("RETURNED")) == [
+        f"RETURNED {rank} None" for rank in range(3)
+    ]
+
+
+JOINING_EXECUTE = """
+import subprocess
+import sys
+from distributed import Client
+from dask_hpc.mpi import execute
+def client_function():
+    with Client() as client:
+        client.wait_for_workers(2, timeout=60)  # the running cluster's and ours
+        names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
+        assert client.submit(sum, [1, 2], workers=["joined-1"]).result() == 3
+        return names
+print("NAMES", execute(client_function, scheduler=False, scheduler_file=sys.argv[1], client_rank=0,
+                       worker_name="joined"), flush=True)
+"""
+
+
+def test_execute_without_a_scheduler_joins_a_running_one(mpirun: Path, tmp_path: Path) -> None:
+    """``scheduler=False``: the workers join the scheduler in ``scheduler_file`` (its TLS
+    certificates beside it), the client function runs against it, and, as in dask-mpi,
+    its end shuts that scheduler down: both MPI jobs end with 0."""
+    from .mpirun_tools import end_session, start_dask_hpc_mpi, wait_for_file
+
+    directory = tmp_path / "cluster"
+    directory.mkdir(mode=0o700)
+    scheduler_file = directory / "scheduler.json"
+    running = start_dask_hpc_mpi(mpirun, 2, scheduler_file)
+    try:
+        wait_for_file(scheduler_file, [running])
+        script = tmp_path / "join.py"
+        script.write_text(JOINING_EXECUTE)
+        argv = [str(mpirun), "-np", "2", "--oversubscribe", sys.executable, str(script), str(scheduler_file)]
+        done = run_bounded(argv, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "NAMES ['dask_mpi-1', 'joined-1']" in done.stdout, done.stdout + done.stderr[-2000:]
+        _, err = running.communicate(timeout=60)
+        assert running.returncode == 0, err[-3000:]
+    finally:
+        if running.poll() is None:
+            end_session(running)
