@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DaskHPCError
-from ..security import make_credentials, tls_files, write_tls_files
+from ..security import Credentials, make_credentials, tls_files, write_tls_files
 from ..worker import fork_workers
 from .leaving import LauncherWatch
 from .roles import fail_start, receive_cluster, run_role
@@ -134,10 +134,8 @@ def run(
             if jupyter and not scheduler_file:  # JupyterLab's kernels read the address and keys from files
                 scratch = tempfile.mkdtemp(prefix="dask-hpc-mpi-")
                 scheduler_file = str(Path(scratch) / "scheduler.json")
-            if credentials and scheduler_file:  # for clients from outside: client_security(scheduler_file)
-                directory = Path(scheduler_file).absolute().parent
-                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                write_tls_files(directory, credentials)
+            if credentials and scheduler_file:
+                publish_credentials(Path(scheduler_file), credentials)
         except OSError as exc:  # e.g. a directory we may not write: the others wait for the address
             fail_start(comm, scheduler_rank, exc)
         try:
@@ -169,6 +167,14 @@ def run(
     address, credentials = receive_cluster(comm, scheduler_rank)
     role = run_worker(address, credentials, worker_type, worker_opts, rank=rank, watch=watch)
     run_role(role, rank, "a worker")
+
+
+def publish_credentials(scheduler_file: Path, credentials: Credentials) -> None:
+    """The cluster's certificates in ``tls/`` beside the scheduler file (dir 0700, files
+    0600), for clients from outside: :func:`client_security` reads them."""
+    directory = scheduler_file.absolute().parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_tls_files(directory, credentials)
 
 
 def forget_last_run(scheduler_file: Path, insecure: bool) -> None:

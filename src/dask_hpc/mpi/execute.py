@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..security import make_credentials, tls_files, write_tls_files
+from ..security import make_credentials, tls_files
 from ..worker import fork_workers
 from . import leaving
-from .command import _address_from_file, forget_last_run
+from .command import _address_from_file, forget_last_run, publish_credentials
 from .leaving import LauncherWatch, send_close_signal
 from .roles import fail_start, receive_cluster, run_role, use_cluster
 from .roles import scheduler as run_scheduler
@@ -138,9 +138,7 @@ def execute(
             try:
                 forget_last_run(Path(scheduler_file), credentials is None)
                 if credentials:
-                    directory = Path(scheduler_file).absolute().parent
-                    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                    write_tls_files(directory, credentials)
+                    publish_credentials(Path(scheduler_file), credentials)
             except OSError as exc:  # the others wait for the address: tell them
                 fail_start(comm, scheduler_rank, exc)
         run_role(
