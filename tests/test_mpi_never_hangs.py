@@ -227,6 +227,26 @@ def test_a_worker_that_cannot_start_ends_the_job_with_one_line(
     assert "NEVER" not in done.stdout
 
 
+def test_a_worker_class_that_cannot_be_imported_is_one_line_for_the_whole_job(
+    mpirun: Path, tmp_path: Path
+) -> None:
+    """A mistyped --worker-class: the scheduler's rank says so once (every worker rank did,
+    a line each: 255 on 256 ranks), and the job ends non-zero."""
+    directory = tmp_path / "cluster"
+    directory.mkdir(mode=0o700)
+    argv = [str(mpirun), "-np", "3", "--oversubscribe", sys.executable, "-m", "dask_hpc", "mpi"]
+    argv += ["--scheduler-file", str(directory / "scheduler.json"), "--dashboard-address", ":0"]
+    done = run_bounded([*argv, "--worker-class", "distributed.Nany"], timeout=90, cwd=tmp_path)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert ours == [
+        "error: rank 0 (the scheduler) could not start: the worker class 'distributed.Nany' cannot be "
+        "imported (module 'distributed' has no attribute 'Nany'): give its dotted path, e.g. "
+        "distributed.Nanny or distributed.Worker"
+    ], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+
+
 def test_a_killed_runs_scheduler_file_is_never_handed_to_a_client(mpirun: Path, tmp_path: Path) -> None:
     """A run killed outright (every process SIGKILLed) leaves its scheduler file with a dead
     address; the next run overwrote it only once its scheduler was up (3 s), and a client

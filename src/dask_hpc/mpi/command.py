@@ -154,6 +154,7 @@ def run(
                     with_worker=None if exclusive_workers else (worker_type, worker_opts),
                     pages=(jupyter, login_host),
                     outside=True,
+                    worker_type=worker_type,
                 ),
                 rank,
                 "the scheduler",

@@ -157,6 +157,7 @@ def execute(
                 scheduler_file=scheduler_file,
                 port=scheduler_port or 0,
                 outside=outside,
+                worker_type=worker_type,
             ),
             rank,
             "the scheduler",

@@ -72,6 +72,7 @@ def initialize(
                 protocol=protocol,
                 dashboard=dashboard,
                 dashboard_address=dashboard_address,
+                worker_type=worker_type,
             ),
             rank,
             "the scheduler",

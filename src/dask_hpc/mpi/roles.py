@@ -69,6 +69,8 @@ def why(exc: BaseException, port: Any = None) -> str:
     root = exc
     while root.__cause__ is not None:
         root = root.__cause__
+    if isinstance(root, DaskHPCError):
+        return str(root)
     if isinstance(root, OSError) and root.errno == errno.EADDRINUSE:
         where = f"port {port}" if port else "its port"
         return f"{where} is already in use: choose another --scheduler-port, or leave it out (any free one)"
@@ -86,6 +88,7 @@ async def scheduler(
     pages: tuple[bool, str | None] | None = None,
     outside: bool = False,
     serves: dict[int, str] | None = None,
+    worker_type: str | None = None,
     **options: Any,
 ) -> None:
     """The scheduler's rank; with ``pages`` (jupyter, login host), as ``dask-hpc mpi``: the
@@ -109,6 +112,8 @@ async def scheduler(
     dashboard = options.pop("dashboard", True)
     rank = comm.Get_rank()
     try:
+        if worker_type is not None:  # said once, here, rather than by every worker rank
+            check_worker_type(worker_type)
         # The dashboard is attached once the others know the address (bokeh's import is slow).
         server = Scheduler(security=security, protocol=protocol, dashboard=False, **options)
         await server
@@ -143,6 +148,20 @@ async def scheduler(
                 await asyncio.wait_for(task, CLOSE_TIMEOUT)  # a watcher is cancelled here
     finally:
         await server.close()
+
+
+def check_worker_type(worker_type: str) -> None:
+    """Check that the workers' class can be imported (a mistyped --worker-class or
+    worker_class=): DaskHPCError saying what to give instead."""
+    from distributed.utils import import_term
+
+    try:
+        import_term(worker_type)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DaskHPCError(
+            f"the worker class {worker_type!r} cannot be imported ({exc}): give its dotted path, "
+            "e.g. distributed.Nanny or distributed.Worker"
+        ) from None
 
 
 async def worker(
