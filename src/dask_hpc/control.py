@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .commands import scheduler_command, worker_script
-from .errors import SchedulerUnreachableError, SessionError
+from .errors import DaskHPCError, SchedulerUnreachableError, SessionError
 from .ledger import load_ledger
 from .remote import Link
 from .security import check_private, create_tls_files, tls_files
@@ -481,6 +481,25 @@ def log_paths(session: Session, job: str | None = None) -> tuple[str, Path, Path
     return job_id, base / out, base / err
 
 
+#: Seconds down waits for cancelled worker jobs to leave the queue (local's grace is 5 s).
+CANCEL_WAIT = 20.0
+
+
+def _still_live(system: BatchSystem, job_ids: list[str], deadline: float) -> list[str]:
+    """The jobs of ``job_ids`` still pending or running at ``deadline`` (polled every 0.25 s)."""
+    live = list(job_ids)
+    while live:
+        try:
+            states = system.query(live)
+        except DaskHPCError:
+            return live  # the batch system does not answer: these may still be ending
+        live = [j for j in live if j in states and states[j].state in (JobState.PENDING, JobState.RUNNING)]
+        if not live or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    return live
+
+
 def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
     """End every job of the session and its scheduler; logs and ledger stay."""
     config = session.read_config()
@@ -499,6 +518,11 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
         records = load_ledger(session.ledger_file)
         system.cancel([j for j, r in records.items() if r.live])  # removed ones too: they may still end
         ended = [j for j, r in records.items() if r.live and not r.removed]
+    # Cancelling is asynchronous on every system (SIGTERM, then the batch system's grace):
+    # wait, bounded, so that down returns once the worker jobs are gone, and say which are not.
+    still = _still_live(system, ended, time.monotonic() + min(wait, CANCEL_WAIT))
+    if still and not warning:
+        warning = f"job{'s' if len(still) > 1 else ''} {', '.join(still)} still ending after cancel"
     session.write_config(config.but(down=True))
     scheduler_state = None
     if config.scheduler_job_id:

@@ -84,3 +84,33 @@ def test_slots_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         LocalSystem().slot_limit  # noqa: B018
     monkeypatch.delenv("DASK_HPC_LOCAL_SLOTS")
     assert LocalSystem().slot_limit is None
+
+
+def test_down_without_a_scheduler_returns_once_its_jobs_are_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel is asynchronous (SIGTERM, then SIGKILL after the grace); down waits for it, bounded.
+
+    A CI run saw a worker job still RUNNING right after ``down`` of a session whose
+    scheduler had died: the job's runner had not yet seen its process end.
+    """
+    from dask_hpc import control
+    from dask_hpc.ledger import JobRecord, save_ledger
+    from dask_hpc.session import Session, SessionConfig
+
+    monkeypatch.setenv("DASK_HPC_LOCAL_SPOOL", str(tmp_path / "spool"))
+    system = LocalSystem()
+    # A worker that ignores SIGTERM: it ends only at the runner's SIGKILL, KILL_WAIT seconds on.
+    spec = JobSpec.from_options(job_script_prologue=["trap '' TERM"])
+    script = system.render(spec, ["sleep", "300"])
+    job_id = system.submit(script, tmp_path / "work")
+    wait_for(system, job_id, lambda s: s.state is JobState.RUNNING)
+    session = Session("gone", tmp_path / "sessions")
+    session.prepare()
+    session.write_config(SessionConfig("gone", "local", JobSpec(), JobSpec()))
+    save_ledger(session.ledger_file, {job_id: JobRecord(job_id, "w", 1, 3600, time.time())})
+
+    result = control.down(session)
+    assert result["job_ids"] == [job_id] and result["answered"] is False
+    assert system.query([job_id])[job_id].state is JobState.CANCELLED
+    assert result["warning"] is None
