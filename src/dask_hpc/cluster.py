@@ -21,7 +21,7 @@ from distributed.deploy.cluster import Cluster
 from . import control
 from .commands import worker_script
 from .errors import SessionError, UnknownOptionError
-from .interface import choose_interface
+from .interface import choose_interface, system_peers
 from .remote import Link
 from .security import create_tls_files, tls_files
 from .session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
@@ -161,7 +161,7 @@ class BatchCluster(Cluster):
         from .keeper import Keeper
         from .scheduler_job import DASHBOARD_PORT, HTTP_ROUTES, add_dashboard
 
-        choice = choose_interface(config.interface)
+        choice = choose_interface(config.interface, lambda: system_peers(self.system))
         with dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES}):
             self._scheduler = Scheduler(
                 protocol="tcp" if self.security is None else "tls",

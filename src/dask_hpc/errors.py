@@ -14,6 +14,7 @@ prints its message in one or two lines and exits non-zero, without a traceback.
     ├── ParseError                 a batch system's output we could not read
     ├── NotInJobError              asked for the job context outside a job
     ├── InterfaceError             a network interface that this node does not have (lists the real ones)
+    │   └── UnreachableInterfaceError  only loopback here, and other nodes must reach us
     ├── DataError                  the user's data cannot be used (no files, not NetCDF, no such variable)
     └── SessionError               a session cannot do what was asked (says its state and the fix)
         ├── UnknownSessionError    no session of that name (lists the sessions)
@@ -41,6 +42,7 @@ __all__ = [
     "UnknownOptionError",
     "UnknownSessionError",
     "UnknownSystemError",
+    "UnreachableInterfaceError",
 ]
 
 
@@ -130,6 +132,18 @@ class InterfaceError(DaskHPCError, ValueError):
         self.name = name
         super().__init__(
             f"no network interface {name!r} on {where}; its interfaces: {', '.join(sorted(known))}"
+        )
+
+
+class UnreachableInterfaceError(InterfaceError):
+    """No interface but loopback to listen on, while processes on other hosts must connect."""
+
+    def __init__(self, where: str, peers: str) -> None:
+        self.name = "lo"
+        DaskHPCError.__init__(
+            self,
+            f"{where} has no network interface but loopback, which other nodes cannot reach ({peers}); "
+            "name one with --interface NAME (--interface lo if every node is this host)",
         )
 
 

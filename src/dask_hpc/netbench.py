@@ -86,9 +86,9 @@ def _random_bytes(nbytes: int) -> Any:
 
 
 def _node_address() -> str:
-    from .interface import choose_interface
+    from .mpi.world import host  # only mpi:// workers ask: they are MPI ranks
 
-    return choose_interface(None).address
+    return host(None)
 
 
 def _touch(data: Any) -> int:

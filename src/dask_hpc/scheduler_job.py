@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
-from .interface import choose_interface
+from .interface import choose_interface, system_peers
 from .jupyter import web_pages
 from .security import tls_files
 from .session import Session, write_private
+from .systems import get_system
 from .tunnel import WebPages
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def serve(session: Session) -> None:
     from .keeper import Keeper, dashboard_port
 
     config = session.read_config()
-    choice = choose_interface(config.interface)
+    choice = choose_interface(config.interface, lambda: system_peers(get_system(config.system)))
     keeper = Keeper(session, config, choice)
     security = None if config.insecure else tls_files(session.directory).security()
     dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES})

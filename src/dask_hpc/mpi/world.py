@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DaskHPCError
-from ..interface import choose_interface
+from ..interface import choose_interface, job_peers
 
 #: Seconds between looks of a rank that waits for the scheduler's address: it sleeps in
 #: between instead of spinning inside MPI (Open MPI's blocking calls poll a core at 100%,
@@ -134,5 +134,6 @@ def import_while_waiting() -> None:
 
 def host(interface: str | None) -> str:
     """The address this rank listens on: the interface's, or the one its host name resolves to
-    (distributed's default, the route to 8.8.8.8, is wrong on compute nodes without Internet)."""
-    return choose_interface(interface).address
+    (distributed's default, the route to 8.8.8.8, is wrong on compute nodes without Internet);
+    loopback only when every rank is on this host, as the launcher or batch system says."""
+    return choose_interface(interface, job_peers).address

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import _process
-from ..errors import NotInJobError, ParseError, SpecError, SubmitError
+from ..errors import CommandError, NotInJobError, ParseError, SpecError, SubmitError
 from ..spec import JobSpec
 
 __all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus"]
@@ -230,6 +230,32 @@ class BatchSystem(ABC):
         gone = any(p in line for line in lines for p in self.cancel_gone_phrases)
         known = (*self.cancel_gone_phrases, *self.cancel_done_phrases)
         return gone and all(any(p in line for p in known) for line in lines)
+
+    # ---- where jobs may run -------------------------------------------------
+
+    #: How long listing the nodes may take; past it they are unknown (maybe other hosts).
+    nodes_timeout: ClassVar[float] = 10.0
+
+    def nodes_argv(self) -> list[str] | None:
+        """The command that lists the hosts this system's jobs may run on; None: we do not ask."""
+        return None
+
+    def parse_nodes(self, stdout: str) -> tuple[str, ...]:
+        """Host names or addresses from the output of :meth:`nodes_argv`, one a line."""
+        return tuple(dict.fromkeys(line.split()[0] for line in stdout.splitlines() if line.strip()))
+
+    def node_hosts(self) -> tuple[str, ...] | None:
+        """The hosts (names or addresses) this system's jobs may run on, to tell whether they
+        are all this host (then a scheduler may listen on loopback); None when unknown: we
+        cannot ask, or got no answer within :attr:`nodes_timeout`."""
+        argv = self.nodes_argv()
+        if argv is None:
+            return None
+        try:
+            done = _process.run(argv, timeout=self.nodes_timeout)
+        except CommandError:
+            return None
+        return self.parse_nodes(done.stdout) or None
 
     # ---- inside a job -------------------------------------------------------
 

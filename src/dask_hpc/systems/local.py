@@ -142,6 +142,9 @@ class LocalSystem(BatchSystem):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.runner_pid, signal.SIGTERM)
 
+    def node_hosts(self) -> tuple[str, ...]:
+        return ("localhost",)  # every local job runs on this machine
+
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         return (socket.gethostname(),)
 

@@ -117,6 +117,9 @@ class SGESystem(BatchSystem):
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]
 
+    def nodes_argv(self) -> list[str]:
+        return ["qconf", "-sel"]  # the execution hosts, one a line
+
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         nodes = read_lines(env.get("PE_HOSTFILE"))
         return nodes or tuple(h for h in [env.get("HOSTNAME", "")] if h)

@@ -118,6 +118,10 @@ class SlurmSystem(BatchSystem):
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
 
+    def nodes_argv(self) -> list[str]:
+        # NodeAddr (%o), by which SLURM itself reaches each node; one line a node.
+        return ["sinfo", "--noheader", "--Node", "--format=%o"]
+
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         return expand_hostlist(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "")))
 
