@@ -130,3 +130,31 @@ def test_a_job_being_replaced_does_not_count_its_replacement_does() -> None:
     # Removing one ends the replacement (pending), not the job that leaves anyway.
     assert choose_removals(jobs, 1, {}) == ["b"]
     assert choose_removals(jobs, 5, {}) == ["b", "c"]
+
+
+def test_backoff_waits_grow_to_a_cap_and_identical_failures_stop_it() -> None:
+    from dask_hpc.decide import BACKOFF_CAP, BACKOFF_FIRST, STOP_AFTER, Backoff
+
+    b = Backoff()
+    assert b.may_submit(0.0) and b.wait == 0 and b.to_dict(0.0) is None
+    waits = []
+    for n in range(1, 12):
+        b = b.failed("sbatch: error: " + "AB"[n % 2], float(n))  # two kinds in turn: never 3 alike
+        waits.append(b.wait)
+        assert not b.stopped and not b.may_submit(n + b.wait - 0.1) and b.may_submit(n + b.wait)
+    assert waits[:3] == [BACKOFF_FIRST, 2 * BACKOFF_FIRST, 4 * BACKOFF_FIRST]
+    assert max(waits) == BACKOFF_CAP and waits == sorted(waits)
+    # Identical words (job ids aside) STOP_AFTER times in a row: stopped, whatever the wait.
+    b = Backoff()
+    for n in range(STOP_AFTER):
+        assert not b.stopped
+        b = b.failed(f"job {100 + n} ended before its worker joined: failed (exit code 3)", 0.0)
+    assert b.stopped and not b.may_submit(1e9) and b.retry_in(1e9) is None
+    assert b.to_dict(0.0) == {
+        "failures": STOP_AFTER,
+        "words": "job 102 ended before its worker joined: failed (exit code 3)",
+        "retry_in": None,
+        "stopped": True,
+    }
+    # A different failure starts the count of identical ones again.
+    assert not Backoff().failed("a", 0).failed("a", 0).failed("b", 0).stopped

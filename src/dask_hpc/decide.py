@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from .ledger import JobRecord
 from .systems import JobState
 
 __all__ = [
+    "Backoff",
     "adapt_target_jobs",
     "choose_removals",
     "job_of_worker",
@@ -121,3 +124,69 @@ def lost_kept_jobs(jobs: Iterable[JobRecord]) -> list[str]:
         for j in jobs
         if j.keep and not j.live and not j.removed and j.replaced_by is None and j.joined is not None
     ]
+
+
+#: The wait after the first failed automatic submission, in seconds; it doubles with each
+#: failure in a row, up to the cap.
+BACKOFF_FIRST = 5.0
+BACKOFF_CAP = 300.0
+#: Automatic submissions stop after this many identical failures in a row.
+STOP_AFTER = 3
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The keeper's memory of failed automatic submissions (adapt, replacements of kept jobs).
+
+    A failure is a submission the batch system refused, or a kept job that ended before its
+    worker joined (a job that cannot start is resubmitted as fast as it fails otherwise).
+    After each failure the next automatic submission waits, ``BACKOFF_FIRST`` seconds doubled
+    per failure in a row, at most ``BACKOFF_CAP``; after ``STOP_AFTER`` identical failures in a
+    row (the same words, job ids aside) they stop until the user acts (adapt, scale). A worker
+    joining ends the run of failures. Submission storms get accounts suspended on real sites;
+    dask-jobqueue's adapt has no such memory (it resubmits every interval).
+    """
+
+    failures: int = 0  # in a row
+    same: int = 0  # how many of the last ones had the same words
+    words: str | None = None  # the last failure, in the batch system's words
+    at: float = 0.0  # when it happened (seconds since the epoch)
+
+    @property
+    def stopped(self) -> bool:
+        return self.same >= STOP_AFTER
+
+    @property
+    def wait(self) -> float:
+        """Seconds after the last failure before the next automatic submission."""
+        if self.failures == 0:
+            return 0.0
+        return min(BACKOFF_CAP, BACKOFF_FIRST * 2.0 ** (self.failures - 1))
+
+    def may_submit(self, now: float) -> bool:
+        return not self.stopped and now >= self.at + self.wait
+
+    def retry_in(self, now: float) -> float | None:
+        """Seconds until the next automatic submission may go; None when stopped or no failure."""
+        if self.failures == 0 or self.stopped:
+            return None
+        return max(0.0, self.at + self.wait - now)
+
+    def failed(self, words: str, now: float) -> Backoff:
+        same = self.same + 1 if _shape(words) == _shape(self.words or "") else 1
+        return replace(self, failures=self.failures + 1, same=same, words=words, at=now)
+
+    def to_dict(self, now: float) -> dict[str, object] | None:
+        if self.failures == 0:
+            return None
+        return {
+            "failures": self.failures,
+            "words": self.words,
+            "retry_in": self.retry_in(now),
+            "stopped": self.stopped,
+        }
+
+
+def _shape(words: str) -> str:
+    """A failure's words with numbers (job ids, counts) left out: what makes two alike."""
+    return re.sub(r"\d+", "N", words)

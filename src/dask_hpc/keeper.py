@@ -22,6 +22,7 @@ from tornado.ioloop import PeriodicCallback
 
 from .commands import worker_script
 from .decide import (
+    Backoff,
     adapt_target_jobs,
     choose_removals,
     job_of_worker,
@@ -52,8 +53,6 @@ ADAPT_WAIT_COUNT = 3
 SUBMIT_CONCURRENCY = 8
 #: Kept jobs are looked at this often (replacements ahead of walltimes, lost jobs).
 KEEP_INTERVAL = 1.0
-#: Seconds before submitting a replacement again after the batch system refused one.
-REPLACE_RETRY = 30.0
 
 
 class Keeper(SchedulerPlugin):
@@ -78,7 +77,8 @@ class Keeper(SchedulerPlugin):
         # Keys computed (processing -> memory) and not forgotten since; a second time is a recompute.
         self.computed: set[Any] = set()
         self.recomputed = 0
-        self.replace_failed: dict[str, float] = {}  # job id -> when submitting its replacement failed
+        # Failed automatic submissions (adapt, replacements): they wait, then stop (decide.Backoff).
+        self.backoff = Backoff()
         self.close_counts: dict[str, int] = {}
         self.can_submit, self.submit_note = self._submit_here()
         self.scheduler: Scheduler | None = None
@@ -161,6 +161,9 @@ class Keeper(SchedulerPlugin):
         # A job seen ended (unknown past the grace: the queue lagged) whose worker joins is
         # running after all: live again, so that it is queried, cancelled by down, not replaced.
         back = record.ended is not None and not record.removed
+        if record.joined is None and self.backoff.failures:
+            logger.info("job %s's worker joined: automatic submissions no longer held back", job_id)
+            self.backoff = Backoff()  # jobs start and join: whatever failed before has passed
         if back or record.joined is None or record.state is not JobState.RUNNING or record.end != end:
             now = time.time()
             self.jobs[job_id] = replace(
@@ -216,6 +219,7 @@ class Keeper(SchedulerPlugin):
             "processes": self.config.spec.processes,
             "scheduler_walltime_left": None if self.scheduler_end is None else self.scheduler_end - now,
             "recomputed": self.recomputed,
+            "submit_trouble": self.backoff.to_dict(now),
         }
 
     async def add(self, n: int, options: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any]:
@@ -235,6 +239,8 @@ class Keeper(SchedulerPlugin):
                     }
                 return {"submit_here": True, "script": self.job_script(spec)}
             return {"job_ids": await self._submit(n, spec, keep=keep)}
+        except PartlySubmitted as exc:
+            return {"job_ids": exc.job_ids, "error": str(exc)}  # the accepted ones will join
         except DaskHPCError as exc:
             return {"error": str(exc)}
 
@@ -243,7 +249,8 @@ class Keeper(SchedulerPlugin):
         spec = self.config.spec.with_options(**(options or {}))
         now = time.time()
         for job_id in job_ids:
-            self.jobs[job_id] = self._record(job_id, spec, now)
+            if job_id not in self.jobs:  # registered twice (a retried command): keep what we know
+                self.jobs[job_id] = self._record(job_id, spec, now)
         self._save()
         assert self.scheduler is not None
         for worker in list(self.scheduler.workers):
@@ -273,6 +280,7 @@ class Keeper(SchedulerPlugin):
     async def scale(self, jobs: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Make the number of live worker jobs ``jobs``; turns adapt off."""
         self.adapt_bounds = None
+        self.backoff = Backoff()  # the user acts: automatic submissions (replacements) may go again
         # Counted and changed under the lock: two scales at once must not both submit the difference.
         async with self._lock:
             live = [r for r in self.jobs.values() if r.live and not r.removed]
@@ -308,7 +316,32 @@ class Keeper(SchedulerPlugin):
             return {"error": str(exc)}
         self.adapt_bounds = (lo, hi)
         self.close_counts.clear()
+        self.backoff = Backoff()  # the user acts: a fresh start
+        # The first step now, so that a refusal is in this answer, not only in the logs.
+        async with self._lock:
+            try:
+                await self._adapt_up()
+            except PartlySubmitted as exc:
+                self._failed(f"adapt: {exc}")
+                return {**self._adapt_answer(), "warning": f"{exc}; adapt goes on, {self._next_try()}"}
+            except DaskHPCError as exc:
+                self.adapt_bounds = None  # nothing could be submitted: say so, do not storm
+                return {
+                    "error": f"{exc}; adapt is off: change what the batch system refused, then adapt again"
+                }
+        return self._adapt_answer()
+
+    def _adapt_answer(self) -> dict[str, Any]:
+        if self.adapt_bounds is None:
+            return {"adapt": None}
+        lo, hi = self.adapt_bounds
         return {"adapt": {"minimum_jobs": lo, "maximum_jobs": hi}}
+
+    def _next_try(self) -> str:
+        wait = self.backoff.retry_in(time.time())
+        if wait is None:
+            return "but automatic submissions have stopped: run adapt or scale again once fixed"
+        return f"the next submission in {wait:.0f} s at the earliest"
 
     async def down(self) -> dict[str, Any]:
         """End every worker job and then the scheduler; the ledger and logs stay."""
@@ -372,7 +405,7 @@ class Keeper(SchedulerPlugin):
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
-            raise SessionError(f"{len(ids)} of {n} worker jobs submitted ({', '.join(ids)}); {errors[0]}")
+            raise PartlySubmitted(ids, n, errors[0])
         if errors:
             raise errors[0]
         return ids
@@ -429,26 +462,52 @@ class Keeper(SchedulerPlugin):
             if new != record:
                 self.jobs[job_id] = new
                 changed = True
+                if new.keep and not new.removed and new.joined is None and record.live and not new.live:
+                    self._failed(_ended_before_joining(new, self.session.name))
         if changed:
             self._save()
 
     async def _adapt_step(self) -> None:
         if self.adapt_bounds is None or self._lock.locked() or self.scheduler is None:
             return
-        lo, hi = self.adapt_bounds
-        target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
         live = [r for r in self.jobs.values() if r.live and not r.removed]
-        up, down = scale_steps(live, target)
+        up, down = scale_steps(live, self._adapt_target())
         if not down:
             self.close_counts.clear()
         try:
             if up:
+                if not self.backoff.may_submit(time.time()):
+                    return  # failures before: wait (and after a few identical ones, stop)
                 async with self._lock:
-                    await self._submit(up, self.adapt_spec, keep=True)
+                    await self._adapt_up()
             elif down:
                 await self._adapt_down(live, down)
         except DaskHPCError as exc:
-            logger.warning("adapt: %s", exc)
+            self._failed(f"adapt: {exc}")
+
+    def _adapt_target(self) -> int:
+        assert self.scheduler is not None and self.adapt_bounds is not None
+        lo, hi = self.adapt_bounds
+        return adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+
+    async def _adapt_up(self) -> list[str]:
+        """Submit what adapt's target asks for beyond the live jobs (call under the lock)."""
+        live = [r for r in self.jobs.values() if r.live and not r.removed]
+        up, _ = scale_steps(live, self._adapt_target())
+        return await self._submit(up, self.adapt_spec, keep=True) if up else []
+
+    def _failed(self, words: str) -> None:
+        """An automatic submission failed: remember it, so that the next ones wait, then stop."""
+        self.backoff = self.backoff.failed(words, time.time())
+        if self.backoff.stopped:
+            logger.error(
+                "automatic submissions stopped after %d identical failures in a row: %s; "
+                "run dask-hpc adapt (or scale) again once fixed",
+                self.backoff.same,
+                words,
+            )
+        else:
+            logger.warning("%s (next automatic submission in %.0f s)", words, self.backoff.wait)
 
     async def _adapt_down(self, live: list[JobRecord], down: int) -> None:
         assert self.scheduler is not None
@@ -488,11 +547,8 @@ class Keeper(SchedulerPlugin):
         now = time.time()
         records = list(self.jobs.values())
         due = [job_id for job_id, at in self._replacement_plans().items() if at <= now]
-        old = [
-            job_id
-            for job_id in [*due, *lost_kept_jobs(records)]
-            if now - self.replace_failed.get(job_id, 0.0) > REPLACE_RETRY  # no sbatch storm
-        ]
+        # After failures, replacements wait too (and stop after a few identical ones): no sbatch storm.
+        old = [*due, *lost_kept_jobs(records)] if self.backoff.may_submit(now) else []
         handed_over = [
             j.job_id
             for j in records
@@ -506,14 +562,8 @@ class Keeper(SchedulerPlugin):
                 try:
                     (new,) = await self._submit(1, spec, keep=True)
                 except DaskHPCError as exc:
-                    self.replace_failed[job_id] = time.time()
-                    logger.warning(
-                        "could not submit a replacement for job %s (again in %.0f s): %s",
-                        job_id,
-                        REPLACE_RETRY,
-                        exc,
-                    )
-                    continue
+                    self._failed(f"the replacement of job {job_id}: {exc}")
+                    break  # the others wait for the backoff too
                 self.jobs[job_id] = replace(self.jobs[job_id], replaced_by=new)
                 logger.info("job %s: replacement %s submitted", job_id, new)
                 self._save()
@@ -548,3 +598,23 @@ def dashboard_port(scheduler: Scheduler) -> int | None:
 def _dashboard(scheduler: Scheduler, host: str) -> str | None:
     port = dashboard_port(scheduler)
     return None if port is None else f"http://{host}:{port}/status"
+
+
+class PartlySubmitted(SessionError):
+    """Some of the jobs were submitted, the batch system refused the others."""
+
+    def __init__(self, job_ids: list[str], asked: int, first_error: BaseException) -> None:
+        self.job_ids = job_ids
+        super().__init__(
+            f"{len(job_ids)} of {asked} worker jobs submitted ({', '.join(job_ids)}); {first_error}"
+        )
+
+
+def _ended_before_joining(record: JobRecord, session: str) -> str:
+    """Why a kept job counts as a failed submission, in words the user can act on."""
+    detail = record.reason or ("" if record.exit_code is None else f"exit code {record.exit_code}")
+    return (
+        f"job {record.job_id} ended before its worker joined: {record.state.value}"
+        + (f" ({detail})" if detail else "")
+        + f"; see dask-hpc logs {record.job_id} --name {session}"
+    )

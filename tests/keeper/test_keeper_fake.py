@@ -26,6 +26,7 @@ import pytest
 from distributed import Scheduler, Worker
 from distributed.core import Status
 
+import dask_hpc.decide as decide_module
 import dask_hpc.keeper as keeper_module
 import dask_hpc.ledger as ledger_module
 from dask_hpc.interface import InterfaceChoice
@@ -257,8 +258,8 @@ def test_a_partial_refusal_reports_both_the_accepted_jobs_and_the_refusal(tmp_pa
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             answer = await h.keeper.add(4)
-            # Today the answer is an error only: the accepted ids are in its words, not under "job_ids".
-            assert set(answer) == {"error"}
+            # Both: the accepted ids (they will join) and the refusal, in the system's words.
+            assert set(answer) == {"job_ids", "error"} and sorted(answer["job_ids"]) == ["1", "2"]
             match = re.match(
                 r"2 of 4 worker jobs submitted \((\d+), (\d+)\); fake refused the job", answer["error"]
             )
@@ -433,23 +434,29 @@ def test_a_kept_job_that_ends_before_any_worker_joined_is_not_replaced(tmp_path:
     asyncio.run(run())
 
 
-def test_a_refused_replacement_is_tried_again_only_after_the_retry_wait(
+def test_a_refused_replacement_is_tried_again_only_after_the_backoff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    words = "sbatch: error: QOSMaxSubmitJobPerUserLimit"
+
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
             await h.keeper.add(1, keep=True)
             h.system.start("1")
             worker = await h.join("1")
-            h.system.refuse("sbatch: error: QOSMaxSubmitJobPerUserLimit")
+            h.system.refuse(words)
             h.system.forget("1")
             await worker.close()  # lost with its job
             await until(lambda: h.system.refused == 1, "a refused replacement")
             await h.steps_pass("keep", 5)
             assert (h.system.submit_calls, h.system.refused) == (2, 1)  # no sbatch storm
             assert h.keeper.jobs["1"].replaced_by is None
+            trouble = (await h.keeper.status())["submit_trouble"]
+            assert trouble["failures"] == 1 and not trouble["stopped"] and 0 < trouble["retry_in"] <= 60
+            assert trouble["words"].startswith("the replacement of job 1: fake refused the job")
+            assert words in trouble["words"]
             h.system.accept()
-            monkeypatch.setattr(keeper_module, "REPLACE_RETRY", 0.0)
+            monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.0)
             await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "the replacement, the second time")
             assert h.system.submit_calls == 3
 
@@ -612,6 +619,98 @@ def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_pat
     asyncio.run(run())
 
 
+def test_adapt_whose_first_jobs_are_all_refused_says_why_and_is_off(tmp_path: Path) -> None:
+    """The live case: adapt on a partition whose time limit the walltime exceeds answered
+    "adapting" and then called sbatch once a second, each refused, with nothing in status."""
+    words = "sbatch: error: Batch job submission failed: Requested time limit is invalid"
+    system = FakeSystem(refuse=words)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.keeper.adapt(minimum_jobs=1, maximum_jobs=2)
+            assert set(answer) == {"error"} and words in answer["error"]
+            assert "adapt is off" in answer["error"]
+            assert h.keeper.adapt_bounds is None
+            await h.steps_pass("adapt", 10)
+            assert system.submit_calls == 1  # the one refusal, no storm
+
+    asyncio.run(run())
+
+
+def test_adapt_partly_refused_warns_and_backs_off_then_stops_on_identical_refusals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    words = "sbatch: error: QOSMaxSubmitJobPerUserLimit"
+    system = FakeSystem(refuse=words, refuse_after=1)
+    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)  # then 0.4: steps are 0.05 s
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.keeper.adapt(minimum_jobs=3, maximum_jobs=3)
+            assert answer["adapt"] == {"minimum_jobs": 3, "maximum_jobs": 3}
+            assert answer["warning"].startswith("1 of 3 worker jobs submitted (1); fake refused the job")
+            assert "adapt goes on" in answer["warning"]
+            # Then the 2 missing jobs, refused: 0.2, 0.4, 0.8 s apart (adapt steps every 0.05 s
+            # would otherwise each submit), and after 3 identical refusals no more.
+            await until(lambda: h.keeper.backoff.stopped, "automatic submissions to stop")
+            await h.steps_pass("adapt", 20)
+            assert system.refused == 2 + 3 * 2
+            trouble = (await h.keeper.status())["submit_trouble"]
+            assert trouble["stopped"] is True and words in trouble["words"]
+            assert h.keeper.adapt_bounds == (3, 3)  # still on: removing idle jobs goes on
+            # The user acts: adapt again starts afresh.
+            system.accept()
+            await h.keeper.adapt(minimum_jobs=3, maximum_jobs=3)
+            assert (await h.keeper.status())["submit_trouble"] is None
+            assert sum(r.live for r in h.keeper.jobs.values()) == 3
+
+    asyncio.run(run())
+
+
+def test_adapt_jobs_that_end_before_their_worker_joins_back_off_then_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that cannot start (a bad prologue, a wrong python) must not be resubmitted as
+    fast as it fails: each counts as a failed submission."""
+    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
+            for n in range(1, 4):
+                await until(lambda n=n: str(n) in h.system.scripts, f"job {n} submitted")
+                h.system.finish(str(n), JobState.FAILED, exit_code=3)
+                await until(lambda n=n: not h.keeper.jobs[str(n)].live, f"job {n} seen ended")
+            assert h.keeper.backoff.stopped
+            await h.steps_pass("adapt", 20)
+            assert h.system.submit_calls == 3
+            trouble = (await h.keeper.status())["submit_trouble"]
+            assert trouble["words"] == (
+                "job 3 ended before its worker joined: failed (exit code 3); "
+                "see dask-hpc logs 3 --name keeper-test"
+            )
+            assert trouble["stopped"] is True and trouble["failures"] == 3
+
+    asyncio.run(run())
+
+
+def test_a_worker_joining_ends_the_run_of_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
+            h.system.finish("1", JobState.FAILED, exit_code=3)
+            await until(lambda: h.keeper.backoff.failures == 1, "the failure counted")
+            await until(lambda: "2" in h.system.scripts, "job 2 submitted after the wait")
+            h.system.start("2")
+            await h.join("2")
+            assert h.keeper.backoff.failures == 0
+            assert (await h.keeper.status())["submit_trouble"] is None
+
+    asyncio.run(run())
+
+
 def test_scale_turns_adapt_off(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
@@ -645,6 +744,9 @@ def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: P
             # The client submitted them itself and hands them over.
             await h.join("77")  # a worker may join before its job is registered
             assert (await h.keeper.register(["77", "78"])) == {"job_ids": ["77", "78"]}
+            before = h.keeper.jobs["77"]
+            await h.keeper.register(["77"])  # again (a retried command): what we knew stays
+            assert h.keeper.jobs["77"] == before and before.joined is not None
             jobs = await h.status_jobs()
             assert (jobs["77"]["state"], jobs["77"]["workers"], jobs["78"]["state"]) == (
                 "running",

@@ -102,6 +102,9 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
         head.append(f"worker jobs are submitted from {report['submit_from']}")
         a = report.get("adapt")
         head.append("adapt: off" if not a else f"adapt: {a['minimum_jobs']} to {a['maximum_jobs']} jobs")
+        trouble = report.get("submit_trouble")
+        if trouble:
+            head.append(_trouble(trouble))
     elif report["down"]:
         head.append(f"scheduler: down (job {s['job_id']} {s['state']})")
     else:
@@ -146,6 +149,18 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
     if report.get("recomputed"):
         totals += f"; {report['recomputed']} tasks computed again (their results were lost)"
     return Group(Text("\n".join(head)), table, Text(totals))
+
+
+def _trouble(t: dict[str, Any]) -> str:
+    """Why adapt and replacements hold back: the last failure, in the batch system's words."""
+    n = t["failures"]
+    then = (
+        "STOPPED: automatic submissions (adapt, replacements) wait for you; fix it, then run "
+        "dask-hpc adapt (or scale) again"
+        if t["stopped"]
+        else f"the next automatic submission in {t['retry_in']:.0f} s"
+    )
+    return f"submissions: {n} failed in a row, the last: {t['words']}; {then}"
 
 
 def sessions_table(rows: list[dict[str, Any]]) -> Table | Text:
