@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -117,7 +118,10 @@ def spawn(
     """
     argv = [str(a) for a in argv]
     full_env = _environment(env)
-    with open(stdout, "ab") as out, open(stderr or stdout, "ab") as err:
+    # Created 0600: a local job's runner log sits beside its script in the user's spool.
+    out = os.fdopen(os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    err = os.fdopen(os.open(stderr or stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    with out, err:
         try:
             proc = subprocess.Popen(
                 argv,
@@ -133,6 +137,9 @@ def spawn(
             raise CommandNotFoundError(
                 argv, None, "", f"{argv[0]}: not found", what=f"{argv[0]} is not installed"
             ) from exc
+    # It is our child until we exit: reap it if it ends before, else it stays a zombie that
+    # every liveness check (kill -0, /proc) finds "alive" while we wait for it.
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return proc.pid
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SessionError, UnknownSessionError
+from .files import private_directory
 from .spec import JobSpec
 
 __all__ = [
@@ -137,7 +138,7 @@ class Session:
     def prepare(self) -> None:
         """Create the state dir (0700) and its folders."""
         for path in (self.root, self.directory, self.logs, self.scripts):
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_directory(path)
         self.directory.chmod(0o700)
 
     def read_config(self) -> SessionConfig:

@@ -114,3 +114,55 @@ def test_down_without_a_scheduler_returns_once_its_jobs_are_gone(
     assert result["job_ids"] == [job_id] and result["answered"] is False
     assert system.query([job_id])[job_id].state is JobState.CANCELLED
     assert result["warning"] is None
+
+
+def test_a_zombie_or_a_reused_pid_is_not_a_live_runner() -> None:
+    """``kill -0`` succeeds on a zombie and on whoever got the pid next: neither is our runner."""
+    import subprocess
+    import sys
+
+    from dask_hpc.systems.local import pid_alive, runner_started
+
+    assert pid_alive(os.getpid(), runner_started())
+    assert not pid_alive(os.getpid(), runner_started() - 3600)  # the same pid, another process
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while not open(f"/proc/{child.pid}/stat").read().split(") ")[1].startswith("Z"):
+            assert time.monotonic() < deadline, "the child did not end"
+            time.sleep(0.05)
+        assert not pid_alive(child.pid)  # ended, not reaped yet
+    finally:
+        child.wait()
+
+
+def test_a_runner_killed_while_its_submitter_lives_is_a_failed_job(tmp_path: Path) -> None:
+    """The runner is the submitter's child until the submitter exits (``dask-hpc up`` waits
+    for its scheduler's job): unreaped, it was a zombie counted as running, and ``up``
+    waited its whole --timeout."""
+    import json
+    import signal
+
+    local = LocalSystem(spool=tmp_path / "spool", slots=1)
+    script = local.render(JobSpec(), ["sleep", "60"])
+    running = local.submit(script, tmp_path / "work")
+    wait_for(local, running, lambda s: s.state is JobState.RUNNING)
+    waiting = local.submit(script, tmp_path / "work")
+    wait_for(local, waiting, lambda s: s.reason is not None)  # pending, its runner waits for a slot
+    runner = json.loads((local.spool_dir / waiting / "state.json").read_text())["runner_pid"]
+    os.kill(runner, signal.SIGKILL)
+    status = wait_for(local, waiting, lambda s: s.state.finished, timeout=20)
+    assert (status.state, status.reason) == (JobState.FAILED, "the job's runner died")
+    local.cancel([running])
+    assert wait_finished(local, running, timeout=20).state is JobState.CANCELLED
+
+
+def test_a_runner_that_cannot_open_the_jobs_log_fails_the_job_with_why(local_system: LocalSystem) -> None:
+    script = local_system.render(JobSpec(), ["true"])
+    head, rest = script.split("\n", 1)
+    script = f"{head}\n#LOCAL --output=/proc/no-such-dir/out.log\n{rest}"  # cannot be created
+    job_id = local_system.submit(script, local_system.spool_dir.parent / "work")
+    status = wait_finished(local_system, job_id, timeout=20)
+    assert status.state is JobState.FAILED
+    assert (status.reason or "").startswith("the job's runner failed: ")
+    assert "/proc/no-such-dir/out.log" in (status.reason or "")

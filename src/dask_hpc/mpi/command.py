@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DaskHPCError
+from ..files import private_directory
 from ..security import Credentials, make_credentials, tls_files, write_tls_files
 from ..worker import fork_workers
 from .leaving import LauncherWatch
@@ -174,7 +175,7 @@ def publish_credentials(scheduler_file: Path, credentials: Credentials) -> None:
     """The cluster's certificates in ``tls/`` beside the scheduler file (dir 0700, files
     0600), for clients from outside: :func:`client_security` reads them."""
     directory = scheduler_file.absolute().parent
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(directory)
     write_tls_files(directory, credentials)
 
 

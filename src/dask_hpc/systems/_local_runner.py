@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .base import JobState
-from .local import JOB_END_VARIABLE, JOB_ID_VARIABLE, KILL_WAIT, Record, pid_alive
+from .local import JOB_END_VARIABLE, JOB_ID_VARIABLE, KILL_WAIT, Record, pid_alive, runner_started
 
 _DIRECTIVE = re.compile(r"^#LOCAL\s+--([a-z-]+)=(.*)$")
 
@@ -35,6 +36,21 @@ def read_directives(script: str) -> dict[str, str]:
 
 
 def main(job_dir: Path, slots: int | None = None) -> int:
+    """Run the job; any failure of our own is a FAILED job with the reason in one line."""
+    try:
+        return run(job_dir, slots)
+    except Exception as exc:  # the job's state must say why, not a traceback nobody reads
+        Record(
+            JobState.FAILED,
+            runner_pid=os.getpid(),
+            runner_started=runner_started(),
+            reason=f"the job's runner failed: {exc}",
+            end=time.time(),
+        ).write(job_dir)
+        return 1
+
+
+def run(job_dir: Path, slots: int | None) -> int:
     job_id = job_dir.name
     script = job_dir / "script.sh"
     directives = read_directives(script.read_text())
@@ -57,9 +73,12 @@ def main(job_dir: Path, slots: int | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     while not _take_slot(job_dir, slots):
         if cancelled:
-            Record(JobState.CANCELLED, runner_pid=os.getpid(), reason="cancelled while pending").write(
-                job_dir
-            )
+            Record(
+                JobState.CANCELLED,
+                runner_pid=os.getpid(),
+                runner_started=runner_started(),
+                reason="cancelled while pending",
+            ).write(job_dir)
             return 0
         time.sleep(0.2)
     start = time.time()  # the walltime counts from the start, not the submission
@@ -91,6 +110,7 @@ def main(job_dir: Path, slots: int | None = None) -> int:
     Record(
         state,
         runner_pid=os.getpid(),
+        runner_started=runner_started(),
         exit_code=exit_code,
         reason=reason,
         start=start,
@@ -106,7 +126,7 @@ def _take_slot(job_dir: Path, slots: int | None) -> bool:
     never take the last slot together.
     """
     if slots is None:
-        Record(JobState.RUNNING, runner_pid=os.getpid(), start=time.time()).write(job_dir)
+        Record(JobState.RUNNING, **_me(), start=time.time()).write(job_dir)
         return True
     me = int(job_dir.name)
     with open(job_dir.parent / ".lock", "a") as lock:
@@ -116,17 +136,23 @@ def _take_slot(job_dir: Path, slots: int | None) -> bool:
             if not other.name.isdigit() or other == job_dir:
                 continue
             record = Record.read(other)
-            if record is None or record.state.finished or not pid_alive(record.runner_pid):
+            if record is None or record.state.finished:
+                continue
+            if not pid_alive(record.runner_pid, record.runner_started):
                 continue
             older_waiting = record.state is JobState.PENDING and record.runner_pid and int(other.name) < me
             if record.state is JobState.RUNNING or older_waiting:
                 busy += 1
         if busy < slots:
-            Record(JobState.RUNNING, runner_pid=os.getpid(), start=time.time()).write(job_dir)
+            Record(JobState.RUNNING, **_me(), start=time.time()).write(job_dir)
             return True
         reason = f"waiting for a free slot ({busy} of {slots} taken or promised)"
-        Record(JobState.PENDING, runner_pid=os.getpid(), reason=reason).write(job_dir)
+        Record(JobState.PENDING, **_me(), reason=reason).write(job_dir)
         return False
+
+
+def _me() -> dict[str, Any]:
+    return {"runner_pid": os.getpid(), "runner_started": runner_started()}
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

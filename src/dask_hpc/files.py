@@ -1,0 +1,28 @@
+"""Files and folders that dask-hpc creates: the user's only, whatever the umask.
+
+Sessions hold keys, tokens and job scripts on a filesystem other users share, so every
+folder we make is 0700 and every file 0600 (the README promises it). ``mkdir(parents=True,
+mode=0o700)`` is not enough: Python gives the parents it creates the umask's mode (0755 under
+the usual 022), which is how ``~/.dask-hpc`` came out readable by everyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+__all__ = ["private_directory"]
+
+
+def private_directory(path: Path) -> Path:
+    """Create ``path`` and each missing parent, 0700; folders that exist are left as they are."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            directory.mkdir(mode=0o700)
+            directory.chmod(0o700)  # mkdir's mode is masked by the umask
+    return path
