@@ -92,6 +92,9 @@ def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> No
             ["script", "--system", "sge", "--log-directory", "/tmp/it's"],
             "sge cannot take ' in a path",
         ),
+        (["script", "--job-name", "runs/1"], "error: invalid job_name 'runs/1': cannot contain '/'"),
+        (["script", "--system", "pbs", "--job-name", "my run"], "pbs cannot take a space in a job name"),
+        (["script", "--env", "1X=2"], "error: invalid environment '1X': a name is letters, digits and _"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nonzero(args: list[str], message: str) -> None:
@@ -101,6 +104,57 @@ def test_bad_input_is_one_clear_line_and_nonzero(args: list[str], message: str) 
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_a_log_directory_that_cannot_be_made_is_refused_before_submitting(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    out = run(
+        "up",
+        "--name",
+        "nolog",
+        "--log-directory",
+        "/proc/dask-hpc-logs",
+        env={"DASK_HPC_SESSIONS": str(tmp_path / "sessions"), "DASK_HPC_LOCAL_SPOOL": str(spool)},
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: invalid log_directory '/proc/dask-hpc-logs': cannot be made (No such file or directory); "
+        "choose a directory you can write to"
+    ]
+    assert not spool.exists()  # no job was submitted
+
+
+def test_values_mean_what_they_mean_where_typed(tmp_path: Path) -> None:
+    """A relative log directory is the user's working directory's; a $VAR in --env is the
+    job's, on its node; a user's directive replaces the one of ours that sets the same."""
+    done = subprocess.run(
+        [
+            *DASK_HPC,
+            "script",
+            "--system",
+            "slurm",
+            "--memory",
+            "4GB",
+            "--log-directory",
+            "dask-logs/run1",
+            "--env",
+            "DASK_TEMPORARY_DIRECTORY=$TMPDIR",
+            "--env",
+            "GREETING='hello'",
+            "--job-extra-directive=--mem-per-gpu=4G",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"#SBATCH --output={tmp_path}/dask-logs/run1/%x-%j.out" in lines
+    assert 'export DASK_TEMPORARY_DIRECTORY="$TMPDIR"' in lines
+    assert "export GREETING=hello" in lines
+    assert "#SBATCH --mem-per-gpu=4G" in lines
+    assert not any(line.startswith("#SBATCH --mem=") for line in lines)
 
 
 def test_version() -> None:

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,22 @@ def test_none_keeps_defaults() -> None:
 def test_with_options_changes_only_what_is_given() -> None:
     spec = JobSpec.from_options(cores=4, queue="a").with_options(walltime="2h")
     assert (spec.cores, spec.queue, spec.walltime) == (4, "a", 7200)
+
+
+def test_values_are_read_as_the_user_meant_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    spec = JobSpec.from_options(
+        log_directory="dask-logs/run1",
+        environment=["A='$TMPDIR'", 'B="two words"', "C=it's", "D='"],
+    )
+    assert spec.log_directory == str(tmp_path / "dask-logs" / "run1")
+    assert JobSpec.from_options(log_directory="~/logs").log_directory == str(tmp_path / "home" / "logs")
+    # Quotes around the whole value are the shell's (a config file keeps them); others are the value's.
+    assert spec.environment == (("A", "$TMPDIR"), ("B", "two words"), ("C", "it's"), ("D", "'"))
+
+
+def test_job_directives_skip_is_a_list_of_lines() -> None:
+    assert JobSpec.from_options(job_directives_skip="--mem").job_directives_skip == ("--mem",)
+    with pytest.raises(SpecError, match="job_directives_skip"):
+        JobSpec.from_options(job_directives_skip=[""])

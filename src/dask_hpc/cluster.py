@@ -25,7 +25,7 @@ from .interface import choose_interface, system_peers
 from .remote import Link
 from .security import create_tls_files, tls_files
 from .session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
-from .spec import JobSpec
+from .spec import JobSpec, make_log_directory
 from .systems import get_system
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ _OWN = (
     "interface",
     "scheduler_walltime",
     "scheduler_memory",
+    "scheduler_directives",
     "submit_from",
     "refresh",
     "timeout",
@@ -103,6 +104,7 @@ class BatchCluster(Cluster):
             options,
             scheduler_walltime=own.get("scheduler_walltime"),
             scheduler_memory=own.get("scheduler_memory"),
+            scheduler_directives=own.get("scheduler_directives", ()),
             logs=self.session.logs,
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
@@ -137,6 +139,8 @@ class BatchCluster(Cluster):
     def _start_here(self, scheduler_spec: JobSpec, own: dict[str, Any]) -> str:
         control.refuse_if_live(self.session)
         self.session.prepare()
+        if self.spec.log_directory:
+            make_log_directory(self.spec.log_directory)
         self.session.clear_scheduler_files()
         insecure = bool(own.get("insecure", False))
         if not insecure:

@@ -24,7 +24,7 @@ from .ledger import load_ledger
 from .remote import Link
 from .security import check_private, create_tls_files, tls_files
 from .session import Session, SessionConfig, list_sessions
-from .spec import JobSpec
+from .spec import JobSpec, format_walltime, make_log_directory
 from .systems import BatchSystem, JobState, JobStatus, get_system
 from .tunnel import Tunnel, WebPages, login_host, site_login_host, this_host, tunnel
 
@@ -40,6 +40,7 @@ __all__ = [
     "mpi_tunnel_line",
     "refuse_if_live",
     "remove",
+    "scheduler_note",
     "session_specs",
     "sessions_overview",
     "status",
@@ -72,32 +73,73 @@ class Started:
         return self.link.address
 
 
+#: What the scheduler's one-core job takes of the worker options: where it may run, who
+#: pays, and what the software needs; not the workers' resources (cores, memory, directives).
+SCHEDULER_TAKES = (
+    "queue",
+    "account",
+    "job_script_prologue",
+    "environment",
+    "log_directory",
+    "job_directives_skip",
+)
+
+
 def session_specs(
     name: str,
     options: dict[str, Any],
     *,
     scheduler_walltime: str | None = None,
     scheduler_memory: str | None = None,
+    scheduler_directives: tuple[str, ...] | list[str] = (),
     logs: Path,
 ) -> tuple[JobSpec, JobSpec]:
     """(worker spec, scheduler spec) from one set of options.
 
-    The scheduler job gets one core and its own memory and walltime (by default
-    the workers' walltime); queue, account, directives, prologue and environment
-    apply to both.
+    The scheduler job gets one core, its own memory, walltime (by default the
+    workers') and directives (``scheduler_directives``); of the worker options it
+    takes only :data:`SCHEDULER_TAKES`.
     """
     given = {k: v for k, v in options.items() if v not in (None, (), "")}
     given.setdefault("job_name", f"dask-worker-{name}")
     given.setdefault("log_directory", str(logs))
     spec = JobSpec.from_options(given)
-    scheduler = spec.with_options(
-        cores=1,
-        processes=1,
-        memory=scheduler_memory or "2GiB",
-        walltime=scheduler_walltime or spec.walltime,
-        job_name=f"dask-scheduler-{name}",
+    scheduler = replace(
+        JobSpec.from_options(
+            memory=scheduler_memory or "2GiB",
+            walltime=scheduler_walltime or spec.walltime,
+            job_name=f"dask-scheduler-{name}",
+            job_extra_directives=list(scheduler_directives),
+        ),
+        **{k: getattr(spec, k) for k in SCHEDULER_TAKES},
     )
     return spec, scheduler
+
+
+def scheduler_note(options: dict[str, Any], scheduler: JobSpec, *, own_walltime: bool) -> str:
+    """One line: which of the worker options the scheduler's job took, and which it left out."""
+    given = [k for k, v in options.items() if v not in (None, (), "") and k != "job_name"]
+    taken = ["walltime"] if not own_walltime and "walltime" in given else []
+    taken += [k for k in given if k in SCHEDULER_TAKES]
+    left = [k for k in given if k not in SCHEDULER_TAKES and k not in taken]
+    flags = {
+        "job_extra_directives": "job-extra-directive",
+        "job_script_prologue": "prologue",
+        "environment": "env",
+    }
+
+    def names(keys: list[str]) -> str:
+        return ", ".join("--" + flags.get(k, k.replace("_", "-")) for k in keys)
+
+    from dask.utils import format_bytes
+
+    line = f"scheduler job: 1 core, {format_bytes(scheduler.memory)}, {format_walltime(scheduler.walltime)}"
+    line += f"; took {names(taken) or 'no worker options'}"
+    if left:
+        line += f"; not {names(left)}"
+        if "job_extra_directives" in left:
+            line += " (it takes --scheduler-directive)"
+    return line
 
 
 def up(
@@ -132,6 +174,9 @@ def up(
         raise SessionError(f"invalid submit_from {submit_from!r}: use auto, scheduler or client")
     # Asking the scheduler needs distributed (0.8 s to import): import it while its job starts.
     threading.Thread(target=importlib.import_module, args=("distributed.core",), daemon=True).start()
+    for logs in (spec.log_directory, scheduler_spec.log_directory):
+        if logs:
+            make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
     session.prepare()
     session.clear_scheduler_files()
@@ -327,6 +372,8 @@ def add(session: Session, n: int, options: dict[str, Any] | None = None, *, keep
     ahead of its walltime's end, and when it dies."""
     config, scheduler = open_live(session)
     options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
+    if options.get("log_directory"):
+        options["log_directory"] = make_log_directory(options["log_directory"])
     answer = scheduler.ask("dask_hpc_add", n=n, options=options, keep=keep, timeout=120 + n)
     if not answer.get("submit_here"):
         return list(answer["job_ids"])

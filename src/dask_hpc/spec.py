@@ -7,6 +7,7 @@ that every batch system module renders from the same frozen, checked values.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -17,7 +18,9 @@ from .errors import SpecError, UnknownOptionError
 
 __all__ = [
     "JobSpec",
+    "absolute_path",
     "format_walltime",
+    "make_log_directory",
     "parse_memory",
     "parse_walltime",
 ]
@@ -131,6 +134,8 @@ class JobSpec:
     job_script_prologue: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     log_directory: str | None = None
+    #: Substrings of our own directive lines to leave out (dask-jobqueue's name and meaning).
+    job_directives_skip: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
@@ -153,12 +158,22 @@ class JobSpec:
                 raise SpecError(name, value, "must be one line")
         if not self.job_name or "\n" in self.job_name:
             raise SpecError("job_name", self.job_name, "must be a non-empty line of text")
+        if "/" in self.job_name:
+            # Every system names log files after the job: a "/" would make a path of it.
+            raise SpecError("job_name", self.job_name, "cannot contain '/'; use '-' or '_' instead")
+        for line in self.job_directives_skip:
+            if "\n" in line or not line.strip():
+                raise SpecError("job_directives_skip", line, "each must be one non-empty line")
         for line in self.job_extra_directives:
             if "\n" in line or not line.strip():
                 raise SpecError("job_extra_directives", line, "each must be one non-empty line")
         for key, _ in self.environment:
             if not _ENV_NAME.match(key):
-                raise SpecError("environment", key, "names are letters, digits and _, e.g. OMP_NUM_THREADS")
+                raise SpecError(
+                    "environment",
+                    key,
+                    "a name is letters, digits and _, not starting with a digit, e.g. OMP_NUM_THREADS",
+                )
 
     @property
     def threads_per_process(self) -> int:
@@ -256,7 +271,45 @@ def _environment(value: Any) -> tuple[tuple[str, str], ...]:
                 items.append((key, val))
     else:
         raise SpecError("environment", value, "a mapping or a list of NAME=VALUE")
-    return tuple((str(k), str(v)) for k, v in items)
+    return tuple((str(k), _unquoted(str(v))) for k, v in items)
+
+
+def _unquoted(value: str) -> str:
+    """A value wrapped whole in one pair of quotes, as a shell would have read it: without them.
+
+    ``--env 'X=$TMPDIR'`` reaches us as ``$TMPDIR``; the same line in a config file
+    (``X='$TMPDIR'``) keeps its quotes, which the user meant as the shell's, not the value's.
+    """
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and value[0] not in value[1:-1]:
+        return value[1:-1]
+    return value
+
+
+def absolute_path(value: Any) -> str:
+    """A path as the user meant it where they typed it: ``~`` expanded, relative to the
+    working directory of this process (jobs run elsewhere: the session's scripts folder)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise SpecError("log_directory", value, "must be a non-empty path or left out")
+    return os.path.abspath(os.path.expanduser(str(value)))
+
+
+def make_log_directory(path: str) -> str:
+    """Create a log directory the user gave (0700 where new), before any job writes to it.
+
+    Batch systems do not create it (SLURM fails the job: JobLaunchFailure). Called
+    where the user typed the command, so that a directory that cannot be made is
+    refused in one line before anything is submitted.
+    """
+    path = absolute_path(path)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(
+            "log_directory", path, f"cannot be made ({exc.strerror}); choose a directory you can write to"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SpecError("log_directory", path, "is not writable by you; choose a directory you can write to")
+    return path
 
 
 _PARSERS: dict[str, Any] = {
@@ -267,4 +320,6 @@ _PARSERS: dict[str, Any] = {
     "job_extra_directives": _lines("job_extra_directives"),
     "job_script_prologue": _lines("job_script_prologue"),
     "environment": _environment,
+    "log_directory": absolute_path,
+    "job_directives_skip": _lines("job_directives_skip"),
 }

@@ -41,7 +41,7 @@ SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 def find_files(pattern: str) -> list[str]:
     """The NetCDF files of a directory or a glob, sorted; a clear error if there are none,
     or if one of them is not NetCDF."""
-    path = Path(pattern).expanduser()
+    path = Path(pattern).expanduser().absolute()  # as typed here: the workers run elsewhere
     if path.is_dir():
         files = sorted(str(p) for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
         if not files:

@@ -35,7 +35,7 @@ class HPC:
         }
 
     def __call__(
-        self, *args: str, timeout: float = 120, check: bool = True
+        self, *args: str, timeout: float = 120, check: bool = True, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "dask_hpc", *args],
@@ -43,6 +43,7 @@ class HPC:
             capture_output=True,
             text=True,
             timeout=timeout,
+            cwd=cwd,
         )
         if check and done.returncode != 0:
             pytest.fail(f"dask-hpc {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -56,7 +57,7 @@ class HPC:
         return Session(name, self.root)
 
     def up(
-        self, name: str, *args: str, check: bool = True, timeout: float = 120
+        self, name: str, *args: str, check: bool = True, timeout: float = 120, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         # Short walltimes and a fast keeper: tests must not wait on a 5-second refresh.
         return self(
@@ -76,6 +77,7 @@ class HPC:
             *args,
             check=check,
             timeout=timeout,
+            cwd=cwd,
         )
 
 

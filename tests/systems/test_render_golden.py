@@ -46,28 +46,54 @@ CASES = {
         "environment": {"OMP_NUM_THREADS": "1"},
     },
     "quoting": {
-        "job_name": 'it\'s "my" job',
         "walltime": "2-00:00:00",
         "memory": "1.5TB",
         "log_directory": "/scratch/my logs/it's here",
-        "environment": {"GREETING": "hello world; $(rm -rf /)", "EMPTY": ""},
+        # Literal, except the job's own variables ($TMPDIR, ${USER}), which its shell expands on the node.
+        "environment": {
+            "GREETING": "hello world; $(rm -rf /)",
+            "EMPTY": "",
+            "SCRATCH": '$TMPDIR/dask-${USER}; "$(not run)" `nor this`',
+            "QUOTED": "'as written in a config file'",
+        },
     },
+    # The user's directives replace ours that set the same thing; job_directives_skip drops ours.
+    "override": {"cores": 4, "memory": "4GB", "walltime": "1h", "account": "ABC123"},
+}
+
+# Job names: SLURM takes quotes and spaces; the others refuse them (test_job_names_are_refused).
+QUOTING_NAME = {"slurm": 'it\'s "my" job'}
+
+OVERRIDE = {
+    "slurm": (["--mem-per-gpu=4G", "-t 2:00:00", "--gres=gpu:1", "--time-min=30"], ["--nodes"]),
+    "pbs": (["-l select=1:ncpus=4:ngpus=1:mem=8gb", "-l walltime=02:00:00"], ["-A "]),
+    "torque": (["-l nodes=1:ppn=4:gpus=1", "-l pmem=2gb"], ["-A "]),
+    "sge": (["-l h_vmem=4G", "-pe mpi 4"], ["-P "]),
+    "lsf": (["-M 8GB", '-R "span[ptile=4]"'], ["-P "]),
+    "htcondor": (["request_memory = 8GB", "request_gpus = 1"], ["accounting_group"]),
+    "local": (["--walltime=60"], []),
 }
 
 
 # A session's two kinds of job: the scheduler's (with the keeper), and a worker's.
 STATE_DIR = Path("/home/alice/.dask-hpc/sessions/climate")
 SESSION_OPTIONS = {"queue": "regular", "account": "ABC123", "walltime": "30m", "cores": 4}
+# The workers' extra directives are theirs: the scheduler's job gets its own.
+SCHEDULER_DIRECTIVES = {"slurm": ["--qos=interactive"], "pbs": ["-l place=shared"]}
 SESSION_CASES = ("session-scheduler", "session-worker")
 
 
 def render_session(system: str, case: str) -> str:
-    options = dict(SESSION_OPTIONS)
+    options: dict[str, object] = {**SESSION_OPTIONS, "job_extra_directives": EXTRA[system]}
     if system == "htcondor":
         options.pop("queue")
     try:
         worker, scheduler = session_specs(
-            "climate", options, scheduler_walltime="4h", logs=STATE_DIR / "logs"
+            "climate",
+            options,
+            scheduler_walltime="4h",
+            scheduler_directives=SCHEDULER_DIRECTIVES.get(system, []),
+            logs=STATE_DIR / "logs",
         )
         batch = get_system(system)
         if case == "session-scheduler":
@@ -92,6 +118,12 @@ def render(system: str, case: str) -> str:
         options["job_extra_directives"] = EXTRA[system]
         if system == "htcondor":
             options.pop("queue")  # HTCondor has no queues: see test below
+    if case == "quoting":
+        options["job_name"] = QUOTING_NAME.get(system, "my_run.2")
+    if case == "override":
+        options["job_extra_directives"], options["job_directives_skip"] = OVERRIDE[system]
+        if system == "local":
+            options.pop("account")
     spec = JobSpec.from_options(options)
     command = worker_command(spec, SCHEDULER_FILE, python=PYTHON)
     try:
@@ -142,8 +174,65 @@ def test_environment_values_cannot_run_commands(tmp_path: Path) -> None:
     import subprocess
 
     spec = JobSpec.from_options(CASES["quoting"])
-    script = get_system("local").render(spec, ["bash", "-c", 'printf "%s|%s" "$GREETING" "$EMPTY"'])
+    script = get_system("local").render(
+        spec, ["bash", "-c", 'printf "%s|%s|%s|%s" "$GREETING" "$EMPTY" "$SCRATCH" "$QUOTED"']
+    )
     path = tmp_path / "job.sh"
     path.write_text(script)
-    out = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=30)
-    assert out.stdout == "hello world; $(rm -rf /)|"
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": "/node/tmp", "USER": "alice"}
+    out = subprocess.run(["bash", str(path)], capture_output=True, text=True, timeout=30, env=env)
+    assert out.stdout == (
+        'hello world; $(rm -rf /)||/node/tmp/dask-alice; "$(not run)" `nor this`|as written in a config file'
+    )
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_job_names_are_refused_not_changed(system: str) -> None:
+    """A name the system cannot take is refused in one line; none takes a "/"."""
+    batch = get_system(system)
+    with pytest.raises(SpecError, match="cannot contain '/'"):
+        JobSpec.from_options(job_name="runs/1")
+    if system != "slurm":
+        with pytest.raises(SpecError, match=f"{system} cannot take a space in a job name"):
+            batch.job_name(JobSpec.from_options(job_name="my run"))
+
+
+@pytest.mark.parametrize("system", sorted(SYSTEMS))
+def test_each_of_our_directives_sets_one_thing(system: str) -> None:
+    """The table that decides what a user's directive replaces knows each of ours."""
+    batch = get_system(system)
+    spec = JobSpec.from_options(CASES["full"], log_directory="/logs")
+    if system in ("htcondor", "local"):
+        spec = JobSpec.from_options({**CASES["full"], "queue": None, "account": None}, cores=8)
+    for directive in batch.directives(spec):
+        assert len(batch.sets(directive)) == 1, directive
+
+
+def test_slurm_user_memory_directive_replaces_ours() -> None:
+    """--mem, --mem-per-cpu and --mem-per-gpu exclude each other: sbatch refuses two."""
+    slurm = get_system("slurm")
+    spec = JobSpec.from_options(memory="4GB", job_extra_directives=["--mem-per-gpu=4G"])
+    header = slurm.header(spec)
+    assert "--mem-per-gpu=4G" in header and not any(d.startswith("--mem=") for d in header)
+    skipped = JobSpec.from_options(job_directives_skip=["--mem"])
+    assert not any(d.startswith("--mem") for d in slurm.header(skipped))
+
+
+def test_scheduler_job_takes_only_queue_account_and_software() -> None:
+    worker, scheduler = session_specs(
+        "gpu",
+        {
+            "queue": "gpu",
+            "account": "A1",
+            "cores": 8,
+            "memory": "64GB",
+            "job_extra_directives": ["--gres=gpu:1"],
+            "job_script_prologue": ["module load cuda"],
+            "environment": {"X": "1"},
+        },
+        logs=STATE_DIR / "logs",
+    )
+    assert worker.job_extra_directives == ("--gres=gpu:1",)
+    assert scheduler.job_extra_directives == () and scheduler.cores == 1
+    assert (scheduler.queue, scheduler.account) == ("gpu", "A1")
+    assert scheduler.job_script_prologue == ("module load cuda",) and scheduler.environment == (("X", "1"),)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from ..session import DEFAULT_NAME
-from ..spec import JobSpec
+from ..spec import JobSpec, absolute_path
 from ..systems import SYSTEMS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,12 +37,23 @@ def spec_options(func: F) -> F:
             help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
         ),
         click.option(
+            "--job-directive-skip",
+            "job_directives_skip",
+            multiple=True,
+            help="leave out our directive lines that contain this text, e.g. --mem (repeatable)",
+        ),
+        click.option(
             "--env",
             "environment",
             multiple=True,
-            help="NAME=VALUE exported in the job (repeatable)",
+            help="NAME=VALUE exported in the job; $VAR and ${VAR} in VALUE are the job's, "
+            "on its node (quote them from your shell); the rest is literal (repeatable)",
         ),
-        click.option("--log-directory", help="where the job's stdout and stderr go"),
+        click.option(
+            "--log-directory",
+            help="where the job's stdout and stderr go; relative to where you type the command, "
+            "made if missing",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -50,8 +61,12 @@ def spec_options(func: F) -> F:
 
 
 def given_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The spec options the user gave (left-out ones are None or empty)."""
-    return {k: v for k, v in options.items() if k in JobSpec.option_names() and v not in (None, (), "")}
+    """The spec options the user gave (left-out ones are None or empty). A log directory
+    is made absolute here, where the user typed it: the scheduler that may parse it runs elsewhere."""
+    given = {k: v for k, v in options.items() if k in JobSpec.option_names() and v not in (None, (), "")}
+    if "log_directory" in given:
+        given["log_directory"] = absolute_path(given["log_directory"])
+    return given
 
 
 def spec_from(options: dict[str, Any]) -> JobSpec:

@@ -15,6 +15,7 @@ from rich.live import Live
 from .. import control
 from ..errors import SessionError
 from ..session import Session
+from ..spec import make_log_directory
 from ..systems import JobState, JobStatus, get_system
 from . import views
 from .options import given_options, login_host_option, name_option, spec_options, system_option
@@ -37,6 +38,12 @@ console = _console(stderr=True)
 @spec_options
 @click.option("--scheduler-walltime", help="walltime of the scheduler's job [the workers' walltime]")
 @click.option("--scheduler-memory", help="memory of the scheduler's job [2GiB]")
+@click.option(
+    "--scheduler-directive",
+    "scheduler_directives",
+    multiple=True,
+    help="an extra directive for the scheduler's job only; it takes no --job-extra-directive (repeatable)",
+)
 @click.option("--interface", help="network interface the nodes share, e.g. ib0 [chosen automatically]")
 @click.option(
     "--submit-from",
@@ -83,6 +90,7 @@ def up(
     system: str,
     scheduler_walltime: str | None,
     scheduler_memory: str | None,
+    scheduler_directives: tuple[str, ...],
     interface: str | None,
     submit_from: str,
     refresh: float,
@@ -102,9 +110,17 @@ def up(
         given_options(options),
         scheduler_walltime=scheduler_walltime,
         scheduler_memory=scheduler_memory,
+        scheduler_directives=scheduler_directives,
         logs=session.logs,
     )
     batch.render(spec, [])  # refuse options this system cannot take before submitting anything
+    batch.render(scheduler_spec, [])
+    if spec.log_directory:
+        make_log_directory(spec.log_directory)  # refused in one line if it cannot be made
+    note = control.scheduler_note(
+        given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime)
+    )
+    console.print(note, soft_wrap=True, markup=False)
     if insecure:
         console.print(
             "[bold yellow]warning: --insecure: no TLS; anyone who can reach this session's scheduler "

@@ -23,7 +23,7 @@ from .. import _process
 from ..errors import CommandError, NotInJobError, ParseError, SpecError, SubmitError
 from ..spec import JobSpec
 
-__all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus"]
+__all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus", "has_references", "shell_value"]
 
 
 class JobState(str, enum.Enum):
@@ -90,9 +90,13 @@ class BatchSystem(ABC):
     directive_prefix: ClassVar[str]
     #: Environment variables a job sees: its id, and its nodes (a list or a file).
     job_id_variable: ClassVar[str]
-    #: Characters a job name may not contain on this system; replaced by "-".
-    job_name_forbidden: ClassVar[str] = r"\s"
+    #: Characters a job name may not contain on this system (a regex class); refused.
+    job_name_forbidden: ClassVar[str] = r"\s/"
+    #: Longer names are cut to this length (some systems cut or refuse them).
     job_name_max: ClassVar[int] = 200
+    #: What each of our directives sets, as a pattern on a directive line (without its
+    #: prefix). A user's extra directive that sets the same thing replaces ours.
+    directive_keys: ClassVar[Mapping[str, str]] = {}
     #: Characters this system cannot take in a path inside a directive.
     path_forbidden: ClassVar[str] = ""
     #: How long a state query may take before we call the system unresponsive.
@@ -111,8 +115,12 @@ class BatchSystem(ABC):
         return value
 
     def job_name(self, spec: JobSpec) -> str:
-        name = re.sub(f"[{self.job_name_forbidden}]+", "-", spec.job_name).strip("-")
-        return (name or "dask-worker")[: self.job_name_max]
+        """The spec's job name, refused if this system cannot take it; cut to its longest."""
+        bad = sorted(set(re.findall(f"[{self.job_name_forbidden}]", spec.job_name)))
+        if bad:
+            shown = ", ".join("a space" if c == " " else repr(c) for c in bad)
+            raise SpecError("job_name", spec.job_name, f"{self.name} cannot take {shown} in a job name")
+        return spec.job_name[: self.job_name_max]
 
     def log_directory(self, spec: JobSpec) -> str | None:
         """The spec's log directory, without a trailing slash, checked for this system."""
@@ -127,11 +135,26 @@ class BatchSystem(ABC):
             )
         return spec.log_directory.rstrip("/") or "/"
 
+    def sets(self, directive: str) -> set[str]:
+        """The keys of :attr:`directive_keys` that a directive line sets."""
+        line = directive.strip()
+        return {key for key, pattern in self.directive_keys.items() if re.search(pattern, line)}
+
+    def header(self, spec: JobSpec) -> list[str]:
+        """Our directives, less those the user's extra directives replace or
+        ``job_directives_skip`` names, then the user's: the user's words win."""
+        taken = set().union(*(self.sets(d) for d in spec.job_extra_directives))
+        ours = [
+            d
+            for d in self.directives(spec)
+            if not (self.sets(d) & taken) and not any(skip in d for skip in spec.job_directives_skip)
+        ]
+        return [*ours, *spec.job_extra_directives]
+
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
         """The job script that runs ``command`` with ``spec``'s resources."""
         lines = ["#!/usr/bin/env bash"]
-        lines += [f"{self.directive_prefix} {d}" for d in self.directives(spec)]
-        lines += [f"{self.directive_prefix} {d}" for d in spec.job_extra_directives]
+        lines += [f"{self.directive_prefix} {d}" for d in self.header(spec)]
         lines += self.body(spec, command)
         return "\n".join(lines) + "\n"
 
@@ -143,7 +166,7 @@ class BatchSystem(ABC):
             f"export {ENV_WALLTIME}={spec.walltime}",
             f'export {ENV_START}="$(date +%s)"',
         ]
-        lines += [f"export {key}={shlex.quote(value)}" for key, value in spec.environment]
+        lines += [f"export {key}={shell_value(value)}" for key, value in spec.environment]
         if spec.job_script_prologue:
             lines += ["", *spec.job_script_prologue]
         lines += ["", shlex.join(command)]
@@ -281,6 +304,41 @@ class BatchSystem(ABC):
             return float(env[ENV_START]) + float(env[ENV_WALLTIME])
         except (KeyError, ValueError):
             return None
+
+
+# $NAME, ${NAME}, ${NAME:-default}: the references to the job's environment that a value may make.
+_REFERENCE = re.compile(
+    r"\\\$(?=[A-Za-z_{])|\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=+?][^}$`\"\\]*)?\})"
+)
+
+
+def has_references(value: str) -> bool:
+    """Whether ``value`` names a variable of the job's environment (``\\$NAME`` is plain text)."""
+    return any(m[0] != "\\$" for m in _REFERENCE.finditer(value))
+
+
+def shell_value(value: str) -> str:
+    """``value`` for ``export NAME=...`` in a job script.
+
+    Literal, except ``$NAME``, ``${NAME}`` and ``${NAME:-default}``, which the job's
+    shell expands on the node (``$TMPDIR`` is the node's). Nothing else runs:
+    ``$(...)``, backquotes and any other ``$`` stay as written; ``\\$NAME`` is the text ``$NAME``.
+    """
+    if not has_references(value):
+        return shlex.quote(re.sub(r"\\\$(?=[A-Za-z_{])", "$", value))
+    parts: list[str] = []
+    end = 0
+    for match in _REFERENCE.finditer(value):
+        parts.append(_double_quoted(value[end : match.start()]))
+        parts.append("\\$" if match[0] == "\\$" else match[0])
+        end = match.end()
+    parts.append(_double_quoted(value[end:]))
+    return '"' + "".join(parts) + '"'
+
+
+def _double_quoted(text: str) -> str:
+    """Literal text inside double quotes: only these four characters mean something there."""
+    return re.sub(r'([\\"`$])', r"\\\1", text)
 
 
 def read_lines(path: str | None) -> tuple[str, ...]:

@@ -13,11 +13,22 @@ import math
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from .. import _process
 from ..errors import ParseError, SpecError
 from ..spec import JobSpec
-from .base import ENV_START, ENV_SYSTEM, ENV_WALLTIME, BatchSystem, JobState, JobStatus, must_match
+from .base import (
+    ENV_START,
+    ENV_SYSTEM,
+    ENV_WALLTIME,
+    BatchSystem,
+    JobState,
+    JobStatus,
+    has_references,
+    must_match,
+    shell_value,
+)
 
 __all__ = ["HTCondorSystem", "condor_arguments", "condor_environment"]
 
@@ -53,7 +64,22 @@ class HTCondorSystem(BatchSystem):
     name = "htcondor"
     directive_prefix = ""
     job_id_variable = JOB_ID_VARIABLE
-    job_name_forbidden = r"\s'\""
+    job_name_forbidden = r"\s/'\""
+    # A submit description's commands; the user's line of the same command replaces ours.
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        key: rf"(?i)^{key}\s*="
+        for key in (
+            "batch_name",
+            "request_cpus",
+            "request_memory",
+            "periodic_remove",
+            "periodic_remove_reason",
+            "accounting_group",
+            "output",
+            "error",
+            "log",
+        )
+    }
     cancel_gone_phrases = ("not found", "Couldn't find", "already being removed")
     cancel_done_phrases = ("marked for removal",)
 
@@ -85,11 +111,14 @@ class HTCondorSystem(BatchSystem):
         return d
 
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
-        body = [f"export {ENV_START}=$(date +%s)", *spec.job_script_prologue, shlex.join(command)]
+        # Values naming the node's variables ($TMPDIR) are exported by the job's shell; the
+        # environment command would pass them on literally.
+        exports = [f"export {k}={shell_value(v)}" for k, v in spec.environment if has_references(v)]
+        body = [f"export {ENV_START}=$(date +%s)", *exports, *spec.job_script_prologue, shlex.join(command)]
         env = {
             ENV_SYSTEM: self.name,
             ENV_WALLTIME: str(spec.walltime),
-            **dict(spec.environment),
+            **{k: v for k, v in spec.environment if not has_references(v)},
         }
         lines = [
             "universe = vanilla",
@@ -98,8 +127,7 @@ class HTCondorSystem(BatchSystem):
             # $(Cluster).$(Process) is the one macro we mean; everything else is literal.
             f'environment = {condor_environment(env)[:-1]} {JOB_ID_VARIABLE}=$(Cluster).$(Process)"',
             "getenv = False",
-            *self.directives(spec),
-            *spec.job_extra_directives,
+            *self.header(spec),
             "queue 1",
         ]
         return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from .. import _process
 from ..errors import SpecError, SubmitError
@@ -46,6 +47,9 @@ class LocalSystem(BatchSystem):
     directive_prefix = "#LOCAL"
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s/"
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        key: rf"^--{key.replace('_', '-')}\b" for key in ("job_name", "walltime", "output", "error")
+    }
 
     def __init__(self, spool: Path | None = None, slots: int | None = None) -> None:
         self.spool = spool

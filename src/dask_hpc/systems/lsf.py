@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from .. import _process
 from ..errors import ParseError, SubmitError
@@ -34,7 +35,19 @@ class LSFSystem(BatchSystem):
     directive_prefix = "#BSUB"
     job_id_variable = "LSB_JOBID"
     # "[" starts a job array index in LSF names.
-    job_name_forbidden = r"\s\[\]'\"#$"
+    job_name_forbidden = r"\s/\[\]'\"#$"
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        "job_name": r"^-J\b",
+        "cores": r"^-n\b",
+        "span": r"^-R\s.*\bspan\[",
+        "memory_reservation": r"^-R\s.*\brusage\[.*\bmem=",
+        "memory_limit": r"^-M\b",
+        "walltime": r"^-W\b",
+        "queue": r"^-q\b",
+        "account": r"^-P\b",
+        "output": r"^-oo?\b",
+        "error": r"^-eo?\b",
+    }
     cancel_gone_phrases = ("Job has already finished", "No matching job found", "is not found")
     cancel_done_phrases = ("is being terminated", "is being signaled")
 

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from ..spec import JobSpec, format_walltime
 from .base import BatchSystem, JobState, JobStatus, must_match, read_lines
@@ -38,6 +39,16 @@ class PBSSystem(BatchSystem):
     # PBS names: no whitespace, and none of these; at most 236 characters.
     job_name_forbidden = r"\s@:/\\'\"#$"
     job_name_max = 236
+    # PBS Pro refuses job-wide ncpus/mem/nodes beside a select: any of them replaces our select.
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        "job_name": r"^-N\b",
+        "resources": r"^-l\s.*\b(select|nodes|ncpus|mem)=",
+        "walltime": r"^-l\s.*\bwalltime=",
+        "queue": r"^-q\b",
+        "account": r"^-A\b",
+        "output": r"^-o\b",
+        "error": r"^-e\b",
+    }
     cancel_gone_phrases = ("Unknown Job Id", "Job has finished")
 
     def resources(self, spec: JobSpec) -> list[str]:
@@ -102,6 +113,11 @@ class TorqueSystem(PBSSystem):
 
     name = "torque"
     job_name_max = 15  # older Torque servers cut or refuse longer names
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        **{k: v for k, v in PBSSystem.directive_keys.items() if k != "resources"},
+        "nodes": r"^-l\s.*\b(nodes|ncpus|procs)=",
+        "memory": r"^-l\s.*\b(p?v?mem)=",
+    }
 
     def resources(self, spec: JobSpec) -> list[str]:
         return [f"nodes=1:ppn={spec.cores}", f"mem={math.ceil(spec.memory / 2**20)}mb"]

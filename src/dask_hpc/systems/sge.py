@@ -8,6 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from .. import _process
 from ..errors import ParseError
@@ -44,6 +45,17 @@ class SGESystem(BatchSystem):
     job_name_forbidden = r"\s/:@\\*?'\""
     # Its directive parser drops quote characters, even escaped ones.
     path_forbidden = "'\""
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        "job_name": r"^-N\b",
+        "shell": r"^-S\b",
+        "walltime": r"^-l\s.*\bh_rt=",
+        "memory": r"^-l\s.*\b(mem_free|h_vmem|s_vmem|virtual_free|h_rss|m_mem_free)=",
+        "cores": r"^-pe\b",
+        "queue": r"^-q\b",
+        "account": r"^-P\b",
+        "output": r"^-o\b",
+        "error": r"^-e\b",
+    }
     #: The parallel environment that gives a job several slots on one host.
     parallel_environment = "smp"
     cancel_gone_phrases = ("does not exist",)

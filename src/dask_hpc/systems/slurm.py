@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 from .. import _process
 from ..errors import CommandError
@@ -51,7 +52,20 @@ class SlurmSystem(BatchSystem):
     name = "slurm"
     directive_prefix = "#SBATCH"
     job_id_variable = "SLURM_JOB_ID"
-    job_name_forbidden = r"\n"
+    job_name_forbidden = r"\n/"
+    # sbatch's long and short spellings; --mem, --mem-per-cpu and --mem-per-gpu exclude each other.
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        "job_name": r"^(--job-name(=|\s|$)|-J)",
+        "nodes": r"^(--nodes(=|\s|$)|-N)",
+        "tasks": r"^(--ntasks(=|\s|$)|-n)",
+        "cores": r"^(--cpus-per-task(=|\s|$)|-c)",
+        "memory": r"^--mem(-per-cpu|-per-gpu)?(=|\s|$)",
+        "walltime": r"^(--time(=|\s|$)|-t)",
+        "queue": r"^(--partition(=|\s|$)|-p)",
+        "account": r"^(--account(=|\s|$)|-A)",
+        "output": r"^(--output(=|\s|$)|-o)",
+        "error": r"^(--error(=|\s|$)|-e)",
+    }
     cancel_gone_phrases = ("already completing or completed", "Invalid job id specified")
 
     def directives(self, spec: JobSpec) -> list[str]:
