@@ -11,6 +11,8 @@ prints its message in one or two lines and exits non-zero, without a traceback.
     │   ├── CommandNotFoundError   the program is not installed or not on PATH
     │   ├── CommandTimeoutError    the program did not answer in time
     │   └── SubmitError            the batch system refused a job (its own message)
+    ├── SubmitUnclearError         a submission whose outcome we could not read (says where to look)
+    ├── WrongSystemError           the batch commands here are another system's (names it)
     ├── ParseError                 a batch system's output we could not read
     ├── NotInJobError              asked for the job context outside a job
     ├── InterfaceError             a network interface that this node does not have (lists the real ones)
@@ -39,10 +41,12 @@ __all__ = [
     "SessionError",
     "SpecError",
     "SubmitError",
+    "SubmitUnclearError",
     "UnknownOptionError",
     "UnknownSessionError",
     "UnknownSystemError",
     "UnreachableInterfaceError",
+    "WrongSystemError",
 ]
 
 
@@ -111,6 +115,15 @@ class CommandTimeoutError(CommandError):
 
 class SubmitError(CommandError):
     """The batch system refused the job; ``stderr`` holds its own reason."""
+
+
+class SubmitUnclearError(DaskHPCError):
+    """A submission whose outcome we could not read (an answer we do not understand, no
+    answer in time): a job may exist that nobody keeps track of; says where to find it."""
+
+
+class WrongSystemError(DaskHPCError):
+    """The batch commands here belong to another system than the one chosen; names it."""
 
 
 class ParseError(DaskHPCError):

@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import ClassVar
 
 from .. import _process
-from ..errors import CommandError, NotInJobError, ParseError, SpecError, SubmitError
+from ..errors import (
+    CommandError,
+    CommandTimeoutError,
+    NotInJobError,
+    ParseError,
+    SpecError,
+    SubmitError,
+    SubmitUnclearError,
+    WrongSystemError,
+)
+from ..files import private_directory
 from ..spec import JobSpec
 
 __all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus", "has_references", "shell_value"]
@@ -198,18 +208,62 @@ class BatchSystem(ABC):
 
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
         """Write ``script`` into ``directory`` and submit it; return the job id."""
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.check_commands()
+        private_directory(directory)
         path = write_new_script(directory, script)
         argv = self.submit_argv(path)
-        done = _process.run(
-            argv,
-            timeout=timeout,
-            cwd=directory,
-            error=SubmitError,
-            what=f"{self.name} refused the job",
-            umask=PRIVATE_UMASK,
+        try:
+            done = _process.run(
+                argv,
+                timeout=timeout,
+                cwd=directory,
+                error=SubmitError,
+                what=f"{self.name} refused the job",
+                umask=PRIVATE_UMASK,
+            )
+        except SubmitError:
+            path.unlink(missing_ok=True)  # refused: no job has it; the error has the system's words
+            raise
+        except CommandTimeoutError:
+            raise SubmitUnclearError(
+                f"{argv[0]} did not answer within {timeout:g} s: a job may have been queued anyway; "
+                f"{self.find_hint(path)}"
+            ) from None
+        try:
+            return self.parse_job_id(done.stdout)
+        except ParseError:
+            answer = " ".join((done.stdout + " " + done.stderr).split())[:200]
+            raise SubmitUnclearError(
+                f"{argv[0]} took the job but its answer is not a {self.name} job id: {answer!r}; "
+                f"{self.find_hint(path)}"
+            ) from None
+
+    #: How a user lists their jobs on this system, for a job we could not keep track of.
+    list_jobs: ClassVar[str] = ""
+
+    def find_hint(self, script: Path) -> str:
+        """Where to look for a job whose submission we could not read, and what to do."""
+        return (
+            f"find it with {self.list_jobs} and cancel it (its script: {script})"
+            if self.list_jobs
+            else f"find it and cancel it (its script: {script})"
         )
-        return self.parse_job_id(done.stdout)
+
+    def check_commands(self) -> None:
+        """Refuse, before submitting, when this system's commands belong to another system.
+
+        PBS Pro, Torque and Grid Engine share the name ``qsub`` (systems/identify.py).
+        """
+        if self.name not in ("pbs", "torque", "sge"):
+            return
+        from .identify import recognise
+
+        found = recognise(self.name)
+        if found is not None and found.system != self.name:
+            raise WrongSystemError(
+                f"--system {self.name}, but qsub here is {found.title}'s (qstat --version: "
+                f"{found.words!r}): use --system {found.system}"
+            )
 
     def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
         """States of many jobs, with one call to the batch system."""

@@ -62,6 +62,7 @@ WALLTIME_MARK = "dask-hpc walltime"
 
 class HTCondorSystem(BatchSystem):
     name = "htcondor"
+    list_jobs = "condor_q"
     directive_prefix = ""
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s/'\""

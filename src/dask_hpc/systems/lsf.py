@@ -32,6 +32,7 @@ QUERY_FIELDS = "jobid stat exit_code exec_host pend_reason exit_reason"
 
 class LSFSystem(BatchSystem):
     name = "lsf"
+    list_jobs = "bjobs"
     directive_prefix = "#BSUB"
     job_id_variable = "LSB_JOBID"
     # "[" starts a job array index in LSF names.

@@ -34,6 +34,7 @@ SIGTERM_EXIT = {271, 143}  # 256+15 (PBS Pro) and 128+15: qdel, or a limit's kil
 
 class PBSSystem(BatchSystem):
     name = "pbs"
+    list_jobs = "qstat -u $USER"
     directive_prefix = "#PBS"
     job_id_variable = "PBS_JOBID"
     # PBS names: no whitespace, and none of these; at most 236 characters.

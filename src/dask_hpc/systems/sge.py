@@ -39,6 +39,7 @@ FAILED_CANCELLED = {100}  # killed by a signal (qdel), "assumedly after job"
 
 class SGESystem(BatchSystem):
     name = "sge"
+    list_jobs = "qstat -u $USER"
     directive_prefix = "#$"
     job_id_variable = "JOB_ID"
     # Grid Engine refuses these in names; it also drops quote characters.

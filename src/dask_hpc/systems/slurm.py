@@ -50,6 +50,7 @@ QUERY_FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,exit_code:|"
 
 class SlurmSystem(BatchSystem):
     name = "slurm"
+    list_jobs = "squeue --me"
     directive_prefix = "#SBATCH"
     job_id_variable = "SLURM_JOB_ID"
     job_name_forbidden = r"\n/"
