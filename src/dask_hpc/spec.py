@@ -12,9 +12,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .errors import SpecError, UnknownOptionError
+from .files import private_directory
 
 __all__ = [
     "JobSpec",
@@ -302,11 +304,13 @@ def make_log_directory(path: str) -> str:
     """
     path = absolute_path(path)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        private_directory(Path(path))  # its new parents 0700 too (os.makedirs gives them 0755)
     except OSError as exc:
         raise SpecError(
             "log_directory", path, f"cannot be made ({exc.strerror}); choose a directory you can write to"
         ) from None
+    if not os.path.isdir(path):
+        raise SpecError("log_directory", path, "is not a directory; choose a directory you can write to")
     if not os.access(path, os.W_OK | os.X_OK):
         raise SpecError("log_directory", path, "is not writable by you; choose a directory you can write to")
     return path

@@ -128,7 +128,7 @@ def test_a_zombie_or_a_reused_pid_is_not_a_live_runner() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         deadline = time.monotonic() + 30
-        while not open(f"/proc/{child.pid}/stat").read().split(") ")[1].startswith("Z"):
+        while not Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1].startswith("Z"):
             assert time.monotonic() < deadline, "the child did not end"
             time.sleep(0.05)
         assert not pid_alive(child.pid)  # ended, not reaped yet
@@ -166,3 +166,24 @@ def test_a_runner_that_cannot_open_the_jobs_log_fails_the_job_with_why(local_sys
     assert status.state is JobState.FAILED
     assert (status.reason or "").startswith("the job's runner failed: ")
     assert "/proc/no-such-dir/out.log" in (status.reason or "")
+
+
+def test_cancel_never_signals_a_process_that_took_a_dead_runners_pid(local_system: LocalSystem) -> None:
+    import subprocess
+    import sys
+
+    from dask_hpc.systems.local import Record
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        job_dir = local_system.spool_dir / "5"
+        job_dir.mkdir(parents=True)
+        # A runner that died long ago; its pid now belongs to another process.
+        Record(JobState.RUNNING, runner_pid=other.pid, runner_started=time.time() - 86400).write(job_dir)
+        local_system.cancel(["5"])
+        time.sleep(0.2)
+        assert other.poll() is None  # not killed
+        assert local_system.query(["5"])["5"].state is JobState.FAILED
+    finally:
+        other.kill()
+        other.wait()

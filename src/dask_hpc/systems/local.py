@@ -21,8 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import psutil
+
 from .. import _process
 from ..errors import SpecError, SubmitError
+from ..files import private_directory
 from ..spec import JobSpec
 from .base import PRIVATE_UMASK, BatchSystem, JobState, JobStatus
 
@@ -91,7 +94,7 @@ class LocalSystem(BatchSystem):
         return stdout.strip()
 
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # the job's working directory
+        private_directory(directory)  # the job's working directory
         job_dir = self._new_job_dir()
         path = job_dir / "script.sh"
         path.write_text(script)
@@ -103,7 +106,7 @@ class LocalSystem(BatchSystem):
 
     def _new_job_dir(self) -> Path:
         spool = self.spool_dir
-        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_directory(spool)
         ids = [int(p.name) for p in spool.iterdir() if p.name.isdigit()]
         next_id = max(ids, default=0) + 1
         for job_id in range(next_id, next_id + 1000):
@@ -128,7 +131,7 @@ class LocalSystem(BatchSystem):
         if record is None:
             return JobStatus(job_id, JobState.UNKNOWN)
         node = socket.gethostname() if record.state is not JobState.PENDING else None
-        if not record.state.finished and not pid_alive(record.runner_pid):
+        if not record.state.finished and not pid_alive(record.runner_pid, record.runner_started):
             return JobStatus(job_id, JobState.FAILED, reason="the job's runner died", node=node)
         return JobStatus(job_id, record.state, record.reason, node, record.exit_code)
 
@@ -143,6 +146,8 @@ class LocalSystem(BatchSystem):
             record = Record.read(self.spool_dir / job_id)
             if record is None or record.state.finished or record.runner_pid is None:
                 continue
+            if not pid_alive(record.runner_pid, record.runner_started):
+                continue  # gone; its pid may be another process's by now: never signal that one
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.runner_pid, signal.SIGTERM)
 
@@ -165,6 +170,7 @@ class Record:
 
     state: JobState
     runner_pid: int | None = None
+    runner_started: float | None = None  # the runner's start (psutil's create_time): pids are reused
     exit_code: int | None = None
     reason: str | None = None
     start: float | None = None
@@ -193,13 +199,27 @@ class Record:
         tmp.replace(job_dir / "state.json")  # atomic: readers never see half a file
 
 
-def pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether the process ``pid`` (started at ``started``, psutil's create_time) still runs.
+
+    A zombie (ended, not yet reaped by its parent) has ended; a live process of another start
+    time is another process that was given the same pid.
+    """
     if pid is None:
         return True  # not started yet: the runner records its pid first thing
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if started is not None and abs(process.create_time() - started) > 1.0:
+            return False
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
+    except psutil.AccessDenied:
+        return True  # someone else's process that we cannot look at: it exists
     return True
+
+
+def runner_started() -> float:
+    """This process's start time, as :func:`pid_alive` compares it."""
+    return float(psutil.Process().create_time())
