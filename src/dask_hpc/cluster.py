@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -209,7 +210,14 @@ class BatchCluster(Cluster):
         maximum: int | None = None,
     ) -> dict[str, Any]:
         """Let the scheduler scale between the bounds by itself (in jobs, or in workers
-        with ``minimum``/``maximum``); it goes on after this notebook closes."""
+        with ``minimum``/``maximum``); it goes on after this notebook closes.
+
+        Returns the bounds in jobs. The first submissions happen before this returns: if the
+        batch system refuses them all, this raises SessionError with its words and adapt is
+        off; if it refuses some, a RuntimeWarning says so and adapt goes on, backing off.
+        Later failures (refusals, jobs that end before their worker joins) make automatic
+        submissions wait (5 s, doubling, at most 5 min) and stop after 3 identical ones:
+        ``status_report()["submit_trouble"]`` says why."""
         per_job = self.spec.processes
         if minimum is not None:
             minimum_jobs = math.ceil(minimum / per_job)
@@ -218,6 +226,9 @@ class BatchCluster(Cluster):
         if maximum_jobs is None:
             raise SessionError("adapt needs maximum_jobs (or maximum workers)")
         answer = self._ask("dask_hpc_adapt", minimum_jobs=minimum_jobs, maximum_jobs=maximum_jobs)
+        if answer.get("warning"):
+            # Some of the first jobs were refused: adapt goes on, backing off (status_report says more).
+            warnings.warn(answer["warning"], RuntimeWarning, stacklevel=2)
         bounds: dict[str, Any] = answer["adapt"]
         return bounds
 

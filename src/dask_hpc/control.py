@@ -215,7 +215,8 @@ def up(
                 death_timeout=int(timeout) + 60,
                 tls=tls,
             )
-            early = [system.submit(worker_spec_script, session.scripts) for _ in range(workers)]
+            for _ in range(workers):  # one by one: those submitted before a failure are cancelled too
+                early.append(system.submit(worker_spec_script, session.scripts))
         started = _wait_for_scheduler(session, config, system, t0, timeout, progress)
         if jupyter:
             started = _wait_for_jupyter(started, system, t0, timeout)
@@ -408,17 +409,25 @@ def adapt(
     *,
     off: bool = False,
     options: dict[str, Any] | None = None,
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
+    """Adapt's bounds (None: off), and ``warning`` when its first submissions were partly refused.
+
+    The keeper takes adapt's first step before it answers, so that a refusal is in the
+    answer (a SessionError with the batch system's words; adapt is then off).
+    """
     _, scheduler = open_live(session)
+    options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
+    if options.get("log_directory"):
+        options["log_directory"] = make_log_directory(options["log_directory"])
     answer = scheduler.ask(
         "dask_hpc_adapt",
         minimum_jobs=minimum_jobs,
         maximum_jobs=maximum_jobs,
         off=off,
-        options=options or {},
+        options=options,
+        timeout=600,  # the first step submits up to the minimum before answering
     )
-    result: dict[str, Any] | None = answer["adapt"]
-    return result
+    return answer
 
 
 def status(session: Session) -> dict[str, Any]:

@@ -10,6 +10,7 @@ loop never waits on ``sbatch`` or ``squeue``. Decisions live in :mod:`decide`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import time
@@ -73,7 +74,10 @@ class Keeper(SchedulerPlugin):
         self.workers_of: dict[str, set[str]] = defaultdict(set)  # job id -> worker addresses
         self.adapt_bounds: tuple[int, int] | None = None
         self.adapt_spec: JobSpec = config.spec
-        self.specs: dict[str, JobSpec] = {}  # job id -> its spec, for its replacement
+        # Job id -> its spec where it is not the session's, for its replacement.
+        self.specs: dict[str, JobSpec] = {
+            j: JobSpec.from_dict(r.spec) for j, r in self.jobs.items() if r.spec is not None
+        }
         # Keys computed (processing -> memory) and not forgotten since; a second time is a recompute.
         self.computed: set[Any] = set()
         self.recomputed = 0
@@ -385,6 +389,7 @@ class Keeper(SchedulerPlugin):
             walltime=spec.walltime,
             submitted=now,
             keep=keep,
+            spec=None if spec == self.config.spec else _as_json(spec.to_dict()),
         )
 
     async def _submit(self, n: int, spec: JobSpec, *, keep: bool = False) -> list[str]:
@@ -396,11 +401,14 @@ class Keeper(SchedulerPlugin):
             async with gate:
                 job_id = await asyncio.to_thread(self.system.submit, script, self.session.scripts)
             self.jobs[job_id] = self._record(job_id, spec, time.time(), keep)
-            self.specs[job_id] = spec
+            if spec != self.config.spec:
+                self.specs[job_id] = spec
             return job_id
 
         results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
-        self._save()
+        # Written now, not within the second: a job the ledger lacks would be nobody's to cancel.
+        self._dirty = True
+        self._flush()
         ids = [r for r in results if isinstance(r, str)]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and ids:
@@ -608,6 +616,12 @@ class PartlySubmitted(SessionError):
         super().__init__(
             f"{len(job_ids)} of {asked} worker jobs submitted ({', '.join(job_ids)}); {first_error}"
         )
+
+
+def _as_json(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as it reads back from JSON (tuples are lists there), so records compare equal."""
+    plain: dict[str, Any] = json.loads(json.dumps(data))
+    return plain
 
 
 def _ended_before_joining(record: JobRecord, session: str) -> str:

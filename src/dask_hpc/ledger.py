@@ -43,6 +43,9 @@ class JobRecord:
     end: float | None = None  # when its walltime ends, as its worker reported it
     keep: bool = False  # replace it before its walltime ends, and when it dies (add --keep, adapt)
     replaced_by: str | None = None  # the job submitted to take over from it
+    # Its spec (JobSpec.to_dict) where it differs from the session's (add with options):
+    # a replacement gets the same, after a restart of the scheduler too.
+    spec: dict[str, Any] | None = None
 
     @property
     def live(self) -> bool:

@@ -785,6 +785,7 @@ def test_a_restarted_keeper_takes_its_jobs_over_from_the_ledger(tmp_path: Path) 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             await h.keeper.add(2, keep=True)
+            await h.keeper.add(1, {"walltime": "30m", "cores": 4, "environment": ["A=1"]}, keep=True)  # job 3
             h.system.start("1")
             await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
             before = await h.ledger_written()
@@ -793,6 +794,14 @@ def test_a_restarted_keeper_takes_its_jobs_over_from_the_ledger(tmp_path: Path) 
             h.system.finish("1")
             await until(lambda: record_state(h, "1") is JobState.COMPLETED, "job 1 seen ended")
             assert (await h.status_jobs())["2"]["state"] == "pending"
+            # Job 3's replacement has job 3's options, not the session's: they were in the ledger.
+            h.system.start("3")
+            worker = await h.join("3")
+            h.system.forget("3")
+            await worker.close()  # lost with its job
+            await until(lambda: h.keeper.jobs["3"].replaced_by == "4", "job 3's replacement")
+            script = h.system.scripts["4"]
+            assert "--walltime=1800" in script and "--cores=4" in script
 
     asyncio.run(run())
 

@@ -232,7 +232,8 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
         raise click.UsageError("give --max (and optionally --min), or --off")
     if not off and minimum is not None and maximum is not None and maximum < minimum:
         raise click.UsageError(f"--max {maximum} is below --min {minimum}")
-    bounds = control.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
+    answer = control.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
+    bounds = answer["adapt"]
     if bounds is None:
         console.print("adapt off: worker jobs stay as they are")
     else:
@@ -240,6 +241,8 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
             f"adapting between {bounds['minimum_jobs']} and {bounds['maximum_jobs']} worker jobs, "
             "decided inside the scheduler"
         )
+    if answer.get("warning"):
+        console.print(f"[yellow]warning: {answer['warning']}[/]")
 
 
 @click.command()
