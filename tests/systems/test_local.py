@@ -172,18 +172,42 @@ def test_cancel_never_signals_a_process_that_took_a_dead_runners_pid(local_syste
     import subprocess
     import sys
 
-    from dask_hpc.systems.local import Record
+    from dask_hpc.systems.local import Record, process_start
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         job_dir = local_system.spool_dir / "5"
         job_dir.mkdir(parents=True)
         # A runner that died long ago; its pid now belongs to another process.
-        Record(JobState.RUNNING, runner_pid=other.pid, runner_started=time.time() - 86400).write(job_dir)
+        started = process_start(other.pid)
+        assert started is not None
+        Record(JobState.RUNNING, runner_pid=other.pid, runner_started=started - 1000).write(job_dir)
+        assert local_system.query(["5"])["5"].state is JobState.FAILED
         local_system.cancel(["5"])
         time.sleep(0.2)
         assert other.poll() is None  # not killed
-        assert local_system.query(["5"])["5"].state is JobState.FAILED
+        assert local_system.query(["5"])["5"].state is JobState.CANCELLED
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_job_cancelled_or_killed_before_its_runner_wrote_a_word(
+    local_system: LocalSystem, tmp_path: Path
+) -> None:
+    """``up`` cancels the jobs it submitted when it fails, often within milliseconds: the
+    runner had not written its pid yet, cancel skipped the job, and it ran on; a runner
+    killed that early left its job pending forever."""
+    import json
+    import signal
+
+    script = local_system.render(JobSpec(), ["sleep", "60"])
+    job_id = local_system.submit(script, tmp_path / "work")
+    local_system.cancel([job_id])  # at once
+    assert wait_finished(local_system, job_id, timeout=20).state is JobState.CANCELLED
+    # Short: should the runner have started it before the kill, nothing lasts.
+    job_id = local_system.submit(local_system.render(JobSpec(), ["sleep", "2"]), tmp_path / "work")
+    runner = json.loads((local_system.spool_dir / job_id / "runner.json").read_text())["runner_pid"]
+    os.kill(runner, signal.SIGKILL)
+    status = wait_finished(local_system, job_id, timeout=20)
+    assert (status.state, status.reason) == (JobState.FAILED, "the job's runner died")

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from .base import JobState
-from .local import JOB_END_VARIABLE, JOB_ID_VARIABLE, KILL_WAIT, Record, pid_alive, runner_started
+from .local import (
+    CANCEL_FILE,
+    JOB_END_VARIABLE,
+    JOB_ID_VARIABLE,
+    KILL_WAIT,
+    Record,
+    pid_alive,
+    runner_started,
+)
 
 _DIRECTIVE = re.compile(r"^#LOCAL\s+--([a-z-]+)=(.*)$")
 
@@ -51,6 +59,9 @@ def main(job_dir: Path, slots: int | None = None) -> int:
 
 
 def run(job_dir: Path, slots: int | None) -> int:
+    if (job_dir / CANCEL_FILE).exists():  # cancelled before this runner could hear of it
+        Record(JobState.CANCELLED, **_me(), reason="cancelled while pending").write(job_dir)
+        return 0
     job_id = job_dir.name
     script = job_dir / "script.sh"
     directives = read_directives(script.read_text())

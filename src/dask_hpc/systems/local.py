@@ -38,6 +38,9 @@ JOB_ID_VARIABLE = "DASK_HPC_LOCAL_JOB_ID"
 JOB_END_VARIABLE = "DASK_HPC_LOCAL_JOB_END"
 #: Seconds between SIGTERM and SIGKILL at the walltime or on cancel.
 KILL_WAIT = 5.0
+#: In a job's spool folder: who runs it (written at submit), and that it was cancelled.
+RUNNER_FILE = "runner.json"
+CANCEL_FILE = "cancelled"
 
 
 def spool_directory() -> Path:
@@ -99,9 +102,12 @@ class LocalSystem(BatchSystem):
         path = job_dir / "script.sh"
         path.write_text(script)
         path.chmod(0o700)
-        _process.spawn(
+        pid = _process.spawn(
             self.submit_argv(path), stdout=job_dir / "runner.log", cwd=directory, umask=PRIVATE_UMASK
         )
+        # Who runs the job, known from now on (the runner writes its state a moment later):
+        # cancel can reach it and liveness can judge it before its first word.
+        write_json(job_dir / RUNNER_FILE, {"runner_pid": pid, "runner_started": process_start(pid)})
         return job_dir.name
 
     def _new_job_dir(self) -> Path:
@@ -132,6 +138,8 @@ class LocalSystem(BatchSystem):
             return JobStatus(job_id, JobState.UNKNOWN)
         node = socket.gethostname() if record.state is not JobState.PENDING else None
         if not record.state.finished and not pid_alive(record.runner_pid, record.runner_started):
+            if (self.spool_dir / job_id / CANCEL_FILE).exists():
+                return JobStatus(job_id, JobState.CANCELLED, reason="cancelled", node=node)
             return JobStatus(job_id, JobState.FAILED, reason="the job's runner died", node=node)
         return JobStatus(job_id, record.state, record.reason, node, record.exit_code)
 
@@ -144,9 +152,11 @@ class LocalSystem(BatchSystem):
     def cancel(self, job_ids: Iterable[str]) -> None:
         for job_id in dict.fromkeys(job_ids):
             record = Record.read(self.spool_dir / job_id)
-            if record is None or record.state.finished or record.runner_pid is None:
+            if record is None or record.state.finished:
                 continue
-            if not pid_alive(record.runner_pid, record.runner_started):
+            # Marked first: a runner not yet listening for SIGTERM sees it when it starts.
+            (self.spool_dir / job_id / CANCEL_FILE).touch(mode=0o600)
+            if record.runner_pid is None or not pid_alive(record.runner_pid, record.runner_started):
                 continue  # gone; its pid may be another process's by now: never signal that one
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.runner_pid, signal.SIGTERM)
@@ -170,7 +180,7 @@ class Record:
 
     state: JobState
     runner_pid: int | None = None
-    runner_started: float | None = None  # the runner's start (psutil's create_time): pids are reused
+    runner_started: float | None = None  # the runner's start (process_start): pids are reused
     exit_code: int | None = None
     reason: str | None = None
     start: float | None = None
@@ -188,38 +198,65 @@ class Record:
             words = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
             if words:
                 return cls(JobState.FAILED, reason=f"the job's runner failed: {words[-1]}")
-            return cls(JobState.PENDING)  # submitted, runner not started yet
+            try:  # submitted; the runner has not written its state yet
+                runner = json.loads((job_dir / RUNNER_FILE).read_text())
+            except (OSError, ValueError):
+                return cls(JobState.PENDING)
+            return cls(JobState.PENDING, runner["runner_pid"], runner["runner_started"])
         except (OSError, ValueError):
             return None
         return cls(**{**data, "state": JobState(data["state"])})
 
     def write(self, job_dir: Path) -> None:
-        tmp = job_dir / "state.json.tmp"
-        tmp.write_text(json.dumps({**asdict(self), "state": self.state.value}))
-        tmp.replace(job_dir / "state.json")  # atomic: readers never see half a file
+        write_json(job_dir / "state.json", {**asdict(self), "state": self.state.value})
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write ``data`` (0600) so that readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    tmp.replace(path)
 
 
 def pid_alive(pid: int | None, started: float | None = None) -> bool:
-    """Whether the process ``pid`` (started at ``started``, psutil's create_time) still runs.
+    """Whether the process ``pid`` (started at ``started``, :func:`process_start`) still runs.
 
     A zombie (ended, not yet reaped by its parent) has ended; a live process of another start
-    time is another process that was given the same pid.
+    is another process that was given the same pid.
     """
     if pid is None:
-        return True  # not started yet: the runner records its pid first thing
+        return True  # submitted a moment ago: the runner's pid is written right after it starts
     try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if started is not None and abs(process.create_time() - started) > 1.0:
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
             return False
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
         return True  # someone else's process that we cannot look at: it exists
-    return True
+    now = process_start(pid)
+    return started is None or now is None or abs(now - started) < 0.5
 
 
-def runner_started() -> float:
-    """This process's start time, as :func:`pid_alive` compares it."""
-    return float(psutil.Process().create_time())
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started: on Linux its start in clock ticks since boot
+    (``/proc/<pid>/stat``, exact, and unmoved by changes of the wall clock), elsewhere
+    psutil's create_time rounded to the second; None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return float(fields[19])  # field 22, starttime; the name before ")" may hold spaces
+    except FileNotFoundError:
+        if Path("/proc/self/stat").exists():
+            return None  # Linux, and the process is gone
+    except (OSError, IndexError, ValueError):
+        return None
+    try:
+        return float(round(psutil.Process(pid).create_time()))
+    except psutil.Error:
+        return None
+
+
+def runner_started() -> float | None:
+    """This process's start, as :func:`pid_alive` compares it."""
+    return process_start(os.getpid())
