@@ -40,6 +40,7 @@ __all__ = [
     "mpi_tunnel_line",
     "refuse_if_live",
     "remove",
+    "replaced_note",
     "scheduler_note",
     "session_specs",
     "sessions_overview",
@@ -140,6 +141,15 @@ def scheduler_note(options: dict[str, Any], scheduler: JobSpec, *, own_walltime:
         if "job_extra_directives" in left:
             line += " (it takes --scheduler-directive)"
     return line
+
+
+def replaced_note(system: BatchSystem, spec: JobSpec) -> str | None:
+    """One line: which of dask-hpc's directives the user's replaced (None if none did)."""
+    replaced = system.replaced(spec)
+    if not replaced:
+        return None
+    words = "; ".join(f"{ours} (by {by})" for ours, by in replaced.items())
+    return f"worker jobs: your directives replace dask-hpc's {words}"
 
 
 def up(

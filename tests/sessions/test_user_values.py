@@ -50,6 +50,8 @@ def test_up_takes_paths_values_and_directives_as_meant(
             "scheduler job: 1 core, 2.00 GiB, 00:10:00; took --walltime, --log-directory, --env; "
             "not --memory, --job-extra-directive (it takes --scheduler-directive)"
         )
+        replaced = "worker jobs: your directives replace dask-hpc's --mem=1024M (by --mem-per-cpu=1G)"
+        assert replaced in out.stderr
     logs = work / "dask-logs" / "run1"
     assert logs.is_dir() and (logs.stat().st_mode & 0o777) == 0o700
     hpc("add", "1", "--name", name, "--wait", "120", cwd=tmp_path)  # from elsewhere: the path stays

@@ -116,3 +116,21 @@ def test_a_refused_job_leaves_no_script_behind(site: Path, tmp_path: Path) -> No
     with pytest.raises(SubmitError, match="Invalid partition"):
         system.submit(system.render(JobSpec(), ["true"]), tmp_path / "scripts")
     assert list((tmp_path / "scripts").iterdir()) == []
+
+
+def test_lsf_reads_the_script_on_stdin_and_an_unclear_answer_says_so_too(site: Path, tmp_path: Path) -> None:
+    """bsub takes its script on standard input; it had a submit of its own that skipped
+    what every other system does with an answer it cannot read."""
+    from dask_hpc.systems.lsf import LSFSystem
+
+    seen = tmp_path / "stdin.txt"
+    command(site, "bsub", f"cat > {seen}; echo 'Job <42> is submitted to queue <normal>.'")
+    system = LSFSystem()
+    script = system.render(JobSpec(), ["true"])
+    assert system.submit(script, tmp_path / "scripts") == "42"
+    assert seen.read_text() == script
+    command(site, "bsub", "cat > /dev/null; echo 'Job submitted, somehow'")
+    with pytest.raises(
+        SubmitUnclearError, match="not a lsf job id: 'Job submitted, somehow'; find it with bjobs"
+    ):
+        system.submit(script, tmp_path / "scripts")

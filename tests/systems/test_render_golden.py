@@ -49,13 +49,14 @@ CASES = {
         "walltime": "2-00:00:00",
         "memory": "1.5TB",
         "log_directory": "/scratch/my logs/it's here",
-        # Literal, except the job's own variables ($TMPDIR, ${USER}), which its shell expands on the node.
-        "environment": {
-            "GREETING": "hello world; $(rm -rf /)",
-            "EMPTY": "",
-            "SCRATCH": '$TMPDIR/dask-${USER}; "$(not run)" `nor this`',
-            "QUOTED": "'as written in a config file'",
-        },
+        # Literal, except the job's own variables ($TMPDIR, ${USER}), which its shell expands on the
+        # node; NAME=VALUE text (a command line, a config file) loses the quotes wrapped round it.
+        "environment": [
+            "GREETING=hello world; $(rm -rf /)",
+            "EMPTY=",
+            'SCRATCH=$TMPDIR/dask-${USER}; "$(not run)" `nor this`',
+            "QUOTED='as written in a config file'",
+        ],
     },
     # The user's directives replace ours that set the same thing; job_directives_skip drops ours.
     "override": {"cores": 4, "memory": "4GB", "walltime": "1h", "account": "ABC123"},
@@ -65,13 +66,13 @@ CASES = {
 QUOTING_NAME = {"slurm": 'it\'s "my" job'}
 
 OVERRIDE = {
-    "slurm": (["--mem-per-gpu=4G", "-t 2:00:00", "--gres=gpu:1", "--time-min=30"], ["--nodes"]),
-    "pbs": (["-l select=1:ncpus=4:ngpus=1:mem=8gb", "-l walltime=02:00:00"], ["-A "]),
+    "slurm": (["--mem-per-gpu=4G", "--cpus-per-gpu=4", "--gres=gpu:1", "--time-min=30"], ["--nodes"]),
+    "pbs": (["-l select=1:ncpus=4:ngpus=1:mem=8gb"], ["-A "]),
     "torque": (["-l nodes=1:ppn=4:gpus=1", "-l pmem=2gb"], ["-A "]),
     "sge": (["-l h_vmem=4G", "-pe mpi 4"], ["-P "]),
     "lsf": (["-M 8GB", '-R "span[ptile=4]"'], ["-P "]),
     "htcondor": (["request_memory = 8GB", "request_gpus = 1"], ["accounting_group"]),
-    "local": (["--walltime=60"], []),
+    "local": (["--output=/scratch/alice/%x-%j.out"], []),
 }
 
 
@@ -236,3 +237,42 @@ def test_scheduler_job_takes_only_queue_account_and_software() -> None:
     assert scheduler.job_extra_directives == () and scheduler.cores == 1
     assert (scheduler.queue, scheduler.account) == ("gpu", "A1")
     assert scheduler.job_script_prologue == ("module load cuda",) and scheduler.environment == (("X", "1"),)
+
+
+@pytest.mark.parametrize(
+    ("system", "directive"),
+    [
+        ("slurm", "-t 2:00:00"),
+        ("slurm", "--time=120"),
+        ("pbs", "-l walltime=02:00:00"),
+        ("torque", "-l walltime=02:00:00"),
+        ("sge", "-l h_rt=7200,h_vmem=4G"),
+        ("lsf", "-W 120"),
+        ("local", "--walltime=60"),
+    ],
+)
+def test_a_walltime_directive_is_refused_for_walltime(system: str, directive: str) -> None:
+    """Workers retire, and replacements are planned, by the spec's walltime: a directive that
+    changed the job's alone would make the plan wrong (a worker killed with its data)."""
+    spec = JobSpec.from_options(job_extra_directives=[directive])
+    with pytest.raises(SpecError, match=r"sets the walltime: give it with --walltime"):
+        get_system(system).render(spec, ["true"])
+
+
+def test_up_is_told_which_of_our_directives_the_users_replace() -> None:
+    spec = JobSpec.from_options(
+        memory="4GB", job_extra_directives=["--mem-per-cpu=1G", "-c 2"], job_directives_skip=["--nodes"]
+    )
+    assert get_system("slurm").replaced(spec) == {
+        "--nodes=1": "--nodes",
+        "--cpus-per-task=1": "-c 2",
+        "--mem=3815M": "--mem-per-cpu=1G",
+    }
+
+
+@pytest.mark.parametrize("value", ["${X:-$HOME}", "${X:-`id`}", "${X:=${Y}}"])
+def test_a_default_that_names_another_variable_is_refused_not_mangled(value: str) -> None:
+    """It rendered as the text ``${X:-/home/alice}``: neither the user's meaning nor a shell's."""
+    spec = JobSpec.from_options(environment=[f"A={value}"])
+    with pytest.raises(SpecError, match=r"default refers to another variable"):
+        get_system("slurm").render(spec, ["true"])

@@ -117,10 +117,6 @@ def up(
     batch.render(scheduler_spec, [])
     if spec.log_directory:
         make_log_directory(spec.log_directory)  # refused in one line if it cannot be made
-    note = control.scheduler_note(
-        given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime)
-    )
-    console.print(note, soft_wrap=True, markup=False)
     if insecure:
         console.print(
             "[bold yellow]warning: --insecure: no TLS; anyone who can reach this session's scheduler "
@@ -146,6 +142,13 @@ def up(
             login_host=login_host,
             progress=progress,
         )
+    # What the jobs took of the options, once they run: a failed start stays one line.
+    notes = [
+        control.scheduler_note(given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime))
+    ]
+    notes.append(control.replaced_note(batch, spec) or "")
+    for note in filter(None, notes):
+        console.print(note, soft_wrap=True, markup=False)
     web = started.web
     line = control.tunnel_line(session, pages=web) if web and web.dashboard_port else None
     console.print(views.started_lines(started, line))

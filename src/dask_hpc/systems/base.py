@@ -150,16 +150,38 @@ class BatchSystem(ABC):
         line = directive.strip()
         return {key for key, pattern in self.directive_keys.items() if re.search(pattern, line)}
 
+    #: What only dask-hpc's own options may set: the walltime, since workers retire and
+    #: replacements are planned by it (a directive would change the job, not the plan).
+    own_keys: ClassVar[frozenset[str]] = frozenset({"walltime"})
+
     def header(self, spec: JobSpec) -> list[str]:
         """Our directives, less those the user's extra directives replace or
-        ``job_directives_skip`` names, then the user's: the user's words win."""
-        taken = set().union(*(self.sets(d) for d in spec.job_extra_directives))
-        ours = [
-            d
-            for d in self.directives(spec)
-            if not (self.sets(d) & taken) and not any(skip in d for skip in spec.job_directives_skip)
-        ]
-        return [*ours, *spec.job_extra_directives]
+        ``job_directives_skip`` names, then the user's: the user's words win.
+
+        Raises SpecError for an extra directive that sets one of :attr:`own_keys`.
+        """
+        for d in spec.job_extra_directives:
+            own = self.sets(d) & self.own_keys
+            if own:
+                raise SpecError(
+                    "job_extra_directives",
+                    d,
+                    f"sets the {' and '.join(sorted(own))}: give it with --walltime (walltime= in "
+                    "Python), by which dask-hpc retires workers and plans their replacements",
+                )
+        dropped = set(self.replaced(spec))
+        return [*(d for d in self.directives(spec) if d not in dropped), *spec.job_extra_directives]
+
+    def replaced(self, spec: JobSpec) -> dict[str, str]:
+        """Our directives that the user's replace (each with the user's that does, or the
+        ``job_directives_skip`` text that drops it), for ``up`` to say which."""
+        out = {}
+        for d in self.directives(spec):
+            by = [u for u in spec.job_extra_directives if self.sets(d) & self.sets(u)]
+            by += [skip for skip in spec.job_directives_skip if skip in d]
+            if by:
+                out[d] = by[0]
+        return out
 
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
         """The job script that runs ``command`` with ``spec``'s resources."""
@@ -215,6 +237,7 @@ class BatchSystem(ABC):
         try:
             done = _process.run(
                 argv,
+                input=script if self.script_on_stdin else None,
                 timeout=timeout,
                 cwd=directory,
                 error=SubmitError,
@@ -237,6 +260,10 @@ class BatchSystem(ABC):
                 f"{argv[0]} took the job but its answer is not a {self.name} job id: {answer!r}; "
                 f"{self.find_hint(path)}"
             ) from None
+
+    #: Whether the submit program reads the script on its standard input (LSF's bsub);
+    #: the script is written to the session's scripts folder all the same.
+    script_on_stdin: ClassVar[bool] = False
 
     #: How a user lists their jobs on this system, for a job we could not keep track of.
     list_jobs: ClassVar[str] = ""
@@ -378,6 +405,13 @@ def shell_value(value: str) -> str:
     shell expands on the node (``$TMPDIR`` is the node's). Nothing else runs:
     ``$(...)``, backquotes and any other ``$`` stay as written; ``\\$NAME`` is the text ``$NAME``.
     """
+    if re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=+?][^}]*[$`]", value):
+        raise SpecError(
+            "environment",
+            value,
+            "a ${NAME:-default} whose default refers to another variable or runs a command is "
+            "not expanded as a shell would; give the default plainly",
+        )
     if not has_references(value):
         return shlex.quote(re.sub(r"\\\$(?=[A-Za-z_{])", "$", value))
     parts: list[str] = []

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _process
-from ..errors import ParseError, SubmitError
+from ..errors import ParseError
 from ..spec import JobSpec
 from .base import BatchSystem, JobState, JobStatus, must_match
 
@@ -73,20 +72,11 @@ class LSFSystem(BatchSystem):
             d.append(f"-e {self.quote(logs + '/%J.err')}")
         return d
 
+    # bsub reads #BSUB directives only from a script on its standard input.
+    script_on_stdin = True
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["bsub"]
-
-    def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
-        # bsub reads #BSUB directives only from a script on its standard input.
-        done = _process.run(
-            self.submit_argv(directory),
-            input=script,
-            timeout=timeout,
-            cwd=directory,
-            error=SubmitError,
-            what="lsf refused the job",
-        )
-        return self.parse_job_id(done.stdout)
 
     def parse_job_id(self, stdout: str) -> str:
         # "Job <1234> is submitted to queue <normal>."

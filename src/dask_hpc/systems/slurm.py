@@ -59,7 +59,7 @@ class SlurmSystem(BatchSystem):
         "job_name": r"^(--job-name(=|\s|$)|-J)",
         "nodes": r"^(--nodes(=|\s|$)|-N)",
         "tasks": r"^(--ntasks(=|\s|$)|-n)",
-        "cores": r"^(--cpus-per-task(=|\s|$)|-c)",
+        "cores": r"^(--cpus-per-(task|gpu)(=|\s|$)|-c)",  # --cpus-per-gpu excludes --cpus-per-task
         "memory": r"^--mem(-per-cpu|-per-gpu)?(=|\s|$)",
         "walltime": r"^(--time(=|\s|$)|-t)",
         "queue": r"^(--partition(=|\s|$)|-p)",
