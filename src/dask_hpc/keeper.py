@@ -31,7 +31,7 @@ from .decide import (
     replacement_times,
     scale_steps,
 )
-from .errors import DaskHPCError, SessionError
+from .errors import DaskHPCError, SessionError, SubmitError, SubmitUnclearError
 from .interface import InterfaceChoice
 from .ledger import JobRecord, load_ledger, save_ledger
 from .security import tls_files
@@ -83,6 +83,7 @@ class Keeper(SchedulerPlugin):
         self.recomputed = 0
         # Failed automatic submissions (adapt, replacements): they wait, then stop (decide.Backoff).
         self.backoff = Backoff()
+        self.last_refusal: dict[str, Any] | None = None
         self.close_counts: dict[str, int] = {}
         self.can_submit, self.submit_note = self._submit_here()
         self.scheduler: Scheduler | None = None
@@ -156,7 +157,7 @@ class Keeper(SchedulerPlugin):
         ws = self.scheduler.workers.get(worker)
         if ws is None:
             return
-        job_id = job_of_worker(str(ws.name), self.jobs)
+        job_id = job_of_worker(str(ws.name), self.jobs) or self._adopt(ws)
         if job_id is None:
             return
         self.workers_of[job_id].add(worker)
@@ -182,6 +183,27 @@ class Keeper(SchedulerPlugin):
                 exit_code=None if back else record.exit_code,
             )
             self._save()
+
+    def _adopt(self, ws: Any) -> str | None:
+        """The job of a worker from a dask-hpc job that the ledger lacks, now in the ledger.
+
+        Such a job was submitted but its id never reached us: the submit command's answer
+        could not be read, it did not answer in time, or whoever submitted it died before
+        writing the ledger. Its worker names it (workers in our jobs are named after the job
+        and report their walltime's end); adopted, it is queried, counted and cancelled by
+        ``down`` like the others, instead of running on unseen.
+        """
+        if _reported_end(ws) is None:
+            return None  # not started by python -m dask_hpc.worker in a job: a worker of the user's
+        name = str(ws.name)
+        head, sep, tail = name.rpartition("-")
+        job_id = head if sep and tail.isdigit() else name
+        if not job_id or job_id.startswith(("tcp://", "tls://", "mpi://")):
+            return None
+        logger.warning("job %s's worker joined, but the ledger had no such job: adopted", job_id)
+        self.jobs[job_id] = self._record(job_id, self.config.spec, time.time())
+        self._save()
+        return job_id
 
     # ---- handlers (called by the CLI and BatchCluster) -------------------------
 
@@ -224,6 +246,7 @@ class Keeper(SchedulerPlugin):
             "scheduler_walltime_left": None if self.scheduler_end is None else self.scheduler_end - now,
             "recomputed": self.recomputed,
             "submit_trouble": self.backoff.to_dict(now),
+            "last_refusal": self.last_refusal,
         }
 
     async def add(self, n: int, options: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any]:
@@ -232,7 +255,9 @@ class Keeper(SchedulerPlugin):
         async with self._lock:
             return await self._add(n, options, keep)
 
-    async def _add(self, n: int, options: dict[str, Any] | None, keep: bool) -> dict[str, Any]:
+    async def _add(
+        self, n: int, options: dict[str, Any] | None, keep: bool, by: str = "add"
+    ) -> dict[str, Any]:
         try:
             spec = self.config.spec.with_options(**(options or {}))
             if not self.can_submit:
@@ -244,8 +269,11 @@ class Keeper(SchedulerPlugin):
                 return {"submit_here": True, "script": self.job_script(spec)}
             return {"job_ids": await self._submit(n, spec, keep=keep)}
         except PartlySubmitted as exc:
+            self._refused(by, exc)
             return {"job_ids": exc.job_ids, "error": str(exc)}  # the accepted ones will join
         except DaskHPCError as exc:
+            if isinstance(exc, SubmitError | SubmitUnclearError):
+                self._refused(by, exc)
             return {"error": str(exc)}
 
     async def register(self, job_ids: list[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -253,8 +281,19 @@ class Keeper(SchedulerPlugin):
         spec = self.config.spec.with_options(**(options or {}))
         now = time.time()
         for job_id in job_ids:
-            if job_id not in self.jobs:  # registered twice (a retried command): keep what we know
-                self.jobs[job_id] = self._record(job_id, spec, now)
+            new = self._record(job_id, spec, now)
+            known = self.jobs.get(job_id)  # registered twice, or adopted when its worker came first
+            self.jobs[job_id] = (
+                new
+                if known is None
+                else replace(
+                    known,
+                    job_name=new.job_name,
+                    processes=new.processes,
+                    walltime=new.walltime,
+                    spec=new.spec,
+                )
+            )
         self._save()
         assert self.scheduler is not None
         for worker in list(self.scheduler.workers):
@@ -291,7 +330,7 @@ class Keeper(SchedulerPlugin):
             up, down = scale_steps(live, jobs)
             if up:
                 # Kept (the size holds through walltimes) where the keeper may submit replacements.
-                return await self._add(up, options, keep=self.can_submit)
+                return await self._add(up, options, keep=self.can_submit, by="scale")
             if down:
                 return await self._remove(down)
             return {"job_ids": []}
@@ -329,9 +368,11 @@ class Keeper(SchedulerPlugin):
                 self._failed(f"adapt: {exc}")
                 return {**self._adapt_answer(), "warning": f"{exc}; adapt goes on, {self._next_try()}"}
             except DaskHPCError as exc:
+                self._refused("adapt", exc)
                 self.adapt_bounds = None  # nothing could be submitted: say so, do not storm
+                then = "change what the batch system refused, then adapt again"
                 return {
-                    "error": f"{exc}; adapt is off: change what the batch system refused, then adapt again"
+                    "error": f"{exc}; adapt is off" + (f": {then}" if isinstance(exc, SubmitError) else "")
                 }
         return self._adapt_answer()
 
@@ -403,12 +444,13 @@ class Keeper(SchedulerPlugin):
             self.jobs[job_id] = self._record(job_id, spec, time.time(), keep)
             if spec != self.config.spec:
                 self.specs[job_id] = spec
+            # Written now, not within the second: a job the ledger lacks would be nobody's to cancel.
+            self._dirty = True
+            self._flush()
             return job_id
 
         results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
-        # Written now, not within the second: a job the ledger lacks would be nobody's to cancel.
-        self._dirty = True
-        self._flush()
+        self._save()
         ids = [r for r in results if isinstance(r, str)]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and ids:
@@ -472,6 +514,7 @@ class Keeper(SchedulerPlugin):
                 changed = True
                 if new.keep and not new.removed and new.joined is None and record.live and not new.live:
                     self._failed(_ended_before_joining(new, self.session.name))
+                    self._replacement_failed(job_id)
         if changed:
             self._save()
 
@@ -504,8 +547,21 @@ class Keeper(SchedulerPlugin):
         up, _ = scale_steps(live, self._adapt_target())
         return await self._submit(up, self.adapt_spec, keep=True) if up else []
 
+    def _replacement_failed(self, job_id: str) -> None:
+        """A replacement that ended before its worker joined replaces nothing: the job it was
+        for needs another (after the backoff), whether it still runs or is gone."""
+        for old_id, record in list(self.jobs.items()):
+            if record.replaced_by == job_id:
+                self.jobs[old_id] = replace(record, replaced_by=None)
+                logger.warning("job %s's replacement %s failed: it will get another", old_id, job_id)
+
+    def _refused(self, by: str, error: BaseException) -> None:
+        """Remember the last submission that failed, whoever asked for it, for ``status``."""
+        self.last_refusal = {"by": by, "words": " ".join(str(error).split()), "at": time.time()}
+
     def _failed(self, words: str) -> None:
         """An automatic submission failed: remember it, so that the next ones wait, then stop."""
+        self._refused("automatic", SessionError(words))
         self.backoff = self.backoff.failed(words, time.time())
         if self.backoff.stopped:
             logger.error(

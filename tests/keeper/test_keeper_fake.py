@@ -711,6 +711,60 @@ def test_a_worker_joining_ends_the_run_of_failures(tmp_path: Path, monkeypatch: 
     asyncio.run(run())
 
 
+def test_a_job_whose_submission_we_lost_is_adopted_when_its_worker_joins(tmp_path: Path) -> None:
+    """A submit command that timed out (or whose answer we could not read) may have queued a
+    job; its worker, named after it, joins: the job is in the ledger from then on, and down
+    cancels it, instead of it running on unseen."""
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.join("4711", end=time.time() + 600)  # a worker of a dask-hpc job
+            await h.join("someone", end=None)  # a worker the user started by hand: not a job
+            assert list(h.keeper.jobs) == ["4711"]
+            record = h.keeper.jobs["4711"]
+            assert record.live and record.joined is not None and record.state is JobState.RUNNING
+            assert (await h.keeper.status())["other_workers"] == 1
+            await h.keeper.down()
+            assert h.system.cancelled == ["4711"]
+
+    asyncio.run(run())
+
+
+def test_a_replacement_that_fails_before_joining_gets_another_after_the_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.keeper.add(1, keep=True)
+            h.system.start("1")
+            worker = await h.join("1")
+            h.system.forget("1")
+            await worker.close()  # lost with its job
+            await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "the first replacement")
+            h.system.finish("2", JobState.FAILED, exit_code=1)  # it never starts a worker
+            await until(lambda: h.keeper.jobs["1"].replaced_by == "3", "another replacement")
+            assert h.keeper.backoff.failures == 1
+
+    asyncio.run(run())
+
+
+def test_every_refusal_is_in_status_whoever_asked(tmp_path: Path) -> None:
+    words = "sbatch: error: Batch job submission failed: Invalid account"
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem(refuse=words)) as h:
+            assert (await h.keeper.status())["last_refusal"] is None
+            await h.keeper.scale(2)
+            refusal = (await h.keeper.status())["last_refusal"]
+            assert refusal["by"] == "scale" and words in refusal["words"]
+            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
+            assert (await h.keeper.status())["last_refusal"]["by"] == "adapt"
+
+    asyncio.run(run())
+
+
 def test_scale_turns_adapt_off(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:

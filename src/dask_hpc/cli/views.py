@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.console import Group
@@ -105,6 +106,10 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
         trouble = report.get("submit_trouble")
         if trouble:
             head.append(_trouble(trouble))
+        refusal = report.get("last_refusal")
+        if refusal and not trouble:
+            ago = format_walltime(int(max(0.0, time.time() - refusal["at"])))
+            head.append(f"last failed submission ({refusal['by']}, {ago} ago): {refusal['words']}")
     elif report["down"]:
         head.append(f"scheduler: down (job {s['job_id']} {s['state']})")
     else:
