@@ -150,3 +150,15 @@ def test_job_directives_skip_is_a_list_of_lines() -> None:
     assert JobSpec.from_options(job_directives_skip="--mem").job_directives_skip == ("--mem",)
     with pytest.raises(SpecError, match="job_directives_skip"):
         JobSpec.from_options(job_directives_skip=[""])
+
+
+def test_env_quotes_are_read_once_where_typed_and_values_survive_the_session_file() -> None:
+    """A config line's quotes are the shell's (``A='$X'``); read back from session.json the
+    value must not lose another pair, nor a Python value its own quotes."""
+    import json
+
+    typed = JobSpec.from_options(environment=["A=\"'a'\""])
+    assert typed.environment == (("A", "'a'"),)
+    again = JobSpec.from_dict(json.loads(json.dumps(typed.to_dict())))
+    assert again == typed
+    assert JobSpec.from_options(environment={"B": '"x"'}).environment == (("B", '"x"'),)

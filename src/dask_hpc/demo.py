@@ -32,6 +32,7 @@ from rich.table import Table
 
 from . import control, sst, workflow
 from .errors import DaskHPCError
+from .files import private_directory
 from .session import Session
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def run_demo(
     console = console or Console(stderr=True, highlight=False)
     steps = Steps(console)
     output = output.expanduser().absolute()
-    output.mkdir(parents=True, exist_ok=True)
+    private_directory(output)
     files_given = data is not None
     if files_given:
         assert data is not None
@@ -176,7 +177,7 @@ def _start_session(
 
 
 def _write_synthetic(client: Client, directory: Path, n: int, steps: Steps, progress: Progress) -> list[str]:
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     for old in directory.glob("sst_*.nc"):  # a shorter run after a longer one: only this run's days
         old.unlink()
     futures = client.map(sst.write_day, [str(directory)] * n, range(n), pure=False)

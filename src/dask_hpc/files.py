@@ -9,13 +9,22 @@ the usual 022), which is how ``~/.dask-hpc`` came out readable by everyone.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 __all__ = ["private_directory"]
 
 
 def private_directory(path: Path) -> Path:
-    """Create ``path`` and each missing parent, 0700; folders that exist are left as they are."""
+    """Create ``path`` and each missing parent, 0700.
+
+    Folders that exist are left as they are, except ours: ``~/.dask-hpc`` and the folders
+    in it on the way to ``path``, which older versions made 0755, are made 0700 again.
+    """
+    home = Path.home() / ".dask-hpc"
+    for ours in [path, *path.parents]:
+        if (ours == home or home in ours.parents) and ours.is_dir():
+            _tighten(ours)
     missing = []
     p = path
     while not p.exists() and p != p.parent:
@@ -26,3 +35,11 @@ def private_directory(path: Path) -> Path:
             directory.mkdir(mode=0o700)
             directory.chmod(0o700)  # mkdir's mode is masked by the umask
     return path
+
+
+def _tighten(directory: Path) -> None:
+    """Make one of our own folders 0700 if others may read it (only if it is the user's)."""
+    with contextlib.suppress(OSError):
+        info = directory.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            directory.chmod(0o700)

@@ -267,13 +267,15 @@ def _environment(value: Any) -> tuple[tuple[str, str], ...]:
                 key, sep, val = entry.partition("=")
                 if not sep:
                     raise SpecError("environment", entry, "write NAME=VALUE")
-                items.append((key, val))
+                # Only the NAME=VALUE text of a command line or config file: pairs are values
+                # already (from Python, or read back from session.json) and stay as they are.
+                items.append((key, _unquoted(val)))
             else:
                 key, val = entry
                 items.append((key, val))
     else:
         raise SpecError("environment", value, "a mapping or a list of NAME=VALUE")
-    return tuple((str(k), _unquoted(str(v))) for k, v in items)
+    return tuple((str(k), str(v)) for k, v in items)
 
 
 def _unquoted(value: str) -> str:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import dask
 import numpy as np
 
+from .files import private_directory
+
 if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client
@@ -105,7 +107,7 @@ def write_day(directory: str, day: int, grid: tuple[int, int] = GRID) -> str:
 
 def write_files(client: Client, directory: Path, n: int, grid: tuple[int, int] = GRID) -> list[str]:
     """Write ``n`` days, in parallel on the cluster's workers (the directory must be shared)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     futures = client.map(write_day, [str(directory)] * n, range(n), [grid] * n, pure=False)
     return sorted(client.gather(futures))
 
