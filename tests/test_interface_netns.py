@@ -23,6 +23,9 @@ import pytest
 
 from .components import in_ci
 
+# Root, namespaces and a scheduler: like the laptop tests, not in the fast tier.
+pytestmark = pytest.mark.laptop
+
 SUFFIX = str(os.getpid() % 100000)
 NODE, PEER = f"dask-hpc-if-node-{SUFFIX}", f"dask-hpc-if-peer-{SUFFIX}"
 NODE_IF, PEER_IF = f"dhn{SUFFIX}", f"dhp{SUFFIX}"  # at most 15 characters
@@ -66,6 +69,7 @@ def namespaces() -> Iterator[None]:
             pytest.fail(f"network namespaces: {why}", pytrace=False)
         pytest.skip(f"network namespaces: {why}")
     hosts = Path("/etc/netns") / NODE / "hosts"
+    made_netns = not hosts.parent.parent.exists()  # /etc/netns: removed again if we made it
     try:
         hosts.parent.mkdir(parents=True)
         hosts.write_text(f"127.0.0.1 localhost\n127.0.0.1 {HOST_NAME}\n")
@@ -82,7 +86,7 @@ def namespaces() -> Iterator[None]:
     finally:
         for ns in (NODE, PEER):  # deleting a namespace takes its end of the veth pair with it
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-        shutil.rmtree(hosts.parent, ignore_errors=True)
+        shutil.rmtree(hosts.parent.parent if made_netns else hosts.parent, ignore_errors=True)
 
 
 def read_json_line(proc: subprocess.Popen[str], deadline: float) -> dict[str, str]:
@@ -128,4 +132,8 @@ def test_a_node_whose_host_name_is_loopback_listens_where_its_peer_reaches_it(na
         assert peer.returncode == 0, peer.stderr[-2000:]
         assert peer.stdout.strip() == address
     finally:
-        node.communicate(input="", timeout=30)  # stdin closed: the scheduler ends
+        try:
+            node.communicate(input="", timeout=30)  # stdin closed: the scheduler ends
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()

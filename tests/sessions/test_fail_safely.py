@@ -24,15 +24,14 @@ from dask_hpc.systems import JobState
 from dask_hpc.systems.local import SLOTS_VARIABLE, SPOOL_VARIABLE, LocalSystem
 
 from .conftest import HPC, bring_up, poll, systems
+from .test_bad_input import one_error_line
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The one error line of a failed command (up also prints what its scheduler job took)."""
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    return line
+    """The one line of a failed command: no traceback, nothing else."""
+    return one_error_line(done)
 
 
 @pytest.mark.parametrize("system", systems("slurm"))
