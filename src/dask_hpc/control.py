@@ -210,7 +210,11 @@ def up(
     session.write_config(config)
     script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))
     t0 = time.monotonic()
-    job_id = system.submit(script, session.scripts)
+    try:
+        job_id = system.submit(script, session.scripts)
+    except BaseException:
+        session.write_config(config.but(down=True))  # never started: down, not "starting or dead"
+        raise
     config = config.but(scheduler_job_id=job_id)
     session.write_config(config)
     early: list[str] = []

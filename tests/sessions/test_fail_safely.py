@@ -179,3 +179,9 @@ def test_another_systems_qsub_is_named_before_anything_is_submitted(
     assert line.endswith("use --system sge")
     after = subprocess.run(["qstat", "-u", "*"], capture_output=True, text=True, timeout=30).stdout
     assert after == before  # nothing was submitted
+    # Nothing left that looks alive: the session is down, not "starting or dead".
+    assert json.loads(hpc("list", "--json").stdout) == [
+        {"name": "wrong", "system": chosen, "state": "down", "address": None}
+    ]
+    shown = hpc("status", "--name", "wrong").stdout
+    assert "scheduler: down (its job was never submitted: up failed)" in shown

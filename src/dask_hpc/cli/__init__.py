@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         click.echo(f"error: no such option {exc.option_name}; known options: {', '.join(known)}", err=True)
         sys.exit(2)
+    except click.UsageError as exc:
+        # One line, as for every other bad input (click's own form is four).
+        where = exc.ctx.command_path if exc.ctx else "dask-hpc"
+        click.echo(f"error: {exc.format_message().rstrip('.')}; see {where} --help", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

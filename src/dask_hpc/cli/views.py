@@ -110,6 +110,8 @@ def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
         if refusal and not trouble:
             ago = format_walltime(int(max(0.0, time.time() - refusal["at"])))
             head.append(f"last failed submission ({refusal['by']}, {ago} ago): {refusal['words']}")
+    elif report["down"] and s["job_id"] is None:
+        head.append("scheduler: down (its job was never submitted: up failed)")
     elif report["down"]:
         head.append(f"scheduler: down (job {s['job_id']} {s['state']})")
     else:

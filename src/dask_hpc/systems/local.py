@@ -76,6 +76,18 @@ class LocalSystem(BatchSystem):
     def spool_dir(self) -> Path:
         return self.spool or spool_directory()
 
+    def header(self, spec: JobSpec) -> list[str]:
+        # The runner reads these four and nothing else: any other line would be ignored silently.
+        for d in spec.job_extra_directives:
+            if not self.sets(d):
+                raise SpecError(
+                    "job_extra_directives",
+                    d,
+                    "local takes only these directives: --job-name=, --output=, --error= "
+                    "(and --walltime, given with --walltime)",
+                )
+        return super().header(spec)
+
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue or spec.account:
             field, value = ("queue", spec.queue) if spec.queue else ("account", spec.account)
