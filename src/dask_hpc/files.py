@@ -9,10 +9,12 @@ the usual 022), which is how ``~/.dask-hpc`` came out readable by everyone.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["private_directory"]
+__all__ = ["private_directory", "write_private"]
 
 
 def private_directory(path: Path) -> Path:
@@ -43,3 +45,12 @@ def _tighten(directory: Path) -> None:
         info = directory.stat()
         if info.st_uid == os.getuid() and info.st_mode & 0o077:
             directory.chmod(0o700)
+
+
+def write_private(path: Path, data: Any) -> None:
+    """Write JSON readable by the user only (0600), atomically: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    tmp.replace(path)

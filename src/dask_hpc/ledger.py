@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .session import write_private
+from .files import write_private
 from .systems import JobState, JobStatus
 
 __all__ = ["JobRecord", "load_ledger", "save_ledger"]

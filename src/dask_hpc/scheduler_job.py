@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DaskHPCError
+from .files import write_private
 from .interface import choose_interface, system_peers
 from .jupyter import web_pages
 from .security import tls_files
-from .session import Session, write_private
+from .session import Session
 from .systems import get_system
 from .tunnel import WebPages
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SessionError, UnknownSessionError
-from .files import private_directory
+from .files import private_directory, write_private
 from .spec import JobSpec
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "SessionConfig",
     "list_sessions",
     "sessions_root",
-    "write_private",
 ]
 
 SESSIONS_VARIABLE = "DASK_HPC_SESSIONS"
@@ -182,12 +181,3 @@ def list_sessions(root: Path | None = None) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "session.json").is_file())
-
-
-def write_private(path: Path, data: Any) -> None:
-    """Write JSON readable by the user only (0600), atomically: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    tmp.replace(path)

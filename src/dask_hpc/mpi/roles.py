@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import DaskHPCError
+from ..files import write_private
 from ..jupyter import JupyterLab, web_pages
 from ..security import tls_files
-from ..session import write_private
 from ..tunnel import login_host, submit_host, tunnel
 from . import leaving
 from .leaving import CLOSE_TIMEOUT, LauncherWatch, abandon, say

@@ -25,7 +25,7 @@ import psutil
 
 from .. import _process
 from ..errors import SpecError, SubmitError
-from ..files import private_directory
+from ..files import private_directory, write_private
 from ..spec import JobSpec
 from .base import PRIVATE_UMASK, BatchSystem, JobState, JobStatus
 
@@ -119,7 +119,7 @@ class LocalSystem(BatchSystem):
         )
         # Who runs the job, known from now on (the runner writes its state a moment later):
         # cancel can reach it and liveness can judge it before its first word.
-        write_json(job_dir / RUNNER_FILE, {"runner_pid": pid, "runner_started": process_start(pid)})
+        write_private(job_dir / RUNNER_FILE, {"runner_pid": pid, "runner_started": process_start(pid)})
         return job_dir.name
 
     def _new_job_dir(self) -> Path:
@@ -220,16 +220,7 @@ class Record:
         return cls(**{**data, "state": JobState(data["state"])})
 
     def write(self, job_dir: Path) -> None:
-        write_json(job_dir / "state.json", {**asdict(self), "state": self.state.value})
-
-
-def write_json(path: Path, data: object) -> None:
-    """Write ``data`` (0600) so that readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    tmp.replace(path)
+        write_private(job_dir / "state.json", {**asdict(self), "state": self.state.value})
 
 
 def pid_alive(pid: int | None, started: float | None = None) -> bool:
