@@ -14,7 +14,7 @@ from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, 
 
 if TYPE_CHECKING:
     from .cluster import BatchCluster, client_security, connect
-    from .netcdf import open_mfdataset
+    from .data import open_mfdataset
 
 
 __all__ = [
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(cluster, name)
     if name == "open_mfdataset":  # needs xarray
-        from .netcdf import open_mfdataset
+        from .data import open_mfdataset
 
         return open_mfdataset
     raise AttributeError(f"module 'dask_hpc' has no attribute {name!r}")

@@ -103,6 +103,7 @@ def run_demo(
     files: int = 365,
     data: str | None = None,
     variable: str | None = None,
+    level: float | None = None,
     session_name: str | None = None,
     options: dict[str, Any] | None = None,
     output: Path = Path("dask-hpc-demo"),
@@ -122,7 +123,7 @@ def run_demo(
     if files_given:
         assert data is not None
         paths = workflow.find_files(data)  # bad input is refused before any job is submitted
-        workflow.check_variable(paths[0], variable)
+        workflow.check_variable(paths[0], variable, level)
     own_session = session_name is None
     session = Session(session_name or DEMO_SESSION)
     report: dict[str, Any] = {"session": session.name, "system": system}
@@ -140,7 +141,7 @@ def run_demo(
                     paths = _write_synthetic(client, output / "data", files, steps, p)
                     steps.details["write"] = f"{len(paths)} files in {output / 'data'}"
             report.update(
-                _analyse(client, session, paths, variable, output, steps, synthetic=not files_given)
+                _analyse(client, session, paths, variable, level, output, steps, synthetic=not files_given)
             )
     finally:
         if own_session and not keep:
@@ -190,6 +191,7 @@ def _analyse(
     session: Session,
     paths: list[str],
     variable: str | None,
+    level: float | None,
     output: Path,
     steps: Steps,
     *,
@@ -203,9 +205,11 @@ def _analyse(
     with steps.step("open", f"open {len(paths)} NetCDF files on the workers"):
         ds = workflow.open_files(client, paths)
         name = workflow.choose_variable(ds, variable)
-        field_ = ds[name]
-        found.update(variable=name, shape=list(field_.shape))
-        steps.details["open"] = f"{name} {dict(field_.sizes)}"
+        found.update(variable=name, shape=list(ds[name].shape), calendar=_calendar(ds))
+        field_, shown = workflow.select_level(ds[name], level)
+        found["level"] = shown
+        at = f" at {shown['text']}" if shown else ""
+        steps.details["open"] = f"{name} {dict(ds[name].sizes)}{at}"
 
     with steps.step("persist", "load them into the workers' memory (persist)") as p:
         field_ = field_.persist()
@@ -233,7 +237,9 @@ def _analyse(
         steps.details["publish"] = f"the other client sees {shape}"
 
     with steps.step("figure", "figure: anomaly map and global-mean series"):
-        found["figure"] = workflow.plot(anomaly, series, output / "sst_anomaly.png")
+        found["figure"] = workflow.plot(
+            anomaly, series, output / f"{name}_anomaly.png", shown["text"] if shown else ""
+        )
         steps.details["figure"] = found["figure"]["path"]
 
     if synthetic:
@@ -245,6 +251,16 @@ def _analyse(
                 f"zonal means within {check['zonal_error_in_standard_errors']:.1f} standard errors"
             )
     return found
+
+
+def _calendar(ds: xr.Dataset) -> str | None:
+    """The calendar of the time axis, as CF names it (``standard`` for numpy's datetimes)."""
+    if "time" not in ds.coords or not hasattr(ds["time"], "dt"):
+        return None
+    try:
+        return str(ds["time"].dt.calendar)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _check(clim: xr.DataArray, days: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ example script and notebook in ``examples/`` read the same way.
 from __future__ import annotations
 
 import glob
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "open_files",
     "plot",
     "publish_and_fetch",
+    "select_level",
 ]
 
 #: The name under which the anomalies are published on the scheduler.
@@ -63,13 +65,17 @@ def find_files(pattern: str) -> list[str]:
     return files
 
 
-def check_variable(file: str, name: str | None) -> str:
-    """The variable to analyse, found in one file (fast, here), before any job starts."""
+def check_variable(file: str, name: str | None, level: float | None = None) -> str:
+    """The variable to analyse, found in one file (fast, here), before any job starts; and
+    ``level``, if given, checked against it."""
     import xarray as xr
 
     try:
         with xr.open_dataset(file) as ds:
-            return choose_variable(ds, name)
+            chosen = choose_variable(ds, name)
+            select_level(ds[chosen], level)
+            _can_draw(ds[chosen])
+            return chosen
     except DataError:
         raise
     except Exception as exc:
@@ -81,7 +87,7 @@ def open_files(client: Client, files: list[str]) -> xr.Dataset:
     (:func:`dask_hpc.open_mfdataset`): one chunk per file. The options are the usual ones
     for many files of one product: only the variables with a time axis are
     concatenated, the others taken from the first file."""
-    from .netcdf import open_mfdataset
+    from .data import open_mfdataset
 
     try:
         return open_mfdataset(
@@ -117,6 +123,40 @@ def choose_variable(ds: xr.Dataset, name: str | None) -> str:
     )
 
 
+def select_level(field: xr.DataArray, level: float | None) -> tuple[xr.DataArray, dict[str, Any] | None]:
+    """The field at one level, if it has dimensions besides time and the two horizontal ones
+    (the last two, as CF files lay them out): ``level`` picks the nearest coordinate value
+    of the first such dimension, else its first value is shown; any other such dimension
+    shows its first. Returns the field and what was chosen (for the report and the figure),
+    or None when there is nothing to choose."""
+    extra = [d for d in field.dims[:-2] if d != "time"]
+    if not extra:
+        if level is not None:
+            raise DataError(
+                f"--level {level:g}: {field.name} has no level dimension (its dimensions: "
+                f"{', '.join(map(str, field.dims))}); leave --level out"
+            )
+        return field, None
+    dim = extra[0]
+    if level is None:
+        position = 0
+    elif dim in field.indexes:
+        position = int(field.indexes[dim].get_indexer([level], method="nearest")[0])
+    else:
+        raise DataError(
+            f"--level {level:g}: {dim} of {field.name} has no coordinate values to choose by; "
+            "leave --level out"
+        )
+    chosen = field.isel({d: (position if d == dim else 0) for d in extra})
+    value = chosen[dim].values.item() if dim in chosen.coords else position
+    units = chosen[dim].attrs.get("units", "") if dim in chosen.coords else ""
+    shown = {"dimension": str(dim), "value": value, "units": units, "asked": level}
+    shown["text"] = (
+        f"{dim} = {value:g} {units}".rstrip() if isinstance(value, (int, float)) else f"{dim} = {value}"
+    )
+    return chosen, shown
+
+
 def climatology(field: xr.DataArray) -> xr.DataArray:
     """Mean of each calendar month over all years."""
     return field.groupby("time.month").mean("time")
@@ -144,10 +184,14 @@ def global_mean(field: xr.DataArray) -> xr.DataArray:
     return weighted
 
 
-def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path) -> dict[str, Any]:
+def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path, where: str = "") -> dict[str, Any]:
     """A PNG: the anomaly map of the day with the largest global-mean anomaly, and the
-    global-mean anomaly against time. ``series`` is computed already (small)."""
+    global-mean anomaly against time. ``series`` is computed already (small); ``where``
+    says which level the field is at. Times of any CF calendar: numpy's, or cftime's
+    (drawn by nc-time-axis, part of the ``xarray`` extra)."""
     import matplotlib
+
+    _can_draw(series)
 
     matplotlib.use("Agg")  # no display on a compute or login node
     import matplotlib.pyplot as plt
@@ -161,14 +205,27 @@ def plot(anomaly: xr.DataArray, series: xr.DataArray, path: Path) -> dict[str, A
     else:
         day.plot(ax=top)
     when = str(peak.values)[:10]
-    top.set_title(f"{anomaly.name} on {when}, the day of the largest global-mean anomaly")
+    at = f" at {where}" if where else ""
+    top.set_title(f"{anomaly.name}{at} on {when}, the step of the largest global-mean anomaly")
     series.plot.line(ax=bottom)
-    bottom.axvline(peak.values, color="grey", linewidth=0.5)
+    bottom.axvline(peak.values[()], color="grey", linewidth=0.5)  # a scalar: cftime dates too
     bottom.axhline(0, color="grey", linewidth=0.5)
-    bottom.set_title("global mean (area-weighted)")
+    bottom.set_title(f"global mean (area-weighted){at}")
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return {"path": str(path), "peak_day": when, "map_max": float(day.max()), "map_min": float(day.min())}
+
+
+def _can_draw(array: xr.DataArray) -> None:
+    """Times of a calendar that numpy's datetime64 cannot hold (360_day, noleap, ...) are
+    cftime's, which matplotlib draws with nc-time-axis: say so before any job starts."""
+    cftime = "time" in array.coords and array["time"].dtype == object
+    if cftime and importlib.util.find_spec("nc_time_axis") is None:
+        calendar = array["time"].dt.calendar
+        raise DataError(
+            f"the figure of times in the {calendar} calendar needs nc-time-axis: "
+            "pip install 'dask-hpc[xarray]'"
+        )
 
 
 def publish_and_fetch(client: Client, anomaly: xr.DataArray, other: Client) -> tuple[int, ...]:

@@ -140,3 +140,25 @@ def test_the_examples_run_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: 
     cells = json.loads(notebook.read_text())["cells"]
     outputs = json.dumps([c.get("outputs", []) for c in cells if c["cell_type"] == "code"])
     assert "sst_anomaly" in outputs and '"output_type": "error"' not in outputs
+
+
+def test_demo_on_model_output_of_every_calendar(hpc_for: Callable[[str], HPC], tmp_path: Path) -> None:
+    """Real model output is 4-D, in any CF calendar, with attributes that differ file by file:
+    the demo runs to its table and figure on each, at the level asked for. (The aliases
+    gregorian, 365_day and 366_day decode as standard, noleap and all_leap: tests/data.)"""
+    from tests.data import model_output
+
+    hpc = hpc_for("local")
+    hpc.up("cmip", "--workers", "2", "--wait", "60")
+    for calendar in ("standard", "proleptic_gregorian", "noleap", "all_leap", "360_day", "julian"):
+        model_output.by_year(tmp_path / calendar, calendar, range(2000, 2003))
+        out = tmp_path / f"out-{calendar}"
+        report = demo(
+            hpc, out, "--session", "cmip", "--data", str(tmp_path / calendar / "*.nc"), "--level", "50000"
+        )
+        assert isinstance(report, dict), (calendar, report)
+        assert report["variable"] == "ta" and report["shape"] == [36, 4, 6, 8]
+        assert report["calendar"] == ("proleptic_gregorian" if calendar == "standard" else calendar)
+        assert report["level"]["text"] == "plev = 50000 Pa"
+        assert report["fetched_shape"] == [36, 6, 8]
+        assert (out / "ta_anomaly.png").stat().st_size > 20_000

@@ -48,6 +48,12 @@ def script(system: str, scheduler_file: str | None, **options: Any) -> None:
 )
 @click.option("--data", metavar="DIR|GLOB", help="your own NetCDF files instead, e.g. '/glade/data/sst_*.nc'")
 @click.option("--var", "variable", help="the variable to analyse [the first one with a time dimension]")
+@click.option(
+    "--level",
+    type=float,
+    help="for a variable with levels (plev, depth, ...): the one to show, by its coordinate "
+    "value, nearest [the first]",
+)
 @click.option("--session", "session_name", help="use this live session instead of starting one")
 @click.option(
     "--output",
@@ -71,6 +77,7 @@ def demo(
     files: int,
     data: str | None,
     variable: str | None,
+    level: float | None,
     session_name: str | None,
     output: Path,
     keep: bool,
@@ -87,6 +94,7 @@ def demo(
         files=files,
         data=data,
         variable=variable,
+        level=level,
         session_name=session_name,
         options=given_options(options),
         output=output,

@@ -1,0 +1,81 @@
+"""The demo's steps on model output of every CF calendar and on 4-D variables: open, persist,
+monthly climatology, anomalies, figure; the numbers checked against plain xarray."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+from dask_hpc import workflow
+from dask_hpc.errors import DataError
+
+from . import model_output
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.mark.parametrize("calendar", model_output.CALENDARS)
+def test_every_step_in_every_calendar(tmp_path: Path, client: Any, calendar: str) -> None:
+    paths = model_output.by_year(tmp_path, calendar, range(2000, 2003))
+    name = workflow.check_variable(paths[0], None, 50000.0)
+    assert name == "ta"
+    ds = workflow.open_files(client, paths)
+    field, shown = workflow.select_level(ds[name], 50000.0)
+    assert shown is not None and shown["text"] == "plev = 50000 Pa"
+    clim = workflow.climatology(field.persist()).compute()
+    anomaly = workflow.anomalies(field, clim).persist()
+    series = workflow.global_mean(anomaly).compute()
+    figure = workflow.plot(anomaly, series, tmp_path / "figure.png", shown["text"])
+    assert (tmp_path / "figure.png").stat().st_size > 20_000
+    assert figure["peak_day"][:4] in {"2000", "2001", "2002"}
+    with warnings.catch_warnings(), dask.config.set(scheduler="sync"):
+        warnings.simplefilter("ignore", FutureWarning)
+        plain = xr.open_mfdataset(paths).ta.sel(plev=50000.0).load()
+    expected = plain.groupby("time.month").mean("time")
+    np.testing.assert_allclose(clim.values, expected.values, rtol=1e-6)
+    assert clim.sizes["month"] == 12
+
+
+def test_level_is_chosen_by_value_and_said(tmp_path: Path) -> None:
+    paths = model_output.by_year(tmp_path, "360_day", range(2000, 2001))
+    with xr.open_dataset(paths[0]) as ds:
+        first, shown = workflow.select_level(ds.ta, None)
+        assert shown is not None and shown["text"] == "plev = 100000 Pa"  # the first, when not asked
+        _, shown = workflow.select_level(ds.ta, 26000.0)
+        assert shown is not None and shown["value"] == 25000.0  # the nearest
+        assert first.dims == ("time", "lat", "lon")
+    flat = model_output.write(tmp_path, "flat.nc", model_output.dataset("noleap", 2000, 2, levels=False))
+    with pytest.raises(DataError, match=r"--level 500: ta has no level dimension .*leave --level out"):
+        workflow.check_variable(flat, None, 500.0)
+
+
+def test_a_calendar_without_nc_time_axis_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "nc_time_axis" else real(n, *a)
+    )
+    paths = model_output.by_year(tmp_path, "360_day", range(2000, 2001))
+    with pytest.raises(
+        DataError, match=r"360_day calendar needs nc-time-axis: pip install 'dask-hpc\[xarray\]'"
+    ):
+        workflow.check_variable(paths[0], None)
