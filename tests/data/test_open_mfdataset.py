@@ -236,3 +236,39 @@ def test_every_cf_calendar(tmp_path: Path, client: Any, calendar: str) -> None:
         theirs = xr.open_mfdataset(paths).load()
     xr.testing.assert_identical(ours.load(), theirs)
     assert ours.time.size == 36 and ours.time.to_index().is_monotonic_increasing
+
+
+def test_workers_survive_opening_and_reading_again_and_again(tmp_path: Path) -> None:
+    """HDF5 is not thread-safe: with xarray's lazy arrays on the workers, rounds of open,
+    compute and release crashed workers here ("double free or corruption", "NetCDF: HDF
+    error"), a file closed on the event loop's thread while a task read another. Every
+    worker process must be the one it was, and every value right."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    import dask_hpc
+
+    paths = [
+        model_output.write(
+            tmp_path,
+            f"tas_{d:03d}.nc",
+            model_output.dataset(
+                "noleap", 2001, 4, variable="tas", levels=False, daily=True, nlat=30, nlon=60
+            ).isel(time=[d]),
+        )
+        for d in range(120)
+    ]
+    with dask.config.set(scheduler="sync"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        expected = float(xr.open_mfdataset(paths).tas.mean())
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=2, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        for _ in range(6):
+            ds = dask_hpc.open_mfdataset(paths, client=client)
+            assert float(ds.tas.mean().compute()) == pytest.approx(expected, rel=1e-6)
+            del ds
+        assert client.run(os.getpid) == pids

@@ -41,7 +41,7 @@ def batch_chunks(
         found = concatenated_files(name, combined, datasets, arrays)
         if found is None:
             continue
-        reader, axis, other_chunks = found
+        reader, axis, other_chunks, names = found
         lengths = [part.length for part in reader.parts]
         per_chunk = files_per_chunk(
             bytes_per_file=variable.dtype.itemsize
@@ -51,18 +51,29 @@ def batch_chunks(
             other_chunks=math.prod(len(c) for c in other_chunks if c),
             threads=threads,
         )
-        along = tuple(sum(lengths[i : i + per_chunk]) for i in range(0, len(lengths), per_chunk))
-        chunks = tuple(along if i == axis else other_chunks[i] for i in range(variable.ndim))
-        variable.data = da.from_array(  # type: ignore[no-untyped-call]
-            reader,
-            chunks=chunks,
-            name=f"dask-hpc-files-{name}-{tokenize(reader, chunks)}",
-            lock=False,
-            asarray=False,
-            fancy=False,
-            inline_array=True,
-            meta=np.empty((0,) * variable.ndim, variable.dtype),
-        )
+        # One array per chunk, each with its own files only: the reader travels with every
+        # task of its chunk (inline), so it must not carry the other chunks' files.
+        pieces = []
+        for first in range(0, len(lengths), per_chunk):
+            parts = reader.parts[first : first + per_chunk]
+            shape = tuple(
+                sum(p.length for p in parts) if i == axis else n for i, n in enumerate(variable.shape)
+            )
+            chunks = tuple(shape[i] if i == axis else other_chunks[i] for i in range(variable.ndim))
+            piece = FilesArray(parts, axis, shape, variable.dtype, reader.opening)
+            pieces.append(
+                da.from_array(  # type: ignore[no-untyped-call]
+                    piece,
+                    chunks=chunks,
+                    name=f"dask-hpc-files-{name}-{tokenize(names[first : first + per_chunk], chunks)}",
+                    lock=False,
+                    asarray=False,
+                    fancy=False,
+                    inline_array=True,
+                    meta=np.empty((0,) * variable.ndim, variable.dtype),
+                )
+            )
+        variable.data = da.concatenate(pieces, axis=axis)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -80,10 +91,10 @@ def files_per_chunk(*, bytes_per_file: int, files: int, other_chunks: int, threa
 
 def concatenated_files(
     name: Hashable, combined: xr.Dataset, datasets: Sequence[xr.Dataset], arrays: dict[str, FilesArray]
-) -> tuple[FilesArray, int, tuple[tuple[int, ...], ...]] | None:
+) -> tuple[FilesArray, int, tuple[tuple[int, ...], ...], list[str]] | None:
     """If ``combined[name]`` is the files' own arrays of ``name`` laid end to end along one
-    axis, unchanged: one :class:`FilesArray` over them in that order, the axis, and the
-    chunks of the other axes. Otherwise None.
+    axis, unchanged: one :class:`FilesArray` over them in that order, the axis, the
+    chunks of the other axes and the names of the files' dask arrays. Otherwise None.
 
     Unchanged means: every file has the variable with the same dimensions and dtype as
     the result, read as it is in the file (not computed by ``preprocess``), in one chunk
@@ -131,13 +142,13 @@ def concatenated_files(
         return None
     first = readers[0]
     parts = tuple(
-        FilePart(readers[i].parts[0].path, readers[i].parts[0].name, shapes[i][axis]) for i in order
+        FilePart(p.path, p.name, shapes[i][axis], p.dims, p.lazy) for i in order for p in readers[i].parts
     )
     if any(r.opening != first.opening for r in readers):
         return None
     reader = FilesArray(parts, axis, variable.shape, variable.dtype, first.opening)
     other = tuple(() if i == axis else chunks[0][i] for i in range(variable.ndim))
-    return reader, axis, other
+    return reader, axis, other, [datasets[i].variables[name].data.name for i in order]
 
 
 def _order_along(
