@@ -15,7 +15,6 @@ they are; examples/sst_climatology.ipynb is this script as a notebook.
 import sys
 
 import numpy as np
-import xarray as xr
 
 import dask_hpc
 
@@ -26,12 +25,12 @@ name = sys.argv[2] if len(sys.argv) > 2 else "sst"
 client = dask_hpc.connect()
 print(client)
 
-# Every file is opened by a task on the workers (parallel=True), one chunk per file.
+# What xr.open_mfdataset gives, with the files opened on the workers, a batch of files per
+# task and per chunk (xarray's parallel=True: a task and a chunk per file).
 # "minimal"/"override": concatenate only what has a time axis, take the rest from the
 # first file, instead of comparing every file's coordinates.
-ds = xr.open_mfdataset(
+ds = dask_hpc.open_mfdataset(
     pattern,
-    parallel=True,
     combine="by_coords",
     data_vars="minimal",
     coords="minimal",

@@ -141,8 +141,10 @@ def open_mfdataset(
         token=tokenize(engine, chunks or {}, kwargs, preprocess),
     )
     threads = sum(client.nthreads().values()) or 1
-    futures = client.map(open_files, batches(paths1d, threads), opening=opening, pure=False)
-    opened: list[Opened] = [o for part in client.gather(futures) for o in part]
+    futures = [_submit(client, batch, opening) for batch in batches(paths1d, threads)]
+    parts: list[list[Opened]] = client.gather(futures)
+    opened = [o for part in parts for o in part]
+    _remember_where(client, futures, [[o.path for o in part] for part in parts])
 
     datasets: list[xr.Dataset] = []
     invalid = []
@@ -196,6 +198,35 @@ def open_mfdataset(
             attrs_file = os.fspath(attrs_file)
         combined.attrs = datasets[[item.path for item in good].index(attrs_file)].attrs
     return combined
+
+
+#: Which worker last opened each file (by path): that worker keeps the file's decoded structure,
+#: so opening the file again there skips xarray's decode. A hint: any worker may take the task.
+_WHERE: dict[str, str] = {}
+#: How many paths _WHERE remembers (the oldest are forgotten first).
+REMEMBER_PATHS = 100_000
+
+
+def _submit(client: Client, batch: list[Any], opening: Opening) -> Any:
+    """The task that opens ``batch``, on the worker that opened most of it last, if any."""
+    from collections import Counter
+
+    alive = client.nthreads()
+    seen = Counter(_WHERE[p] for p in batch if isinstance(p, str) and _WHERE.get(p) in alive)
+    where = {"workers": [seen.most_common(1)[0][0]], "allow_other_workers": True} if seen else {}
+    return client.submit(open_files, batch, opening, pure=False, **where)
+
+
+def _remember_where(client: Client, futures: list[Any], paths: list[list[str]]) -> None:
+    who = client.who_has(futures)
+    for future, batch in zip(futures, paths, strict=True):
+        holders = list(who.get(future.key, ()))
+        for path in batch:
+            _WHERE.pop(path, None)
+            if holders:
+                _WHERE[path] = holders[0]
+    while len(_WHERE) > REMEMBER_PATHS:
+        del _WHERE[next(iter(_WHERE))]
 
 
 def _given(value: Any, name: str) -> Any:
