@@ -199,7 +199,7 @@ def test_small_files_are_read_a_batch_per_chunk(files: dict[str, Any], client: A
     ds = dask_hpc.open_mfdataset(files["daily"], client=client)
     theirs = xr.open_mfdataset(files["daily"])
     assert theirs.tas.chunks[0] == (1,) * 40  # xarray: a chunk a file
-    assert ds.tas.chunks[0] == (10, 10, 10, 10)  # 2 worker threads, 2 chunks each
+    assert ds.tas.chunks[0] == (5,) * 8  # 2 worker threads, 4 chunks each
     assert ds.tas.chunks[1:] == theirs.tas.chunks[1:]
     with dask.config.set(scheduler="sync"):
         expected = theirs.tas.values

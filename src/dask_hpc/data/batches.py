@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CHUNKS_PER_THREAD", "batch_chunks", "concatenated_files", "files_per_chunk"]
 
 #: Chunks per worker thread, at least, along the files' axis: some slack when one is slow.
-CHUNKS_PER_THREAD = 2
+CHUNKS_PER_THREAD = 4
 
 
 def batch_chunks(

@@ -94,7 +94,7 @@ def open_mfdataset(
     Differences: ``parallel`` is ignored (the files are always opened on the
     workers); a variable that the combine built by laying the files' arrays end
     to end is in chunks of several files (dask's ``array.chunk-size`` at most,
-    and at least two chunks per worker thread), not one chunk per file; and the
+    and at least four chunks per worker thread), not one chunk per file; and the
     dataset's arrays read the files through dask-hpc's reader, one file
     operation at a time per process (HDF5 is not thread-safe). The files must be
     readable from the workers and from here (as for xarray: the combine may
