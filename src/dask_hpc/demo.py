@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import control, sst, workflow
-from .errors import DaskHPCError
+from .errors import DaskHPCError, DataError
 from .files import private_directory
 from .session import Session
 
@@ -120,6 +120,8 @@ def run_demo(
     output = output.expanduser().absolute()
     private_directory(output)
     files_given = data is not None
+    if level is not None and not files_given:
+        raise DataError(f"--level {level:g} needs --data: the synthetic SST has no levels")
     if files_given:
         assert data is not None
         paths = workflow.find_files(data)  # bad input is refused before any job is submitted
@@ -254,9 +256,11 @@ def _analyse(
 
 
 def _calendar(ds: xr.Dataset) -> str | None:
-    """The calendar of the time axis, as CF names it (``standard`` for numpy's datetimes)."""
-    if "time" not in ds.coords or not hasattr(ds["time"], "dt"):
+    """The calendar of the time axis: as the files name it, else as xarray names it."""
+    if "time" not in ds.coords:
         return None
+    if "calendar" in ds["time"].encoding:
+        return str(ds["time"].encoding["calendar"])
     try:
         return str(ds["time"].dt.calendar)
     except (AttributeError, TypeError):

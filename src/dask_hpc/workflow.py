@@ -38,6 +38,8 @@ PUBLISHED_NAME = "sst_anomaly"
 #: What NetCDF files start with: classic and 64-bit offset (CDF\x01, \x02), CDF-5, and NetCDF-4 (HDF5).
 SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+#: Dimensions of cell boundaries, as models name them (CF 7.1: the vertex dimension).
+BOUNDS_DIMENSIONS = {"bnds", "bnd", "nbnd", "nbnds", "bounds", "nv", "vertices", "nvertex", "d2"}
 
 
 def find_files(pattern: str) -> list[str]:
@@ -84,7 +86,7 @@ def check_variable(file: str, name: str | None, level: float | None = None) -> s
 
 def open_files(client: Client, files: list[str]) -> xr.Dataset:
     """Open the files as one dataset, on the workers, a batch of files per task
-    (:func:`dask_hpc.open_mfdataset`): one chunk per file. The options are the usual ones
+    (:func:`dask_hpc.open_mfdataset`): chunks of a batch of files. The options are the usual ones
     for many files of one product: only the variables with a time axis are
     concatenated, the others taken from the first file."""
     from .data import open_mfdataset
@@ -105,7 +107,8 @@ def open_files(client: Client, files: list[str]) -> xr.Dataset:
 
 
 def choose_variable(ds: xr.Dataset, name: str | None) -> str:
-    """``name`` if the dataset has it; otherwise its first variable with a time axis and space."""
+    """``name`` if the dataset has it; otherwise its largest variable with a time axis and
+    space that is not a cell boundary (CF's ``bounds``: CMOR writes ``time_bnds`` first)."""
     if name is not None:
         if name not in ds.data_vars:
             raise DataError(
@@ -114,9 +117,17 @@ def choose_variable(ds: xr.Dataset, name: str | None) -> str:
         if "time" not in ds[name].dims:
             raise DataError(f"variable {name!r} has no time dimension (its dimensions: {ds[name].dims})")
         return name
-    for var, array in ds.data_vars.items():
-        if "time" in array.dims and array.ndim >= 2:
-            return str(var)
+    bounds = {str(v.attrs.get("bounds", v.encoding.get("bounds", ""))) for v in ds.variables.values()}
+    fields = [
+        (array.size, str(var))
+        for var, array in ds.data_vars.items()
+        if "time" in array.dims
+        and array.ndim >= 2
+        and str(var) not in bounds
+        and not set(map(str, array.dims)) & BOUNDS_DIMENSIONS
+    ]
+    if fields:
+        return max(fields, key=lambda f: f[0])[1]
     raise DataError(
         f"no variable with a time dimension in the files; give one with --var "
         f"(their variables: {', '.join(map(str, ds.data_vars))})"
@@ -129,6 +140,8 @@ def select_level(field: xr.DataArray, level: float | None) -> tuple[xr.DataArray
     of the first such dimension, else its first value is shown; any other such dimension
     shows its first. Returns the field and what was chosen (for the report and the figure),
     or None when there is nothing to choose."""
+    import numpy as np
+
     extra = [d for d in field.dims[:-2] if d != "time"]
     if not extra:
         if level is not None:
@@ -138,17 +151,20 @@ def select_level(field: xr.DataArray, level: float | None) -> tuple[xr.DataArray
             )
         return field, None
     dim = extra[0]
+    values = field[dim].values if dim in field.coords else None
     if level is None:
         position = 0
-    elif dim in field.indexes:
-        position = int(field.indexes[dim].get_indexer([level], method="nearest")[0])
+    elif values is not None and np.issubdtype(values.dtype, np.number):
+        position = int(np.nanargmin(np.abs(values - level)))  # nearest, in any order
     else:
         raise DataError(
-            f"--level {level:g}: {dim} of {field.name} has no coordinate values to choose by; "
-            "leave --level out"
+            f"--level {level:g}: {dim} of {field.name} has no numbers to choose by "
+            f"({'no coordinate' if values is None else values.dtype}); leave --level out"
         )
     chosen = field.isel({d: (position if d == dim else 0) for d in extra})
     value = chosen[dim].values.item() if dim in chosen.coords else position
+    if not isinstance(value, (int, float)):
+        value = str(value)  # a date or a label: as text, in the figure and in demo.json
     units = chosen[dim].attrs.get("units", "") if dim in chosen.coords else ""
     shown = {"dimension": str(dim), "value": value, "units": units, "asked": level}
     shown["text"] = (

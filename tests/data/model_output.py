@@ -83,15 +83,15 @@ def dataset(
     dims = ("time", "plev", "lat", "lon") if levels else ("time", "lat", "lon")
     half = np.full(len(when), 0.5 if daily else 15.0)
     ds = xr.Dataset(
-        {
+        {  # in CMOR's order: the bounds before the variable
+            "time_bnds": (("time", "bnds"), np.stack([numbers - half, numbers + half], axis=1)),
+            "lat_bnds": (("lat", "bnds"), np.stack([lat - 90 / nlat, lat + 90 / nlat], axis=1)),
+            "lon_bnds": (("lon", "bnds"), np.stack([lon - 180 / nlon, lon + 180 / nlon], axis=1)),
             variable: (
                 dims,
                 values,
                 {"standard_name": "air_temperature", "units": "K", "cell_methods": "time: mean"},
             ),
-            "time_bnds": (("time", "bnds"), np.stack([numbers - half, numbers + half], axis=1)),
-            "lat_bnds": (("lat", "bnds"), np.stack([lat - 90 / nlat, lat + 90 / nlat], axis=1)),
-            "lon_bnds": (("lon", "bnds"), np.stack([lon - 180 / nlon, lon + 180 / nlon], axis=1)),
         },
         coords={
             "time": (
@@ -113,6 +113,8 @@ def dataset(
     )
     if levels:
         ds = ds.assign_coords(plev=("plev", PLEV, {"units": "Pa", "positive": "down", "axis": "Z"}))
+    else:  # near-surface fields carry their height as a scalar coordinate
+        ds = ds.assign_coords(height=((), 2.0, {"units": "m", "axis": "Z", "positive": "up"}))
     ds["time_bnds"].attrs = {}
     return ds
 

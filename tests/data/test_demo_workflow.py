@@ -79,3 +79,25 @@ def test_a_calendar_without_nc_time_axis_is_one_line(tmp_path: Path, monkeypatch
         DataError, match=r"360_day calendar needs nc-time-axis: pip install 'dask-hpc\[xarray\]'"
     ):
         workflow.check_variable(paths[0], None)
+
+
+def test_the_variable_is_the_field_not_its_bounds(tmp_path: Path) -> None:
+    """CMOR writes time_bnds before the variable: the demo must pick the variable."""
+    paths = model_output.by_year(tmp_path, "noleap", range(2000, 2001), variable="tas", levels=False)
+    with xr.open_dataset(paths[0]) as ds:
+        assert next(iter(ds.data_vars)) == "time_bnds"
+    assert workflow.check_variable(paths[0], None) == "tas"
+
+
+def test_a_level_needs_numbers_and_files(tmp_path: Path) -> None:
+    from dask_hpc.demo import run_demo
+
+    labelled = model_output.dataset("julian", 2000, 2).assign_coords(plev=["a", "b", "c", "d"])
+    path = model_output.write(tmp_path, "labelled.nc", labelled)
+    with xr.open_dataset(path) as ds:
+        _, shown = workflow.select_level(ds.ta, None)
+        assert shown is not None and shown["text"] == "plev = a"
+    with pytest.raises(DataError, match=r"--level 3: plev of ta has no numbers to choose by"):
+        workflow.check_variable(path, None, 3.0)
+    with pytest.raises(DataError, match=r"--level 500 needs --data"):
+        run_demo(level=500.0, output=tmp_path / "out")

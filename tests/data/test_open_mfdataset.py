@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for y in (2000, 2001)
     ]
     years = model_output.by_year(root / "years", "standard", range(2000, 2004))
+    # A variable that only some files have (a model that started writing it later).
+    later = model_output.dataset("standard", 2001, 12)
+    later["zg"] = later["ta"] * 10
+    partial_files = [
+        model_output.write(root, "partial-2000.nc", model_output.dataset("standard", 2000, 12)),
+        model_output.write(root, "partial-2001.nc", later),
+    ]
     broken = root / "broken"
     broken.mkdir()
     bad = broken / "ta_Amon_DASKHPC_standard_200201-200212.nc"
@@ -60,6 +68,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "decades": model_output.by_decade(root / "decades", "noleap", 1850, 1874),
         "shuffled": list(reversed(years)),
         "grids": [years[0], model_output.write(root, "other-grid.nc", other_grid)],
+        "partial": partial_files,
+        "scalar": model_output.by_year(
+            root / "scalar", "noleap", range(2000, 2003), variable="tas", levels=False
+        ),
         "members": members,
         "tiles": tiles,
         "broken": [*years[:2], str(bad), *years[3:]],
@@ -82,6 +94,18 @@ def select_ta(ds: xr.Dataset) -> xr.Dataset:
 
 def to_celsius(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(ta=ds.ta - 273.15).sel(lat=slice(-60, 60))
+
+
+def rename_ta(ds: xr.Dataset) -> xr.Dataset:
+    return ds.rename({"ta": "air_temperature"})
+
+
+def keep(names: list[str], ds: xr.Dataset) -> xr.Dataset:
+    return ds[names]
+
+
+def north_of(latitude: float, ds: xr.Dataset) -> xr.Dataset:
+    return ds.sel(lat=slice(latitude, None))
 
 
 CASES: list[tuple[str, dict[str, Any]]] = [
@@ -124,6 +148,16 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("years", {"engine": "netcdf4", "parallel": True}),
     ("daily", {}),
     ("daily", {"data_vars": "minimal", "coords": "minimal", "compat": "override"}),
+    ("partial", {}),
+    ("partial", {"data_vars": "minimal", "coords": "minimal", "compat": "override"}),
+    ("scalar", {}),
+    ("scalar", {"coords": "minimal", "compat": "override"}),
+    ("years", {"use_cftime": True}),
+    ("years", {"preprocess": rename_ta}),
+    ("years", {"preprocess": partial(north_of, 30.0)}),
+    ("broken", {"combine": "nested", "concat_dim": "time", "errors": "ignore"}),
+    ("broken", {"combine": "bogus"}),
+    ("years", {"combine": "bogus"}),
 ]
 
 
@@ -158,7 +192,10 @@ def _text(encoding: dict[Any, Any]) -> str:
 
 
 def _id(kind: str, case: dict[str, Any]) -> str:
-    return "-".join([kind, *(f"{k}={getattr(v, '__name__', v)}" for k, v in case.items())])
+    def text(value: Any) -> str:
+        return value.func.__name__ if isinstance(value, partial) else getattr(value, "__name__", str(value))
+
+    return "-".join([kind, *(f"{k}={text(v)}" for k, v in case.items())])
 
 
 @pytest.mark.parametrize(("kind", "case"), CASES, ids=[_id(k, c) for k, c in CASES])
@@ -207,6 +244,12 @@ def test_small_files_are_read_a_batch_per_chunk(files: dict[str, Any], client: A
     for key in [slice(3, 17), 5, slice(None, None, 3), slice(None, None, -1), [1, 30, 2], slice(38, 40)]:
         np.testing.assert_array_equal(ds.tas.isel(time=key).values, expected[key])
     np.testing.assert_array_equal(ds.tas.isel(time=slice(9, 12), lat=2).values, expected[9:12, 2])
+    # Options whose copies are not equal to each other (a partial, an xarray coder) batch too.
+    for options in [
+        {"decode_times": xr.coders.CFDatetimeCoder(use_cftime=True)},
+        {"preprocess": partial(keep, ["tas", "time_bnds"])},
+    ]:
+        assert dask_hpc.open_mfdataset(files["daily"], client=client, **options).tas.chunks[0] == (5,) * 8
 
 
 def test_a_glob_sorted_and_a_path(files: dict[str, Any], client: Any, tmp_path: Path) -> None:

@@ -140,11 +140,17 @@ def concatenated_files(
     order = _order_along(variable.dims[axis], combined, datasets, [s[axis] for s in shapes])
     if order is None:
         return None
+    # The proof: the result's array is dask's concatenation of the files' arrays in that order
+    # (the same graph, by name). A merge that kept one file's array and filled the rest (a
+    # variable in only some files, compat="override") lays out the same, but is not this.
+    laid = da.concatenate([datasets[i].variables[name].data for i in order], axis=axis)  # type: ignore[no-untyped-call]
+    if laid.name != variable.data.name:
+        return None
     first = readers[0]
     parts = tuple(
         FilePart(p.path, p.name, shapes[i][axis], p.dims, p.lazy) for i in order for p in readers[i].parts
     )
-    if any(r.opening != first.opening for r in readers):
+    if any(r.opening.token != first.opening.token for r in readers):
         return None
     reader = FilesArray(parts, axis, variable.shape, variable.dtype, first.opening)
     other = tuple(() if i == axis else chunks[0][i] for i in range(variable.ndim))

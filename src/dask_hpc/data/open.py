@@ -126,8 +126,6 @@ def open_mfdataset(
             "combine along a specific dimension you should instead specify combine='nested' along "
             "with a value for `concat_dim`."
         )
-    elif combine != "by_coords":
-        raise ValueError(f"{combine} is an invalid option for the keyword argument ``combine``")
     else:
         paths1d = list(paths)
     if errors not in ("raise", "warn", "ignore"):
@@ -141,7 +139,8 @@ def open_mfdataset(
         token=tokenize(engine, chunks or {}, kwargs, preprocess),
     )
     threads = sum(client.nthreads().values()) or 1
-    futures = [_submit(client, batch, opening) for batch in batches(paths1d, threads)]
+    alive = client.nthreads()
+    futures = [_submit(client, batch, opening, alive) for batch in batches(paths1d, threads)]
     parts: list[list[Opened]] = client.gather(futures)
     opened = [o for part in parts for o in part]
     _remember_where(client, futures, [[o.path for o in part] for part in parts])
@@ -149,6 +148,8 @@ def open_mfdataset(
     datasets: list[xr.Dataset] = []
     invalid = []
     for item in opened:
+        for category, text in item.warned:  # what each open said, in the files' order, as in xarray
+            warnings.warn(text, category, stacklevel=2)
         if item.dataset is not None:
             datasets.append(item.dataset)
             continue
@@ -181,7 +182,7 @@ def open_mfdataset(
                 combine_attrs=combine_attrs,
                 fill_value=xr.core.dtypes.NA,
             )
-        else:
+        elif combine == "by_coords":
             combined = xr.combine_by_coords(
                 datasets,
                 compat=_given(compat, "compat"),
@@ -190,6 +191,8 @@ def open_mfdataset(
                 join=_given(join, "join"),
                 combine_attrs=combine_attrs,
             )
+        else:  # where xarray says so: after the files are opened
+            raise ValueError(f"{combine} is an invalid option for the keyword argument ``combine``")
     arrays: dict[str, FilesArray] = {k: v for item in good for k, v in item.arrays.items()}
     combined = batch_chunks(combined, datasets, arrays, threads)
     combined.set_close(partial(_forget_everywhere, client, [item.path for item in good]))
@@ -207,11 +210,10 @@ _WHERE: dict[str, str] = {}
 REMEMBER_PATHS = 100_000
 
 
-def _submit(client: Client, batch: list[Any], opening: Opening) -> Any:
+def _submit(client: Client, batch: list[Any], opening: Opening, alive: dict[str, int]) -> Any:
     """The task that opens ``batch``, on the worker that opened most of it last, if any."""
     from collections import Counter
 
-    alive = client.nthreads()
     seen = Counter(_WHERE[p] for p in batch if isinstance(p, str) and _WHERE.get(p) in alive)
     where = {"workers": [seen.most_common(1)[0][0]], "allow_other_workers": True} if seen else {}
     return client.submit(open_files, batch, opening, pure=False, **where)

@@ -38,10 +38,13 @@ __all__ = ["FilePart", "FilesArray", "Opened", "Opening", "open_files"]
 
 #: One lock for every file operation of ours in this process (reentrant: a read may open).
 _LOCK = threading.RLock()
-#: Decoded datasets by (path, Opening.token, modification time), least recently used first.
-_OPENED: OrderedDict[tuple[str, str, float | None], xr.Dataset] = OrderedDict()
-#: The file arrays read here, by id, least recently used first (see _pin).
-_PINNED: OrderedDict[int, Any] = OrderedDict()
+#: Decoded datasets and the warnings decoding them gave, by (path, Opening.token, modification
+#: time), least recently used first.
+_OPENED: OrderedDict[tuple[str, str, float | None], tuple[xr.Dataset, list[tuple[type[Warning], str]]]] = (
+    OrderedDict()
+)
+#: The files' arrays that tasks here carried, by id: (path, array), least recently used first (_pin).
+_PINNED: OrderedDict[int, tuple[str, Any]] = OrderedDict()
 #: How many decoded datasets (a few tens of KB each: indexes and attributes), and read arrays,
 #: a process keeps.
 KEEP_OPENED = 1024
@@ -95,6 +98,7 @@ class FilesArray:
     def __getitem__(self, key: Any) -> np.ndarray:
         key = _full_key(key, self.ndim)
         with _LOCK:
+            _pin(self.parts)  # every part this task carries, read or not
             if self.axis is None:
                 return _read(self.parts[0], self.opening, key)
             return self._read_across(key)
@@ -133,27 +137,48 @@ class FilesArray:
 class Opened:
     """What opening one file gives the client: the dataset as ``xr.open_dataset`` and
     ``preprocess`` make it, its lazy arrays read by :class:`FilesArray` (by dask array
-    name), or the exception that opening it raised."""
+    name), the warnings that opening it gave (category, text), or the exception that
+    opening it raised."""
 
     path: str
     dataset: xr.Dataset | None = None
     arrays: dict[str, FilesArray] = field(default_factory=dict)
+    warned: list[tuple[type[Warning], str]] = field(default_factory=list)
     error: BaseException | None = None
 
 
 def open_files(paths: Sequence[str], opening: Opening) -> list[Opened]:
-    """Open ``paths`` (a task: one batch of files) and describe each for the client."""
+    """Open ``paths`` (a task: one batch of files) and describe each for the client.
+
+    ``preprocess`` runs after the lock is let go: it is the user's code, and may read
+    (through this module) or compute."""
     with _LOCK:
-        return [_describe(path, opening) for path in paths]
+        described = [_describe(path, opening) for path in paths]
+    if opening.preprocess is None:
+        return described
+    return [_preprocessed(item, opening.preprocess) for item in described]
 
 
 def forget(paths: Sequence[str] | None = None) -> None:
     """Close and forget these files (all if None) in this process, whatever the options."""
     with _LOCK:
-        for key in [k for k in _OPENED if paths is None or k[0] in set(paths)]:
-            _OPENED.pop(key).close()
-        if paths is None:
-            _PINNED.clear()
+        chosen = None if paths is None else set(paths)
+        for opened in [k for k in _OPENED if chosen is None or k[0] in chosen]:
+            _OPENED.pop(opened)[0].close()
+        for pinned in [k for k, (path, _) in _PINNED.items() if chosen is None or path in chosen]:
+            del _PINNED[pinned]
+
+
+def _preprocessed(item: Opened, preprocess: Callable[[xr.Dataset], xr.Dataset]) -> Opened:
+    import warnings
+
+    if item.dataset is None:
+        return item
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = preprocess(item.dataset)
+    warned = item.warned + [(w.category, str(w.message)) for w in caught]
+    return Opened(item.path, dataset, item.arrays, warned)
 
 
 def _describe(path: str, opening: Opening) -> Opened:
@@ -163,15 +188,17 @@ def _describe(path: str, opening: Opening) -> Opened:
     from xarray.namedarray.utils import _get_chunk
 
     try:
-        ds = _dataset(path, opening)
+        ds, warned = _dataset(path, opening)
     except Exception as exc:  # the client decides, as xarray's errors= says
         return Opened(path, error=exc)
     manager = guess_chunkmanager(None)
     mtime = _mtime(path)
     variables, arrays = {}, {}
     for name, var in ds.variables.items():
-        if var._in_memory:  # indexes: decoded in memory, as xarray keeps them
-            variables[name] = var
+        if var._in_memory or not var.ndim:
+            # Indexes are decoded in memory, and xarray does not chunk a scalar: as they are
+            # (a scalar read now, here). A copy: preprocess must not change the cached one.
+            variables[name] = var.copy(deep=False) if var._in_memory else var.copy(deep=False).load()
             continue
         # The chunks xarray's open_dataset would give this variable (its _chunk_ds).
         chunks = _get_chunk(
@@ -181,7 +208,7 @@ def _describe(path: str, opening: Opening) -> Opened:
             preferred_chunks=var.encoding.get("preferred_chunks", {}),
             dims=var.dims,
         )
-        part = FilePart(path, name, var.shape[0] if var.ndim else 1, var.dims, var._data)
+        part = FilePart(path, name, var.shape[0], var.dims, var._data)
         reader = FilesArray((part,), None, var.shape, var.dtype, opening)
         array_name = f"dask-hpc-open-{name}-{tokenize(path, mtime, name, opening.token, chunks)}"
         data = da.from_array(  # type: ignore[no-untyped-call]
@@ -195,44 +222,48 @@ def _describe(path: str, opening: Opening) -> Opened:
             meta=np.empty((0,) * var.ndim, var.dtype),
         )
         variables[name] = var.copy(deep=False, data=data)
+        if opening.options.get("overwrite_encoded_chunks"):  # as xarray's _maybe_chunk does
+            variables[name].encoding["chunks"] = tuple(c[0] for c in data.chunks)
         arrays[array_name] = reader
     described = ds._replace(variables)
     described.set_close(None)  # nothing of this worker's files travels with it
-    if opening.preprocess is not None:
-        described = opening.preprocess(described)
-    return Opened(path, described, arrays)
+    return Opened(path, described, arrays, list(warned))
 
 
-def _dataset(path: str, opening: Opening) -> xr.Dataset:
-    """The file decoded lazily (no dask), from this process's cache or opened now (also
-    when the file was modified since: a model run may still be writing)."""
+def _dataset(path: str, opening: Opening) -> tuple[xr.Dataset, list[tuple[type[Warning], str]]]:
+    """The file decoded lazily (no dask), and the warnings decoding it gave, from this
+    process's cache or opened now (also when the file was modified since: a model run may
+    still be writing)."""
+    import warnings
+
     import xarray as xr
 
     key = (path, opening.token, _mtime(path))
-    ds = _OPENED.get(key)
-    if ds is not None:
+    if key in _OPENED:
         _OPENED.move_to_end(key)
-        return ds
-    ds = xr.open_dataset(path, engine=opening.engine, chunks=None, **opening.options)
-    _OPENED[key] = ds
+        return _OPENED[key]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = xr.open_dataset(path, engine=opening.engine, chunks=None, **opening.options)
+    _OPENED[key] = (ds, [(w.category, str(w.message)) for w in caught])
     while len(_OPENED) > KEEP_OPENED:
-        _OPENED.popitem(last=False)[1].close()  # here, in this thread, under the lock
-    return ds
+        _OPENED.popitem(last=False)[1][0].close()  # here, in this thread, under the lock
+    return _OPENED[key]
 
 
 def _read(part: FilePart, opening: Opening, key: tuple[Any, ...]) -> np.ndarray:
     import xarray as xr
 
-    _pin(part.lazy)
     return np.asarray(xr.Variable(part.dims, part.lazy)[key].values)
 
 
-def _pin(lazy: Any) -> None:
-    """Keep ``lazy`` (this task's copy of a file's array) alive until we drop it here, under
-    the lock: the last copy of a file's manager to go closes the file, and a copy freed with
-    the task would go on the event loop's thread, beside a task's HDF5 calls."""
-    _PINNED[id(lazy)] = lazy
-    _PINNED.move_to_end(id(lazy))
+def _pin(parts: Sequence[FilePart]) -> None:
+    """Keep this task's copies of the files' arrays alive until we drop them here, under the
+    lock: the last copy of a file's manager to go closes the file, and a copy freed with the
+    task would go on the event loop's thread, beside a task's HDF5 calls."""
+    for part in parts:
+        _PINNED[id(part.lazy)] = (part.path, part.lazy)
+        _PINNED.move_to_end(id(part.lazy))
     while len(_PINNED) > KEEP_OPENED:
         _PINNED.popitem(last=False)
 
