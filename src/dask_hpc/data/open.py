@@ -86,9 +86,10 @@ def open_mfdataset(
     Takes every argument of :func:`xarray.open_mfdataset`, with its defaults, and any
     argument of :func:`xarray.open_dataset` (``decode_times``, ``decode_cf``,
     ``drop_variables``, ``mask_and_scale``, ...), and gives the same dataset:
-    values, coordinates, attributes and encodings, checked with
+    values, coordinates, attributes, encodings and warnings (those of each file's
+    open are given again here, in the files' order), checked with
     ``xr.testing.assert_identical`` over a matrix of files and options
-    (``tests/test_open_mfdataset.py``). ``compat``, ``data_vars``, ``coords`` and
+    (``tests/data/test_open_mfdataset.py``). ``compat``, ``data_vars``, ``coords`` and
     ``join`` left out take xarray's defaults (this xarray's, with its warnings).
 
     Differences: ``parallel`` is ignored (the files are always opened on the
@@ -98,7 +99,9 @@ def open_mfdataset(
     dataset's arrays read the files through dask-hpc's reader, one file
     operation at a time per process (HDF5 is not thread-safe). The files must be
     readable from the workers and from here (as for xarray: the combine may
-    compare values).
+    compare values). Each worker keeps the decoded structure of the files it opened
+    (``reader.KEEP_OPENED`` at most), so opening them again skips the decode;
+    ``ds.close()`` forgets them, here and on the workers.
 
     Raises what xarray raises: ``OSError("no files to open")``, an opening
     error of the first file that fails (``errors="raise"``), the combine's
