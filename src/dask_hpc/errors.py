@@ -51,7 +51,15 @@ __all__ = [
 
 
 class DaskHPCError(Exception):
-    """Base of every error dask-hpc raises on purpose; its message is for a person."""
+    """Base of every error dask-hpc raises on purpose; its message is for a person.
+
+    Every one survives a pickle round trip with its type, message and fields, so that
+    one raised in a scheduler, a worker or a keeper reaches the caller as itself
+    (distributed re-raises what it can unpickle; Python rebuilds an exception by calling
+    its class with ``args``, which our classes' own ``__init__`` do not take)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
 class SpecError(DaskHPCError, ValueError):
@@ -176,6 +184,14 @@ class UnknownSessionError(SessionError):
 
 class SchedulerUnreachableError(SessionError):
     """The session's scheduler does not answer (its job ended, or the network is in the way)."""
+
+
+def _rebuilt(cls: type[DaskHPCError], args: tuple[object, ...], fields: dict[str, object]) -> DaskHPCError:
+    """An unpickled error: its class, message and fields, without running its ``__init__``."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 def _first_lines(text: str, limit: int = 2) -> str:
