@@ -164,3 +164,31 @@ def test_version() -> None:
     out = run("--version")
     assert out.returncode == 0
     assert out.stdout.startswith("dask-hpc, version ")
+
+
+def test_dask_hpc_through_dasks_own_cli() -> None:
+    """``dask hpc ...`` (dask's CLI finds us by its "dask_cli" entry point) is the same CLI,
+    with the same one-line errors."""
+    dask = Path(sys.executable).parent / "dask"
+    done = subprocess.run([str(dask), "hpc", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("dask-hpc, version "), done.stderr
+    done = subprocess.run([str(dask), "hpc", "--help"], capture_output=True, text=True, timeout=60)
+    assert "Usage: dask hpc" in done.stdout and "adapt" in done.stdout
+    done = subprocess.run(
+        [str(dask), "hpc", "script", "--system", "nonesuch"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: unknown system 'nonesuch'; known systems: htcondor, local, lsf, pbs, sge, slurm, torque"
+    ]
+
+
+def test_the_package_says_it_is_typed_and_licensed() -> None:
+    from importlib.metadata import metadata
+
+    import dask_hpc
+
+    assert (Path(dask_hpc.__file__).parent / "py.typed").is_file()
+    meta = metadata("dask-hpc")
+    assert meta["License-Expression"] == "BSD-3-Clause"
+    assert "Typing :: Typed" in meta.get_all("Classifier")

@@ -112,10 +112,10 @@ cli.add_command(mpi)
 cli.add_command(bench)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog_name: str = "dask-hpc") -> None:
     """Entry point: run the CLI, turn our errors into one clear message and exit status."""
     try:
-        cli.main(args=argv, prog_name="dask-hpc", standalone_mode=False)
+        cli.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.NoSuchOption as exc:
         known = sorted(
             o for p in (exc.ctx.command.params if exc.ctx else []) for o in p.opts if o.startswith("--")
@@ -139,3 +139,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+@click.command(
+    "hpc",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+    help="Dask on supercomputers: the dask-hpc commands (dask hpc --help lists them).",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def dask_cli(args: tuple[str, ...]) -> None:
+    """``dask hpc ...``: dask's CLI hands everything after ``hpc`` to :func:`main`, so that
+    errors are the same one line as under ``dask-hpc``."""
+    main(list(args), prog_name="dask hpc")
