@@ -66,3 +66,21 @@ def test_scheduler_address_only_from_a_complete_file(tmp_path: Path) -> None:
 )
 def test_log_file_names(system: str, job_id: str, files: tuple[str, str]) -> None:
     assert SYSTEMS[system]().log_files("w", job_id) == files
+
+
+def test_batchcluster_shows_every_keyword_and_documents_it() -> None:
+    """help(BatchCluster) and an editor show the keywords, each with its meaning: every job
+    option and every session option is an explicit keyword, named in the docstring."""
+    import inspect
+
+    from dask_hpc.cluster import _OWN, BatchCluster
+    from dask_hpc.spec import JobSpec
+
+    parameters = inspect.signature(BatchCluster.__init__).parameters
+    for name in [*JobSpec.option_names(), *_OWN, "system", "name", "scheduler"]:
+        assert name in parameters, name
+        assert parameters[name].kind in (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+        assert name in (BatchCluster.__doc__ or ""), f"{name} is not documented"

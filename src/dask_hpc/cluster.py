@@ -13,6 +13,7 @@ import contextlib
 import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dask
@@ -78,7 +79,57 @@ def client_security(name: str | None = None) -> Security | None:
 
 
 class BatchCluster(Cluster):
-    """A session run from Python: ``BatchCluster(system="slurm", cores=36, memory="100GB")``."""
+    """A session run from Python: the scheduler in its own small batch job (or here), worker
+    jobs added with :meth:`scale` and :meth:`adapt`, TLS on; what ``dask-hpc up`` makes.
+
+    ``BatchCluster("slurm", cores=36, memory="100GB", walltime="02:00:00", queue="debug")``.
+    The worker-job keywords are dask-jobqueue's names with its meanings (``cores``,
+    ``memory``, ``processes``, ``walltime``, ``queue``, ``account``, ``job_name``,
+    ``job_extra_directives``, ``job_script_prologue``, ``job_directives_skip``,
+    ``log_directory``); a keyword left out (None) takes dask-hpc's default.
+
+    Parameters
+    ----------
+    system
+        The batch system: ``slurm``, ``pbs``, ``torque``, ``sge``, ``lsf``, ``htcondor``, or
+        ``local`` (worker jobs are processes here).
+    name
+        The session's name (``dask-hpc status NAME`` etc.); ``default`` if None.
+    scheduler
+        ``"job"``: the scheduler runs in its own small batch job (it outlives this process);
+        ``"local"``: in this process (it ends with it).
+    cores, memory, processes, walltime
+        Per worker job: cores; memory (``"8GiB"``, ``"8GB"`` or bytes); worker processes
+        sharing them; walltime (``"HH:MM:SS"``, ``"90m"`` or seconds). Defaults: 1 core,
+        2 GiB, 1 process, 1 hour.
+    queue, account, job_name
+        The queue (partition), the account (project) to charge, the jobs' name.
+    job_extra_directives, job_script_prologue, job_directives_skip, environment, log_directory
+        Extra directive lines; shell lines run before the worker; substrings of our own
+        directive lines to leave out; ``NAME=VALUE`` pairs (or a mapping) for the workers'
+        environment; where the jobs' logs go.
+    n_workers
+        Workers to start with (0: none until :meth:`scale` or :meth:`adapt`).
+    interface
+        The network interface the scheduler listens on (``ib0``); chosen if None.
+    scheduler_walltime, scheduler_memory, scheduler_directives
+        The scheduler's own job (``scheduler="job"``): walltime, memory, extra directives.
+    submit_from
+        Where worker jobs are submitted from: ``"auto"``, ``"here"`` or ``"scheduler"``.
+    refresh
+        Seconds between the keeper's looks at the batch system.
+    timeout
+        Seconds to wait for the scheduler's job to answer.
+    insecure
+        Plain tcp instead of TLS (refused where other users could connect).
+
+    Raises
+    ------
+    UnknownOptionError
+        For a keyword nobody knows (a dask-jobqueue keyword we do not take), listing ours.
+    SpecError, SessionError
+        For a bad value, or a session of that name already live: before any job is submitted.
+    """
 
     def __init__(
         self,
@@ -86,20 +137,65 @@ class BatchCluster(Cluster):
         *,
         name: str | None = None,
         scheduler: str = "job",
+        cores: int | None = None,
+        memory: str | int | None = None,
+        processes: int | None = None,
+        walltime: str | int | None = None,
+        queue: str | None = None,
+        account: str | None = None,
+        job_name: str | None = None,
+        job_extra_directives: Sequence[str] | None = None,
+        job_script_prologue: Sequence[str] | None = None,
+        job_directives_skip: Sequence[str] | None = None,
+        environment: Mapping[str, str] | Sequence[str] | None = None,
+        log_directory: str | None = None,
+        n_workers: int = 0,
+        interface: str | None = None,
+        scheduler_walltime: str | int | None = None,
+        scheduler_memory: str | int | None = None,
+        scheduler_directives: Sequence[str] = (),
+        submit_from: str = "auto",
+        refresh: float = 5.0,
+        timeout: float = 600.0,
+        insecure: bool = False,
         asynchronous: bool = False,
         loop: Any = None,
-        **options: Any,
+        **unknown: Any,
     ) -> None:
+        if unknown:
+            raise UnknownOptionError(unknown, [*JobSpec.option_names(), *_OWN, "name", "scheduler", "system"])
         if asynchronous:
             raise SessionError("BatchCluster is synchronous; use it from a notebook or a script")
         if scheduler not in ("job", "local"):
             raise SessionError(f"invalid scheduler {scheduler!r}: use 'job' (its own batch job) or 'local'")
-        unknown = set(options) - set(JobSpec.option_names()) - set(_OWN)
-        if unknown:
-            raise UnknownOptionError(unknown, [*JobSpec.option_names(), *_OWN, "name", "scheduler", "system"])
+        given = {
+            "cores": cores,
+            "memory": memory,
+            "processes": processes,
+            "walltime": walltime,
+            "queue": queue,
+            "account": account,
+            "job_name": job_name,
+            "job_extra_directives": job_extra_directives,
+            "job_script_prologue": job_script_prologue,
+            "job_directives_skip": job_directives_skip,
+            "environment": environment,
+            "log_directory": log_directory,
+        }
+        options = {k: v for k, v in given.items() if v is not None}
+        own: dict[str, Any] = {
+            "interface": interface,
+            "scheduler_walltime": scheduler_walltime,
+            "scheduler_memory": scheduler_memory,
+            "scheduler_directives": scheduler_directives,
+            "submit_from": submit_from,
+            "refresh": refresh,
+            "timeout": timeout,
+            "n_workers": n_workers,
+            "insecure": insecure,
+        }
         self.session = Session(name or DEFAULT_NAME)
         self.system = get_system(system)
-        own = {k: options.pop(k) for k in _OWN if k in options}
         self.spec, scheduler_spec = control.session_specs(
             self.session.name,
             options,
