@@ -31,9 +31,10 @@ from .decide import (
     replacement_times,
     scale_steps,
 )
-from .errors import DaskHPCError, SessionError, SubmitError, SubmitUnclearError
+from .errors import DaskHPCError, SessionError, SpecError, SubmitError, SubmitUnclearError
 from .interface import InterfaceChoice
 from .ledger import JobRecord, load_ledger, save_ledger
+from .remote import refusal
 from .security import tls_files
 from .session import Session, SessionConfig
 from .spec import JobSpec
@@ -270,11 +271,11 @@ class Keeper(SchedulerPlugin):
             return {"job_ids": await self._submit(n, spec, keep=keep)}
         except PartlySubmitted as exc:
             self._refused(by, exc)
-            return {"job_ids": exc.job_ids, "error": str(exc)}  # the accepted ones will join
+            return refusal(exc, job_ids=exc.job_ids)  # the accepted ones will join
         except DaskHPCError as exc:
             if isinstance(exc, SubmitError | SubmitUnclearError):
                 self._refused(by, exc)
-            return {"error": str(exc)}
+            return refusal(exc)
 
     async def register(self, job_ids: list[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Take over jobs that the client submitted (where the scheduler's node may not)."""
@@ -317,11 +318,13 @@ class Keeper(SchedulerPlugin):
         try:
             await self._end_jobs(chosen, retire=True)
         except DaskHPCError as exc:
-            return {"error": str(exc)}
+            return refusal(exc)
         return {"job_ids": chosen}
 
     async def scale(self, jobs: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Make the number of live worker jobs ``jobs``; turns adapt off."""
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+            return refusal(SpecError("jobs", jobs, "must be a whole number >= 0"))
         self.adapt_bounds = None
         self.backoff = Backoff()  # the user acts: automatic submissions (replacements) may go again
         # Counted and changed under the lock: two scales at once must not both submit the difference.
@@ -347,7 +350,7 @@ class Keeper(SchedulerPlugin):
             return {"adapt": None}
         lo, hi = minimum_jobs or 0, maximum_jobs if maximum_jobs is not None else max(1, minimum_jobs or 0)
         if lo < 0 or hi < lo:
-            return {"error": f"invalid adapt bounds min {lo}, max {hi}: need 0 <= min <= max"}
+            return refusal(SpecError("adapt bounds", f"min {lo}, max {hi}", "need 0 <= min <= max"))
         if not self.can_submit:
             return {
                 "error": f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
@@ -356,7 +359,7 @@ class Keeper(SchedulerPlugin):
         try:
             self.adapt_spec = self.config.spec.with_options(**(options or {}))
         except DaskHPCError as exc:
-            return {"error": str(exc)}
+            return refusal(exc)
         self.adapt_bounds = (lo, hi)
         self.close_counts.clear()
         self.backoff = Backoff()  # the user acts: a fresh start

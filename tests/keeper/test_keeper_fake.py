@@ -29,6 +29,8 @@ from distributed.core import Status
 import dask_hpc.decide as decide_module
 import dask_hpc.keeper as keeper_module
 import dask_hpc.ledger as ledger_module
+import dask_hpc.remote as remote_module
+from dask_hpc.errors import SpecError
 from dask_hpc.interface import InterfaceChoice
 from dask_hpc.keeper import Keeper
 from dask_hpc.ledger import JobRecord, load_ledger
@@ -222,8 +224,14 @@ def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None
             assert (r.walltime, r.keep) == (1800, True)
             # A bad option is refused before anything is submitted, with the known ones listed.
             bad = await h.keeper.add(2, {"walltime": "soon"})
-            assert set(bad) == {"error"}
+            assert set(bad) == {"error", "raised"}
             assert "invalid walltime 'soon'" in bad["error"]
+            # The same error, type and line, as the same mistake before any session exists.
+            with pytest.raises(SpecError) as before:
+                JobSpec.from_options(walltime="soon")
+            with pytest.raises(SpecError) as after:
+                raise remote_module._raised(bad)
+            assert str(after.value) == str(before.value) == bad["error"]
             unknown = await h.keeper.add(1, {"gpus": 2})
             assert "unknown option gpus" in unknown["error"]
             assert h.system.submit_calls == 1
@@ -239,7 +247,7 @@ def test_a_refused_submission_answers_the_systems_words_and_records_nothing(tmp_
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             answer = await h.keeper.add(2)
-            assert set(answer) == {"error"}
+            assert set(answer) == {"error", "raised"}
             assert answer["error"].startswith("fake refused the job: ")
             assert words in answer["error"]
             assert (system.submit_calls, system.refused, system.scripts) == (2, 2, {})
@@ -259,7 +267,7 @@ def test_a_partial_refusal_reports_both_the_accepted_jobs_and_the_refusal(tmp_pa
         async with keeper_over(tmp_path, system) as h:
             answer = await h.keeper.add(4)
             # Both: the accepted ids (they will join) and the refusal, in the system's words.
-            assert set(answer) == {"job_ids", "error"} and sorted(answer["job_ids"]) == ["1", "2"]
+            assert set(answer) == {"job_ids", "error", "raised"} and sorted(answer["job_ids"]) == ["1", "2"]
             match = re.match(
                 r"2 of 4 worker jobs submitted \((\d+), (\d+)\); fake refused the job", answer["error"]
             )
@@ -598,9 +606,12 @@ def test_scale_up_and_down(tmp_path: Path) -> None:
 def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            assert (await h.keeper.adapt(3, 1)) == {
-                "error": "invalid adapt bounds min 3, max 1: need 0 <= min <= max"
-            }
+            refused = await h.keeper.adapt(3, 1)
+            assert refused["error"] == "invalid adapt bounds 'min 3, max 1': need 0 <= min <= max"
+            assert isinstance(remote_module._raised(refused), SpecError)
+            scaled = await h.keeper.scale(-1)
+            assert scaled["error"] == "invalid jobs -1: must be a whole number >= 0"
+            assert isinstance(remote_module._raised(scaled), SpecError)
             answer = await h.keeper.adapt(minimum_jobs=2, maximum_jobs=4)
             assert answer == {"adapt": {"minimum_jobs": 2, "maximum_jobs": 4}}
             assert (await h.keeper.status())["adapt"] == {"minimum_jobs": 2, "maximum_jobs": 4}

@@ -185,3 +185,15 @@ system = get_system("local")
 spec = JobSpec.from_options(walltime="5m")
 print(system.submit(system.render(spec, ["sleep", "120"]), Path(tempfile.mkdtemp())))
 """
+
+
+def test_a_bad_value_to_a_live_session_is_the_same_line_as_before_any_session(
+    hpc_for: Callable[[str], HPC],
+) -> None:
+    """The keeper raises our error; the command receives it as itself, with its own line."""
+    hpc = hpc_for("local")
+    before = one_error_line(hpc("script", "--memory", "lots", check=False))
+    assert before.startswith("error: invalid memory 'lots': ")
+    hpc.up("live", "--workers", "0")
+    after = one_error_line(hpc("add", "1", "--memory", "lots", "--name", "live", check=False))
+    assert after == before
