@@ -1,7 +1,8 @@
 # dask-hpc: set-up and the two commands of the README.
 #   make demo   create .venv, install dask-hpc, run the xarray demo on the `local` system
-#   make test   create .venv, install dask-hpc[test,...], lint, type-check, run the whole suite
+#   make test   create .venv, install dask-hpc[test,...], lint, type-check, build the docs, run the whole suite
 #               (the suite installs and starts the real SLURM, SGE, sshd, Chromium it needs: scripts/)
+#   make docs   the documentation (docs/, Sphinx), warnings as errors, into docs/_build/html
 #   make test-fast  the tests that need no daemon, no session's scheduler, no mpirun, no browser
 #               (pure code, golden scripts, recorded outputs, the keeper over a fake batch system)
 #   make bench-startup   time to 4 workers on the local SLURM, against dask-jobqueue (bench/)
@@ -15,25 +16,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint typecheck pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
+.PHONY: demo test test-fast lint typecheck docs pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,mpi,jupyter,xarray]'
+	$(BIN)/python -m pip install --quiet -e '.[test,mpi,jupyter,xarray,docs]'
 	touch $@
 
 demo: $(BIN)/.installed
 	$(BIN)/dask-hpc demo
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples docs/conf.py
+	$(BIN)/ruff format --check src tests bench examples docs/conf.py
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
+
+docs: $(BIN)/.installed
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 pytest: $(BIN)/.installed
 	$(BIN)/pytest
@@ -78,4 +82,4 @@ bench-phases: $(BIN)/.installed
 	$(AS_ROOT) OMPI_MCA_oob_tcp_if_include=lo OMPI_MCA_btl_tcp_if_include=lo $(BIN)/mpirun -np 4 --oversubscribe $(BIN)/python bench/fetch_phases.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache docs/_build

@@ -2,6 +2,7 @@
 
 Every error the package raises on purpose is a :class:`DaskHPCError`; the CLI
 prints its message in one or two lines and exits non-zero, without a traceback.
+The tree::
 
     DaskHPCError
     ├── SpecError                  a bad value for a job's resources (field, value, accepted forms)
