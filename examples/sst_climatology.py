@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 import dask_hpc
+from dask_hpc.workflow import anomalies
 
 pattern = sys.argv[1] if len(sys.argv) > 1 else "dask-hpc-demo/data/sst_*.nc"
 name = sys.argv[2] if len(sys.argv) > 2 else "sst"
@@ -39,7 +40,9 @@ ds = dask_hpc.open_mfdataset(
 field = ds[name].persist()  # into the workers' memory: later steps do not read the files again
 
 climatology = field.groupby("time.month").mean("time").persist()
-anomaly = (field.groupby("time.month") - climatology).persist()
+# Each step minus its month, chunk by chunk (field.groupby("time.month") - climatology
+# would make a chunk per time step).
+anomaly = anomalies(field, climatology).persist()
 
 # Other notebooks and scripts of this session can now use the anomalies without
 # recomputing them: dask_hpc.connect().get_dataset("sst_anomaly")

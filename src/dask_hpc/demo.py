@@ -118,7 +118,6 @@ def run_demo(
     console = console or Console(stderr=True, highlight=False)
     steps = Steps(console)
     output = output.expanduser().absolute()
-    private_directory(output)
     files_given = data is not None
     if level is not None and not files_given:
         raise DataError(f"--level {level:g} needs --data: the synthetic SST has no levels")
@@ -126,6 +125,7 @@ def run_demo(
         assert data is not None
         paths = workflow.find_files(data)  # bad input is refused before any job is submitted
         workflow.check_variable(paths[0], variable, level)
+    private_directory(output)  # only once the input is known to be good: a failed run leaves nothing
     own_session = session_name is None
     session = Session(session_name or DEMO_SESSION)
     report: dict[str, Any] = {"session": session.name, "system": system}
@@ -216,14 +216,14 @@ def _analyse(
     with steps.step("persist", "load them into the workers' memory (persist)") as p:
         field_ = field_.persist()
         steps.track(p, futures_of(field_))
-        steps.details["persist"] = f"{field_.nbytes / 2**20:.0f} MiB in {len(futures_of(field_))} chunks"
+        steps.details["persist"] = f"{_size(field_.nbytes)} in {len(futures_of(field_))} chunks"
 
     with steps.step("climatology", "monthly climatology"):
         clim = workflow.climatology(field_).persist()
         wait(clim)
         steps.details["climatology"] = f"{clim.sizes['month']} months"
 
-    with steps.step("anomalies", "anomalies: each day minus its month") as p:
+    with steps.step("anomalies", "anomalies: each step minus its month") as p:
         anomaly = workflow.anomalies(field_, clim).persist()
         steps.track(p, futures_of(anomaly))
         series = workflow.global_mean(anomaly).compute()
@@ -231,11 +231,11 @@ def _analyse(
         steps.details["anomalies"] = f"global mean from {low:+.3f} to {high:+.3f} K"
 
     with (
-        steps.step("publish", f"publish as {workflow.PUBLISHED_NAME!r}; fetch from another client"),
+        steps.step("publish", f"publish as {f'{name}_anomaly'!r}; fetch from another client"),
         connect(session.name) as other,
     ):
         shape = workflow.publish_and_fetch(client, anomaly, other)
-        found.update(published=workflow.PUBLISHED_NAME, fetched_shape=list(shape))
+        found.update(published=str(anomaly.name), fetched_shape=list(shape))
         steps.details["publish"] = f"the other client sees {shape}"
 
     with steps.step("figure", "figure: anomaly map and global-mean series"):
@@ -252,7 +252,17 @@ def _analyse(
                 f"{'right' if check['ok'] else 'WRONG'}: rms error {low:.2f}-{high:.2f} of the noise, "
                 f"zonal means within {check['zonal_error_in_standard_errors']:.1f} standard errors"
             )
+    else:  # said, not silently left out: only the synthetic field's climatology is known beforehand
+        steps.console.print("  (no check: the climatology of your files is not known beforehand)")
     return found
+
+
+def _size(nbytes: int) -> str:
+    """Bytes as a person reads them: 90 MiB, 380 KiB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.0f} {unit}"
+    return f"{nbytes} B"
 
 
 def _calendar(ds: xr.Dataset) -> str | None:

@@ -101,3 +101,35 @@ def test_a_level_needs_numbers_and_files(tmp_path: Path) -> None:
         workflow.check_variable(path, None, 3.0)
     with pytest.raises(DataError, match=r"--level 500 needs --data"):
         run_demo(level=500.0, output=tmp_path / "out")
+
+
+def test_anomalies_keep_the_fields_chunks(tmp_path: Path, client: Any) -> None:
+    """groupby arithmetic made a chunk per time step (7,900 tasks for 165 monthly years in
+    6 chunks); the anomalies must keep the field's chunks, and the values of plain xarray."""
+    paths = model_output.by_decade(tmp_path, "noleap", 1850, 1899, levels=False, variable="tas")
+    ds = workflow.open_files(client, paths)
+    field = ds.tas
+    clim = workflow.climatology(field).persist()
+    anomaly = workflow.anomalies(field, clim)
+    assert anomaly.chunks == field.chunks
+    assert anomaly.name == "tas_anomaly" and "month" not in anomaly.coords
+    with dask.config.set(scheduler="sync"):
+        plain = field.load()
+        expected = plain.groupby("time.month") - plain.groupby("time.month").mean("time")
+    np.testing.assert_allclose(anomaly.values, expected.values, rtol=1e-5, atol=1e-4)
+
+
+def test_a_level_outside_the_coordinate_and_a_variable_of_dates_are_one_line(tmp_path: Path) -> None:
+    paths = model_output.by_year(tmp_path, "360_day", range(2000, 2001))
+    with pytest.raises(
+        DataError, match=r"--level 500 is outside plev's values, 25000 to 100000 Pa; .* 50000"
+    ):
+        workflow.check_variable(paths[0], None, 500.0)
+    with pytest.raises(
+        DataError, match=r"variable 'time_bnds' holds object values, not numbers .* choose a field: ta"
+    ):
+        workflow.check_variable(paths[0], "time_bnds")
+    with pytest.raises(
+        DataError, match=r"no variable 'nosuch' in the files; their fields: ta \(every variable"
+    ):
+        workflow.check_variable(paths[0], "nosuch")

@@ -81,7 +81,7 @@ def test_bad_data_gets_one_line_and_no_job(hpc_for: Callable[[str], HPC], tmp_pa
 
     (data / "notes.nc").unlink()
     line = demo(hpc, tmp_path / "out", "--data", str(data), "--var", "temperature", check=False)
-    assert "no variable 'temperature' in the files; their variables: sst" in str(line)
+    assert "no variable 'temperature' in the files; their fields: sst" in str(line)
     # Refused before anything was submitted: no session was started.
     assert not hpc.session("demo").exists()
 
