@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import dask
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
@@ -257,24 +256,18 @@ class BatchCluster(Cluster):
         return str(self.sync(self._start_scheduler, config))  # type: ignore[no-untyped-call]
 
     async def _start_scheduler(self, config: SessionConfig) -> str:
-        from distributed import Scheduler
-
         from .keeper import Keeper
-        from .scheduler_job import DASHBOARD_PORT, HTTP_ROUTES, add_dashboard
+        from .launch import DASHBOARD_PORT, add_dashboard, start_scheduler
 
         choice = choose_interface(config.interface, lambda: system_peers(self.system))
-        with dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES}):
-            self._scheduler = Scheduler(
-                protocol="tcp" if self.security is None else "tls",
-                security=self.security,
-                host=choice.address,
-                port=0,
-                dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
-                dashboard=False,
-                scheduler_file=str(self.session.scheduler_file),
-                plugins=[Keeper(self.session, config, choice, self.system)],
-            )
-        await self._scheduler
+        self._scheduler = await start_scheduler(
+            security=self.security,
+            host=choice.address,
+            port=0,
+            dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+            scheduler_file=str(self.session.scheduler_file),
+            plugins=[Keeper(self.session, config, choice, self.system)],
+        )
         await add_dashboard(self._scheduler)
         return str(self._scheduler.address)
 

@@ -522,6 +522,14 @@ class Keeper(SchedulerPlugin):
             self._save()
 
     async def _adapt_step(self) -> None:
+        # Why not distributed's AdaptiveCore (whose target, adaptive_target(), this uses):
+        # it counts workers and scales down by naming workers to close, after its wait_count
+        # of intervals. Here the unit is a batch job: a pending job has no worker yet (it
+        # must count, or every interval would submit again), a job of several processes
+        # ends whole or not at all, a kept job leaving at its walltime is replaced rather
+        # than counted twice (decide.scale_steps), and a submission that fails backs off
+        # (decide.Backoff) under the same lock as scale and add. The close counts below are
+        # AdaptiveCore's wait_count, per job (decide.choose_removals picks which).
         if self.adapt_bounds is None or self._lock.locked() or self.scheduler is None:
             return
         live = [r for r in self.jobs.values() if r.live and not r.removed]

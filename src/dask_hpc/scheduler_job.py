@@ -17,52 +17,35 @@ from .errors import DaskHPCError
 from .files import write_private
 from .interface import choose_interface, system_peers
 from .jupyter import web_pages
+from .launch import DASHBOARD_PORT, add_dashboard, start_scheduler
 from .security import tls_files
 from .session import Session
 from .systems import get_system
 from .tunnel import WebPages
 
 if TYPE_CHECKING:
-    from distributed import Scheduler
+    pass
 
-__all__ = ["add_dashboard", "main"]
-
-DASHBOARD_PORT = 8787
-
-#: The scheduler's web pages: read-only ones only. distributed's optional
-#: ``http.scheduler.api`` (retire workers by POST) is left out, and so is its
-#: proxy to worker pages (our workers have none; it would relay to any host:port).
-HTTP_ROUTES = [
-    "distributed.http.scheduler.prometheus",
-    "distributed.http.scheduler.info",
-    "distributed.http.scheduler.json",
-    "distributed.http.health",
-    "distributed.http.statics",
-]
+__all__ = ["main", "serve"]
 
 
 async def serve(session: Session) -> None:
-    import dask
-    from distributed import Scheduler
-
     from .keeper import Keeper, dashboard_port
 
     config = session.read_config()
     choice = choose_interface(config.interface, lambda: system_peers(get_system(config.system)))
     keeper = Keeper(session, config, choice)
     security = None if config.insecure else tls_files(session.directory).security()
-    dask.config.set({"distributed.scheduler.http.routes": HTTP_ROUTES})
-    async with Scheduler(
-        protocol="tcp" if security is None else "tls",
+    scheduler = await start_scheduler(
         security=security,
         host=choice.address,
         port=0,  # shared nodes: a fixed port may be taken; workers read the file
         # distributed moves to a free port, with a warning, when 8787 is taken
         dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
-        dashboard=False,  # added below, once workers and clients can connect
         scheduler_file=str(session.scheduler_file),
         plugins=[keeper],
-    ) as scheduler:
+    )
+    async with scheduler:  # closed on the way out, however it goes
         print(
             f"dask-hpc: scheduler {scheduler.address} on {choice.name} ({choice.why})",
             file=sys.stderr,
@@ -87,21 +70,6 @@ async def serve(session: Session) -> None:
         finally:
             if lab is not None:
                 await asyncio.to_thread(lab.stop)
-
-
-async def add_dashboard(scheduler: Scheduler) -> None:
-    """Attach the bokeh dashboard to a running scheduler's web server.
-
-    distributed imports bokeh (0.8 s here) before the scheduler listens; done
-    afterwards, in a thread, workers and ``up`` need not wait for it.
-    """
-    import importlib
-
-    try:
-        dashboard = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
-        dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
-    except Exception as exc:  # the scheduler works without its dashboard; say why it is missing
-        print(f"dask-hpc: no dashboard: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -97,9 +97,7 @@ async def scheduler(
     the MPI job: that is its address (the scheduler file's); the ranks get its mpi:// one.
     ``with_worker``: a worker beside it on this rank (its type and options); ``client``: a
     function run in a thread of this rank once the cluster is announced (execute()'s)."""
-    from distributed import Scheduler
-
-    from ..scheduler_job import add_dashboard
+    from ..launch import add_dashboard, start_scheduler
 
     security = credentials.security() if credentials else None
     protocol = options.pop("protocol", None) or ("tls" if security else None)
@@ -115,8 +113,8 @@ async def scheduler(
         if worker_type is not None:  # said once, here, rather than by every worker rank
             check_worker_type(worker_type)
         # The dashboard is attached once the others know the address (bokeh's import is slow).
-        server = Scheduler(security=security, protocol=protocol, dashboard=False, **options)
-        await server
+        # distributed's web routes, as an MPI job has always had (a session's are read-only).
+        server = await start_scheduler(security=security, protocol=protocol, routes=None, **options)
     except Exception as exc:  # every other rank waits for the address: tell them instead
         await asyncio.to_thread(fail_start, comm, root, exc, port)
     watch.serve(server)

@@ -1,0 +1,75 @@
+"""The one place dask-hpc starts a distributed Scheduler, for its three users: a session's
+scheduler job (``scheduler_job.py``), ``BatchCluster(scheduler="local")`` (``cluster.py``)
+and the scheduler's rank of an MPI job (``mpi/roles.py``).
+
+What they share: the protocol follows the security (tls with it, tcp without), the
+dashboard is attached only after the scheduler listens (distributed imports bokeh first,
+0.8 s here, which workers and clients need not wait for), and a session's web pages
+are the read-only ones (:data:`HTTP_ROUTES`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed import Scheduler, Security
+
+__all__ = ["DASHBOARD_PORT", "HTTP_ROUTES", "add_dashboard", "start_scheduler"]
+
+DASHBOARD_PORT = 8787
+
+#: The scheduler's web pages: read-only ones only. distributed's optional
+#: ``http.scheduler.api`` (retire workers by POST) is left out, and so is its
+#: proxy to worker pages (our workers have none; it would relay to any host:port).
+HTTP_ROUTES = [
+    "distributed.http.scheduler.prometheus",
+    "distributed.http.scheduler.info",
+    "distributed.http.scheduler.json",
+    "distributed.http.health",
+    "distributed.http.statics",
+]
+
+
+async def start_scheduler(
+    *,
+    security: Security | None,
+    protocol: str | list[str] | None = None,
+    routes: list[str] | None = HTTP_ROUTES,
+    **options: Any,
+) -> Scheduler:
+    """A started Scheduler, without its dashboard yet (:func:`add_dashboard`).
+
+    ``protocol``: tls with ``security``, tcp without, unless given (MPI's ``mpi``, or a
+    list for several listeners). ``routes``: its web pages (None: distributed's own, as
+    an MPI job has always had). ``options`` go to ``Scheduler`` (host, port,
+    scheduler_file, plugins, dashboard_address, ...). Raises what distributed raises
+    when it cannot start (a port taken, an address that is not ours).
+    """
+    import dask
+    from distributed import Scheduler
+
+    config = {} if routes is None else {"distributed.scheduler.http.routes": routes}
+    with dask.config.set(config):
+        scheduler = Scheduler(
+            security=security,
+            # distributed takes a list too (a listener each), though its annotation says str
+            protocol=protocol or ("tls" if security is not None else "tcp"),  # type: ignore[arg-type]
+            dashboard=False,
+            **options,
+        )
+        await scheduler
+    return scheduler
+
+
+async def add_dashboard(scheduler: Scheduler) -> None:
+    """Attach the bokeh dashboard to a running scheduler's web server, in a thread: the
+    scheduler works without it, and says why when it cannot have it."""
+    try:
+        dashboard = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
+        dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
+    except Exception as exc:  # the scheduler works without its dashboard; say why it is missing
+        print(f"dask-hpc: no dashboard: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
