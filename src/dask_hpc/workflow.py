@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from distributed import Client
 
 __all__ = [
-    "PUBLISHED_NAME",
     "anomalies",
     "check_variable",
     "choose_variable",
@@ -33,8 +32,6 @@ __all__ = [
     "select_level",
 ]
 
-#: The name under which the synthetic SST's anomalies are published (others: ``<var>_anomaly``).
-PUBLISHED_NAME = "sst_anomaly"
 #: What NetCDF files start with: classic and 64-bit offset (CDF\x01, \x02), CDF-5, and NetCDF-4 (HDF5).
 SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
