@@ -7,7 +7,7 @@ Run under mpirun with 4 ranks (rank 0 scheduler, rank 1 this script, 2 workers):
 
 Worker A holds random bytes, worker B computes on them, so B fetches them from
 A as ``dask-hpc bench network`` measures. Every rank wraps a few functions of
-dask_hpc.mpicomm and distributed's worker to note when they run (time.time:
+dask_hpc.comm.engine and distributed's worker to note when they run (time.time:
 one clock for all processes of a node), and the phases of each fetch are:
 
   request      B starts the fetch -> A's progress thread has B's request
@@ -34,7 +34,7 @@ from typing import Any
 
 import distributed.worker as dw
 
-import dask_hpc.mpicomm as mc
+import dask_hpc.comm.engine as mc
 
 PHASES = ("request", "to-handler", "serialise", "transfer", "to-done")
 EVENTS: list[tuple[float, str]] = []  # (time, what) of this rank; read by the script's rank
@@ -126,7 +126,7 @@ def main() -> None:
     from _results import machine, write  # bench/ is on the path: this script's folder
     from distributed import Client, wait
 
-    from dask_hpc.netbench import parse_size
+    from dask_hpc.bench.network import parse_size
 
     offload = dask.config.get("distributed.comm.offload")  # (de)serialising in a thread above this
     print(f"distributed.comm.offload: {offload}", flush=True)

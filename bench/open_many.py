@@ -1,7 +1,7 @@
 """Opening many NetCDF files and computing on them: a dask-hpc session against serial xarray.
 
 What a user waits for is the open *and* the computation: here a global mean of
-the daily SST files (dask_hpc.sst: 180 x 360 float32, one day per file, 260 KB).
+the daily SST files (dask_hpc.demo.sst: 180 x 360 float32, one day per file, 260 KB).
 Three ways, the same files, the same xarray options (xarray's defaults):
 
 * ``serial``: ``xr.open_mfdataset`` in this process and dask's threaded

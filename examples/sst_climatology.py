@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 import dask_hpc
-from dask_hpc.workflow import anomalies
+from dask_hpc.demo.workflow import anomalies
 
 pattern = sys.argv[1] if len(sys.argv) > 1 else "dask-hpc-demo/data/sst_*.nc"
 name = sys.argv[2] if len(sys.argv) > 2 else "sst"

@@ -25,7 +25,7 @@ from distributed.comm.core import CommClosedError
 from distributed.comm.registry import backends
 from mpi4py import MPI
 
-from dask_hpc import mpicomm
+from dask_hpc.comm import engine as mpicomm
 
 backends["mpi"] = mpicomm.MPIBackend()
 world = MPI.COMM_WORLD

@@ -15,7 +15,7 @@ from distributed.comm.core import CommClosedError
 from distributed.comm.registry import backends
 from mpi4py import MPI
 
-from dask_hpc import mpicomm
+from dask_hpc.comm import engine as mpicomm
 
 mpicomm.PIECE = 2**20  # small pieces, so that a 10 MiB frame is split and joined again
 backends["mpi"] = mpicomm.MPIBackend()  # the entry point does this for an installed package

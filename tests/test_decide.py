@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from dask_hpc.decide import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
-from dask_hpc.ledger import JobRecord
+from dask_hpc.keeper.decisions import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
+from dask_hpc.state.ledger import JobRecord
 from dask_hpc.systems import JobState
 
 
@@ -67,7 +67,7 @@ def test_decisions_stay_fast_at_ten_thousand_jobs() -> None:
     chosen = choose_removals(jobs, 5_000, held)
     assert len(chosen) == 5_000 and len(set(chosen)) == 5_000
     assert all(int(j) % 2 == 0 for j in chosen)  # every pending job goes before any running one
-    from dask_hpc.decide import replacement_times
+    from dask_hpc.keeper.decisions import replacement_times
 
     kept_jobs = [
         record(str(i), now + i, started=now + i, joined=now + i + 1, keep=True) for i in range(10_000)
@@ -84,7 +84,7 @@ def kept(job_id: str, submitted: float, **kw: object) -> JobRecord:
 
 
 def test_queue_wait_is_the_median_of_the_last_joins() -> None:
-    from dask_hpc.decide import DEFAULT_QUEUE_WAIT, queue_wait
+    from dask_hpc.keeper.decisions import DEFAULT_QUEUE_WAIT, queue_wait
 
     assert queue_wait([]) == DEFAULT_QUEUE_WAIT
     assert queue_wait([record("a", 0)]) == DEFAULT_QUEUE_WAIT  # never joined: nothing observed
@@ -94,7 +94,7 @@ def test_queue_wait_is_the_median_of_the_last_joins() -> None:
 
 
 def test_replacement_time_is_end_less_wait_margin_and_slack() -> None:
-    from dask_hpc.decide import LEAD_SLACK, WAIT_FACTOR, replacement_times
+    from dask_hpc.keeper.decisions import LEAD_SLACK, WAIT_FACTOR, replacement_times
 
     jobs = [
         kept("a", 0, started=2, joined=10, end=600),  # waited 10 s
@@ -110,7 +110,7 @@ def test_replacement_time_is_end_less_wait_margin_and_slack() -> None:
 
 
 def test_lost_kept_jobs_are_those_that_ran_and_ended_unasked() -> None:
-    from dask_hpc.decide import lost_kept_jobs
+    from dask_hpc.keeper.decisions import lost_kept_jobs
 
     jobs = [
         kept("a", 0, started=1, joined=2, ended=50),  # killed: replace
@@ -133,7 +133,7 @@ def test_a_job_being_replaced_does_not_count_its_replacement_does() -> None:
 
 
 def test_backoff_waits_grow_to_a_cap_and_identical_failures_stop_it() -> None:
-    from dask_hpc.decide import BACKOFF_CAP, BACKOFF_FIRST, STOP_AFTER, Backoff
+    from dask_hpc.keeper.decisions import BACKOFF_CAP, BACKOFF_FIRST, STOP_AFTER, Backoff
 
     b = Backoff()
     assert b.may_submit(0.0) and b.wait == 0 and b.to_dict(0.0) is None

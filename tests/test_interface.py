@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dask_hpc.errors import InterfaceError
-from dask_hpc.interface import (
+from dask_hpc.network import (
     Peers,
     choose_interface,
     default_route_interface,

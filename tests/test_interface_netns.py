@@ -34,7 +34,7 @@ HOST_NAME = "node7"
 
 NODE_SCRIPT = """
 import asyncio, json, socket, sys
-from dask_hpc.interface import choose_interface
+from dask_hpc.network import choose_interface
 from distributed import Scheduler
 
 async def main():

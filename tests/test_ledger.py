@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dask_hpc.ledger import UNKNOWN_GRACE, JobRecord, load_ledger, save_ledger
+from dask_hpc.state.ledger import UNKNOWN_GRACE, JobRecord, load_ledger, save_ledger
 from dask_hpc.systems import JobState, JobStatus
 
 

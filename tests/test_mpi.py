@@ -217,7 +217,7 @@ def test_dask_hpc_mpi_protocol_mpi_with_a_client_from_outside(mpirun: Path, tmp_
 def test_dask_hpc_mpi_jupyter(mpirun: Path, tmp_path: Path) -> None:
     """``dask-hpc mpi --jupyter``: JupyterLab on the scheduler's rank, whose kernels reach the
     cluster with ``dask_hpc.connect()``; the tunnel line is printed; shutdown ends every rank."""
-    from dask_hpc.tunnel import WebPages
+    from dask_hpc.web.tunnel import WebPages
 
     from .sessions.laptop import run_in_kernel
 
@@ -415,7 +415,7 @@ def test_mpi_comm_to_a_rank_that_goes_fails_with_comm_closed_error(
 BROKEN_ENGINE_SCRIPT = """
 import asyncio
 from distributed.comm.core import CommClosedError
-from dask_hpc import mpicomm
+from dask_hpc.comm import engine as mpicomm
 engine = mpicomm.Engine.get()
 def fail():
     raise RuntimeError("a bug")
@@ -455,7 +455,7 @@ def test_a_progress_thread_that_dies_fails_every_later_send_and_receive(mpirun: 
 def test_mpi_backend_is_registered_for_distributed() -> None:
     from distributed.comm.registry import get_backend
 
-    from dask_hpc.mpicomm import MPIBackend
+    from dask_hpc.comm.engine import MPIBackend
 
     assert isinstance(get_backend("mpi"), MPIBackend)
 
@@ -546,7 +546,7 @@ def test_mpi_transport_needs_thread_multiple(mpirun: Path, tmp_path: Path) -> No
 
 def test_an_idle_progress_thread_naps_longer_the_longer_it_is_idle() -> None:
     """A message after a short quiet waits little; a long-idle rank polls 1000 times a second."""
-    from dask_hpc import mpicomm
+    from dask_hpc.comm import engine as mpicomm
 
     naps = [mpicomm._nap(idle) for idle in (0.0, 0.002, 0.01, 0.05, 1.0, 3600.0)]
     assert naps == sorted(naps)

@@ -1,4 +1,4 @@
-"""The receive-memory pool of mpi:// (dask_hpc.mpibuffers): reuse, and never while data lives."""
+"""The receive-memory pool of mpi:// (dask_hpc.comm.buffers): reuse, and never while data lives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dask
 import numpy as np
 import pytest
 
-from dask_hpc.mpibuffers import SMALLEST, BufferPool, default_limit
+from dask_hpc.comm.buffers import SMALLEST, BufferPool, default_limit
 
 MiB = 2**20
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dask_hpc.bench.network import Measurement, parse_size, summary
 from dask_hpc.errors import SpecError
-from dask_hpc.netbench import Measurement, parse_size, summary
 
 pytestmark = pytest.mark.timeout(300)
 

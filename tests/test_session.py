@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from dask_hpc.errors import SessionError, UnknownSessionError
-from dask_hpc.session import Session, SessionConfig, list_sessions
 from dask_hpc.spec import JobSpec
+from dask_hpc.state.session import Session, SessionConfig, list_sessions
 from dask_hpc.systems import SYSTEMS
 
 
@@ -73,7 +73,7 @@ def test_batchcluster_shows_every_keyword_and_documents_it() -> None:
     option and every session option is an explicit keyword, named in the docstring."""
     import inspect
 
-    from dask_hpc.cluster import _OWN, BatchCluster
+    from dask_hpc.session.cluster import _OWN, BatchCluster
     from dask_hpc.spec import JobSpec
 
     parameters = inspect.signature(BatchCluster.__init__).parameters

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dask_hpc.errors import SessionError
-from dask_hpc.jupyter import dashboard_link, free_port, jupyter_command, kernel_environment
 from dask_hpc.security import tls_files
-from dask_hpc.tunnel import WebPages, login_host, submit_host, this_host, tunnel
+from dask_hpc.web.jupyter import dashboard_link, free_port, jupyter_command, kernel_environment
+from dask_hpc.web.tunnel import WebPages, login_host, submit_host, this_host, tunnel
 
 
 def test_tunnel_forwards_both_ports_keeping_their_numbers() -> None:
@@ -54,7 +54,7 @@ def test_login_host_order() -> None:
 def test_site_login_host_from_dask_config() -> None:
     import dask
 
-    from dask_hpc.tunnel import site_login_host
+    from dask_hpc.web.tunnel import site_login_host
 
     with dask.config.set({"dask-hpc.login-host": "me@login.site.org"}):
         assert site_login_host() == "me@login.site.org"

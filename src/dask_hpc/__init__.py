@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import DaskHPCError
-from .spec import JobSpec
-from .systems import BatchSystem, JobContext, JobState, JobStatus, current_job, get_system
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import BatchSystem, JobContext, JobState, JobStatus, current_job, get_system
 
 if TYPE_CHECKING:
-    from .cluster import BatchCluster, client_security, connect
-    from .data import open_mfdataset
+    from dask_hpc.data import open_mfdataset
+    from dask_hpc.session.cluster import BatchCluster, client_security, connect
 
 
 __all__ = [
@@ -46,11 +46,11 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # running from a source tree
             return "0+unknown"
     if name in ("BatchCluster", "client_security", "connect"):
-        from . import cluster
+        from dask_hpc.session import cluster
 
         return getattr(cluster, name)
     if name == "open_mfdataset":  # needs xarray
-        from .data import open_mfdataset
+        from dask_hpc.data import open_mfdataset
 
         return open_mfdataset
     raise AttributeError(f"module 'dask_hpc' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m dask_hpc`` is the ``dask-hpc`` command."""
 
-from .cli import main
+from dask_hpc.cli import main
 
 main()

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import CommandError, CommandNotFoundError, CommandTimeoutError
+from dask_hpc.errors import CommandError, CommandNotFoundError, CommandTimeoutError
 
 __all__ = ["Completed", "run", "spawn", "start_child"]
 

@@ -1,6 +1,6 @@
 """The one place dask-hpc starts a distributed Scheduler, for its three users: a session's
-scheduler job (``scheduler_job.py``), ``BatchCluster(scheduler="local")`` (``cluster.py``)
-and the scheduler's rank of an MPI job (``mpi/roles.py``).
+scheduler job (:mod:`dask_hpc.scheduler_job`), ``BatchCluster(scheduler="local")``
+(:mod:`dask_hpc.session.cluster`) and the scheduler's rank of an MPI job (:mod:`dask_hpc.mpi.roles`).
 
 What they share: the protocol follows the security (tls with it, tcp without), the
 dashboard is attached only after the scheduler listens (distributed imports bokeh first,
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from distributed import Scheduler, Security
 
-__all__ = ["DASHBOARD_PORT", "HTTP_ROUTES", "add_dashboard", "start_scheduler"]
+__all__ = ["DASHBOARD_PORT", "HTTP_ROUTES", "add_dashboard", "dashboard_port", "start_scheduler"]
 
 DASHBOARD_PORT = 8787
 
@@ -73,3 +73,9 @@ async def add_dashboard(scheduler: Scheduler) -> None:
         dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
     except Exception as exc:  # the scheduler works without its dashboard; say why it is missing
         print(f"dask-hpc: no dashboard: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+
+def dashboard_port(scheduler: Scheduler) -> int | None:
+    """The port the scheduler's dashboard listens on; None without one."""
+    server = scheduler.services.get("dashboard")
+    return None if server is None else int(server.port)

@@ -13,15 +13,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import DaskHPCError
-from .files import write_private
-from .interface import choose_interface, system_peers
-from .jupyter import web_pages
-from .launch import DASHBOARD_PORT, add_dashboard, start_scheduler
-from .security import tls_files
-from .session import Session
-from .systems import get_system
-from .tunnel import WebPages
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.files import write_private
+from dask_hpc.launch import DASHBOARD_PORT, add_dashboard, dashboard_port, start_scheduler
+from dask_hpc.network import choose_interface, system_peers
+from dask_hpc.security import tls_files
+from dask_hpc.state.session import Session
+from dask_hpc.systems import get_system
+from dask_hpc.web.jupyter import web_pages
+from dask_hpc.web.tunnel import WebPages
 
 if TYPE_CHECKING:
     pass
@@ -30,7 +30,7 @@ __all__ = ["main", "serve"]
 
 
 async def serve(session: Session) -> None:
-    from .keeper import Keeper, dashboard_port
+    from dask_hpc.keeper.plugin import Keeper
 
     config = session.read_config()
     choice = choose_interface(config.interface, lambda: system_peers(get_system(config.system)))

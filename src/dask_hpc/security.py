@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SessionError
+from dask_hpc.errors import SessionError
 
 if TYPE_CHECKING:
     from distributed import Security

@@ -15,8 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError, UnknownOptionError
-from .files import private_directory
+from dask_hpc.errors import SpecError, UnknownOptionError
+from dask_hpc.files import private_directory
 
 __all__ = [
     "JobSpec",

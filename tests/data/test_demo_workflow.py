@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dask_hpc import workflow
+from dask_hpc.demo import workflow
 from dask_hpc.errors import DataError
 
 from . import model_output
@@ -78,7 +78,7 @@ def test_the_variable_is_the_field_not_its_bounds(tmp_path: Path) -> None:
 
 
 def test_a_level_needs_numbers_and_files(tmp_path: Path) -> None:
-    from dask_hpc.demo import run_demo
+    from dask_hpc.demo.run import run_demo
 
     labelled = model_output.dataset("julian", 2000, 2).assign_coords(plev=["a", "b", "c", "d"])
     path = model_output.write(tmp_path, "labelled.nc", labelled)

@@ -26,19 +26,19 @@ import pytest
 from distributed import Scheduler, Worker
 from distributed.core import Status
 
-import dask_hpc.decide as decide_module
-import dask_hpc.keeper as keeper_module
-import dask_hpc.ledger as ledger_module
-import dask_hpc.remote as remote_module
+import dask_hpc.keeper.decisions as decide_module
+import dask_hpc.keeper.plugin as keeper_module
+import dask_hpc.keeper.protocol as protocol
+import dask_hpc.state.ledger as ledger_module
 from dask_hpc.errors import SpecError
-from dask_hpc.interface import InterfaceChoice
-from dask_hpc.keeper import Keeper
-from dask_hpc.ledger import JobRecord, load_ledger
-from dask_hpc.session import Session, SessionConfig
+from dask_hpc.keeper.plugin import Keeper
+from dask_hpc.network import InterfaceChoice
 from dask_hpc.spec import JobSpec
+from dask_hpc.state.ledger import JobRecord, load_ledger
+from dask_hpc.state.session import Session, SessionConfig
 from dask_hpc.systems import JobState
 from dask_hpc.systems.base import ENV_SYSTEM
-from dask_hpc.walltime import END_METRIC
+from dask_hpc.worker.retirement import END_METRIC
 
 from .fake_system import FakeSystem
 
@@ -83,7 +83,7 @@ class Harness:
 
     async def join(self, name: str, *, end: float | None = None) -> Worker:
         """Start a worker named ``name`` (a job id, or ``<job id>-<n>``); ``end``: the walltime
-        end it reports, as dask_hpc.walltime does in a job."""
+        end it reports, as dask_hpc.worker.retirement does in a job."""
         worker = Worker(
             self.scheduler.address,
             name=name,
@@ -230,7 +230,7 @@ def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None
             with pytest.raises(SpecError) as before:
                 JobSpec.from_options(walltime="soon")
             with pytest.raises(SpecError) as after:
-                raise remote_module._raised(bad)
+                raise protocol.raised(bad)
             assert str(after.value) == str(before.value) == bad["error"]
             unknown = await h.keeper.add(1, {"gpus": 2})
             assert "unknown option gpus" in unknown["error"]
@@ -608,10 +608,10 @@ def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_pat
         async with keeper_over(tmp_path, FakeSystem()) as h:
             refused = await h.keeper.adapt(3, 1)
             assert refused["error"] == "invalid adapt bounds 'min 3, max 1': need 0 <= min <= max"
-            assert isinstance(remote_module._raised(refused), SpecError)
+            assert isinstance(protocol.raised(refused), SpecError)
             scaled = await h.keeper.scale(-1)
             assert scaled["error"] == "invalid jobs -1: must be a whole number >= 0"
-            assert isinstance(remote_module._raised(scaled), SpecError)
+            assert isinstance(protocol.raised(scaled), SpecError)
             answer = await h.keeper.adapt(minimum_jobs=2, maximum_jobs=4)
             assert answer == {"adapt": {"minimum_jobs": 2, "maximum_jobs": 4}}
             assert (await h.keeper.status())["adapt"] == {"minimum_jobs": 2, "maximum_jobs": 4}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from dask_hpc.session import SESSIONS_VARIABLE, Session
+from dask_hpc.state.session import SESSIONS_VARIABLE, Session
 from dask_hpc.systems.local import SPOOL_VARIABLE
 
 from ..conftest import bring_up, systems

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dask_hpc import sst
+from dask_hpc.demo import sst
 
 from .conftest import HPC, bring_up, processes_mentioning, systems
 from .test_bad_input import one_error_line

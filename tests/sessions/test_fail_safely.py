@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dask_hpc.session import SESSIONS_VARIABLE
 from dask_hpc.spec import JobSpec
+from dask_hpc.state.session import SESSIONS_VARIABLE
 from dask_hpc.systems import JobState
 from dask_hpc.systems.local import SLOTS_VARIABLE, SPOOL_VARIABLE, LocalSystem
 

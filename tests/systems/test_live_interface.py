@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dask_hpc.interface import choose_interface, system_peers
+from dask_hpc.network import choose_interface, system_peers
 from dask_hpc.systems import get_system
 
 from ..conftest import bring_up, systems

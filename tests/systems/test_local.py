@@ -94,9 +94,9 @@ def test_down_without_a_scheduler_returns_once_its_jobs_are_gone(
     A CI run saw a worker job still RUNNING right after ``down`` of a session whose
     scheduler had died: the job's runner had not yet seen its process end.
     """
-    from dask_hpc import control
-    from dask_hpc.ledger import JobRecord, save_ledger
-    from dask_hpc.session import Session, SessionConfig
+    from dask_hpc.session import lifecycle
+    from dask_hpc.state.ledger import JobRecord, save_ledger
+    from dask_hpc.state.session import Session, SessionConfig
 
     monkeypatch.setenv("DASK_HPC_LOCAL_SPOOL", str(tmp_path / "spool"))
     system = LocalSystem()
@@ -110,7 +110,7 @@ def test_down_without_a_scheduler_returns_once_its_jobs_are_gone(
     session.write_config(SessionConfig("gone", "local", JobSpec(), JobSpec()))
     save_ledger(session.ledger_file, {job_id: JobRecord(job_id, "w", 1, 3600, time.time())})
 
-    result = control.down(session)
+    result = lifecycle.down(session)
     assert result["job_ids"] == [job_id] and result["answered"] is False
     assert system.query([job_id])[job_id].state is JobState.CANCELLED
     assert result["warning"] is None

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from dask_hpc import JobSpec
-from dask_hpc.commands import scheduler_command, worker_command, worker_script
-from dask_hpc.control import session_specs
 from dask_hpc.errors import SpecError
+from dask_hpc.keeper.scripts import scheduler_command, worker_command, worker_script
 from dask_hpc.security import tls_files
+from dask_hpc.session.lifecycle import session_specs
 from dask_hpc.systems import SYSTEMS, get_system
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

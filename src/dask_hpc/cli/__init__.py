@@ -8,11 +8,11 @@ from typing import Any
 
 import click
 
-from ..commands import worker_command
-from ..errors import DaskHPCError
-from ..session import Session
-from ..systems import get_system
-from .options import given_options, spec_from, spec_options, system_option
+from dask_hpc.cli.options import given_options, spec_from, spec_options, system_option
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.keeper.scripts import worker_command
+from dask_hpc.state.session import Session
+from dask_hpc.systems import get_system
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,7 +86,7 @@ def demo(
 ) -> None:
     """An xarray workflow on a session: open many NetCDF files in parallel, persist, monthly
     climatology and anomalies, publish them, draw a figure; time every step."""
-    from ..demo import run_demo
+    from dask_hpc.demo.run import run_demo
 
     run_demo(
         system=system,
@@ -103,9 +103,9 @@ def demo(
     )
 
 
-from . import session as _session  # noqa: E402  (registers the session commands)
-from .bench import bench  # noqa: E402
-from .mpi import mpi  # noqa: E402
+from dask_hpc.cli import session as _session  # noqa: E402  (registers the session commands)
+from dask_hpc.cli.bench import bench  # noqa: E402
+from dask_hpc.cli.mpi import mpi  # noqa: E402
 
 _session.register(cli)
 cli.add_command(mpi)

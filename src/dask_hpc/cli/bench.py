@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from ..netbench import Measurement
+    from dask_hpc.bench.network import Measurement
 
 __all__ = ["bench"]
 
@@ -48,14 +48,14 @@ def network(
     plot_path: Path | None,
 ) -> None:
     """Bandwidth between two workers over each transport, with raw TCP, MPI and memcpy beside."""
-    from .. import netbench
+    from dask_hpc.bench import network as netbench
 
     nbytes = [netbench.parse_size(s) for s in sizes.split(",") if s.strip()]
     console = Console(stderr=True, highlight=False)
     measurements: list[netbench.Measurement] = []
     if any(os.environ.get(v) for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
         # Under mpirun/srun: a cluster over mpi:// (initialize), measured from the script's rank.
-        from ..mpi import initialize
+        from dask_hpc.mpi import initialize
 
         initialize(protocol="mpi", nanny=False, dashboard=False)  # only rank 1 comes back
         import dask
@@ -73,7 +73,7 @@ def network(
             measurements += _local(nbytes, repeat, console, baselines=False)
         where = "two worker ranks of an MPI job, dask over mpi:// (tcp, tls: two processes beside)"
     elif session_name:
-        from ..cluster import connect
+        from dask_hpc.session.cluster import connect
 
         with connect(session_name) as client:
             scheme = client.scheduler.address.split("://", 1)[0]
@@ -121,8 +121,8 @@ def network(
 def _local(nbytes: list[int], repeat: int, console: Console, baselines: bool = True) -> list[Measurement]:
     from distributed import Client, LocalCluster
 
-    from .. import netbench
-    from ..security import make_credentials
+    from dask_hpc.bench import network as netbench
+    from dask_hpc.security import make_credentials
 
     found: list[netbench.Measurement] = []
     for label, security in (("tcp", None), ("tls", make_credentials("bench").security())):

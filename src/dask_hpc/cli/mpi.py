@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .options import login_host_option
+from dask_hpc.cli.options import login_host_option
 
 
 @click.command(name="mpi")
@@ -58,7 +58,7 @@ from .options import login_host_option
 @login_host_option
 def mpi(**options: Any) -> None:
     """Make this MPI job a Dask cluster (run it with mpirun or srun)."""
-    from ..mpi import leaving, run
+    from dask_hpc.mpi import leaving, run
 
     if options["insecure"]:
         click.echo(

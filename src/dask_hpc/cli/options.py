@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..session import DEFAULT_NAME
-from ..spec import JobSpec, absolute_path
-from ..systems import SYSTEMS
+from dask_hpc.spec import JobSpec, absolute_path
+from dask_hpc.state.session import DEFAULT_NAME
+from dask_hpc.systems import SYSTEMS
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,13 +12,13 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from .. import control
-from ..errors import SessionError
-from ..session import Session
-from ..spec import make_log_directory
-from ..systems import JobState, JobStatus, get_system
-from . import views
-from .options import given_options, login_host_option, name_option, spec_options, system_option
+from dask_hpc.cli import views
+from dask_hpc.cli.options import given_options, login_host_option, name_option, spec_options, system_option
+from dask_hpc.errors import SessionError
+from dask_hpc.session import lifecycle
+from dask_hpc.spec import make_log_directory
+from dask_hpc.state.session import Session
+from dask_hpc.systems import JobState, JobStatus, get_system
 
 __all__ = ["register"]
 
@@ -105,7 +105,7 @@ def up(
     """Start a session: submit the scheduler's job and wait until the scheduler answers."""
     session = Session(name)
     batch = get_system(system)
-    spec, scheduler_spec = control.session_specs(
+    spec, scheduler_spec = lifecycle.session_specs(
         name,
         given_options(options),
         scheduler_walltime=scheduler_walltime,
@@ -127,7 +127,7 @@ def up(
         def progress(status: JobStatus, elapsed: float) -> None:
             live.update(views.waiting_line(status, elapsed))
 
-        started = control.up(
+        started = lifecycle.up(
             session,
             batch,
             spec,
@@ -144,16 +144,18 @@ def up(
         )
     # What the jobs took of the options, once they run: a failed start stays one line.
     notes = [
-        control.scheduler_note(given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime))
+        lifecycle.scheduler_note(
+            given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime)
+        )
     ]
-    notes.append(control.replaced_note(batch, spec) or "")
+    notes.append(lifecycle.replaced_note(batch, spec) or "")
     for note in filter(None, notes):
         console.print(note, soft_wrap=True, markup=False)
     web = started.web
-    line = control.tunnel_line(session, pages=web) if web and web.dashboard_port else None
+    line = lifecycle.tunnel_line(session, pages=web) if web and web.dashboard_port else None
     console.print(views.started_lines(started, line))
     if workers and wait_seconds is not None:
-        ids = [j["job_id"] for j in control.status(session)["jobs"]]
+        ids = [j["job_id"] for j in lifecycle.status(session)["jobs"]]
         _wait_for_jobs(session, ids, wait_seconds)
 
 
@@ -176,7 +178,7 @@ def up(
 def add(name: str, n: int, wait_seconds: float | None, keep: bool, **options: Any) -> None:
     """Add N worker jobs (one node each by default) to the session."""
     session = Session(name)
-    ids = control.add(session, n, given_options(options), keep=keep)
+    ids = lifecycle.add(session, n, given_options(options), keep=keep)
     kept = " (kept: replaced ahead of their walltime)" if keep else ""
     console.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}{kept}")
     if wait_seconds is not None:
@@ -186,7 +188,7 @@ def add(name: str, n: int, wait_seconds: float | None, keep: bool, **options: An
 def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     t0 = time.monotonic()
-    _, scheduler = control.open_live(session)
+    _, scheduler = lifecycle.open_live(session)
     while True:
         report = scheduler.ask("dask_hpc_status")  # the keeper's view: no batch-system call
         jobs = {j["job_id"]: j for j in report["jobs"] if j["job_id"] in ids}
@@ -217,7 +219,7 @@ def remove(name: str, n: int | None, job_ids: tuple[str, ...]) -> None:
     """Retire the workers of N jobs (or of --job ID) gracefully, then end those jobs."""
     if (n is None) == (not job_ids):
         raise click.UsageError("give either N (how many jobs) or --job ID, not both and not neither")
-    ids = control.remove(Session(name), n, list(job_ids) or None)
+    ids = lifecycle.remove(Session(name), n, list(job_ids) or None)
     console.print(f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}")
 
 
@@ -235,7 +237,7 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
         raise click.UsageError("give --max (and optionally --min), or --off")
     if not off and minimum is not None and maximum is not None and maximum < minimum:
         raise click.UsageError(f"--max {maximum} is below --min {minimum}")
-    answer = control.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
+    answer = lifecycle.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
     bounds = answer["adapt"]
     if bounds is None:
         console.print("adapt off: worker jobs stay as they are")
@@ -254,7 +256,7 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
 @click.option("--all", "show_all", is_flag=True, help="list ended jobs too")
 def status(name: str, as_json: bool, show_all: bool) -> None:
     """The session's scheduler and worker jobs: states, nodes, walltime left, workers."""
-    report = control.status(Session(name))
+    report = lifecycle.status(Session(name))
     if as_json:
         click.echo(json.dumps(report, indent=1))
     else:
@@ -268,7 +270,7 @@ def status(name: str, as_json: bool, show_all: bool) -> None:
 def logs(job: str | None, name: str, follow: bool) -> None:
     """Print a job's stdout and stderr: JOB is a worker job id, or 'scheduler' (the default)."""
     session = Session(name)
-    job_id, out, err = control.log_paths(session, job)
+    job_id, out, err = lifecycle.log_paths(session, job)
     if not follow:
         for path in (out, err):
             click.echo(f"==> {path} <==")
@@ -306,7 +308,7 @@ def _follow(session: Session, job_id: str, paths: list[Path]) -> None:
 def down(name: str) -> None:
     """End the session: its worker jobs, then its scheduler. Logs are kept."""
     session = Session(name)
-    result = control.down(session)
+    result = lifecycle.down(session)
     n = len(result["job_ids"])
     console.print(
         f"session {name}: ended {n} worker job{'s' if n != 1 else ''}"
@@ -329,9 +331,9 @@ def down(name: str) -> None:
 def tunnel(session_name: str | None, name: str, login_host: str | None, scheduler_file: Path | None) -> None:
     """Print the SSH line that brings the session's dashboard and JupyterLab to your laptop."""
     if scheduler_file:
-        line = control.mpi_tunnel_line(scheduler_file, login_host)
+        line = lifecycle.mpi_tunnel_line(scheduler_file, login_host)
     else:
-        line = control.tunnel_line(Session(session_name or name), login_host)
+        line = lifecycle.tunnel_line(Session(session_name or name), login_host)
     click.echo(line.command)
     for label, url in (("dashboard", line.dashboard_url), ("jupyter", line.jupyter_url)):
         if url:
@@ -342,7 +344,7 @@ def tunnel(session_name: str | None, name: str, login_host: str | None, schedule
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def list_(as_json: bool) -> None:
     """The sessions and whether their schedulers answer."""
-    rows = control.sessions_overview()
+    rows = lifecycle.sessions_overview()
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     else:

@@ -9,10 +9,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..control import Started
-from ..spec import format_walltime
-from ..systems import JobStatus
-from ..tunnel import Tunnel
+from dask_hpc.session.lifecycle import Started
+from dask_hpc.spec import format_walltime
+from dask_hpc.systems import JobStatus
+from dask_hpc.web.tunnel import Tunnel
 
 __all__ = ["sessions_table", "started_lines", "status_view", "waiting_line"]
 

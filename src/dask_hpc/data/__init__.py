@@ -5,6 +5,6 @@
 * ``batches.py``: chunks of a batch of files, where the values stay the same.
 """
 
-from .open import open_mfdataset
+from dask_hpc.data.open import open_mfdataset
 
 __all__ = ["open_mfdataset"]

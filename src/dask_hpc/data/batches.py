@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .reader import FilePart, FilesArray
+from dask_hpc.data.reader import FilePart, FilesArray
 
 if TYPE_CHECKING:
     import xarray as xr

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .batches import batch_chunks
-from .reader import FilesArray, Opened, Opening, forget, open_files
+from dask_hpc.data.batches import batch_chunks
+from dask_hpc.data.reader import FilesArray, Opened, Opening, forget, open_files
 
 if TYPE_CHECKING:
     import xarray as xr

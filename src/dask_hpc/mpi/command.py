@@ -9,15 +9,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import DaskHPCError
-from ..files import private_directory
-from ..security import Credentials, make_credentials, tls_files, write_tls_files
-from ..worker import fork_workers
-from .leaving import LauncherWatch
-from .roles import fail_start, receive_cluster, run_role
-from .roles import scheduler as run_scheduler
-from .roles import worker as run_worker
-from .world import default_protocol, host, import_while_waiting, start_mpi_transport, too_small, world
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.files import private_directory
+from dask_hpc.mpi.leaving import LauncherWatch
+from dask_hpc.mpi.roles import fail_start, receive_cluster, run_role
+from dask_hpc.mpi.roles import scheduler as run_scheduler
+from dask_hpc.mpi.roles import worker as run_worker
+from dask_hpc.mpi.world import (
+    default_protocol,
+    host,
+    import_while_waiting,
+    start_mpi_transport,
+    too_small,
+    world,
+)
+from dask_hpc.security import Credentials, make_credentials, tls_files, write_tls_files
+from dask_hpc.worker.entry import fork_workers
 
 
 def client_security(scheduler_file: str | Path, timeout: float = 30.0) -> Any:

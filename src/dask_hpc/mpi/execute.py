@@ -7,15 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..security import make_credentials, tls_files
-from ..worker import fork_workers
-from . import leaving
-from .command import _address_from_file, forget_last_run, publish_credentials
-from .leaving import LauncherWatch, send_close_signal
-from .roles import fail_start, receive_cluster, run_role, use_cluster
-from .roles import scheduler as run_scheduler
-from .roles import worker as run_worker
-from .world import default_protocol, host, import_while_waiting, start_mpi_transport, too_small, world
+from dask_hpc.mpi import leaving
+from dask_hpc.mpi.command import _address_from_file, forget_last_run, publish_credentials
+from dask_hpc.mpi.leaving import LauncherWatch, send_close_signal
+from dask_hpc.mpi.roles import fail_start, receive_cluster, run_role, use_cluster
+from dask_hpc.mpi.roles import scheduler as run_scheduler
+from dask_hpc.mpi.roles import worker as run_worker
+from dask_hpc.mpi.world import (
+    default_protocol,
+    host,
+    import_while_waiting,
+    start_mpi_transport,
+    too_small,
+    world,
+)
+from dask_hpc.security import make_credentials, tls_files
+from dask_hpc.worker.entry import fork_workers
 
 
 def execute(

@@ -5,12 +5,19 @@ from __future__ import annotations
 import atexit
 from typing import Any
 
-from ..security import make_credentials
-from ..worker import fork_workers
-from . import leaving
-from .leaving import LauncherWatch
-from .roles import receive_cluster, run_role, scheduler, use_cluster, worker
-from .world import default_protocol, host, import_while_waiting, start_mpi_transport, too_small, world
+from dask_hpc.mpi import leaving
+from dask_hpc.mpi.leaving import LauncherWatch
+from dask_hpc.mpi.roles import receive_cluster, run_role, scheduler, use_cluster, worker
+from dask_hpc.mpi.world import (
+    default_protocol,
+    host,
+    import_while_waiting,
+    start_mpi_transport,
+    too_small,
+    world,
+)
+from dask_hpc.security import make_credentials
+from dask_hpc.worker.entry import fork_workers
 
 
 def initialize(

@@ -92,7 +92,7 @@ def finalize_mpi() -> None:
 
     if not MPI.Is_initialized() or MPI.Is_finalized():
         return
-    mpicomm = sys.modules.get("dask_hpc.mpicomm")  # not imported now: at exit, nothing may import
+    mpicomm = sys.modules.get("dask_hpc.comm.engine")  # not imported now: at exit, nothing may import
     if mpicomm is not None and mpicomm.Engine._instance is not None:
         mpicomm.Engine._instance.stop()
     MPI.Finalize()

@@ -19,17 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import DaskHPCError
-from ..files import write_private
-from ..jupyter import JupyterLab, web_pages
-from ..security import tls_files
-from ..tunnel import login_host, submit_host, tunnel
-from . import leaving
-from .leaving import CLOSE_TIMEOUT, LauncherWatch, abandon, say
-from .world import StartFailed, announce
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.files import write_private
+from dask_hpc.mpi import leaving
+from dask_hpc.mpi.leaving import CLOSE_TIMEOUT, LauncherWatch, abandon, say
+from dask_hpc.mpi.world import StartFailed, announce
+from dask_hpc.security import tls_files
+from dask_hpc.web.jupyter import JupyterLab, web_pages
+from dask_hpc.web.tunnel import login_host, submit_host, tunnel
 
 if TYPE_CHECKING:
-    from ..security import Credentials
+    from dask_hpc.security import Credentials
 
 #: Seconds between asking MPI whether a rank this one serves has died (fault tolerance on).
 GONE_CHECK = 0.5
@@ -97,7 +97,7 @@ async def scheduler(
     the MPI job: that is its address (the scheduler file's); the ranks get its mpi:// one.
     ``with_worker``: a worker beside it on this rank (its type and options); ``client``: a
     function run in a thread of this rank once the cluster is announced (execute()'s)."""
-    from ..launch import add_dashboard, start_scheduler
+    from dask_hpc.launch import add_dashboard, start_scheduler
 
     security = credentials.security() if credentials else None
     protocol = options.pop("protocol", None) or ("tls" if security else None)
@@ -258,8 +258,8 @@ async def _web_pages(
     login: str | None,
 ) -> JupyterLab | None:
     """JupyterLab if asked, ``web.json`` beside the scheduler file, and the tunnel line on stdout."""
-    from ..keeper import dashboard_port
-    from ..tunnel import site_login_host
+    from dask_hpc.launch import dashboard_port
+    from dask_hpc.web.tunnel import site_login_host
 
     directory = Path(scheduler_file).absolute().parent if scheduler_file else None
     pages, lab = await web_pages(
@@ -285,7 +285,7 @@ async def _web_pages(
 def receive_cluster(comm: Any, root: int) -> tuple[str, Credentials | None]:
     """The scheduler's address and the cluster's credentials, as ``root`` announces them; if
     its scheduler could not start, this rank exits 1 (quietly: ``root`` says why)."""
-    from .world import receive_announcement
+    from dask_hpc.mpi.world import receive_announcement
 
     value = receive_announcement(comm, root)
     if isinstance(value, StartFailed):

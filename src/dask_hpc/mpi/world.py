@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import DaskHPCError
-from ..interface import choose_interface, job_peers
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.network import choose_interface, job_peers
 
 #: Seconds between looks of a rank that waits for the scheduler's address: it sleeps in
 #: between instead of spinning inside MPI (Open MPI's blocking calls poll a core at 100%,
@@ -121,7 +121,7 @@ def start_mpi_transport(protocol: str | None, nanny: bool, comm: Any, insecure: 
             "leave out --protocol (tls is used)",
             True,
         )
-    from ..mpicomm import Engine
+    from dask_hpc.comm.engine import Engine
 
     Engine.get(comm)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from ..errors import NotInJobError, UnknownSystemError
-from .base import ENV_SYSTEM, BatchSystem, JobContext, JobState, JobStatus
-from .htcondor import HTCondorSystem
-from .local import LocalSystem
-from .lsf import LSFSystem
-from .pbs import PBSSystem, TorqueSystem
-from .sge import SGESystem
-from .slurm import SlurmSystem
+from dask_hpc.errors import NotInJobError, UnknownSystemError
+from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, JobContext, JobState, JobStatus
+from dask_hpc.systems.htcondor import HTCondorSystem
+from dask_hpc.systems.local import LocalSystem
+from dask_hpc.systems.lsf import LSFSystem
+from dask_hpc.systems.pbs import PBSSystem, TorqueSystem
+from dask_hpc.systems.sge import SGESystem
+from dask_hpc.systems.slurm import SlurmSystem
 
 __all__ = [
     "SYSTEMS",

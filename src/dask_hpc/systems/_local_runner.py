@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .base import JobState
-from .local import (
+from dask_hpc.systems.base import JobState
+from dask_hpc.systems.local import (
     CANCEL_FILE,
     JOB_END_VARIABLE,
     JOB_ID_VARIABLE,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _process
-from ..errors import (
+from dask_hpc import _process
+from dask_hpc.errors import (
     CommandError,
     CommandTimeoutError,
     NotInJobError,
@@ -30,8 +30,8 @@ from ..errors import (
     SubmitUnclearError,
     WrongSystemError,
 )
-from ..files import private_directory
-from ..spec import JobSpec
+from dask_hpc.files import private_directory
+from dask_hpc.spec import JobSpec
 
 __all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus", "has_references", "shell_value"]
 
@@ -283,7 +283,7 @@ class BatchSystem(ABC):
         """
         if self.name not in ("pbs", "torque", "sge"):
             return
-        from .identify import recognise
+        from dask_hpc.systems.identify import recognise
 
         found = recognise(self.name)
         if found is not None and found.system != self.name:

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _process
-from ..errors import ParseError, SpecError
-from ..spec import JobSpec
-from .base import (
+from dask_hpc import _process
+from dask_hpc.errors import ParseError, SpecError
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems.base import (
     ENV_START,
     ENV_SYSTEM,
     ENV_WALLTIME,

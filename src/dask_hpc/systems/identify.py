@@ -19,8 +19,8 @@ import re
 import shutil
 from dataclasses import dataclass
 
-from .. import _process
-from ..errors import CommandError
+from dask_hpc import _process
+from dask_hpc.errors import CommandError
 
 __all__ = ["Family", "qsub_family", "recognise"]
 

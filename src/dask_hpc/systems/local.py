@@ -23,11 +23,11 @@ from typing import ClassVar
 
 import psutil
 
-from .. import _process
-from ..errors import SpecError, SubmitError
-from ..files import private_directory, write_private
-from ..spec import JobSpec
-from .base import PRIVATE_UMASK, BatchSystem, JobState, JobStatus
+from dask_hpc import _process
+from dask_hpc.errors import SpecError, SubmitError
+from dask_hpc.files import private_directory, write_private
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems.base import PRIVATE_UMASK, BatchSystem, JobState, JobStatus
 
 __all__ = ["LocalSystem", "spool_directory"]
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import ParseError
-from ..spec import JobSpec
-from .base import BatchSystem, JobState, JobStatus, must_match
+from dask_hpc.errors import ParseError
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match
 
 __all__ = ["LSFSystem"]
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from ..spec import JobSpec, format_walltime
-from .base import BatchSystem, JobState, JobStatus, must_match, read_lines
+from dask_hpc.spec import JobSpec, format_walltime
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines
 
 __all__ = ["PBSSystem", "TorqueSystem", "parse_qstat_full"]
 

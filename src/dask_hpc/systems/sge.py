@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _process
-from ..errors import ParseError
-from ..spec import JobSpec, format_walltime
-from .base import BatchSystem, JobState, JobStatus, must_match, read_lines
+from dask_hpc import _process
+from dask_hpc.errors import ParseError
+from dask_hpc.spec import JobSpec, format_walltime
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines
 
 __all__ = ["SGESystem"]
 

@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
 
-from .. import _process
-from ..errors import CommandError
-from ..spec import JobSpec, format_walltime
-from .base import BatchSystem, JobState, JobStatus, must_match
+from dask_hpc import _process
+from dask_hpc.errors import CommandError
+from dask_hpc.spec import JobSpec, format_walltime
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match
 
 __all__ = ["SlurmSystem", "expand_hostlist"]
 

@@ -1,7 +1,7 @@
 """Workers that know their walltime: they leave gracefully a margin before their job ends.
 
 ``python -m dask_hpc.worker`` preloads this module into every worker
-(``dask worker --preload dask_hpc.walltime``). In a job, the worker learns when
+(``dask worker --preload dask_hpc.worker.retirement``). In a job, the worker learns when
 the job's walltime ends (:func:`dask_hpc.systems.current_job`), tells the
 scheduler (a worker metric, ``dask_hpc_end``, that the keeper reads to submit a
 replacement ahead of time), and once a second checks whether the time left is
@@ -26,15 +26,15 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import DaskHPCError
-from .systems import current_job
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.systems import current_job
 
 if TYPE_CHECKING:
     from distributed import Worker
 
 __all__ = ["END_METRIC", "WalltimeWatch", "dask_setup", "retire_margin"]
 
-logger = logging.getLogger("dask_hpc.walltime")
+logger = logging.getLogger("dask_hpc.worker.retirement")
 
 #: The worker metric that carries the job's end (seconds since the epoch) to the scheduler.
 END_METRIC = "dask_hpc_end"

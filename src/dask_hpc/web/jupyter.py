@@ -22,11 +22,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ._process import start_child
-from .errors import SessionError
-from .security import TLSFiles
-from .session import SESSION_VARIABLE, SESSIONS_VARIABLE
-from .tunnel import WebPages
+from dask_hpc._process import start_child
+from dask_hpc.errors import SessionError
+from dask_hpc.security import TLSFiles
+from dask_hpc.state.session import SESSION_VARIABLE, SESSIONS_VARIABLE
+from dask_hpc.web.tunnel import WebPages
 
 __all__ = [
     "JUPYTER_PORT",

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
-from .commands import worker_script
-from .decide import (
+from dask_hpc.errors import DaskHPCError, SessionError, SpecError, SubmitError, SubmitUnclearError
+from dask_hpc.keeper.decisions import (
     Backoff,
     adapt_target_jobs,
     choose_removals,
@@ -31,22 +31,23 @@ from .decide import (
     replacement_times,
     scale_steps,
 )
-from .errors import DaskHPCError, SessionError, SpecError, SubmitError, SubmitUnclearError
-from .interface import InterfaceChoice
-from .ledger import JobRecord, load_ledger, save_ledger
-from .remote import refusal
-from .security import tls_files
-from .session import Session, SessionConfig
-from .spec import JobSpec
-from .systems import BatchSystem, JobState, current_job, get_system
-from .walltime import END_METRIC, retire_margin
+from dask_hpc.keeper.protocol import refusal
+from dask_hpc.keeper.scripts import worker_script
+from dask_hpc.launch import dashboard_port
+from dask_hpc.network import InterfaceChoice
+from dask_hpc.security import tls_files
+from dask_hpc.spec import JobSpec
+from dask_hpc.state.ledger import JobRecord, load_ledger, save_ledger
+from dask_hpc.state.session import Session, SessionConfig
+from dask_hpc.systems import BatchSystem, JobState, current_job, get_system
+from dask_hpc.worker.retirement import END_METRIC, retire_margin
 
 if TYPE_CHECKING:
     from distributed import Scheduler
 
-__all__ = ["Keeper", "dashboard_port"]
+__all__ = ["Keeper"]
 
-logger = logging.getLogger("dask_hpc.keeper")
+logger = logging.getLogger("dask_hpc.keeper.plugin")
 
 #: Adapt asks the scheduler this often, and ends a job only after this many asks agree.
 ADAPT_INTERVAL = 1.0
@@ -660,14 +661,9 @@ class Keeper(SchedulerPlugin):
 
 
 def _reported_end(ws: Any) -> float | None:
-    """The walltime end a worker reported (dask_hpc.walltime), if it did."""
+    """The walltime end a worker reported (dask_hpc.worker.retirement), if it did."""
     value = (getattr(ws, "metrics", None) or {}).get(END_METRIC)
     return float(value) if isinstance(value, int | float) else None
-
-
-def dashboard_port(scheduler: Scheduler) -> int | None:
-    server = scheduler.services.get("dashboard")
-    return None if server is None else int(server.port)
 
 
 def _dashboard(scheduler: Scheduler, host: str) -> str | None:

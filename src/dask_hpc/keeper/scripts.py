@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .security import TLSFiles
-from .spec import JobSpec
-from .systems.base import BatchSystem
+from dask_hpc.security import TLSFiles
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems.base import BatchSystem
 
 __all__ = ["scheduler_command", "worker_command", "worker_script"]
 

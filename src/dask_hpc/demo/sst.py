@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import dask
 import numpy as np
 
-from .files import private_directory
+from dask_hpc.files import private_directory
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -88,7 +88,7 @@ def day_dataset(day: int, grid: tuple[int, int] = GRID) -> xr.Dataset:
         },
         attrs={
             "title": "dask-hpc demo: synthetic daily SST",
-            "source": "dask_hpc.sst: profile + seasonal cycle + warm event + noise",
+            "source": "dask_hpc.demo.sst: profile + seasonal cycle + warm event + noise",
             "Conventions": "CF-1.8",
         },
     )

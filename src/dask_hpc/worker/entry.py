@@ -1,10 +1,10 @@
-"""``python -m dask_hpc.worker``: ``dask worker``, with workers named after their job
+"""What ``python -m dask_hpc.worker`` runs: ``dask worker``, with workers named after their job
 that leave gracefully before its walltime ends.
 
 The keeper tells which job a worker belongs to by its name (``<job id>`` or
 ``<job id>-<n>``), so that it can retire a job's workers before ending it and
 show how many workers each job brought. In a job, every worker preloads
-:mod:`dask_hpc.walltime`.
+:mod:`dask_hpc.worker.retirement`.
 """
 
 from __future__ import annotations
@@ -12,21 +12,21 @@ from __future__ import annotations
 import os
 import sys
 
-from .errors import DaskHPCError
-from .systems import current_job
+from dask_hpc.errors import DaskHPCError
+from dask_hpc.systems import current_job
 
 __all__ = ["fork_workers", "main"]
 
 
 def worker_arguments(argv: list[str]) -> list[str]:
     """``argv`` plus, inside a dask-hpc job, ``--name <job id>`` (unless a name is given)
-    and ``--preload dask_hpc.walltime``."""
+    and ``--preload dask_hpc.worker.retirement``."""
     try:
         job = current_job()
     except DaskHPCError:
         return argv  # not in a job: distributed names the worker by its address
     named = "--name" in argv or any(a.startswith("--name=") for a in argv)
-    return [*argv, *([] if named else ["--name", job.job_id]), "--preload", "dask_hpc.walltime"]
+    return [*argv, *([] if named else ["--name", job.job_id]), "--preload", "dask_hpc.worker.retirement"]
 
 
 #: Set this (to spawn, fork or forkserver) to choose how a nanny starts its worker.
@@ -54,7 +54,3 @@ def main(argv: list[str] | None = None) -> None:
     dask_worker.main(
         args=worker_arguments(list(sys.argv[1:] if argv is None else argv)), prog_name="dask worker"
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .files import write_private
-from .systems import JobState, JobStatus
+from dask_hpc.files import write_private
+from dask_hpc.systems import JobState, JobStatus
 
 __all__ = ["JobRecord", "load_ledger", "save_ledger"]
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
-from . import control
-from .commands import worker_script
-from .errors import SessionError, UnknownOptionError
-from .interface import choose_interface, system_peers
-from .remote import Link
-from .security import create_tls_files, tls_files
-from .session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
-from .spec import JobSpec, make_log_directory
-from .systems import get_system
+from dask_hpc.errors import SessionError, UnknownOptionError
+from dask_hpc.keeper.scripts import worker_script
+from dask_hpc.network import choose_interface, system_peers
+from dask_hpc.security import create_tls_files, tls_files
+from dask_hpc.session import lifecycle
+from dask_hpc.session.link import Link
+from dask_hpc.spec import JobSpec, make_log_directory
+from dask_hpc.state.session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
+from dask_hpc.systems import get_system
 
 if TYPE_CHECKING:
     from distributed import Client, Scheduler, Security
@@ -62,11 +62,11 @@ def connect(name: str | None = None, *, timeout: float = 10.0) -> Client:
 
     mpi_file = os.environ.get(MPI_SCHEDULER_FILE_VARIABLE)
     if name is None and mpi_file and not os.environ.get(SESSION_VARIABLE):
-        from .mpi import client_security as mpi_security
+        from dask_hpc.mpi import client_security as mpi_security
 
         return Client(scheduler_file=mpi_file, timeout=timeout, security=mpi_security(mpi_file))
     session = Session(name or os.environ.get(SESSION_VARIABLE) or DEFAULT_NAME)
-    _, scheduler = control.open_live(session)  # a clear error if there is no scheduler answering
+    _, scheduler = lifecycle.open_live(session)  # a clear error if there is no scheduler answering
     return Client(scheduler_file=str(session.scheduler_file), timeout=timeout, security=scheduler.security)
 
 
@@ -74,7 +74,7 @@ def client_security(name: str | None = None) -> Security | None:
     """The TLS settings a Client needs for session ``name``: ``Client(scheduler_file=...,
     security=dask_hpc.client_security(name))``. None for a session started with --insecure."""
     session = Session(name or os.environ.get(SESSION_VARIABLE) or DEFAULT_NAME)
-    return control.session_security(session, session.read_config())
+    return lifecycle.session_security(session, session.read_config())
 
 
 class BatchCluster(Cluster):
@@ -195,7 +195,7 @@ class BatchCluster(Cluster):
         }
         self.session = Session(name or DEFAULT_NAME)
         self.system = get_system(system)
-        self.spec, scheduler_spec = control.session_specs(
+        self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,
             scheduler_walltime=own.get("scheduler_walltime"),
@@ -209,7 +209,7 @@ class BatchCluster(Cluster):
         self._in_job = scheduler == "job"
         self.security: Security | None = None  # Client(cluster) takes it from here
         if self._in_job:
-            started = control.up(
+            started = lifecycle.up(
                 self.session,
                 self.system,
                 self.spec,
@@ -233,7 +233,7 @@ class BatchCluster(Cluster):
             self.scale(own["n_workers"])
 
     def _start_here(self, scheduler_spec: JobSpec, own: dict[str, Any]) -> str:
-        control.refuse_if_live(self.session)
+        lifecycle.refuse_if_live(self.session)
         self.session.prepare()
         if self.spec.log_directory:
             make_log_directory(self.spec.log_directory)
@@ -256,8 +256,8 @@ class BatchCluster(Cluster):
         return str(self.sync(self._start_scheduler, config))  # type: ignore[no-untyped-call]
 
     async def _start_scheduler(self, config: SessionConfig) -> str:
-        from .keeper import Keeper
-        from .launch import DASHBOARD_PORT, add_dashboard, start_scheduler
+        from dask_hpc.keeper.plugin import Keeper
+        from dask_hpc.launch import DASHBOARD_PORT, add_dashboard, start_scheduler
 
         choice = choose_interface(config.interface, lambda: system_peers(self.system))
         self._scheduler = await start_scheduler(
@@ -335,14 +335,14 @@ class BatchCluster(Cluster):
 
     def status_report(self) -> dict[str, Any]:
         """What ``dask-hpc status --json`` prints."""
-        return control.status(self.session)
+        return lifecycle.status(self.session)
 
     def _ask(self, op: str, **kwargs: Any) -> dict[str, Any]:
         return Link(self.scheduler_address, self.security).ask(op, timeout=600, **kwargs)
 
     async def _close(self) -> None:
         if self._in_job:
-            await asyncio.to_thread(control.down, self.session)
+            await asyncio.to_thread(lifecycle.down, self.session)
         elif self._scheduler is not None:
             with contextlib.suppress(SessionError):  # already down
                 await Link(self.scheduler_address, self.security).ask_async("dask_hpc_down", timeout=120)

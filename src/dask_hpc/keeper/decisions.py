@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from .ledger import JobRecord
-from .systems import JobState
+from dask_hpc.state.ledger import JobRecord
+from dask_hpc.systems import JobState
 
 __all__ = [
     "Backoff",

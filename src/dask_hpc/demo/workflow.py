@@ -13,7 +13,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError
+from dask_hpc.errors import DataError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -86,7 +86,7 @@ def open_files(client: Client, files: list[str]) -> xr.Dataset:
     (:func:`dask_hpc.open_mfdataset`): chunks of a batch of files. The options are the usual ones
     for many files of one product: only the variables with a time axis are
     concatenated, the others taken from the first file."""
-    from .data import open_mfdataset
+    from dask_hpc.data import open_mfdataset
 
     try:
         return open_mfdataset(

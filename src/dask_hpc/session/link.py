@@ -10,17 +10,17 @@ live session is the same SpecError, with the same line, as before any session.
 from __future__ import annotations
 
 import asyncio
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import DaskHPCError, SchedulerUnreachableError, SessionError
+from dask_hpc.errors import SchedulerUnreachableError, SessionError
+from dask_hpc.keeper.protocol import raised
 
 if TYPE_CHECKING:
     from distributed import Security
 
-__all__ = ["Link", "refusal"]
+__all__ = ["Link"]
 
 #: A live scheduler accepts a connection at once; distributed's own connect retries
 #: a refused one until its timeout, which would make every command on a dead session slow.
@@ -51,7 +51,7 @@ class Link:
                 f"the scheduler at {self.address} gave an unexpected answer to {op}: {answer!r}"
             )
         if answer.get("error"):
-            raise _raised(answer)
+            raise raised(answer)
         return answer
 
     def ask(self, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
@@ -71,22 +71,3 @@ class Link:
         host, port = get_address_host_port(self.address)
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
         writer.close()
-
-
-def refusal(error: DaskHPCError, **more: Any) -> dict[str, Any]:
-    """A keeper's answer for ``error``: its line, and the error itself (every one of ours
-    survives a pickle round trip, tests/test_errors.py), for :class:`Link` to raise again."""
-    return {"error": str(error), "raised": pickle.dumps(error), **more}
-
-
-def _raised(answer: dict[str, Any]) -> DaskHPCError:
-    """The error a keeper answered with: as it was raised there, else a SessionError."""
-    raised = answer.get("raised")
-    if isinstance(raised, bytes):
-        try:
-            error = pickle.loads(raised)  # from our own session's scheduler, over its TLS
-        except Exception:  # an older keeper, or a class this side lacks: its words will do
-            error = None
-        if isinstance(error, DaskHPCError):
-            return error
-    return SessionError(str(answer["error"]))

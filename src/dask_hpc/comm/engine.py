@@ -23,7 +23,7 @@ MPI message). The frames of a large message are received by the progress thread
 as soon as its head is in, at once, into one contiguous buffer, as distributed's
 tcp comm does (no join, no copy, no event-loop hop per piece; distributed's
 shards of a large frame are slices of that buffer); that buffer comes from a
-pool of memory already touched (:mod:`dask_hpc.mpibuffers`). The progress thread
+pool of memory already touched (:mod:`dask_hpc.comm.buffers`). The progress thread
 polls while anything is in flight or was lately (Open MPI moves large messages
 only while it is called), but gives its core away between polls
 (``sched_yield``): a thread that spins takes the core its own rank's event loop
@@ -66,12 +66,12 @@ from distributed.comm.registry import Backend
 from distributed.comm.utils import from_frames, to_frames
 from distributed.utils import ensure_memoryview
 
-from .errors import DaskHPCError
-from .mpibuffers import BufferPool, default_limit
+from dask_hpc.comm.buffers import BufferPool, default_limit
+from dask_hpc.errors import DaskHPCError
 
 __all__ = ["MPIBackend", "MPIComm", "MPIConnector", "MPIListener"]
 
-logger = logging.getLogger("dask_hpc.mpicomm")
+logger = logging.getLogger("dask_hpc.comm.engine")
 
 CONTROL_TAG = 1
 FIRST_TAG = 2

@@ -5,45 +5,45 @@ from __future__ import annotations
 import dask
 import pytest
 
-from dask_hpc import walltime
-from dask_hpc.worker import worker_arguments
+from dask_hpc.worker import retirement
+from dask_hpc.worker.entry import worker_arguments
 
 
 def test_margin_floor_is_a_tenth_of_the_walltime_within_bounds() -> None:
-    assert walltime.margin_floor(3600) == 60  # an hour: a minute
-    assert walltime.margin_floor(600) == 60
-    assert walltime.margin_floor(300) == 30
-    assert walltime.margin_floor(40) == 5
+    assert retirement.margin_floor(3600) == 60  # an hour: a minute
+    assert retirement.margin_floor(600) == 60
+    assert retirement.margin_floor(300) == 30
+    assert retirement.margin_floor(40) == 5
 
 
 def test_margin_grows_with_the_data_to_move() -> None:
-    assert walltime.retire_margin(300, 0) == 30
-    assert walltime.retire_margin(300, 10**9, bandwidth=100e6) == pytest.approx(40)
-    assert walltime.retire_margin(300, 10**9, bandwidth=0) == pytest.approx(
-        30 + 1e9 / walltime.DEFAULT_BANDWIDTH
+    assert retirement.retire_margin(300, 0) == 30
+    assert retirement.retire_margin(300, 10**9, bandwidth=100e6) == pytest.approx(40)
+    assert retirement.retire_margin(300, 10**9, bandwidth=0) == pytest.approx(
+        30 + 1e9 / retirement.DEFAULT_BANDWIDTH
     )
 
 
 def test_margin_floor_from_dask_config() -> None:
     with dask.config.set({"dask-hpc.retire-margin": "2 minutes"}):
-        assert walltime.margin_floor(40) == 120
+        assert retirement.margin_floor(40) == 120
     with dask.config.set({"dask-hpc.retire-margin": 7}):
-        assert walltime.margin_floor(3600) == 7
+        assert retirement.margin_floor(3600) == 7
 
 
 def test_workers_in_a_job_preload_the_watch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASK_HPC_SYSTEM", "local")
     monkeypatch.setenv("DASK_HPC_LOCAL_JOB_ID", "17")
     args = worker_arguments(["--nthreads", "1"])
-    assert args[-4:] == ["--name", "17", "--preload", "dask_hpc.walltime"]
+    assert args[-4:] == ["--name", "17", "--preload", "dask_hpc.worker.retirement"]
     named = worker_arguments(["--name", "x"])
-    assert named == ["--name", "x", "--preload", "dask_hpc.walltime"]
+    assert named == ["--name", "x", "--preload", "dask_hpc.worker.retirement"]
 
 
 def test_outside_a_job_nothing_is_added(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DASK_HPC_SYSTEM", raising=False)
     assert worker_arguments(["--nthreads", "1"]) == ["--nthreads", "1"]
-    assert walltime.job_end() is None
+    assert retirement.job_end() is None
 
 
 class _Scheduler:
@@ -74,12 +74,12 @@ class _Worker:
         self.closed_with = reason
 
 
-def _watch(worker: _Worker, left: float, length: float = 300) -> walltime.WalltimeWatch:
+def _watch(worker: _Worker, left: float, length: float = 300) -> retirement.WalltimeWatch:
     """A watch of a job ``length`` seconds long that ends in ``left`` seconds."""
     import time
 
     now = time.time()
-    return walltime.WalltimeWatch(worker, now + left, now=now + left - length)  # type: ignore[arg-type]
+    return retirement.WalltimeWatch(worker, now + left, now=now + left - length)  # type: ignore[arg-type]
 
 
 def test_leaves_at_the_margin_once_its_data_moved() -> None:
@@ -105,7 +105,7 @@ def test_leaves_at_the_margin_once_its_data_moved() -> None:
 def test_stays_while_nobody_can_take_its_data_then_leaves_at_the_last_moment() -> None:
     import asyncio
 
-    async def run() -> tuple[_Worker, _Scheduler, walltime.WalltimeWatch]:
+    async def run() -> tuple[_Worker, _Scheduler, retirement.WalltimeWatch]:
         scheduler = _Scheduler(takes_data=False)
         worker = _Worker(scheduler)
         watch = _watch(worker, left=20)

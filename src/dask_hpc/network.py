@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from .errors import InterfaceError, UnreachableInterfaceError
+from dask_hpc.errors import InterfaceError, UnreachableInterfaceError
 
 if TYPE_CHECKING:
-    from .systems import BatchSystem
+    from dask_hpc.systems import BatchSystem
 
 __all__ = [
     "InterfaceChoice",
@@ -123,8 +123,8 @@ def job_peers(env: Mapping[str, str] | None = None) -> Peers:
             return Peers(True, f"{launcher} says all {env[size]} ranks run on this host")
     if env.get("SLURM_STEP_NUM_NODES") == "1":
         return Peers(True, "srun says all ranks run on this node")
-    from .systems import get_system
-    from .systems.base import ENV_SYSTEM
+    from dask_hpc.systems import get_system
+    from dask_hpc.systems.base import ENV_SYSTEM
 
     name = env.get(ENV_SYSTEM) or ("slurm" if env.get("SLURM_JOB_ID") else None)
     if name is None:

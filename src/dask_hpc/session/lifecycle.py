@@ -18,15 +18,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .commands import scheduler_command, worker_script
-from .errors import DaskHPCError, SchedulerUnreachableError, SessionError
-from .ledger import load_ledger
-from .remote import Link
-from .security import check_private, create_tls_files, tls_files
-from .session import Session, SessionConfig, list_sessions
-from .spec import JobSpec, format_walltime, make_log_directory
-from .systems import BatchSystem, JobState, JobStatus, get_system
-from .tunnel import Tunnel, WebPages, login_host, site_login_host, this_host, tunnel
+from dask_hpc.errors import DaskHPCError, SchedulerUnreachableError, SessionError
+from dask_hpc.keeper.scripts import scheduler_command, worker_script
+from dask_hpc.security import check_private, create_tls_files, tls_files
+from dask_hpc.session.link import Link
+from dask_hpc.spec import JobSpec, format_walltime, make_log_directory
+from dask_hpc.state.ledger import load_ledger
+from dask_hpc.state.session import Session, SessionConfig, list_sessions
+from dask_hpc.systems import BatchSystem, JobState, JobStatus, get_system
+from dask_hpc.web.tunnel import Tunnel, WebPages, login_host, site_login_host, this_host, tunnel
 
 if TYPE_CHECKING:
     from distributed import Security

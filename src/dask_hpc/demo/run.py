@@ -30,10 +30,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import control, sst, workflow
-from .errors import DaskHPCError, DataError
-from .files import private_directory
-from .session import Session
+from dask_hpc.demo import sst, workflow
+from dask_hpc.errors import DaskHPCError, DataError
+from dask_hpc.files import private_directory
+from dask_hpc.session import lifecycle
+from dask_hpc.state.session import Session
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -147,7 +148,7 @@ def run_demo(
             )
     finally:
         if own_session and not keep:
-            control.down(session)
+            lifecycle.down(session)
             console.print(f"  session {session.name!r} ended (use --keep to leave it running)")
     report["seconds"] = steps.seconds
     console.print(steps.table())
@@ -159,7 +160,7 @@ def run_demo(
 
 
 def control_client(session: Session) -> Client:
-    from .cluster import connect
+    from dask_hpc.session.cluster import connect
 
     return connect(session.name)
 
@@ -167,13 +168,13 @@ def control_client(session: Session) -> Client:
 def _start_session(
     session: Session, system: str, workers: int, options: dict[str, Any], timeout: float
 ) -> None:
-    from .systems import get_system
+    from dask_hpc.systems import get_system
 
     batch = get_system(system)
     given = {**JOB_DEFAULTS, **{k: v for k, v in options.items() if v not in (None, (), "")}}
-    spec, scheduler_spec = control.session_specs(session.name, given, logs=session.logs)
+    spec, scheduler_spec = lifecycle.session_specs(session.name, given, logs=session.logs)
     batch.render(spec, [])  # options this system cannot take: refused before submitting
-    control.up(session, batch, spec, scheduler_spec, workers=workers, timeout=timeout)
+    lifecycle.up(session, batch, spec, scheduler_spec, workers=workers, timeout=timeout)
     client = control_client(session)
     with client:
         client.wait_for_workers(workers * spec.processes, timeout=timeout)
@@ -201,7 +202,7 @@ def _analyse(
 ) -> dict[str, Any]:
     from distributed import futures_of, wait
 
-    from .cluster import connect
+    from dask_hpc.session.cluster import connect
 
     found: dict[str, Any] = {"files": len(paths)}
     with steps.step("open", f"open {len(paths)} NetCDF files on the workers"):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SessionError
+from dask_hpc.errors import SessionError
 
 __all__ = ["Tunnel", "WebPages", "login_host", "site_login_host", "submit_host", "this_host", "tunnel"]
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SessionError, SpecError
+from dask_hpc.errors import SessionError, SpecError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -86,7 +86,7 @@ def _random_bytes(nbytes: int) -> Any:
 
 
 def _node_address() -> str:
-    from .mpi.world import host  # only mpi:// workers ask: they are MPI ranks
+    from dask_hpc.mpi.world import host  # only mpi:// workers ask: they are MPI ranks
 
     return host(None)
 
@@ -233,9 +233,9 @@ def mpi_sendrecv(sizes: list[int], repeat: int, env: dict[str, str] | None = Non
     found = str(mpirun) if mpirun.exists() else shutil.which("mpirun")
     if found is None:
         return []
-    argv = [found, "-np", "2", "--oversubscribe", sys.executable, "-m", "dask_hpc.netbench"]
+    argv = [found, "-np", "2", "--oversubscribe", sys.executable, "-m", "dask_hpc.bench.network"]
     argv += [",".join(map(str, sizes)), str(repeat)]
-    from ._process import run
+    from dask_hpc._process import run
 
     done = run(argv, env=env, timeout=600, what="mpirun of the MPI Send/Recv benchmark failed")
     rows = json.loads(done.stdout.strip().splitlines()[-1])

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import SessionError, UnknownSessionError
-from .files import private_directory, write_private
-from .spec import JobSpec
+from dask_hpc.errors import SessionError, UnknownSessionError
+from dask_hpc.files import private_directory, write_private
+from dask_hpc.spec import JobSpec
 
 __all__ = [
     "DEFAULT_NAME",
