@@ -32,6 +32,7 @@ test: lint typecheck docs pytest
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench examples docs/conf.py
 	$(BIN)/ruff format --check src tests bench examples docs/conf.py
+	$(BIN)/lint-imports
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy

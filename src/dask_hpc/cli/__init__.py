@@ -86,6 +86,7 @@ def demo(
 ) -> None:
     """An xarray workflow on a session: open many NetCDF files in parallel, persist, monthly
     climatology and anomalies, publish them, draw a figure; time every step."""
+    from dask_hpc.cli.demo_view import RichSteps
     from dask_hpc.demo.run import run_demo
 
     run_demo(
@@ -100,6 +101,7 @@ def demo(
         output=output,
         keep=keep,
         timeout=timeout,
+        view=RichSteps(),
     )
 
 

@@ -13,22 +13,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dask_hpc.demo import sst, workflow
 from dask_hpc.errors import DaskHPCError, DataError
@@ -40,61 +29,67 @@ if TYPE_CHECKING:
     import xarray as xr
     from distributed import Client
 
-__all__ = ["DEMO_SESSION", "run_demo"]
+__all__ = ["DEMO_SESSION", "StepView", "run_demo"]
 
 DEMO_SESSION = "demo"
 #: The demo's worker jobs, unless the user gives other options.
 JOB_DEFAULTS = {"walltime": "30m", "memory": "2GiB", "job_name": "dask-hpc-demo"}
 
 
+class StepView(Protocol):
+    """How the steps are shown; the CLI's is :class:`dask_hpc.cli.demo_view.RichSteps`."""
+
+    def step(self, label: str) -> AbstractContextManager[Callable[[int, int], None]]:
+        """While the step runs; gives a function of (tasks done, tasks in all)."""
+
+    def done(self, label: str, seconds: float, detail: str) -> None:
+        """A step has finished, in ``seconds``."""
+
+    def say(self, line: str) -> None:
+        """A line about the run (not a step)."""
+
+    def summary(self, seconds: dict[str, float], details: dict[str, str]) -> None:
+        """Every step's time, at the end of a run that got there."""
+
+
 @dataclass
 class Steps:
-    """Shows each step while it runs (a spinner, or a bar of its tasks) and keeps its time."""
+    """Times each step and keeps what it found; shows them through ``view``, if any."""
 
-    console: Console
+    view: StepView | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     details: dict[str, str] = field(default_factory=dict)
+    _advance: Callable[[int, int], None] | None = None
 
     @contextmanager
-    def step(self, key: str, label: str) -> Iterator[Progress]:
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=True,
-            disable=not self.console.is_terminal,  # a log file gets the "done" lines only
-        )
+    def step(self, key: str, label: str) -> Iterator[None]:
         t0 = time.perf_counter()
-        with progress:
-            progress.add_task(label, total=None)
-            yield progress
+        if self.view is None:
+            yield
+        else:
+            with self.view.step(label) as advance:
+                self._advance = advance
+                try:
+                    yield
+                finally:
+                    self._advance = None
         self.seconds[key] = time.perf_counter() - t0
-        detail = self.details.get(key, "")
-        self.console.print(f"  [green]done[/] {label:<44} {self.seconds[key]:7.2f} s  {detail}")
+        if self.view is not None:
+            self.view.done(label, self.seconds[key], self.details.get(key, ""))
 
-    def track(self, progress: Progress, futures: list[Any]) -> None:
-        """Advance the step's bar as ``futures`` finish; raise the first error."""
+    def track(self, futures: list[Any]) -> None:
+        """Show the step's tasks finishing; raise the first error."""
         from distributed import as_completed
 
-        task = progress.tasks[0].id
-        progress.update(task, total=len(futures), completed=0)
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), 1):
             if future.status == "error":
                 future.result()  # raises the task's error
-            progress.advance(task)
+            if self._advance is not None:
+                self._advance(done, len(futures))
 
-    def table(self) -> Table:
-        table = Table(title="dask-hpc demo: time per step")
-        table.add_column("step")
-        table.add_column("seconds", justify="right")
-        table.add_column("")
-        for key, seconds in self.seconds.items():
-            table.add_row(key, f"{seconds:.2f}", self.details.get(key, ""))
-        table.add_row("total", f"{sum(self.seconds.values()):.2f}", "")
-        return table
+    def say(self, line: str) -> None:
+        if self.view is not None:
+            self.view.say(line)
 
 
 def run_demo(
@@ -110,14 +105,16 @@ def run_demo(
     output: Path = Path("dask-hpc-demo"),
     keep: bool = False,
     timeout: float = 300.0,
-    console: Console | None = None,
+    view: StepView | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; return what it measured and found (also written to ``output/demo.json``)."""
+    """Run the demo; return what it measured and found (also written to ``output/demo.json``).
+
+    ``view`` shows the steps as they run (the CLI gives a rich one); None shows nothing.
+    """
     missing = [m for m in ("xarray", "netCDF4", "matplotlib") if importlib.util.find_spec(m) is None]
     if missing:
         raise DaskHPCError(f"the demo needs {', '.join(missing)}: pip install 'dask-hpc[xarray]'")
-    console = console or Console(stderr=True, highlight=False)
-    steps = Steps(console)
+    steps = Steps(view)
     output = output.expanduser().absolute()
     files_given = data is not None
     if level is not None and not files_given:
@@ -140,8 +137,8 @@ def run_demo(
             n_workers = len(client.scheduler_info()["workers"])
             report["workers"] = n_workers
             if not files_given:
-                with steps.step("write", f"write {files} daily SST files (on the workers)") as p:
-                    paths = _write_synthetic(client, output / "data", files, steps, p)
+                with steps.step("write", f"write {files} daily SST files (on the workers)"):
+                    paths = _write_synthetic(client, output / "data", files, steps)
                     steps.details["write"] = f"{len(paths)} files in {output / 'data'}"
             report.update(
                 _analyse(client, session, paths, variable, level, output, steps, synthetic=not files_given)
@@ -149,9 +146,11 @@ def run_demo(
     finally:
         if own_session and not keep:
             lifecycle.down(session)
-            console.print(f"  session {session.name!r} ended (use --keep to leave it running)")
+            steps.say(f"session {session.name!r} ended (use --keep to leave it running)")
     report["seconds"] = steps.seconds
-    console.print(steps.table())
+    report["details"] = steps.details
+    if view is not None:
+        view.summary(steps.seconds, steps.details)
     (output / "demo.json").write_text(json.dumps(report, indent=1))
     check = report.get("check")
     if check and not check["ok"]:
@@ -180,12 +179,12 @@ def _start_session(
         client.wait_for_workers(workers * spec.processes, timeout=timeout)
 
 
-def _write_synthetic(client: Client, directory: Path, n: int, steps: Steps, progress: Progress) -> list[str]:
+def _write_synthetic(client: Client, directory: Path, n: int, steps: Steps) -> list[str]:
     private_directory(directory)
     for old in directory.glob("sst_*.nc"):  # a shorter run after a longer one: only this run's days
         old.unlink()
     futures = client.map(sst.write_day, [str(directory)] * n, range(n), pure=False)
-    steps.track(progress, futures)
+    steps.track(futures)
     return sorted(client.gather(futures))
 
 
@@ -214,9 +213,9 @@ def _analyse(
         at = f" at {shown['text']}" if shown else ""
         steps.details["open"] = f"{name} {dict(ds[name].sizes)}{at}"
 
-    with steps.step("persist", "load them into the workers' memory (persist)") as p:
+    with steps.step("persist", "load them into the workers' memory (persist)"):
         field_ = field_.persist()
-        steps.track(p, futures_of(field_))
+        steps.track(futures_of(field_))
         steps.details["persist"] = f"{_size(field_.nbytes)} in {len(futures_of(field_))} chunks"
 
     with steps.step("climatology", "monthly climatology"):
@@ -224,9 +223,9 @@ def _analyse(
         wait(clim)
         steps.details["climatology"] = f"{clim.sizes['month']} months"
 
-    with steps.step("anomalies", "anomalies: each step minus its month") as p:
+    with steps.step("anomalies", "anomalies: each step minus its month"):
         anomaly = workflow.anomalies(field_, clim).persist()
-        steps.track(p, futures_of(anomaly))
+        steps.track(futures_of(anomaly))
         series = workflow.global_mean(anomaly).compute()
         low, high = float(series.min()), float(series.max())
         steps.details["anomalies"] = f"global mean from {low:+.3f} to {high:+.3f} K"
@@ -254,7 +253,7 @@ def _analyse(
                 f"zonal means within {check['zonal_error_in_standard_errors']:.1f} standard errors"
             )
     else:  # said, not silently left out: only the synthetic field's climatology is known beforehand
-        steps.console.print("  (no check: the climatology of your files is not known beforehand)")
+        steps.say("(no check: the climatology of your files is not known beforehand)")
     return found
 
 
