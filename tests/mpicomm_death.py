@@ -25,9 +25,10 @@ from distributed.comm.core import CommClosedError
 from distributed.comm.registry import backends
 from mpi4py import MPI
 
+from dask_hpc.comm import backend
 from dask_hpc.comm import engine as mpicomm
 
-backends["mpi"] = mpicomm.MPIBackend()
+backends["mpi"] = backend.MPIBackend()
 world = MPI.COMM_WORLD
 rank = world.Get_rank()
 mpicomm.Engine.get()  # collective: every rank, at the same point

@@ -15,10 +15,11 @@ from distributed.comm.core import CommClosedError
 from distributed.comm.registry import backends
 from mpi4py import MPI
 
+from dask_hpc.comm import backend
 from dask_hpc.comm import engine as mpicomm
 
 mpicomm.PIECE = 2**20  # small pieces, so that a 10 MiB frame is split and joined again
-backends["mpi"] = mpicomm.MPIBackend()  # the entry point does this for an installed package
+backends["mpi"] = backend.MPIBackend()  # the entry point does this for an installed package
 world = MPI.COMM_WORLD
 rank = world.Get_rank()
 mpicomm.Engine.get()  # collective (it duplicates the communicator): every rank, at the same point

@@ -455,7 +455,7 @@ def test_a_progress_thread_that_dies_fails_every_later_send_and_receive(mpirun: 
 def test_mpi_backend_is_registered_for_distributed() -> None:
     from distributed.comm.registry import get_backend
 
-    from dask_hpc.comm.engine import MPIBackend
+    from dask_hpc.comm.backend import MPIBackend
 
     assert isinstance(get_backend("mpi"), MPIBackend)
 

@@ -59,17 +59,17 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from distributed.comm.core import BaseListener, Comm, CommClosedError, Connector
-from distributed.comm.registry import Backend
-from distributed.comm.utils import from_frames, to_frames
-from distributed.utils import ensure_memoryview
+from distributed.comm.core import CommClosedError
 
 from dask_hpc.comm.buffers import BufferPool, default_limit
 from dask_hpc.errors import DaskHPCError
 
-__all__ = ["MPIBackend", "MPIComm", "MPIConnector", "MPIListener"]
+if TYPE_CHECKING:
+    from dask_hpc.comm.backend import MPIComm
+
+__all__ = ["Engine"]
 
 logger = logging.getLogger("dask_hpc.comm.engine")
 
@@ -106,7 +106,7 @@ class _Posted:
     tag: int = -1  # a receive's tag: closing its comm fails its reader at once
 
 
-def _resolve(
+def resolve(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: Any, error: bool = False
 ) -> None:
     def set_it() -> None:
@@ -290,7 +290,7 @@ class Engine:
             if op[0] == "track":
                 _fail(op[1], error)
             elif op[0] == "recv":
-                _resolve(op[4], op[3], error, error=True)
+                resolve(op[4], op[3], error, error=True)
 
     # ---- the progress thread: every MPI call but the comms' sends is made here ---------
 
@@ -309,7 +309,7 @@ class Engine:
         self.in_flight.clear()
         for waiters in self.waiting.values():
             for future, loop in waiters:
-                _resolve(loop, future, error, error=True)
+                resolve(loop, future, error, error=True)
         self.waiting.clear()
 
     def _loop(self) -> None:
@@ -364,13 +364,13 @@ class Engine:
             elif kind == "recv":
                 _, source, tag, future, loop = op
                 if source in self.failed:
-                    _resolve(loop, future, CommClosedError(f"mpi: rank {source} has died"), error=True)
+                    resolve(loop, future, CommClosedError(f"mpi: rank {source} has died"), error=True)
                 else:
                     self.waiting.setdefault((source, tag), collections.deque()).append((future, loop))
             elif kind == "cancel":
                 _, source, tag, reason = op
                 for future, loop in self.waiting.pop((source, tag), ()):
-                    _resolve(loop, future, CommClosedError(reason), error=True)
+                    resolve(loop, future, CommClosedError(reason), error=True)
                 for posted in self.in_flight:  # a message coming in: MPI still writes, nobody reads
                     if posted.peer == source and posted.tag == tag:
                         _fail(posted, CommClosedError(reason))
@@ -396,7 +396,7 @@ class Engine:
                     message = self.comm.Improbe(source=key[0], tag=key[1], status=status)
                 except MPI.Exception as exc:  # e.g. the peer died (with fault tolerance on)
                     for future, loop in waiters:
-                        _resolve(loop, future, CommClosedError(f"mpi: {exc}"), error=True)
+                        resolve(loop, future, CommClosedError(f"mpi: {exc}"), error=True)
                     waiters.clear()
                     break
                 if message is None:
@@ -413,21 +413,21 @@ class Engine:
                     error = CommClosedError(f"mpi: receiving from rank {key[0]} failed: {exc}")
                     waiters.appendleft((future, loop))
                     for waiter, its_loop in waiters:
-                        _resolve(its_loop, waiter, error, error=True)
+                        resolve(its_loop, waiter, error, error=True)
                     waiters.clear()
                     break
                 if head == CLOSE:
-                    _resolve(loop, future, None)
+                    resolve(loop, future, None)
                     continue
                 piece, sizes, start = _parse_head(head)
                 if start is not None:  # writable slices of the head, as tcp's frames are of its bytearray
-                    _resolve(loop, future, _slices(memoryview(head)[start:], sizes))
+                    resolve(loop, future, _slices(memoryview(head)[start:], sizes))
                     continue
                 frames = _slices(self.buffers.take(sum(sizes)), sizes)
                 posted = _Posted([], frames, key[0], future, loop, result=frames, tag=key[1])
                 try:
                     for frame in frames:
-                        for p in _pieces(frame, piece):
+                        for p in pieces_of(frame, piece):
                             posted.requests.append(self.comm.Irecv([p, MPI.BYTE], key[0], key[1]))
                 except MPI.Exception as exc:
                     _fail(posted, CommClosedError(f"mpi: {exc}"))
@@ -455,7 +455,7 @@ class Engine:
             self.in_flight.remove(posted)
             if error is None:
                 if posted.future is not None and posted.loop is not None:
-                    _resolve(posted.loop, posted.future, posted.result)
+                    resolve(posted.loop, posted.future, posted.result)
             else:
                 _fail(posted, error)
         return bool(done)
@@ -486,7 +486,7 @@ class Engine:
         error = CommClosedError(f"mpi: rank {rank} has died")
         for key in [key for key in self.waiting if key[0] == rank]:
             for future, loop in self.waiting.pop(key):
-                _resolve(loop, future, error, error=True)
+                resolve(loop, future, error, error=True)
         for posted in [p for p in self.in_flight if p.peer == rank]:
             self.in_flight.remove(posted)
             self._abandoned.append(posted)
@@ -525,14 +525,14 @@ def _nap(idle: float) -> float:
     return min(LONGEST_NAP, max(SHORTEST_NAP, idle * NAP_FRACTION))
 
 
-def _pieces(frame: memoryview, piece: int) -> list[memoryview]:
+def pieces_of(frame: memoryview, piece: int) -> list[memoryview]:
     """A frame cut in MPI messages of at most ``piece`` bytes (none for an empty frame)."""
     return [frame[i : i + piece] for i in range(0, len(frame), piece)]
 
 
 def _fail(posted: _Posted, error: Exception) -> None:
     if posted.future is not None and posted.loop is not None:
-        _resolve(posted.loop, posted.future, error, error=True)
+        resolve(posted.loop, posted.future, error, error=True)
 
 
 def _slices(buffer: memoryview, sizes: list[int]) -> list[memoryview]:
@@ -544,7 +544,16 @@ def _slices(buffer: memoryview, sizes: list[int]) -> list[memoryview]:
     return frames
 
 
-def _head(sizes: list[int], inline: list[memoryview] | None) -> bytes:
+def message(views: list[memoryview]) -> list[bytes | memoryview]:
+    """The MPI messages that carry one message of frames ``views``: its head alone, with the
+    frames inside when they are small, else followed by the frames in pieces."""
+    sizes = [len(v) for v in views]
+    if sum(sizes) <= INLINE:
+        return [message_head(sizes, views)]
+    return [message_head(sizes, None), *(p for view in views for p in pieces_of(view, PIECE))]
+
+
+def message_head(sizes: list[int], inline: list[memoryview] | None) -> bytes:
     """A message's head: its frame sizes and our piece size (the receiver's may differ), and
     the frames themselves if ``inline``."""
     meta = pickle.dumps((PIECE, sizes, inline is not None))
@@ -561,210 +570,6 @@ def _parse_head(head: bytearray) -> tuple[int, list[int], int | None]:
     return piece, sizes, start if inline else None
 
 
-def _tags(channel: int) -> tuple[int, int]:
+def channel_tags(channel: int) -> tuple[int, int]:
     """(the connecting side's tag, the accepting side's tag) of a channel."""
     return FIRST_TAG + 2 * channel, FIRST_TAG + 2 * channel + 1
-
-
-def _parse(address: str) -> tuple[int, str]:
-    loc = address.split("://", 1)[-1]
-    rank, _, rest = loc.partition("/")
-    return int(rank), rest
-
-
-class MPIComm(Comm):
-    def __init__(
-        self,
-        engine: Engine,
-        peer: int,
-        send_tag: int,
-        recv_tag: int,
-        local_address: str,
-        peer_address: str,
-        deserialize: bool = True,
-    ) -> None:
-        super().__init__(deserialize=deserialize)
-        self._engine = engine
-        self._peer = peer
-        self._send_tag = send_tag
-        self._recv_tag = recv_tag
-        self._local_addr = local_address
-        self._peer_addr = peer_address
-        self._closed = False
-        self._reading: asyncio.Future[list[memoryview] | None] | None = None  # the last read's
-        engine.comms.add(self)
-
-    @property
-    def local_address(self) -> str:
-        return self._local_addr
-
-    @property
-    def peer_address(self) -> str:
-        return self._peer_addr
-
-    async def read(self, deserializers: Any = None) -> Any:
-        if self._closed:
-            raise CommClosedError(f"mpi: comm to {self._peer_addr} is closed")
-        self._reading = self._engine.recv(self._peer, self._recv_tag)
-        frames = await self._reading
-        if frames is None:
-            self._closed = True
-            raise CommClosedError(f"mpi: {self._peer_addr} closed the comm")
-        return await from_frames(
-            frames,
-            deserialize=self.deserialize,
-            deserializers=deserializers,
-            allow_offload=self.allow_offload,
-        )
-
-    async def write(self, msg: Any, serializers: Any = None, on_error: str = "message") -> int:
-        if self._closed:
-            raise CommClosedError(f"mpi: comm to {self._peer_addr} is closed")
-        frames = await to_frames(
-            msg,
-            allow_offload=self.allow_offload,
-            serializers=serializers,
-            on_error=on_error,
-            context={
-                "sender": self.local_info,
-                "recipient": self.remote_info,
-                **self.handshake_options,
-            },
-        )
-        views = [ensure_memoryview(f) for f in frames]  # flat bytes, even of empty or strided frames
-        sizes = [len(v) for v in views]
-        pieces: list[bytes | memoryview]
-        if sum(sizes) <= INLINE:
-            pieces = [_head(sizes, views)]
-        else:
-            pieces = [_head(sizes, None), *(p for view in views for p in _pieces(view, PIECE))]
-        # All of a message's pieces are posted at once, in order: two writes cannot interleave.
-        await self._engine.send(self._peer, self._send_tag, pieces)
-        return sum(len(v) for v in views)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._stop_reading(f"mpi: comm to {self._peer_addr} was closed")
-        with contextlib.suppress(CommClosedError):  # the peer is gone already: closed all the same
-            await self._engine.send(self._peer, self._send_tag, [CLOSE])
-
-    def abort(self) -> None:
-        if self._closed:
-            return
-        self._stop_reading(f"mpi: comm to {self._peer_addr} was aborted")
-        self._engine.send_and_forget(self._peer, self._send_tag, [CLOSE])
-
-    def _stop_reading(self, reason: str) -> None:
-        """Closed: a read that waits fails now, as on a closed socket (distributed cancels a
-        handler that still reads once it has closed its comms), and the progress thread
-        forgets it."""
-        self._closed = True
-        self._engine.comms.discard(self)
-        reading = self._reading
-        if reading is not None and not reading.done():
-            try:
-                here = asyncio.get_running_loop() is reading.get_loop()
-            except RuntimeError:  # no event loop in this thread
-                here = False
-            if here:
-                reading.set_exception(CommClosedError(reason))
-            else:
-                _resolve(reading.get_loop(), reading, CommClosedError(reason), error=True)
-        self._engine.cancel(self._peer, self._recv_tag, reason)
-
-    def closed(self) -> bool:
-        return self._closed
-
-
-class MPIConnector(Connector):
-    prefix = "mpi://"
-
-    async def connect(self, address: str, deserialize: bool = True, **connection_args: Any) -> MPIComm:
-        engine = Engine.get()
-        rank, listener = _parse(address)
-        channel = engine.new_channel()
-        mine, theirs = _tags(channel)
-        comm = MPIComm(
-            engine,
-            rank,
-            mine,
-            theirs,
-            f"mpi://{engine.rank}/c{channel}",
-            f"mpi://{rank}/{listener}",
-            deserialize,
-        )
-        await engine.send(rank, CONTROL_TAG, [pickle.dumps((int(listener or 0), channel))])
-        return comm
-
-
-class MPIListener(BaseListener):
-    prefix = "mpi://"  # distributed's worker prints it
-
-    def __init__(self, loc: str, handle_comm: Any, deserialize: bool = True, **connection_args: Any) -> None:
-        super().__init__()
-        self.handle_comm = handle_comm
-        self.deserialize = deserialize
-        self._engine: Engine | None = None
-        self._index: int | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._engine = Engine.get()
-        self._index = self._engine.add_listener(self._accept)
-
-    def _accept(self, source: int, channel: int) -> None:
-        assert self._engine is not None
-        theirs, mine = _tags(channel)
-        comm = MPIComm(
-            self._engine,
-            source,
-            mine,
-            theirs,
-            self.contact_address,
-            f"mpi://{source}/c{channel}",
-            self.deserialize,
-        )
-        task = asyncio.ensure_future(self._handle(comm))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, comm: MPIComm) -> None:
-        try:
-            await self.on_connection(comm)
-        except CommClosedError:
-            return
-        await self.handle_comm(comm)
-
-    def stop(self) -> None:
-        if self._engine is not None and self._index is not None:
-            self._engine.remove_listener(self._index)
-        self.abort_handshaking_comms()
-
-    @property
-    def listen_address(self) -> str:
-        return self.contact_address
-
-    @property
-    def contact_address(self) -> str:
-        assert self._engine is not None and self._index is not None, "listener not started"
-        return f"mpi://{self._engine.rank}/{self._index}"
-
-
-class MPIBackend(Backend):
-    def get_connector(self) -> MPIConnector:
-        return MPIConnector()
-
-    def get_listener(
-        self, loc: str, handle_comm: Any, deserialize: bool, **connection_args: Any
-    ) -> MPIListener:
-        return MPIListener(loc, handle_comm, deserialize, **connection_args)
-
-    def get_address_host(self, loc: str) -> str:
-        return f"rank{_parse(loc)[0]}"
-
-    def resolve_address(self, loc: str) -> str:
-        return loc
-
-    def get_local_address_for(self, loc: str) -> str:
-        return f"mpi://{Engine.get().rank}/0"
