@@ -134,9 +134,10 @@ def test_a_job_being_replaced_does_not_count_its_replacement_does() -> None:
 
 def test_backoff_waits_grow_to_a_cap_and_identical_failures_stop_it() -> None:
     from dask_hpc.keeper.decisions import BACKOFF_CAP, BACKOFF_FIRST, STOP_AFTER, Backoff
+    from dask_hpc.keeper.protocol import SubmitTrouble
 
     b = Backoff()
-    assert b.may_submit(0.0) and b.wait == 0 and b.to_dict(0.0) is None
+    assert b.may_submit(0.0) and b.wait == 0 and b.trouble(0.0) is None
     waits = []
     for n in range(1, 12):
         b = b.failed("sbatch: error: " + "AB"[n % 2], float(n))  # two kinds in turn: never 3 alike
@@ -150,11 +151,11 @@ def test_backoff_waits_grow_to_a_cap_and_identical_failures_stop_it() -> None:
         assert not b.stopped
         b = b.failed(f"job {100 + n} ended before its worker joined: failed (exit code 3)", 0.0)
     assert b.stopped and not b.may_submit(1e9) and b.retry_in(1e9) is None
-    assert b.to_dict(0.0) == {
-        "failures": STOP_AFTER,
-        "words": "job 102 ended before its worker joined: failed (exit code 3)",
-        "retry_in": None,
-        "stopped": True,
-    }
+    assert b.trouble(0.0) == SubmitTrouble(
+        failures=STOP_AFTER,
+        words="job 102 ended before its worker joined: failed (exit code 3)",
+        retry_in=None,
+        stopped=True,
+    )
     # A different failure starts the count of identical ones again.
     assert not Backoff().failed("a", 0).failed("a", 0).failed("b", 0).stopped

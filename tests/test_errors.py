@@ -33,6 +33,10 @@ EXAMPLES: dict[str, errors.DaskHPCError] = {
     "UnreachableInterfaceError": errors.UnreachableInterfaceError("this node", "2 nodes"),
     "SessionError": errors.SessionError("session 'a' is down"),
     "UnknownSessionError": errors.UnknownSessionError("b", ["a"], "/home/u/.dask-hpc/sessions"),
+    "PartlySubmittedError": errors.PartlySubmittedError(
+        ["4711", "4712"], 3, RuntimeError("QOSMaxSubmitJobPerUserLimit")
+    ),
+    "ProtocolError": errors.ProtocolError("this session's keeper does not take gpus in Add"),
     "SchedulerUnreachableError": errors.SchedulerUnreachableError("no answer from tls://10.0.0.1:8786"),
 }
 

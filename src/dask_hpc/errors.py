@@ -21,6 +21,8 @@ The tree::
     ├── DataError                  the user's data cannot be used (no files, not NetCDF, no such variable)
     └── SessionError               a session cannot do what was asked (says its state and the fix)
         ├── UnknownSessionError    no session of that name (lists the sessions)
+        ├── PartlySubmittedError   some worker jobs submitted, the others refused (their ids, the words)
+        ├── ProtocolError          the session's keeper runs another version (start the session again)
         └── SchedulerUnreachableError  the session's scheduler does not answer
 """
 
@@ -38,6 +40,8 @@ __all__ = [
     "InterfaceError",
     "NotInJobError",
     "ParseError",
+    "PartlySubmittedError",
+    "ProtocolError",
     "SchedulerUnreachableError",
     "SessionError",
     "SpecError",
@@ -181,6 +185,20 @@ class UnknownSessionError(SessionError):
         names = sorted(known)
         listed = f"sessions: {', '.join(names)}" if names else "there are none; start one with dask-hpc up"
         super().__init__(f"no session {name!r} in {root}; {listed}")
+
+
+class PartlySubmittedError(SessionError):
+    """Some of the worker jobs asked for were submitted, the batch system refused the others."""
+
+    def __init__(self, job_ids: list[str], asked: int, first_error: BaseException) -> None:
+        self.job_ids = job_ids  # the accepted ones: they will join
+        super().__init__(
+            f"{len(job_ids)} of {asked} worker jobs submitted ({', '.join(job_ids)}); {first_error}"
+        )
+
+
+class ProtocolError(SessionError):
+    """A message from a session's keeper (or to it) that the other side cannot read."""
 
 
 class SchedulerUnreachableError(SessionError):

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dask
 import pytest
@@ -30,9 +30,16 @@ import dask_hpc.keeper.decisions as decide_module
 import dask_hpc.keeper.plugin as keeper_module
 import dask_hpc.keeper.protocol as protocol
 import dask_hpc.state.ledger as ledger_module
-from dask_hpc.errors import SpecError
+from dask_hpc.errors import (
+    PartlySubmittedError,
+    SessionError,
+    SpecError,
+    SubmitError,
+    UnknownOptionError,
+)
 from dask_hpc.keeper.plugin import Keeper
 from dask_hpc.network import InterfaceChoice
+from dask_hpc.session.link import Link
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger
 from dask_hpc.state.session import Session, SessionConfig
@@ -43,6 +50,7 @@ from dask_hpc.worker.retirement import END_METRIC
 from .fake_system import FakeSystem
 
 pytestmark = pytest.mark.timeout(60)
+A = TypeVar("A", bound=protocol.Answer)
 
 #: The keeper's periodic steps (refresh, adapt, kept jobs), in seconds.
 STEP = 0.05
@@ -100,8 +108,17 @@ class Harness:
         await until(lambda: worker.address in self.scheduler.workers, f"worker {name} to join")
         return worker
 
+    async def ask(self, request: protocol.Request[A]) -> A:
+        """The keeper's answer to ``request``, over distributed's RPC as a command asks it
+        (:class:`~dask_hpc.session.link.Link`): a refusal is raised as the keeper's error."""
+        return await Link(self.scheduler.address).ask_async(request)
+
+    async def status(self) -> protocol.KeeperStatus:
+        return await self.ask(protocol.Status())
+
     async def status_jobs(self) -> dict[str, dict[str, Any]]:
-        return {j["job_id"]: j for j in (await self.keeper.status())["jobs"]}
+        """The jobs as ``dask-hpc status --json`` shows them."""
+        return {j.job_id: j.to_dict() for j in (await self.status()).jobs}
 
     def ledger(self) -> dict[str, JobRecord]:
         return load_ledger(self.session.ledger_file)
@@ -177,8 +194,8 @@ async def keeper_over(tmp_path: Path, system: FakeSystem, **config: Any) -> Asyn
 def test_add_submits_n_scripts_and_records_n_pending_jobs(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            answer = await h.keeper.add(3)
-            assert sorted(answer["job_ids"]) == ["1", "2", "3"]
+            answer = await h.ask(protocol.Add(3))
+            assert sorted(answer.job_ids) == ["1", "2", "3"]
             assert list(h.system.scripts) == ["1", "2", "3"]
             scheduler_file = shlex.quote(str(h.session.scheduler_file))
             for script in h.system.scripts.values():
@@ -215,25 +232,28 @@ def test_add_submits_n_scripts_and_records_n_pending_jobs(tmp_path: Path) -> Non
 def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            answer = await h.keeper.add(1, {"walltime": "30m", "cores": 4, "queue": "short"}, keep=True)
-            assert answer == {"job_ids": ["1"]}
+            options = {"walltime": "30m", "cores": 4, "queue": "short"}
+            answer = await h.ask(protocol.Add(1, options, keep=True))
+            assert answer == protocol.Jobs(["1"])
             script = h.system.scripts["1"]
             assert "#FAKE --walltime=1800\n#FAKE --cores=4\n" in script
             assert "#FAKE --queue=short\n" in script
             r = h.keeper.jobs["1"]
             assert (r.walltime, r.keep) == (1800, True)
             # A bad option is refused before anything is submitted, with the known ones listed.
-            bad = await h.keeper.add(2, {"walltime": "soon"})
-            assert set(bad) == {"error", "raised"}
-            assert "invalid walltime 'soon'" in bad["error"]
             # The same error, type and line, as the same mistake before any session exists.
             with pytest.raises(SpecError) as before:
                 JobSpec.from_options(walltime="soon")
             with pytest.raises(SpecError) as after:
-                raise protocol.raised(bad)
-            assert str(after.value) == str(before.value) == bad["error"]
-            unknown = await h.keeper.add(1, {"gpus": 2})
-            assert "unknown option gpus" in unknown["error"]
+                await h.ask(protocol.Add(2, {"walltime": "soon"}))
+            assert type(after.value) is type(before.value)
+            assert str(after.value) == str(before.value)
+            assert str(after.value).startswith("invalid walltime 'soon': ")
+            # On the wire: the line, and the error itself.
+            wire = await h.scheduler.handlers["dask_hpc_add"](n=2, options={"walltime": "soon"})
+            assert set(wire) == {"error", "raised"} and wire["error"] == str(before.value)
+            with pytest.raises(UnknownOptionError, match="unknown option gpus"):
+                await h.ask(protocol.Add(1, {"gpus": 2}))
             assert h.system.submit_calls == 1
             assert list(h.keeper.jobs) == ["1"]
 
@@ -246,10 +266,10 @@ def test_a_refused_submission_answers_the_systems_words_and_records_nothing(tmp_
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
-            answer = await h.keeper.add(2)
-            assert set(answer) == {"error", "raised"}
-            assert answer["error"].startswith("fake refused the job: ")
-            assert words in answer["error"]
+            with pytest.raises(SubmitError) as refused:
+                await h.ask(protocol.Add(2))
+            assert str(refused.value).startswith("fake refused the job: ")
+            assert words in str(refused.value)
             assert (system.submit_calls, system.refused, system.scripts) == (2, 2, {})
             assert h.keeper.jobs == {}
             assert (await h.status_jobs()) == {}
@@ -265,15 +285,15 @@ def test_a_partial_refusal_reports_both_the_accepted_jobs_and_the_refusal(tmp_pa
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
-            answer = await h.keeper.add(4)
+            with pytest.raises(PartlySubmittedError) as partly:
+                await h.ask(protocol.Add(4))
             # Both: the accepted ids (they will join) and the refusal, in the system's words.
-            assert set(answer) == {"job_ids", "error", "raised"} and sorted(answer["job_ids"]) == ["1", "2"]
-            match = re.match(
-                r"2 of 4 worker jobs submitted \((\d+), (\d+)\); fake refused the job", answer["error"]
-            )
-            assert match is not None, answer["error"]
+            assert sorted(partly.value.job_ids) == ["1", "2"]
+            line = str(partly.value)
+            match = re.match(r"2 of 4 worker jobs submitted \((\d+), (\d+)\); fake refused the job", line)
+            assert match is not None, line
             assert set(match.groups()) == {"1", "2"}
-            assert words in answer["error"]
+            assert words in line
             assert system.refused == 2
             assert sorted(h.keeper.jobs) == ["1", "2"]  # the accepted ones are kept track of
             assert sorted(await h.ledger_written()) == ["1", "2"]
@@ -287,7 +307,7 @@ def test_a_partial_refusal_reports_both_the_accepted_jobs_and_the_refusal(tmp_pa
 def test_states_played_pending_running_ended_show_in_status_and_ledger(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(3)
+            await h.ask(protocol.Add(3))
             h.system.pend("3", "Resources")
             await until(lambda: h.keeper.jobs["3"].reason == "Resources", "the pending reason")
 
@@ -333,7 +353,7 @@ def test_states_played_pending_running_ended_show_in_status_and_ledger(tmp_path:
 def test_workers_join_their_job_by_name(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(2)
+            await h.ask(protocol.Add(2))
             h.system.start("1")
             end = time.time() + 1800
             first = await h.join("1", end=end)
@@ -346,11 +366,12 @@ def test_workers_join_their_job_by_name(tmp_path: Path) -> None:
                 True,
                 end,
             )
-            status = await h.keeper.status()
-            jobs = {j["job_id"]: j for j in status["jobs"]}
-            assert (jobs["1"]["workers"], jobs["2"]["workers"]) == (2, 0)
-            assert 1790 < jobs["1"]["walltime_left"] <= 1800  # from the end the worker reported
-            assert (status["workers"], status["other_workers"], status["threads"]) == (3, 1, 3)
+            status = await h.status()
+            jobs = {j.job_id: j for j in status.jobs}
+            assert (jobs["1"].workers, jobs["2"].workers) == (2, 0)
+            left = jobs["1"].walltime_left
+            assert left is not None and 1790 < left <= 1800  # from the end the worker reported
+            assert (status.workers, status.other_workers, status.threads) == (3, 1, 3)
             await first.close()
             await until(lambda: first.address not in h.scheduler.workers, "worker 1 to leave")
             assert (await h.status_jobs())["1"]["workers"] == 1
@@ -361,7 +382,7 @@ def test_workers_join_their_job_by_name(tmp_path: Path) -> None:
 def test_a_failing_query_keeps_what_was_known(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1)
+            await h.ask(protocol.Add(1))
             h.system.query_error = "slurm_load_jobs error: Socket timed out on send/recv operation"
             h.system.start("1")
             await h.refreshes_pass(3)
@@ -380,7 +401,7 @@ def test_a_forgotten_pending_job_is_kept_through_the_grace_then_ends_unknown(
 ) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1)
+            await h.ask(protocol.Add(1))
             h.system.forget("1")  # e.g. not in the queue yet, or accounting lag
             await h.refreshes_pass(3)
             assert record_state(h, "1") is JobState.PENDING and h.keeper.jobs["1"].live
@@ -397,7 +418,7 @@ def test_a_forgotten_pending_job_is_kept_through_the_grace_then_ends_unknown(
 def test_a_kept_job_lost_behind_our_back_is_replaced_once(tmp_path: Path, how: str) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, {"walltime": "2h"}, keep=True)
+            await h.ask(protocol.Add(1, {"walltime": "2h"}, keep=True))
             h.system.start("1")
             worker = await h.join("1")
             await until(lambda: h.keeper.jobs["1"].started is not None, "job 1 running")
@@ -430,7 +451,7 @@ def test_a_kept_job_lost_behind_our_back_is_replaced_once(tmp_path: Path, how: s
 def test_a_kept_job_that_ends_before_any_worker_joined_is_not_replaced(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, keep=True)
+            await h.ask(protocol.Add(1, keep=True))
             h.system.start("1")
             await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
             h.system.finish("1", JobState.FAILED, exit_code=127)  # e.g. a wrong python in the script
@@ -449,7 +470,7 @@ def test_a_refused_replacement_is_tried_again_only_after_the_backoff(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, keep=True)
+            await h.ask(protocol.Add(1, keep=True))
             h.system.start("1")
             worker = await h.join("1")
             h.system.refuse(words)
@@ -459,10 +480,10 @@ def test_a_refused_replacement_is_tried_again_only_after_the_backoff(
             await h.steps_pass("keep", 5)
             assert (h.system.submit_calls, h.system.refused) == (2, 1)  # no sbatch storm
             assert h.keeper.jobs["1"].replaced_by is None
-            trouble = (await h.keeper.status())["submit_trouble"]
-            assert trouble["failures"] == 1 and not trouble["stopped"] and 0 < trouble["retry_in"] <= 60
-            assert trouble["words"].startswith("the replacement of job 1: fake refused the job")
-            assert words in trouble["words"]
+            trouble = (await h.status()).submit_trouble
+            assert trouble.failures == 1 and not trouble.stopped and 0 < trouble.retry_in <= 60
+            assert trouble.words.startswith("the replacement of job 1: fake refused the job")
+            assert words in trouble.words
             h.system.accept()
             monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.0)
             await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "the replacement, the second time")
@@ -476,7 +497,7 @@ def test_a_kept_job_near_its_walltime_is_replaced_and_retired_once_its_replaceme
 ) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, keep=True)
+            await h.ask(protocol.Add(1, keep=True))
             h.system.start("1")
             # It reports an end closer than the lead (queue wait x 1.5 + 5 s margin + 5 s slack): due now.
             old_worker = await h.join("1", end=time.time() + 8)
@@ -505,18 +526,18 @@ def test_remove_n_cancels_pending_jobs_newest_first(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
             for _ in range(4):  # one by one: their submission times are in id order
-                await h.keeper.add(1)
+                await h.ask(protocol.Add(1))
             h.system.start("1")
             await h.join("1")
-            answer = await h.keeper.remove(2)
-            assert answer == {"job_ids": ["4", "3"]}
+            answer = await h.ask(protocol.Remove(2))
+            assert answer == protocol.Jobs(["4", "3"])
             assert h.system.cancelled == ["4", "3"]
             for job_id in ("4", "3"):  # asked again right away: status shows them ended at once
                 r = h.keeper.jobs[job_id]
                 assert (r.removed, r.state, r.live) == (True, JobState.CANCELLED, False)
-            assert (await h.keeper.remove(2)) == {"job_ids": ["2", "1"]}  # then the running ones
+            assert (await h.ask(protocol.Remove(2))) == protocol.Jobs(["2", "1"])  # then the running ones
             assert h.system.cancelled == ["4", "3", "2", "1"]
-            assert (await h.keeper.remove(1)) == {"job_ids": []}
+            assert (await h.ask(protocol.Remove(1))) == protocol.Jobs([])
             assert h.system.cancelled == ["4", "3", "2", "1"]
 
     asyncio.run(run())
@@ -525,8 +546,8 @@ def test_remove_n_cancels_pending_jobs_newest_first(tmp_path: Path) -> None:
 def test_remove_prefers_running_jobs_holding_the_least_data(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1)
-            await h.keeper.add(1)
+            await h.ask(protocol.Add(1))
+            await h.ask(protocol.Add(1))
             for job_id in ("1", "2"):
                 h.system.start(job_id)
                 await h.join(job_id)
@@ -534,7 +555,7 @@ def test_remove_prefers_running_jobs_holding_the_least_data(tmp_path: Path) -> N
             w1 = h.scheduler.workers[h.workers[0].address]
             w1.nbytes = 10**6  # what the scheduler counts as held by job 1's worker
             # Job 2 started last, but job 1 holds data: job 2 goes (less to move).
-            assert (await h.keeper.remove(1)) == {"job_ids": ["2"]}
+            assert (await h.ask(protocol.Remove(1))) == protocol.Jobs(["2"])
 
     asyncio.run(run())
 
@@ -542,19 +563,19 @@ def test_remove_prefers_running_jobs_holding_the_least_data(tmp_path: Path) -> N
 def test_remove_by_id_retires_the_jobs_workers_then_cancels(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(2)
+            await h.ask(protocol.Add(2))
             h.system.start("1")
             h.system.start("2")
             worker = await h.join("1")
             await until(lambda: record_state(h, "2") is JobState.RUNNING, "job 2 running")
-            assert (await h.keeper.remove(job_ids=["1"])) == {"job_ids": ["1"]}
+            assert (await h.ask(protocol.Remove(job_ids=["1"]))) == protocol.Jobs(["1"])
             assert worker.address not in h.scheduler.workers  # retired before the cancel
             assert h.system.cancelled == ["1"]
             assert record_state(h, "1") is JobState.CANCELLED and h.keeper.jobs["1"].removed
             assert record_state(h, "2") is JobState.RUNNING
-            unknown = await h.keeper.remove(job_ids=["9", "1"])
-            assert unknown == {"error": "no job 9 in this session; its jobs: 2"}
-            assert (await h.keeper.remove(job_ids=["1"])) == {"job_ids": []}  # ended: nothing to do
+            with pytest.raises(SessionError, match=r"^no job 9 in this session; its jobs: 2$"):
+                await h.ask(protocol.Remove(job_ids=["9", "1"]))
+            assert (await h.ask(protocol.Remove(job_ids=["1"]))) == protocol.Jobs([])  # ended: nothing to do
             assert h.system.cancelled == ["1"]
 
     asyncio.run(run())
@@ -563,11 +584,11 @@ def test_remove_by_id_retires_the_jobs_workers_then_cancels(tmp_path: Path) -> N
 def test_a_removed_job_that_the_cancel_kills_is_cancelled_not_failed(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, keep=True)
+            await h.ask(protocol.Add(1, keep=True))
             h.system.start("1")
             await h.join("1")
             h.system.cancel_takes_effect = False  # a slow scancel: the job is still running just after
-            await h.keeper.remove(job_ids=["1"])
+            await h.ask(protocol.Remove(job_ids=["1"]))
             assert h.system.cancelled == ["1"]
             assert record_state(h, "1") is JobState.RUNNING and h.keeper.jobs["1"].removed
             h.system.finish("1", JobState.FAILED, exit_code=143)  # SIGTERM's exit
@@ -585,19 +606,19 @@ def test_a_removed_job_that_the_cancel_kills_is_cancelled_not_failed(tmp_path: P
 def test_scale_up_and_down(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            up = await h.keeper.scale(3)
-            assert sorted(up["job_ids"]) == ["1", "2", "3"]
+            up = await h.ask(protocol.Scale(3))
+            assert sorted(up.job_ids) == ["1", "2", "3"]
             assert all(r.keep for r in h.keeper.jobs.values())  # the size holds through walltimes
             h.system.start("1")
             await h.join("1")
-            down = await h.keeper.scale(1)
-            assert sorted(down["job_ids"]) == ["2", "3"]  # the pending ones, not the running one
+            down = await h.ask(protocol.Scale(1))
+            assert sorted(down.job_ids) == ["2", "3"]  # the pending ones, not the running one
             assert sorted(h.system.cancelled) == ["2", "3"]
-            assert (await h.keeper.scale(1)) == {"job_ids": []}
+            assert (await h.ask(protocol.Scale(1))) == protocol.Jobs([])
             await h.steps_pass("keep", 4)
             assert h.system.submit_calls == 3  # removed kept jobs are not replaced
-            assert (await h.keeper.scale(2))["job_ids"] == ["4"]
-            assert (await h.keeper.scale(0))["job_ids"] == ["4", "1"]
+            assert (await h.ask(protocol.Scale(2))).job_ids == ["4"]
+            assert (await h.ask(protocol.Scale(0))).job_ids == ["4", "1"]
             assert not any(r.live for r in h.keeper.jobs.values())
 
     asyncio.run(run())
@@ -606,26 +627,25 @@ def test_scale_up_and_down(tmp_path: Path) -> None:
 def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            refused = await h.keeper.adapt(3, 1)
-            assert refused["error"] == "invalid adapt bounds 'min 3, max 1': need 0 <= min <= max"
-            assert isinstance(protocol.raised(refused), SpecError)
-            scaled = await h.keeper.scale(-1)
-            assert scaled["error"] == "invalid jobs -1: must be a whole number >= 0"
-            assert isinstance(protocol.raised(scaled), SpecError)
-            answer = await h.keeper.adapt(minimum_jobs=2, maximum_jobs=4)
-            assert answer == {"adapt": {"minimum_jobs": 2, "maximum_jobs": 4}}
-            assert (await h.keeper.status())["adapt"] == {"minimum_jobs": 2, "maximum_jobs": 4}
+            bounds = re.escape("invalid adapt bounds 'min 3, max 1': need 0 <= min <= max")
+            with pytest.raises(SpecError, match=bounds):
+                await h.ask(protocol.Adapt(3, 1))
+            with pytest.raises(SpecError, match=r"^invalid jobs -1: must be a whole number >= 0$"):
+                await h.ask(protocol.Scale(-1))
+            answer = await h.ask(protocol.Adapt(minimum_jobs=2, maximum_jobs=4))
+            assert answer == protocol.Adapting(protocol.AdaptBounds(2, 4))
+            assert (await h.status()).adapt == protocol.AdaptBounds(2, 4)
             await until(lambda: len(h.keeper.jobs) == 2, "two jobs submitted")
             await h.steps_pass("adapt", 5)
             assert h.system.submit_calls == 2  # no work: the minimum, and no more
             assert all(r.keep for r in h.keeper.jobs.values())
             # Lowered to 0 with no work: the idle (pending) jobs go, after ADAPT_WAIT_COUNT steps agree.
-            await h.keeper.adapt(minimum_jobs=0, maximum_jobs=4)
+            await h.ask(protocol.Adapt(minimum_jobs=0, maximum_jobs=4))
             await until(lambda: not any(r.live for r in h.keeper.jobs.values()), "both jobs ended")
             assert sorted(h.system.cancelled) == ["1", "2"]
             assert all(r.removed and r.state is JobState.CANCELLED for r in h.keeper.jobs.values())
-            assert (await h.keeper.adapt(off=True)) == {"adapt": None}
-            assert (await h.keeper.status())["adapt"] is None
+            assert (await h.ask(protocol.Adapt(off=True))) == protocol.Adapting(None)
+            assert (await h.status()).adapt is None
 
     asyncio.run(run())
 
@@ -638,9 +658,9 @@ def test_adapt_whose_first_jobs_are_all_refused_says_why_and_is_off(tmp_path: Pa
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
-            answer = await h.keeper.adapt(minimum_jobs=1, maximum_jobs=2)
-            assert set(answer) == {"error"} and words in answer["error"]
-            assert "adapt is off" in answer["error"]
+            with pytest.raises(SessionError) as refused:
+                await h.ask(protocol.Adapt(minimum_jobs=1, maximum_jobs=2))
+            assert words in str(refused.value) and "adapt is off" in str(refused.value)
             assert h.keeper.adapt_bounds is None
             await h.steps_pass("adapt", 10)
             assert system.submit_calls == 1  # the one refusal, no storm
@@ -657,22 +677,23 @@ def test_adapt_partly_refused_warns_and_backs_off_then_stops_on_identical_refusa
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
-            answer = await h.keeper.adapt(minimum_jobs=3, maximum_jobs=3)
-            assert answer["adapt"] == {"minimum_jobs": 3, "maximum_jobs": 3}
-            assert answer["warning"].startswith("1 of 3 worker jobs submitted (1); fake refused the job")
-            assert "adapt goes on" in answer["warning"]
+            answer = await h.ask(protocol.Adapt(minimum_jobs=3, maximum_jobs=3))
+            assert answer.bounds == protocol.AdaptBounds(3, 3)
+            assert answer.warning
+            assert answer.warning.startswith("1 of 3 worker jobs submitted (1); fake refused the job")
+            assert "adapt goes on" in answer.warning
             # Then the 2 missing jobs, refused: 0.2, 0.4, 0.8 s apart (adapt steps every 0.05 s
             # would otherwise each submit), and after 3 identical refusals no more.
             await until(lambda: h.keeper.backoff.stopped, "automatic submissions to stop")
             await h.steps_pass("adapt", 20)
             assert system.refused == 2 + 3 * 2
-            trouble = (await h.keeper.status())["submit_trouble"]
-            assert trouble["stopped"] is True and words in trouble["words"]
+            trouble = (await h.status()).submit_trouble
+            assert trouble.stopped is True and words in trouble.words
             assert h.keeper.adapt_bounds == (3, 3)  # still on: removing idle jobs goes on
             # The user acts: adapt again starts afresh.
             system.accept()
-            await h.keeper.adapt(minimum_jobs=3, maximum_jobs=3)
-            assert (await h.keeper.status())["submit_trouble"] is None
+            await h.ask(protocol.Adapt(minimum_jobs=3, maximum_jobs=3))
+            assert (await h.status()).submit_trouble is None
             assert sum(r.live for r in h.keeper.jobs.values()) == 3
 
     asyncio.run(run())
@@ -687,7 +708,7 @@ def test_adapt_jobs_that_end_before_their_worker_joins_back_off_then_stop(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
+            await h.ask(protocol.Adapt(minimum_jobs=1, maximum_jobs=1))
             for n in range(1, 4):
                 await until(lambda n=n: str(n) in h.system.scripts, f"job {n} submitted")
                 h.system.finish(str(n), JobState.FAILED, exit_code=3)
@@ -695,12 +716,12 @@ def test_adapt_jobs_that_end_before_their_worker_joins_back_off_then_stop(
             assert h.keeper.backoff.stopped
             await h.steps_pass("adapt", 20)
             assert h.system.submit_calls == 3
-            trouble = (await h.keeper.status())["submit_trouble"]
-            assert trouble["words"] == (
+            trouble = (await h.status()).submit_trouble
+            assert trouble.words == (
                 "job 3 ended before its worker joined: failed (exit code 3); "
                 "see dask-hpc logs 3 --name keeper-test"
             )
-            assert trouble["stopped"] is True and trouble["failures"] == 3
+            assert trouble.stopped is True and trouble.failures == 3
 
     asyncio.run(run())
 
@@ -710,14 +731,14 @@ def test_a_worker_joining_ends_the_run_of_failures(tmp_path: Path, monkeypatch: 
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
+            await h.ask(protocol.Adapt(minimum_jobs=1, maximum_jobs=1))
             h.system.finish("1", JobState.FAILED, exit_code=3)
             await until(lambda: h.keeper.backoff.failures == 1, "the failure counted")
             await until(lambda: "2" in h.system.scripts, "job 2 submitted after the wait")
             h.system.start("2")
             await h.join("2")
             assert h.keeper.backoff.failures == 0
-            assert (await h.keeper.status())["submit_trouble"] is None
+            assert (await h.status()).submit_trouble is None
 
     asyncio.run(run())
 
@@ -734,8 +755,8 @@ def test_a_job_whose_submission_we_lost_is_adopted_when_its_worker_joins(tmp_pat
             assert list(h.keeper.jobs) == ["4711"]
             record = h.keeper.jobs["4711"]
             assert record.live and record.joined is not None and record.state is JobState.RUNNING
-            assert (await h.keeper.status())["other_workers"] == 1
-            await h.keeper.down()
+            assert (await h.status()).other_workers == 1
+            await h.ask(protocol.Down())
             assert h.system.cancelled == ["4711"]
 
     asyncio.run(run())
@@ -748,7 +769,7 @@ def test_a_replacement_that_fails_before_joining_gets_another_after_the_backoff(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1, keep=True)
+            await h.ask(protocol.Add(1, keep=True))
             h.system.start("1")
             worker = await h.join("1")
             h.system.forget("1")
@@ -766,12 +787,15 @@ def test_every_refusal_is_in_status_whoever_asked(tmp_path: Path) -> None:
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem(refuse=words)) as h:
-            assert (await h.keeper.status())["last_refusal"] is None
-            await h.keeper.scale(2)
-            refusal = (await h.keeper.status())["last_refusal"]
-            assert refusal["by"] == "scale" and words in refusal["words"]
-            await h.keeper.adapt(minimum_jobs=1, maximum_jobs=1)
-            assert (await h.keeper.status())["last_refusal"]["by"] == "adapt"
+            assert (await h.status()).last_refusal is None
+            with pytest.raises(SubmitError):
+                await h.ask(protocol.Scale(2))
+            refusal = (await h.status()).last_refusal
+            assert refusal is not None and refusal.by == "scale" and words in refusal.words
+            with pytest.raises(SessionError, match="adapt is off"):
+                await h.ask(protocol.Adapt(minimum_jobs=1, maximum_jobs=1))
+            refusal = (await h.status()).last_refusal
+            assert refusal is not None and refusal.by == "adapt"
 
     asyncio.run(run())
 
@@ -779,9 +803,9 @@ def test_every_refusal_is_in_status_whoever_asked(tmp_path: Path) -> None:
 def test_scale_turns_adapt_off(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.adapt(minimum_jobs=2, maximum_jobs=2)
+            await h.ask(protocol.Adapt(minimum_jobs=2, maximum_jobs=2))
             await until(lambda: len(h.keeper.jobs) == 2, "two jobs submitted")
-            assert sorted((await h.keeper.scale(3))["job_ids"]) == ["3"]
+            assert sorted((await h.ask(protocol.Scale(3))).job_ids) == ["3"]
             assert h.keeper.adapt_bounds is None
             await h.steps_pass("adapt", 5)
             assert h.system.submit_calls == 3 and h.system.cancelled == []
@@ -798,19 +822,21 @@ def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: P
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             assert not h.keeper.can_submit
-            answer = await h.keeper.add(2)
-            assert set(answer) == {"submit_here", "script"} and answer["submit_here"] is True
-            assert answer["script"].startswith("#!/usr/bin/env bash\n#FAKE --job-name=dask-worker\n")
-            kept = await h.keeper.add(1, keep=True)
-            assert "--keep needs to submit jobs from the scheduler's node" in kept["error"]
-            assert "no-such-sbatch is not available" in kept["error"]
-            assert "use dask-hpc add/remove instead" in (await h.keeper.adapt(1, 2))["error"]
+            answer = await h.ask(protocol.Add(2))
+            assert isinstance(answer, protocol.SubmitHere) and answer.n == 2
+            assert answer.script.startswith("#!/usr/bin/env bash\n#FAKE --job-name=dask-worker\n")
+            with pytest.raises(SessionError) as kept:
+                await h.ask(protocol.Add(1, keep=True))
+            assert "--keep needs to submit jobs from the scheduler's node" in str(kept.value)
+            assert "no-such-sbatch is not available" in str(kept.value)
+            with pytest.raises(SessionError, match="use dask-hpc add/remove instead"):
+                await h.ask(protocol.Adapt(1, 2))
             assert system.submit_calls == 0
             # The client submitted them itself and hands them over.
             await h.join("77")  # a worker may join before its job is registered
-            assert (await h.keeper.register(["77", "78"])) == {"job_ids": ["77", "78"]}
+            assert (await h.ask(protocol.Register(["77", "78"]))) == protocol.Jobs(["77", "78"])
             before = h.keeper.jobs["77"]
-            await h.keeper.register(["77"])  # again (a retried command): what we knew stays
+            await h.ask(protocol.Register(["77"]))  # again (a retried command): what we knew stays
             assert h.keeper.jobs["77"] == before and before.joined is not None
             jobs = await h.status_jobs()
             assert (jobs["77"]["state"], jobs["77"]["workers"], jobs["78"]["state"]) == (
@@ -818,6 +844,11 @@ def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: P
                 1,
                 "pending",
             )
+            # scale asks the same of the client: the jobs missing to make 3 (lifecycle.scale
+            # submits them; it used to read job_ids from this answer, a KeyError).
+            scaled = await h.ask(protocol.Scale(3))
+            assert isinstance(scaled, protocol.SubmitHere) and scaled.n == 1
+            assert system.submit_calls == 0
 
     asyncio.run(run())
 
@@ -825,12 +856,12 @@ def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: P
 def test_down_cancels_every_live_job_and_closes_the_scheduler(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(3)
+            await h.ask(protocol.Add(3))
             h.system.start("1")
             h.system.finish("3")
             await until(lambda: not h.keeper.jobs["3"].live, "job 3 ended")
-            answer = await h.keeper.down()
-            assert sorted(answer["job_ids"]) == ["1", "2"] and answer["warning"] is None
+            answer = await h.ask(protocol.Down())
+            assert sorted(answer.job_ids) == ["1", "2"] and answer.warning is None
             assert sorted(h.system.cancelled) == ["1", "2"]
             await until(
                 lambda: h.scheduler.status in (Status.closing, Status.closed), "the scheduler to close"
@@ -849,8 +880,9 @@ def test_a_restarted_keeper_takes_its_jobs_over_from_the_ledger(tmp_path: Path) 
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
-            await h.keeper.add(2, keep=True)
-            await h.keeper.add(1, {"walltime": "30m", "cores": 4, "environment": ["A=1"]}, keep=True)  # job 3
+            await h.ask(protocol.Add(2, keep=True))
+            options = {"walltime": "30m", "cores": 4, "environment": ["A=1"]}
+            await h.ask(protocol.Add(1, options, keep=True))  # job 3
             h.system.start("1")
             await until(lambda: record_state(h, "1") is JobState.RUNNING, "job 1 running")
             before = await h.ledger_written()
@@ -882,7 +914,7 @@ def test_a_worker_joining_a_job_seen_ended_brings_it_back(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1)
+            await h.ask(protocol.Add(1))
             h.system.forget("1")
             monkeypatch.setattr(ledger_module, "UNKNOWN_GRACE", 0.0)
             await until(lambda: not h.keeper.jobs["1"].live, "job 1 seen ended")
@@ -891,8 +923,8 @@ def test_a_worker_joining_a_job_seen_ended_brings_it_back(
             r = h.keeper.jobs["1"]
             # Once: state RUNNING with `ended` still set: never queried again, not cancelled by down.
             assert (r.state, r.live) == (JobState.RUNNING, True)
-            answer = await h.keeper.down()
-            assert answer["job_ids"] == ["1"] and "1" in h.system.cancelled
+            answer = await h.ask(protocol.Down())
+            assert answer.job_ids == ["1"] and "1" in h.system.cancelled
 
     asyncio.run(run())
 
@@ -900,7 +932,7 @@ def test_a_worker_joining_a_job_seen_ended_brings_it_back(
 def test_a_lagging_queue_that_says_pending_does_not_undo_a_joined_worker(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(1)
+            await h.ask(protocol.Add(1))
             worker = await h.join("1")  # its worker connected before the queue says it runs
             h.system.pend("1", "Priority")
             await h.refreshes_pass(3)
@@ -917,14 +949,14 @@ def test_down_cancels_a_removed_job_still_ending_again_but_does_not_count_it(tmp
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.keeper.add(2)
+            await h.ask(protocol.Add(2))
             for job_id in ("1", "2"):
                 h.system.start(job_id)
             h.system.cancel_takes_effect = False  # still being deleted after the remove
-            await h.keeper.remove(job_ids=["1"])
+            await h.ask(protocol.Remove(job_ids=["1"]))
             assert h.keeper.jobs["1"].live and h.keeper.jobs["1"].removed
-            answer = await h.keeper.down()
-            assert answer["job_ids"] == ["2"]
+            answer = await h.ask(protocol.Down())
+            assert answer.job_ids == ["2"]
             assert h.system.cancelled.count("1") == 2  # once by remove, again by down
 
     asyncio.run(run())
@@ -933,7 +965,7 @@ def test_down_cancels_a_removed_job_still_ending_again_but_does_not_count_it(tmp
 def test_two_scales_at_once_submit_the_difference_once(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await asyncio.gather(h.keeper.scale(3), h.keeper.scale(3))
+            await asyncio.gather(h.ask(protocol.Scale(3)), h.ask(protocol.Scale(3)))
             assert h.system.submit_calls == 3  # once 6: each counted before the other submitted
 
     asyncio.run(run())

@@ -8,6 +8,7 @@ import pytest
 
 from dask_hpc import BatchCluster
 from dask_hpc.errors import UnknownOptionError
+from dask_hpc.keeper.protocol import AdaptBounds
 from dask_hpc.systems import JobState, get_system
 
 from .conftest import HPC, bring_up, poll, processes_mentioning
@@ -49,7 +50,7 @@ def test_cluster_scale_compute_close(
         assert len(jobs) == 2 and report["workers"] == 4
         cluster.scale(jobs=1)
         poll("scale(jobs=1) to leave one job", lambda: hpc.status(name)["workers"] == 2, timeout=60)
-        assert cluster.adapt(minimum=2, maximum=6) == {"minimum_jobs": 1, "maximum_jobs": 3}
+        assert cluster.adapt(minimum=2, maximum=6) == AdaptBounds(1, 3)
     assert hpc.status(name)["down"] is True
     states = get_system(system).query(jobs)
     assert all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())

@@ -15,6 +15,7 @@ from rich.live import Live
 from dask_hpc.cli import views
 from dask_hpc.cli.options import given_options, login_host_option, name_option, spec_options, system_option
 from dask_hpc.errors import SessionError
+from dask_hpc.keeper import protocol
 from dask_hpc.session import lifecycle
 from dask_hpc.spec import make_log_directory
 from dask_hpc.state.session import Session
@@ -155,7 +156,7 @@ def up(
     line = lifecycle.tunnel_line(session, pages=web) if web and web.dashboard_port else None
     console.print(views.started_lines(started, line))
     if workers and wait_seconds is not None:
-        ids = [j["job_id"] for j in lifecycle.status(session)["jobs"]]
+        ids = [j.job_id for j in lifecycle.status(session).jobs]
         _wait_for_jobs(session, ids, wait_seconds)
 
 
@@ -190,18 +191,18 @@ def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
     t0 = time.monotonic()
     _, scheduler = lifecycle.open_live(session)
     while True:
-        report = scheduler.ask("dask_hpc_status")  # the keeper's view: no batch-system call
-        jobs = {j["job_id"]: j for j in report["jobs"] if j["job_id"] in ids}
-        connected = sum(1 for j in jobs.values() if j["workers"] >= j["processes"])
-        ended = [j for j in jobs.values() if j["ended"] is not None]
+        report = scheduler.ask(protocol.Status())  # the keeper's view: no batch-system call
+        jobs = {j.job_id: j for j in report.jobs if j.job_id in ids}
+        connected = sum(1 for j in jobs.values() if j.workers >= j.processes)
+        ended = [j for j in jobs.values() if j.ended is not None]
         if connected == len(ids):
             console.print(f"all {len(ids)} jobs' workers connected after {time.monotonic() - t0:.1f} s")
             return
         if ended:
             j = ended[0]
             raise SessionError(
-                f"worker job {j['job_id']} ended before its workers connected: {j['state']}; "
-                f"see dask-hpc logs {j['job_id']} --name {session.name}"
+                f"worker job {j.job_id} ended before its workers connected: {j.state.value}; "
+                f"see dask-hpc logs {j.job_id} --name {session.name}"
             )
         if time.monotonic() > deadline:
             raise SessionError(
@@ -238,16 +239,16 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
     if not off and minimum is not None and maximum is not None and maximum < minimum:
         raise click.UsageError(f"--max {maximum} is below --min {minimum}")
     answer = lifecycle.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
-    bounds = answer["adapt"]
+    bounds = answer.bounds
     if bounds is None:
         console.print("adapt off: worker jobs stay as they are")
     else:
         console.print(
-            f"adapting between {bounds['minimum_jobs']} and {bounds['maximum_jobs']} worker jobs, "
+            f"adapting between {bounds.minimum_jobs} and {bounds.maximum_jobs} worker jobs, "
             "decided inside the scheduler"
         )
-    if answer.get("warning"):
-        console.print(f"[yellow]warning: {answer['warning']}[/]")
+    if answer.warning:
+        console.print(f"[yellow]warning: {answer.warning}[/]")
 
 
 @click.command()
@@ -258,7 +259,7 @@ def status(name: str, as_json: bool, show_all: bool) -> None:
     """The session's scheduler and worker jobs: states, nodes, walltime left, workers."""
     report = lifecycle.status(Session(name))
     if as_json:
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json.dumps(report.to_dict(), indent=1))
     else:
         _console().print(views.status_view(report, show_all=show_all))
 

@@ -9,9 +9,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from dask_hpc.keeper.protocol import JobReport, SubmitTrouble
 from dask_hpc.session.lifecycle import Started
+from dask_hpc.session.report import SessionStatus
 from dask_hpc.spec import format_walltime
-from dask_hpc.systems import JobStatus
+from dask_hpc.systems import JobState, JobStatus
 from dask_hpc.web.tunnel import Tunnel
 
 __all__ = ["sessions_table", "started_lines", "status_view", "waiting_line"]
@@ -36,7 +38,7 @@ def started_lines(started: Started, tunnel: Tunnel | None = None) -> Text:
         f"session {name}: scheduler job {started.job_id} answered after {started.seconds:.1f} s",
         f"  scheduler  {started.address}",
         f"  dashboard  {started.dashboard or '(not available)'}",
-        f"  interface  {interface['name']} ({interface['why']})",
+        f"  interface  {interface.name} ({interface.why})",
         f"  security   {_security(started.security)}",
         f"  connect    dask_hpc.connect({name!r})",
         f"             or Client(scheduler_file='{started.session.scheduler_file}',"
@@ -68,106 +70,105 @@ def _left(seconds: float | None) -> str:
     return "over" if seconds <= 0 else format_walltime(int(seconds))
 
 
-def _replacement(job: dict[str, Any]) -> str:
+def _replacement(job: JobReport) -> str:
     """What happens to a kept job: its replacement, or when it will get one."""
-    if job.get("replaced_by"):
-        return f"by {job['replaced_by']}"
-    if job.get("replace_in") is not None:
-        return "submitting" if job["replace_in"] <= 0 else f"planned in {_left(job['replace_in'])}"
-    if job.get("keep") and job["ended"] is None:
+    if job.replaced_by:
+        return f"by {job.replaced_by}"
+    if job.replace_in is not None:
+        return "submitting" if job.replace_in <= 0 else f"planned in {_left(job.replace_in)}"
+    if job.keep and job.ended is None:
         return "kept"
     return ""
 
 
-def status_view(report: dict[str, Any], *, show_all: bool = False) -> Group:
-    s = report["scheduler"]
-    head = [f"session {report['name']} ({report['system']}), state dir {report['directory']}"]
-    if s["answering"]:
-        node = f" on {s['node']}" if s.get("node") else ""
-        left = s.get("walltime_left")
+def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
+    s, keeper = report.scheduler, report.keeper
+    head = [f"session {report.name} ({report.system}), state dir {report.directory}"]
+    if keeper is not None:
+        node = f" on {s.node}" if s.node else ""
         head.append(
-            f"scheduler: job {s['job_id']} {s['state'] or 'running'}{node}, {s['address']}"
-            + (f", walltime left {_left(left)}" if left is not None else "")
+            f"scheduler: job {s.job_id} {s.state or 'running'}{node}, {s.address}"
+            + (f", walltime left {_left(s.walltime_left)}" if s.walltime_left is not None else "")
         )
-        head.append(f"dashboard: {s.get('dashboard') or '(not available)'}")
-        web = report.get("web") or {}
+        head.append(f"dashboard: {s.dashboard or '(not available)'}")
+        web = report.web or {}
         if web.get("jupyter_port"):
             head.append(
                 f"jupyter: http://{web['host']}:{web['jupyter_port']}/lab "
-                f"(dask-hpc tunnel{'' if report['name'] == 'default' else ' ' + report['name']} "
+                f"(dask-hpc tunnel{'' if report.name == 'default' else ' ' + report.name} "
                 "prints the line and the URL with its token)"
             )
-        i = report["interface"]
-        head.append(f"interface: {i['name']} {i['address']} ({i['why']})")
-        head.append(f"security: {_security(report['security'])}")
-        head.append(f"worker jobs are submitted from {report['submit_from']}")
-        a = report.get("adapt")
-        head.append("adapt: off" if not a else f"adapt: {a['minimum_jobs']} to {a['maximum_jobs']} jobs")
-        trouble = report.get("submit_trouble")
+        i = keeper.interface
+        head.append(f"interface: {i.name} {i.address} ({i.why})")
+        head.append(f"security: {_security(report.security)}")
+        head.append(f"worker jobs are submitted from {keeper.submit_from}")
+        a = keeper.adapt
+        head.append("adapt: off" if not a else f"adapt: {a.minimum_jobs} to {a.maximum_jobs} jobs")
+        trouble = keeper.submit_trouble
         if trouble:
             head.append(_trouble(trouble))
-        refusal = report.get("last_refusal")
+        refusal = keeper.last_refusal
         if refusal and not trouble:
-            ago = format_walltime(int(max(0.0, time.time() - refusal["at"])))
-            head.append(f"last failed submission ({refusal['by']}, {ago} ago): {refusal['words']}")
-    elif report["down"] and s["job_id"] is None:
+            ago = format_walltime(int(max(0.0, time.time() - refusal.at)))
+            head.append(f"last failed submission ({refusal.by}, {ago} ago): {refusal.words}")
+    elif report.down and s.job_id is None:
         head.append("scheduler: down (its job was never submitted: up failed)")
-    elif report["down"]:
-        head.append(f"scheduler: down (job {s['job_id']} {s['state']})")
+    elif report.down:
+        head.append(f"scheduler: down (job {s.job_id} {s.state})")
     else:
-        reason = f" ({s['reason']})" if s.get("reason") else ""
+        reason = f" ({s.reason})" if s.reason else ""
         head.append(
-            f"scheduler: NOT ANSWERING; its job {s['job_id']} is {s['state']}{reason}; "
-            f"clean up with dask-hpc down --name {report['name']}"
+            f"scheduler: NOT ANSWERING; its job {s.job_id} is {s.state}{reason}; "
+            f"clean up with dask-hpc down --name {report.name}"
         )
-    jobs = report.get("jobs", [])
-    live = [j for j in jobs if j["ended"] is None and not j["removed"]]
-    ending = [j for j in jobs if j["ended"] is None and j["removed"]]
-    ended = [j for j in jobs if j["ended"] is not None]
+    jobs = report.jobs
+    live = [j for j in jobs if j.ended is None and not j.removed]
+    ending = [j for j in jobs if j.ended is None and j.removed]
+    ended = [j for j in jobs if j.ended is not None]
     shown = live + ending + (ended if show_all else ended[-RECENT_ENDED:])
     table = Table(title=None)
     for column in ("job", "state", "node", "walltime left", "workers", "replacement", "reason / exit"):
         table.add_column(column)
     for j in shown:
-        state = j["state"] + ((" (removed)" if j["ended"] else " (ending)") if j["removed"] else "")
-        detail = j["reason"] or ("" if j["exit_code"] is None else f"exit {j['exit_code']}")
+        state = j.state.value + ((" (removed)" if j.ended else " (ending)") if j.removed else "")
+        detail = j.reason or ("" if j.exit_code is None else f"exit {j.exit_code}")
         table.add_row(
-            j["job_id"],
+            j.job_id,
             state,
-            j["node"] or "",
-            _left(j.get("walltime_left")),
-            str(j["workers"]),
+            j.node or "",
+            _left(j.walltime_left),
+            str(j.workers),
             _replacement(j),
             detail,
         )
-    pending = sum(1 for j in live if j["state"] == "pending")
-    running = sum(1 for j in live if j["state"] == "running")
+    pending = sum(1 for j in live if j.state is JobState.PENDING)
+    running = sum(1 for j in live if j.state is JobState.RUNNING)
     from dask.utils import format_bytes
 
     hidden = not show_all and len(ended) > RECENT_ENDED
+    workers, threads, memory = (keeper.workers, keeper.threads, keeper.memory) if keeper else (0, 0, 0)
     totals = (
         f"{len(live)} live worker jobs ({running} running, {pending} pending), "
         f"{len(ending)} ending, {len(ended)} ended"
         + (f" (last {RECENT_ENDED} shown; --all for every one)" if hidden else "")
-        + f"; {report['workers']} workers, {report['threads']} threads, {format_bytes(report['memory'])}"
+        + f"; {workers} workers, {threads} threads, {format_bytes(memory)}"
     )
-    if report.get("other_workers"):
-        totals += f" ({report['other_workers']} workers not from this session's jobs)"
-    if report.get("recomputed"):
-        totals += f"; {report['recomputed']} tasks computed again (their results were lost)"
+    if keeper and keeper.other_workers:
+        totals += f" ({keeper.other_workers} workers not from this session's jobs)"
+    if keeper and keeper.recomputed:
+        totals += f"; {keeper.recomputed} tasks computed again (their results were lost)"
     return Group(Text("\n".join(head)), table, Text(totals))
 
 
-def _trouble(t: dict[str, Any]) -> str:
+def _trouble(t: SubmitTrouble) -> str:
     """Why adapt and replacements hold back: the last failure, in the batch system's words."""
-    n = t["failures"]
     then = (
         "STOPPED: automatic submissions (adapt, replacements) wait for you; fix it, then run "
         "dask-hpc adapt (or scale) again"
-        if t["stopped"]
-        else f"the next automatic submission in {t['retry_in']:.0f} s"
+        if t.stopped
+        else f"the next automatic submission in {t.retry_in or 0:.0f} s"
     )
-    return f"submissions: {n} failed in a row, the last: {t['words']}; {then}"
+    return f"submissions: {t.failures} failed in a row, the last: {t.words}; {then}"
 
 
 def sessions_table(rows: list[dict[str, Any]]) -> Table | Text:

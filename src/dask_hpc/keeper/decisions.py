@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from dask_hpc.keeper.protocol import SubmitTrouble
 from dask_hpc.state.ledger import JobRecord
 from dask_hpc.systems import JobState
 
@@ -176,15 +177,11 @@ class Backoff:
         same = self.same + 1 if _shape(words) == _shape(self.words or "") else 1
         return replace(self, failures=self.failures + 1, same=same, words=words, at=now)
 
-    def to_dict(self, now: float) -> dict[str, object] | None:
+    def trouble(self, now: float) -> SubmitTrouble | None:
+        """What ``dask-hpc status`` says about it; None without failures."""
         if self.failures == 0:
             return None
-        return {
-            "failures": self.failures,
-            "words": self.words,
-            "retry_in": self.retry_in(now),
-            "stopped": self.stopped,
-        }
+        return SubmitTrouble(self.failures, self.words or "", self.retry_in(now), self.stopped)
 
 
 def _shape(words: str) -> str:

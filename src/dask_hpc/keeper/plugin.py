@@ -4,7 +4,8 @@ It runs inside the scheduler process, so scaling (``add``, ``remove``,
 ``adapt``) goes on when no client is connected. Commands and the Python API
 reach it through scheduler handlers named ``dask_hpc_*``. It is the only writer
 of the job ledger. Batch-system commands run in threads: the scheduler's event
-loop never waits on ``sbatch`` or ``squeue``. Decisions live in :mod:`decide`.
+loop never waits on ``sbatch`` or ``squeue``. Decisions live in :mod:`~dask_hpc.keeper.decisions`,
+the requests and answers of its handlers in :mod:`~dask_hpc.keeper.protocol`.
 """
 
 from __future__ import annotations
@@ -15,13 +16,22 @@ import logging
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
-from dask_hpc.errors import DaskHPCError, SessionError, SpecError, SubmitError, SubmitUnclearError
+from dask_hpc.errors import (
+    DaskHPCError,
+    PartlySubmittedError,
+    SessionError,
+    SpecError,
+    SubmitError,
+    SubmitUnclearError,
+)
+from dask_hpc.keeper import protocol
 from dask_hpc.keeper.decisions import (
     Backoff,
     adapt_target_jobs,
@@ -31,7 +41,6 @@ from dask_hpc.keeper.decisions import (
     replacement_times,
     scale_steps,
 )
-from dask_hpc.keeper.protocol import refusal
 from dask_hpc.keeper.scripts import worker_script
 from dask_hpc.launch import dashboard_port
 from dask_hpc.network import InterfaceChoice
@@ -85,7 +94,7 @@ class Keeper(SchedulerPlugin):
         self.recomputed = 0
         # Failed automatic submissions (adapt, replacements): they wait, then stop (decide.Backoff).
         self.backoff = Backoff()
-        self.last_refusal: dict[str, Any] | None = None
+        self.last_refusal: protocol.LastRefusal | None = None
         self.close_counts: dict[str, int] = {}
         self.can_submit, self.submit_note = self._submit_here()
         self.scheduler: Scheduler | None = None
@@ -110,17 +119,17 @@ class Keeper(SchedulerPlugin):
             self.scheduler_end: float | None = current_job().end_time
         except DaskHPCError:  # a scheduler outside a job (BatchCluster(scheduler="local"))
             self.scheduler_end = None
-        scheduler.handlers.update(
-            {
-                "dask_hpc_status": self.status,
-                "dask_hpc_add": self.add,
-                "dask_hpc_register": self.register,
-                "dask_hpc_remove": self.remove,
-                "dask_hpc_scale": self.scale,
-                "dask_hpc_adapt": self.adapt,
-                "dask_hpc_down": self.down,
-            }
-        )
+        methods: dict[type[protocol.Request[Any]], Callable[[Any], Awaitable[protocol.Answer]]] = {
+            protocol.Status: self.status,
+            protocol.Add: self.add,
+            protocol.Register: self.register,
+            protocol.Remove: self.remove,
+            protocol.Scale: self.scale,
+            protocol.Adapt: self.adapt,
+            protocol.Down: self.down,
+        }
+        assert set(methods) == set(protocol.REQUESTS)
+        scheduler.handlers.update({kind.op: self._handler(kind, m) for kind, m in methods.items()})
         for callback, seconds in (
             (self._refresh, self.config.refresh),
             (self._adapt_step, ADAPT_INTERVAL),
@@ -207,82 +216,85 @@ class Keeper(SchedulerPlugin):
         self._save()
         return job_id
 
-    # ---- handlers (called by the CLI and BatchCluster) -------------------------
+    # ---- handlers (called by the CLI and BatchCluster; keeper/protocol.py) ----------
 
-    async def status(self) -> dict[str, Any]:
+    def _handler(
+        self, kind: type[protocol.Request[Any]], method: Callable[[Any], Awaitable[protocol.Answer]]
+    ) -> Callable[..., Awaitable[dict[str, Any]]]:
+        """A scheduler handler for requests of ``kind``: our errors are answered as refusals."""
+
+        async def handle(**message: Any) -> dict[str, Any]:
+            try:
+                return protocol.answer_message(await method(protocol.request_from(kind, message)))
+            except DaskHPCError as exc:
+                return protocol.refusal(exc)
+
+        return handle
+
+    async def status(self, request: protocol.Status) -> protocol.KeeperStatus:
         assert self.scheduler is not None
         now = time.time()
         plans = self._replacement_plans()
-        jobs = []
-        for record in self.jobs.values():
-            jobs.append(
-                {
-                    **record.to_dict(),
-                    "workers": len(self.workers_of.get(record.job_id, ())),
-                    "walltime_left": record.walltime_left(now),
-                    "replace_in": None if record.job_id not in plans else plans[record.job_id] - now,
-                }
+        jobs = [
+            protocol.JobReport(
+                **{f: getattr(record, f) for f in _RECORD_FIELDS},
+                workers=len(self.workers_of.get(record.job_id, ())),
+                walltime_left=record.walltime_left(now),
+                replace_in=None if record.job_id not in plans else plans[record.job_id] - now,
             )
+            for record in self.jobs.values()
+        ]
         workers = self.scheduler.workers.values()
         mine = {a for addresses in self.workers_of.values() for a in addresses}
-        return {
-            "address": self.scheduler.address,
-            "dashboard": _dashboard(self.scheduler, self.interface.address),
-            "dashboard_port": dashboard_port(self.scheduler),
-            "interface": {
-                "name": self.interface.name,
-                "address": self.interface.address,
-                "why": self.interface.why,
-            },
-            "submit_from": self.submit_note,
-            "security": "insecure" if self.config.insecure else "tls",
-            "adapt": None
-            if self.adapt_bounds is None
-            else {"minimum_jobs": self.adapt_bounds[0], "maximum_jobs": self.adapt_bounds[1]},
-            "jobs": jobs,
-            "workers": len(workers),
-            "other_workers": len([ws for ws in workers if ws.address not in mine]),
-            "threads": sum(ws.nthreads for ws in workers),
-            "memory": sum(ws.memory_limit or 0 for ws in workers),
-            "processes": self.config.spec.processes,
-            "scheduler_walltime_left": None if self.scheduler_end is None else self.scheduler_end - now,
-            "recomputed": self.recomputed,
-            "submit_trouble": self.backoff.to_dict(now),
-            "last_refusal": self.last_refusal,
-        }
+        return protocol.KeeperStatus(
+            address=self.scheduler.address,
+            dashboard=_dashboard(self.scheduler, self.interface.address),
+            dashboard_port=dashboard_port(self.scheduler),
+            interface=protocol.InterfaceReport(
+                self.interface.name, self.interface.address, self.interface.why
+            ),
+            submit_from=self.submit_note,
+            security="insecure" if self.config.insecure else "tls",
+            adapt=self._bounds(),
+            jobs=jobs,
+            workers=len(workers),
+            other_workers=len([ws for ws in workers if ws.address not in mine]),
+            threads=sum(ws.nthreads for ws in workers),
+            memory=sum(ws.memory_limit or 0 for ws in workers),
+            processes=self.config.spec.processes,
+            scheduler_walltime_left=None if self.scheduler_end is None else self.scheduler_end - now,
+            recomputed=self.recomputed,
+            submit_trouble=self.backoff.trouble(now),
+            last_refusal=self.last_refusal,
+        )
 
-    async def add(self, n: int, options: dict[str, Any] | None = None, keep: bool = False) -> dict[str, Any]:
-        """Submit ``n`` worker jobs with the session's spec changed by ``options``; with
-        ``keep``, each is replaced ahead of its walltime's end and when it dies."""
+    async def add(self, request: protocol.Add) -> protocol.Jobs | protocol.SubmitHere:
+        """Submit worker jobs (:class:`~dask_hpc.keeper.protocol.Add`)."""
         async with self._lock:
-            return await self._add(n, options, keep)
+            return await self._add(request.n, request.options, request.keep)
 
     async def _add(
-        self, n: int, options: dict[str, Any] | None, keep: bool, by: str = "add"
-    ) -> dict[str, Any]:
+        self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
+    ) -> protocol.Jobs | protocol.SubmitHere:
+        spec = self.config.spec.with_options(**options)
+        if not self.can_submit:
+            if keep:
+                raise SessionError(
+                    f"--keep needs to submit jobs from the scheduler's node, but jobs are "
+                    f"submitted from {self.submit_note}; add jobs without --keep"
+                )
+            return protocol.SubmitHere(self.job_script(spec), n)
         try:
-            spec = self.config.spec.with_options(**(options or {}))
-            if not self.can_submit:
-                if keep:
-                    return {
-                        "error": f"--keep needs to submit jobs from the scheduler's node, but jobs are "
-                        f"submitted from {self.submit_note}; add jobs without --keep"
-                    }
-                return {"submit_here": True, "script": self.job_script(spec)}
-            return {"job_ids": await self._submit(n, spec, keep=keep)}
-        except PartlySubmitted as exc:
-            self._refused(by, exc)
-            return refusal(exc, job_ids=exc.job_ids)  # the accepted ones will join
-        except DaskHPCError as exc:
-            if isinstance(exc, SubmitError | SubmitUnclearError):
-                self._refused(by, exc)
-            return refusal(exc)
+            return protocol.Jobs(await self._submit(n, spec, keep=keep))
+        except (SubmitError, SubmitUnclearError, PartlySubmittedError) as exc:
+            self._refused(by, exc)  # the accepted ones of a partly refused submission will join
+            raise
 
-    async def register(self, job_ids: list[str], options: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def register(self, request: protocol.Register) -> protocol.Jobs:
         """Take over jobs that the client submitted (where the scheduler's node may not)."""
-        spec = self.config.spec.with_options(**(options or {}))
+        spec = self.config.spec.with_options(**request.options)
         now = time.time()
-        for job_id in job_ids:
+        for job_id in request.job_ids:
             new = self._record(job_id, spec, now)
             known = self.jobs.get(job_id)  # registered twice, or adopted when its worker came first
             self.jobs[job_id] = (
@@ -300,32 +312,30 @@ class Keeper(SchedulerPlugin):
         assert self.scheduler is not None
         for worker in list(self.scheduler.workers):
             self._attach(worker)  # workers may have joined before their job was registered
-        return {"job_ids": job_ids}
+        return protocol.Jobs(list(request.job_ids))
 
-    async def remove(self, n: int | None = None, job_ids: list[str] | None = None) -> dict[str, Any]:
-        """End ``n`` worker jobs (or these ones), after moving their workers' data elsewhere."""
+    async def remove(self, request: protocol.Remove) -> protocol.Jobs:
+        """End worker jobs, after moving their workers' data elsewhere."""
         async with self._lock:
-            return await self._remove(n, job_ids)
+            return await self._remove(request.n, request.job_ids)
 
-    async def _remove(self, n: int | None, job_ids: list[str] | None = None) -> dict[str, Any]:
+    async def _remove(self, n: int | None, job_ids: list[str] | None = None) -> protocol.Jobs:
         if job_ids:
             unknown = [j for j in job_ids if j not in self.jobs]
             if unknown:
                 known = ", ".join(j for j, r in self.jobs.items() if r.live) or "none live"
-                return {"error": f"no job {', '.join(unknown)} in this session; its jobs: {known}"}
+                raise SessionError(f"no job {', '.join(unknown)} in this session; its jobs: {known}")
             chosen = [j for j in job_ids if self.jobs[j].live]
         else:
             chosen = choose_removals(self.jobs.values(), n or 0, self._held_bytes())
-        try:
-            await self._end_jobs(chosen, retire=True)
-        except DaskHPCError as exc:
-            return refusal(exc)
-        return {"job_ids": chosen}
+        await self._end_jobs(chosen, retire=True)
+        return protocol.Jobs(chosen)
 
-    async def scale(self, jobs: int, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Make the number of live worker jobs ``jobs``; turns adapt off."""
+    async def scale(self, request: protocol.Scale) -> protocol.Jobs | protocol.SubmitHere:
+        """Make the number of live worker jobs ``request.jobs``; turns adapt off."""
+        jobs = request.jobs
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-            return refusal(SpecError("jobs", jobs, "must be a whole number >= 0"))
+            raise SpecError("jobs", jobs, "must be a whole number >= 0")
         self.adapt_bounds = None
         self.backoff = Backoff()  # the user acts: automatic submissions (replacements) may go again
         # Counted and changed under the lock: two scales at once must not both submit the difference.
@@ -334,33 +344,25 @@ class Keeper(SchedulerPlugin):
             up, down = scale_steps(live, jobs)
             if up:
                 # Kept (the size holds through walltimes) where the keeper may submit replacements.
-                return await self._add(up, options, keep=self.can_submit, by="scale")
+                return await self._add(up, request.options, keep=self.can_submit, by="scale")
             if down:
                 return await self._remove(down)
-            return {"job_ids": []}
+            return protocol.Jobs([])
 
-    async def adapt(
-        self,
-        minimum_jobs: int | None = None,
-        maximum_jobs: int | None = None,
-        off: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        if off:
+    async def adapt(self, request: protocol.Adapt) -> protocol.Adapting:
+        if request.off:
             self.adapt_bounds = None
-            return {"adapt": None}
-        lo, hi = minimum_jobs or 0, maximum_jobs if maximum_jobs is not None else max(1, minimum_jobs or 0)
+            return protocol.Adapting(None)
+        lo = request.minimum_jobs or 0
+        hi = request.maximum_jobs if request.maximum_jobs is not None else max(1, lo)
         if lo < 0 or hi < lo:
-            return refusal(SpecError("adapt bounds", f"min {lo}, max {hi}", "need 0 <= min <= max"))
+            raise SpecError("adapt bounds", f"min {lo}, max {hi}", "need 0 <= min <= max")
         if not self.can_submit:
-            return {
-                "error": f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
+            raise SessionError(
+                f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
                 f"from {self.submit_note}; use dask-hpc add/remove instead"
-            }
-        try:
-            self.adapt_spec = self.config.spec.with_options(**(options or {}))
-        except DaskHPCError as exc:
-            return refusal(exc)
+            )
+        self.adapt_spec = self.config.spec.with_options(**request.options)
         self.adapt_bounds = (lo, hi)
         self.close_counts.clear()
         self.backoff = Backoff()  # the user acts: a fresh start
@@ -368,23 +370,20 @@ class Keeper(SchedulerPlugin):
         async with self._lock:
             try:
                 await self._adapt_up()
-            except PartlySubmitted as exc:
+            except PartlySubmittedError as exc:
                 self._failed(f"adapt: {exc}")
-                return {**self._adapt_answer(), "warning": f"{exc}; adapt goes on, {self._next_try()}"}
+                return protocol.Adapting(self._bounds(), f"{exc}; adapt goes on, {self._next_try()}")
             except DaskHPCError as exc:
                 self._refused("adapt", exc)
                 self.adapt_bounds = None  # nothing could be submitted: say so, do not storm
                 then = "change what the batch system refused, then adapt again"
-                return {
-                    "error": f"{exc}; adapt is off" + (f": {then}" if isinstance(exc, SubmitError) else "")
-                }
-        return self._adapt_answer()
+                raise SessionError(
+                    f"{exc}; adapt is off" + (f": {then}" if isinstance(exc, SubmitError) else "")
+                ) from None
+        return protocol.Adapting(self._bounds())
 
-    def _adapt_answer(self) -> dict[str, Any]:
-        if self.adapt_bounds is None:
-            return {"adapt": None}
-        lo, hi = self.adapt_bounds
-        return {"adapt": {"minimum_jobs": lo, "maximum_jobs": hi}}
+    def _bounds(self) -> protocol.AdaptBounds | None:
+        return None if self.adapt_bounds is None else protocol.AdaptBounds(*self.adapt_bounds)
 
     def _next_try(self) -> str:
         wait = self.backoff.retry_in(time.time())
@@ -392,7 +391,7 @@ class Keeper(SchedulerPlugin):
             return "but automatic submissions have stopped: run adapt or scale again once fixed"
         return f"the next submission in {wait:.0f} s at the earliest"
 
-    async def down(self) -> dict[str, Any]:
+    async def down(self, request: protocol.Down) -> protocol.Jobs:
         """End every worker job and then the scheduler; the ledger and logs stay."""
         self.adapt_bounds = None
         async with self._lock:
@@ -408,7 +407,7 @@ class Keeper(SchedulerPlugin):
         assert self.scheduler is not None
         # Answer first, then close: the caller waits for the scheduler's job to end.
         asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self._close_scheduler()))
-        return {"job_ids": ending, "warning": error}
+        return protocol.Jobs(ending, warning=error)
 
     async def _close_scheduler(self) -> None:
         assert self.scheduler is not None
@@ -459,7 +458,7 @@ class Keeper(SchedulerPlugin):
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
-            raise PartlySubmitted(ids, n, errors[0])
+            raise PartlySubmittedError(ids, n, errors[0])
         if errors:
             raise errors[0]
         return ids
@@ -569,7 +568,7 @@ class Keeper(SchedulerPlugin):
 
     def _refused(self, by: str, error: BaseException) -> None:
         """Remember the last submission that failed, whoever asked for it, for ``status``."""
-        self.last_refusal = {"by": by, "words": " ".join(str(error).split()), "at": time.time()}
+        self.last_refusal = protocol.LastRefusal(by, " ".join(str(error).split()), time.time())
 
     def _failed(self, words: str) -> None:
         """An automatic submission failed: remember it, so that the next ones wait, then stop."""
@@ -671,16 +670,6 @@ def _dashboard(scheduler: Scheduler, host: str) -> str | None:
     return None if port is None else f"http://{host}:{port}/status"
 
 
-class PartlySubmitted(SessionError):
-    """Some of the jobs were submitted, the batch system refused the others."""
-
-    def __init__(self, job_ids: list[str], asked: int, first_error: BaseException) -> None:
-        self.job_ids = job_ids
-        super().__init__(
-            f"{len(job_ids)} of {asked} worker jobs submitted ({', '.join(job_ids)}); {first_error}"
-        )
-
-
 def _as_json(data: dict[str, Any]) -> dict[str, Any]:
     """``data`` as it reads back from JSON (tuples are lists there), so records compare equal."""
     plain: dict[str, Any] = json.loads(json.dumps(data))
@@ -695,3 +684,6 @@ def _ended_before_joining(record: JobRecord, session: str) -> str:
         + (f" ({detail})" if detail else "")
         + f"; see dask-hpc logs {record.job_id} --name {session}"
     )
+
+
+_RECORD_FIELDS = [f.name for f in fields(JobRecord)]

@@ -20,11 +20,13 @@ from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
 from dask_hpc.errors import SessionError, UnknownOptionError
+from dask_hpc.keeper import protocol
 from dask_hpc.keeper.scripts import worker_script
 from dask_hpc.network import choose_interface, system_peers
 from dask_hpc.security import create_tls_files, tls_files
 from dask_hpc.session import lifecycle
 from dask_hpc.session.link import Link
+from dask_hpc.session.report import SessionStatus
 from dask_hpc.spec import JobSpec, make_log_directory
 from dask_hpc.state.session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
 from dask_hpc.systems import get_system
@@ -288,7 +290,7 @@ class BatchCluster(Cluster):
             jobs = math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory)
         elif cores is not None:
             jobs = math.ceil(cores / self.spec.cores)
-        self._ask("dask_hpc_scale", jobs=jobs)
+        lifecycle.scale(self.session, jobs)
 
     def adapt(  # type: ignore[override]
         self,
@@ -297,7 +299,7 @@ class BatchCluster(Cluster):
         *,
         minimum: int | None = None,
         maximum: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> protocol.AdaptBounds | None:
         """Let the scheduler scale between the bounds by itself (in jobs, or in workers
         with ``minimum``/``maximum``); it goes on after this notebook closes.
 
@@ -306,7 +308,7 @@ class BatchCluster(Cluster):
         off; if it refuses some, a RuntimeWarning says so and adapt goes on, backing off.
         Later failures (refusals, jobs that end before their worker joins) make automatic
         submissions wait (5 s, doubling, at most 5 min) and stop after 3 identical ones:
-        ``status_report()["submit_trouble"]`` says why."""
+        ``status_report().keeper.submit_trouble`` says why."""
         per_job = self.spec.processes
         if minimum is not None:
             minimum_jobs = math.ceil(minimum / per_job)
@@ -314,12 +316,11 @@ class BatchCluster(Cluster):
             maximum_jobs = math.ceil(maximum / per_job)
         if maximum_jobs is None:
             raise SessionError("adapt needs maximum_jobs (or maximum workers)")
-        answer = self._ask("dask_hpc_adapt", minimum_jobs=minimum_jobs, maximum_jobs=maximum_jobs)
-        if answer.get("warning"):
+        answer = lifecycle.adapt(self.session, minimum_jobs, maximum_jobs)
+        if answer.warning:
             # Some of the first jobs were refused: adapt goes on, backing off (status_report says more).
-            warnings.warn(answer["warning"], RuntimeWarning, stacklevel=2)
-        bounds: dict[str, Any] = answer["adapt"]
-        return bounds
+            warnings.warn(answer.warning, RuntimeWarning, stacklevel=2)
+        return answer.bounds
 
     def job_script(self) -> str:
         """The worker job script that ``scale`` submits."""
@@ -333,19 +334,16 @@ class BatchCluster(Cluster):
             tls=None if config.insecure else tls_files(self.session.directory),
         )
 
-    def status_report(self) -> dict[str, Any]:
-        """What ``dask-hpc status --json`` prints."""
+    def status_report(self) -> SessionStatus:
+        """What ``dask-hpc status`` shows (``.to_dict()``: what ``dask-hpc status --json`` prints)."""
         return lifecycle.status(self.session)
-
-    def _ask(self, op: str, **kwargs: Any) -> dict[str, Any]:
-        return Link(self.scheduler_address, self.security).ask(op, timeout=600, **kwargs)
 
     async def _close(self) -> None:
         if self._in_job:
             await asyncio.to_thread(lifecycle.down, self.session)
         elif self._scheduler is not None:
             with contextlib.suppress(SessionError):  # already down
-                await Link(self.scheduler_address, self.security).ask_async("dask_hpc_down", timeout=120)
+                await Link(self.scheduler_address, self.security).ask_async(protocol.Down(), timeout=120)
             await self._scheduler.close()
             self.session.write_config(self.session.read_config().but(down=True))
         await super()._close()  # type: ignore[no-untyped-call]

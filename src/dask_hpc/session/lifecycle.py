@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dask_hpc.errors import DaskHPCError, SchedulerUnreachableError, SessionError
+from dask_hpc.keeper import protocol
 from dask_hpc.keeper.scripts import scheduler_command, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
 from dask_hpc.session.link import Link
+from dask_hpc.session.report import SchedulerReport, SessionStatus
 from dask_hpc.spec import JobSpec, format_walltime, make_log_directory
 from dask_hpc.state.ledger import load_ledger
 from dask_hpc.state.session import Session, SessionConfig, list_sessions
@@ -64,7 +66,7 @@ class Started:
     job_id: str
     link: Link
     dashboard: str | None
-    interface: dict[str, str]
+    interface: protocol.InterfaceReport
     security: str
     seconds: float
     web: WebPages | None = None
@@ -235,7 +237,7 @@ def up(
         if jupyter:
             started = _wait_for_jupyter(started, system, t0, timeout)
         if early:
-            started.link.ask("dask_hpc_register", job_ids=early)
+            started.link.ask(protocol.Register(early))
         return started
     except BaseException:
         system.cancel([job_id, *early])
@@ -263,7 +265,7 @@ def _wait_for_scheduler(
         scheduler = link(session, config)
         if scheduler:
             try:
-                answer = scheduler.ask("dask_hpc_status", timeout=5)
+                answer = scheduler.ask(protocol.Status(), timeout=5)
             except SchedulerUnreachableError:
                 pass  # the file is written as the scheduler starts listening; try again
             else:
@@ -271,11 +273,11 @@ def _wait_for_scheduler(
                     session,
                     job_id,
                     scheduler,
-                    answer.get("dashboard"),
-                    answer["interface"],
-                    answer["security"],
+                    answer.dashboard,
+                    answer.interface,
+                    answer.security,
                     now - t0,
-                    WebPages(answer["interface"]["address"], answer.get("dashboard_port")),
+                    WebPages(answer.interface.address, answer.dashboard_port),
                 )
         if now >= next_query:
             status = system.query([job_id])[job_id]
@@ -369,7 +371,7 @@ def open_live(session: Session) -> tuple[SessionConfig, Link]:
         why = "its scheduler has not written its address yet"
     else:
         try:
-            scheduler.ask("identity", timeout=5)
+            scheduler.identity(timeout=5)
             return config, scheduler
         except SchedulerUnreachableError:
             pass
@@ -389,31 +391,44 @@ def add(session: Session, n: int, options: dict[str, Any] | None = None, *, keep
     options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
     if options.get("log_directory"):
         options["log_directory"] = make_log_directory(options["log_directory"])
-    answer = scheduler.ask("dask_hpc_add", n=n, options=options, keep=keep, timeout=120 + n)
-    if not answer.get("submit_here"):
-        return list(answer["job_ids"])
-    # The scheduler's node may not submit jobs: submit from here and hand them over.
+    answer = scheduler.ask(protocol.Add(n, options, keep), timeout=120 + n)
+    return _submitted(session, config, scheduler, answer, options)
+
+
+def _submitted(
+    session: Session,
+    config: SessionConfig,
+    scheduler: Link,
+    answer: protocol.Jobs | protocol.SubmitHere,
+    options: dict[str, Any],
+) -> list[str]:
+    """The ids of the jobs an answer to Add or Scale submitted; where the scheduler's node
+    cannot submit, they are submitted from here and handed over to the keeper."""
+    if isinstance(answer, protocol.Jobs):
+        return list(answer.job_ids)
     system = get_system(config.system)
     ids: list[str] = []
     try:
-        for _ in range(n):
-            ids.append(system.submit(answer["script"], session.scripts))
+        for _ in range(answer.n):
+            ids.append(system.submit(answer.script, session.scripts))
     finally:
         if ids:
-            scheduler.ask("dask_hpc_register", job_ids=ids, options=options)
+            scheduler.ask(protocol.Register(ids, options))
     return ids
 
 
 def remove(session: Session, n: int | None = None, job_ids: list[str] | None = None) -> list[str]:
     """Retire the workers of ``n`` jobs (or of ``job_ids``), then end those jobs."""
     _, scheduler = open_live(session)
-    answer = scheduler.ask("dask_hpc_remove", n=n, job_ids=job_ids, timeout=600)
-    return list(answer["job_ids"])
+    return list(scheduler.ask(protocol.Remove(n, job_ids), timeout=600).job_ids)
 
 
 def scale(session: Session, jobs: int, options: dict[str, Any] | None = None) -> list[str]:
-    _, scheduler = open_live(session)
-    return list(scheduler.ask("dask_hpc_scale", jobs=jobs, options=options or {}, timeout=600)["job_ids"])
+    """Make the session's live worker jobs ``jobs``; the ids of the jobs submitted or ended."""
+    config, scheduler = open_live(session)
+    options = options or {}
+    answer = scheduler.ask(protocol.Scale(jobs, options), timeout=600)
+    return _submitted(session, config, scheduler, answer, options)
 
 
 def adapt(
@@ -423,7 +438,7 @@ def adapt(
     *,
     off: bool = False,
     options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> protocol.Adapting:
     """Adapt's bounds (None: off), and ``warning`` when its first submissions were partly refused.
 
     The keeper takes adapt's first step before it answers, so that a refusal is in the
@@ -433,57 +448,55 @@ def adapt(
     options = {k: v for k, v in (options or {}).items() if v not in (None, (), "")}
     if options.get("log_directory"):
         options["log_directory"] = make_log_directory(options["log_directory"])
-    answer = scheduler.ask(
-        "dask_hpc_adapt",
-        minimum_jobs=minimum_jobs,
-        maximum_jobs=maximum_jobs,
-        off=off,
-        options=options,
+    return scheduler.ask(
+        protocol.Adapt(minimum_jobs, maximum_jobs, off, options),
         timeout=600,  # the first step submits up to the minimum before answering
     )
-    return answer
 
 
-def status(session: Session) -> dict[str, Any]:
+def status(session: Session) -> SessionStatus:
     """Everything about the session, from its keeper, or from the ledger and batch system
     when the scheduler does not answer."""
     config = session.read_config()
     system = get_system(config.system)
-    scheduler = (
-        system.query([config.scheduler_job_id])[config.scheduler_job_id] if config.scheduler_job_id else None
+    job_id = config.scheduler_job_id
+    job = system.query([job_id])[job_id] if job_id else None
+    scheduler = SchedulerReport(
+        config.scheduler_job_id,
+        job.state.value if job else None,
+        job.reason if job else None,
+        job.node if job else None,
     )
-    report: dict[str, Any] = {
-        "name": session.name,
-        "system": config.system,
-        "directory": str(session.directory),
-        "down": config.down,
-        "security": "insecure" if config.insecure else "tls",
-        "scheduler": {
-            "job_id": config.scheduler_job_id,
-            "state": scheduler.state.value if scheduler else None,
-            "reason": scheduler.reason if scheduler else None,
-            "node": scheduler.node if scheduler else None,
-            "answering": False,
-        },
-    }
+    base = SessionStatus(
+        session.name,
+        config.system,
+        str(session.directory),
+        config.down,
+        "insecure" if config.insecure else "tls",
+        scheduler,
+    )
     keeper = link(session, config)
     answer = None
     if keeper and not config.down:
         try:
-            answer = keeper.ask("dask_hpc_status", timeout=10)
+            answer = keeper.ask(protocol.Status(), timeout=10)
         except SchedulerUnreachableError:
             answer = None
     if answer is not None:
-        report["scheduler"].update(
-            answering=True,
-            address=answer["address"],
-            dashboard=answer["dashboard"],
-            walltime_left=answer.get("scheduler_walltime_left"),
-        )
-        report.update({k: v for k, v in answer.items() if k not in ("address", "dashboard")})
         pages = WebPages.read(session.web_file)
-        report["web"] = pages.to_dict() if pages else None
-        return report
+        return replace(
+            base,
+            scheduler=replace(
+                scheduler,
+                answering=True,
+                address=answer.address,
+                dashboard=answer.dashboard,
+                walltime_left=answer.scheduler_walltime_left,
+            ),
+            jobs=answer.jobs,
+            keeper=answer,
+            web=pages.to_dict() if pages else None,
+        )
     # No scheduler: the ledger, with states asked of the batch system in one call.
     records = load_ledger(session.ledger_file)
     live = [j for j, r in records.items() if r.live]
@@ -492,9 +505,9 @@ def status(session: Session) -> dict[str, Any]:
     jobs = []
     for job_id, record in records.items():
         updated = record.update(statuses[job_id], now) if job_id in statuses else record
-        jobs.append({**updated.to_dict(), "workers": 0, "walltime_left": updated.walltime_left(now)})
-    report.update(jobs=jobs, workers=0, threads=0, memory=0, adapt=None, web=None)
-    return report
+        left = updated.walltime_left(now)
+        jobs.append(protocol.JobReport.from_dict({**updated.to_dict(), "walltime_left": left}))
+    return replace(base, jobs=jobs)
 
 
 def tunnel_line(session: Session, login: str | None = None, pages: WebPages | None = None) -> Tunnel:
@@ -580,8 +593,8 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
     answered = False
     if scheduler and not config.down:
         try:
-            answer = scheduler.ask("dask_hpc_down", timeout=120)
-            ended, warning, answered = list(answer["job_ids"]), answer.get("warning"), True
+            answer = scheduler.ask(protocol.Down(), timeout=120)
+            ended, warning, answered = list(answer.job_ids), answer.warning, True
         except SchedulerUnreachableError:
             pass
     if not answered:
@@ -626,7 +639,7 @@ def sessions_overview(root: Path | None = None) -> list[dict[str, Any]]:
             try:
                 scheduler = link(session, config)
                 assert scheduler is not None
-                scheduler.ask("identity", timeout=3)
+                scheduler.identity(timeout=3)
                 state = "live"
             except SchedulerUnreachableError:
                 state = "not answering"

@@ -1,21 +1,22 @@
 """Asking a session's keeper something, from a command or a notebook.
 
 One short-lived connection per question, through distributed's own RPC, so a
-command needs no Client (no worker list, no heartbeats). A keeper handler
-answers ``{"error": message, "raised": the pickled error}`` for our own errors
-(:func:`refusal`), raised here again as what it was: a bad value sent to a
-live session is the same SpecError, with the same line, as before any session.
+command needs no Client (no worker list, no heartbeats). The questions and
+answers are :mod:`dask_hpc.keeper.protocol`'s dataclasses; a refusal is raised
+here again as the error the keeper raised (a bad value sent to a live session is
+the same SpecError, with the same line, as before any session).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dask_hpc.errors import SchedulerUnreachableError, SessionError
-from dask_hpc.keeper.protocol import raised
+from dask_hpc.errors import SchedulerUnreachableError
+from dask_hpc.keeper.protocol import Answer, Request, answer_from
 
 if TYPE_CHECKING:
     from distributed import Security
@@ -26,6 +27,9 @@ __all__ = ["Link"]
 #: a refused one until its timeout, which would make every command on a dead session slow.
 PROBE_TIMEOUT = 3.0
 
+_T = TypeVar("_T")
+_A = TypeVar("_A", bound=Answer)
+
 
 @dataclass(frozen=True)
 class Link:
@@ -34,36 +38,36 @@ class Link:
     address: str
     security: Security | None = None
 
-    async def ask_async(self, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
+    async def ask_async(self, request: Request[_A], *, timeout: float = 10.0) -> _A:
+        """The keeper's answer to ``request`` (one of ``request.answers``).
+
+        Raises:
+            SchedulerUnreachableError: no scheduler answers at the address in ``timeout`` seconds.
+            DaskHPCError: the keeper refused: the error it raised, as it raised it.
+        """
+        message = await self._call(request.op, timeout, request.to_message())
+        return answer_from(message, request)
+
+    def ask(self, request: Request[_A], *, timeout: float = 10.0) -> _A:
+        """``ask_async`` from synchronous code (the CLI, a notebook cell)."""
+        return _run(self.ask_async(request, timeout=timeout))
+
+    def identity(self, *, timeout: float = 5.0) -> Any:
+        """distributed's own ``identity`` of the scheduler: proof that it answers."""
+        return _run(self._call("identity", timeout, {}))
+
+    async def _call(self, op: str, timeout: float, arguments: dict[str, Any]) -> Any:
         from distributed.core import rpc
 
         args = self.security.get_connection_args("client") if self.security else {}
         try:
             await self._probe()
             async with rpc(self.address, timeout=timeout, connection_args=args) as scheduler:
-                answer = await asyncio.wait_for(getattr(scheduler, op)(**kwargs), timeout)
+                return await asyncio.wait_for(getattr(scheduler, op)(**arguments), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise SchedulerUnreachableError(
                 f"the scheduler at {self.address} does not answer: {exc}"
             ) from None
-        if not isinstance(answer, dict):
-            raise SessionError(
-                f"the scheduler at {self.address} gave an unexpected answer to {op}: {answer!r}"
-            )
-        if answer.get("error"):
-            raise raised(answer)
-        return answer
-
-    def ask(self, op: str, *, timeout: float = 10.0, **kwargs: Any) -> dict[str, Any]:
-        """``ask_async`` from synchronous code (the CLI, a notebook cell)."""
-        question = self.ask_async(op, timeout=timeout, **kwargs)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(question)
-        # A loop runs in this thread already (Jupyter): ask from another thread.
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, question).result()
 
     async def _probe(self) -> None:
         from distributed.comm.addressing import get_address_host_port
@@ -71,3 +75,13 @@ class Link:
         host, port = get_address_host_port(self.address)
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
         writer.close()
+
+
+def _run(question: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(question)
+    # A loop runs in this thread already (Jupyter): ask from another thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, question).result()
