@@ -48,7 +48,7 @@ def note(what: str) -> None:
 
 def _wrap() -> None:
     """Note the events of the phases, on every rank (before initialize: the workers are ranks)."""
-    resolve, post_sends = mc._resolve, mc.Engine.post_sends
+    resolve, post_sends = mc.resolve, mc.Engine.post_sends
     get_data, fetch = dw.Worker.get_data, dw.get_data_from_worker
 
     def _resolve(loop: Any, future: Any, value: Any, error: bool = False) -> None:
@@ -71,7 +71,7 @@ def _wrap() -> None:
         finally:
             note("fetched")
 
-    mc._resolve = _resolve
+    mc.resolve = _resolve
     mc.Engine.post_sends = _post_sends  # type: ignore[method-assign]
     dw.Worker.get_data = _get_data  # type: ignore[method-assign]
     dw.get_data_from_worker = _fetch

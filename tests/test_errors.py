@@ -37,12 +37,34 @@ EXAMPLES: dict[str, errors.DaskHPCError] = {
         ["4711", "4712"], 3, RuntimeError("QOSMaxSubmitJobPerUserLimit")
     ),
     "ProtocolError": errors.ProtocolError("this session's keeper does not take gpus in Add"),
+    "WorldTooSmallError": errors.WorldTooSmallError("need at least 3 MPI ranks, got 2"),
+    "RoleFailedError": errors.RoleFailedError("rank 2 (a worker) could not start: no such interface ib9"),
     "SchedulerUnreachableError": errors.SchedulerUnreachableError("no answer from tls://10.0.0.1:8786"),
 }
 
 
 def test_every_error_class_has_an_example() -> None:
     assert set(EXAMPLES) == set(errors.__all__)
+
+
+def test_every_error_class_is_in_the_one_tree() -> None:
+    """No module defines an error of its own: each is in dask_hpc.errors (with an example here)."""
+    import importlib
+    import pkgutil
+
+    import dask_hpc
+
+    for module in pkgutil.walk_packages(dask_hpc.__path__, "dask_hpc."):
+        if not module.name.endswith("__main__"):  # __main__ modules run when imported
+            importlib.import_module(module.name)
+
+    def subclasses(cls: type) -> set[type]:
+        return {c for s in cls.__subclasses__() for c in {s, *subclasses(s)}}
+
+    ours = {c for c in subclasses(errors.DaskHPCError) if c.__module__.startswith("dask_hpc.")}
+    assert {f"{c.__module__}.{c.__name__}" for c in ours} == {f"dask_hpc.errors.{n}" for n in EXAMPLES} - {
+        "dask_hpc.errors.DaskHPCError"
+    }
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

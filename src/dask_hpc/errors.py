@@ -19,6 +19,8 @@ The tree::
     ├── InterfaceError             a network interface that this node does not have (lists the real ones)
     │   └── UnreachableInterfaceError  only loopback here, and other nodes must reach us
     ├── DataError                  the user's data cannot be used (no files, not NetCDF, no such variable)
+    ├── WorldTooSmallError         fewer MPI ranks than the roles need (dask-mpi's WorldTooSmallException)
+    ├── RoleFailedError            an MPI rank's role (scheduler, worker) could not start or failed
     └── SessionError               a session cannot do what was asked (says its state and the fix)
         ├── UnknownSessionError    no session of that name (lists the sessions)
         ├── PartlySubmittedError   some worker jobs submitted, the others refused (their ids, the words)
@@ -42,6 +44,7 @@ __all__ = [
     "ParseError",
     "PartlySubmittedError",
     "ProtocolError",
+    "RoleFailedError",
     "SchedulerUnreachableError",
     "SessionError",
     "SpecError",
@@ -51,6 +54,7 @@ __all__ = [
     "UnknownSessionError",
     "UnknownSystemError",
     "UnreachableInterfaceError",
+    "WorldTooSmallError",
     "WrongSystemError",
 ]
 
@@ -171,6 +175,14 @@ class UnreachableInterfaceError(InterfaceError):
             f"{where} has no network interface but loopback, which other nodes cannot reach ({peers}); "
             "name one with --interface NAME (--interface lo if every node is this host)",
         )
+
+
+class WorldTooSmallError(DaskHPCError):
+    """Fewer MPI ranks than the roles need."""
+
+
+class RoleFailedError(DaskHPCError):
+    """An MPI rank's role could not start or failed: one line, and the rank exits 1."""
 
 
 class SessionError(DaskHPCError):

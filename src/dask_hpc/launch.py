@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from distributed import Scheduler, Security
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DASHBOARD_PORT", "HTTP_ROUTES", "add_dashboard", "dashboard_port", "start_scheduler"]
 
@@ -72,7 +74,7 @@ async def add_dashboard(scheduler: Scheduler) -> None:
         dashboard = await asyncio.to_thread(importlib.import_module, "distributed.dashboard.scheduler")
         dashboard.connect(scheduler.http_application, scheduler.http_server, scheduler, prefix="")
     except Exception as exc:  # the scheduler works without its dashboard; say why it is missing
-        print(f"dask-hpc: no dashboard: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        logger.warning("no dashboard: %s: %s", type(exc).__name__, exc)
 
 
 def dashboard_port(scheduler: Scheduler) -> int | None:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dask_hpc.errors import DaskHPCError
 from dask_hpc.files import write_private
@@ -22,9 +21,6 @@ from dask_hpc.state.session import Session
 from dask_hpc.systems import get_system
 from dask_hpc.web.jupyter import web_pages
 from dask_hpc.web.tunnel import WebPages
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["main", "serve"]
 
@@ -46,7 +42,7 @@ async def serve(session: Session) -> None:
         plugins=[keeper],
     )
     async with scheduler:  # closed on the way out, however it goes
-        print(
+        print(  # noqa: T201
             f"dask-hpc: scheduler {scheduler.address} on {choice.name} ({choice.why})",
             file=sys.stderr,
             flush=True,
@@ -75,7 +71,7 @@ async def serve(session: Session) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dask_hpc.scheduler_job STATE_DIR", file=sys.stderr)
+        print("usage: python -m dask_hpc.scheduler_job STATE_DIR", file=sys.stderr)  # noqa: T201
         return 2
     os.umask(0o077)  # the scheduler file and ledger are the user's only
     session = Session.at(Path(args[0]))
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(session))
     except DaskHPCError as exc:
         session.error_file.write_text(f"{exc}\n")
-        print(f"dask-hpc: {exc}", file=sys.stderr)
+        print(f"dask-hpc: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except Exception as exc:
         session.error_file.write_text(f"the scheduler failed: {type(exc).__name__}: {exc}\n")

@@ -26,7 +26,7 @@ import pytest
 from distributed import Scheduler, Worker
 from distributed.core import Status
 
-import dask_hpc.keeper.decisions as decide_module
+import dask_hpc.keeper.decisions as decisions
 import dask_hpc.keeper.plugin as keeper_module
 import dask_hpc.keeper.protocol as protocol
 import dask_hpc.state.ledger as ledger_module
@@ -485,7 +485,7 @@ def test_a_refused_replacement_is_tried_again_only_after_the_backoff(
             assert trouble.words.startswith("the replacement of job 1: fake refused the job")
             assert words in trouble.words
             h.system.accept()
-            monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.0)
+            monkeypatch.setattr(decisions, "BACKOFF_FIRST", 0.0)
             await until(lambda: h.keeper.jobs["1"].replaced_by == "2", "the replacement, the second time")
             assert h.system.submit_calls == 3
 
@@ -673,7 +673,7 @@ def test_adapt_partly_refused_warns_and_backs_off_then_stops_on_identical_refusa
 ) -> None:
     words = "sbatch: error: QOSMaxSubmitJobPerUserLimit"
     system = FakeSystem(refuse=words, refuse_after=1)
-    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)  # then 0.4: steps are 0.05 s
+    monkeypatch.setattr(decisions, "BACKOFF_FIRST", 0.2)  # then 0.4: steps are 0.05 s
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
@@ -704,7 +704,7 @@ def test_adapt_jobs_that_end_before_their_worker_joins_back_off_then_stop(
 ) -> None:
     """A job that cannot start (a bad prologue, a wrong python) must not be resubmitted as
     fast as it fails: each counts as a failed submission."""
-    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+    monkeypatch.setattr(decisions, "BACKOFF_FIRST", 0.2)
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
@@ -727,7 +727,7 @@ def test_adapt_jobs_that_end_before_their_worker_joins_back_off_then_stop(
 
 
 def test_a_worker_joining_ends_the_run_of_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+    monkeypatch.setattr(decisions, "BACKOFF_FIRST", 0.2)
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
@@ -765,7 +765,7 @@ def test_a_job_whose_submission_we_lost_is_adopted_when_its_worker_joins(tmp_pat
 def test_a_replacement_that_fails_before_joining_gets_another_after_the_backoff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(decide_module, "BACKOFF_FIRST", 0.2)
+    monkeypatch.setattr(decisions, "BACKOFF_FIRST", 0.2)
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:

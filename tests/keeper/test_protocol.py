@@ -117,3 +117,57 @@ def test_another_versions_messages_are_one_clear_line() -> None:
     # A newer keeper's extra field in an answer is left out, not an error.
     newer = {**protocol.answer_message(protocol.Jobs(["1"])), "pool": "gpu"}
     assert protocol.answer_from(newer, protocol.Add(1)) == protocol.Jobs(["1"])
+
+
+def test_a_job_report_carries_every_field_of_the_ledgers_record() -> None:
+    """The keeper builds each JobReport from a JobRecord's fields: a field added to the
+    ledger only would make every status a TypeError."""
+    from dataclasses import fields
+
+    from dask_hpc.state.ledger import JobRecord
+
+    assert {f.name for f in fields(JobRecord)} <= {f.name for f in fields(protocol.JobReport)}
+
+
+def test_status_json_without_a_scheduler_is_the_ledgers_jobs() -> None:
+    """As before the protocol: without a keeper, a job is its ledger record, its workers (0)
+    and its walltime left; no keeper, no replacement plan."""
+    from dask_hpc.session.report import SchedulerReport, SessionStatus
+    from dask_hpc.state.ledger import JobRecord
+
+    record = JobRecord("4711", "dask-worker", 1, 3600, 1.0)
+    job = protocol.JobReport.from_dict({**record.to_dict(), "walltime_left": None})
+    report = SessionStatus(
+        "a", "slurm", "/d", False, "tls", SchedulerReport("1", "running", None, "n1"), [job]
+    )
+    data = report.to_dict()
+    assert set(data["jobs"][0]) == {*record.to_dict(), "workers", "walltime_left"}
+    assert data["scheduler"] == {
+        "job_id": "1",
+        "state": "running",
+        "reason": None,
+        "node": "n1",
+        "answering": False,
+    }
+    assert (data["workers"], data["threads"], data["memory"], data["adapt"], data["web"]) == (
+        0,
+        0,
+        0,
+        None,
+        None,
+    )
+    # With a keeper: its fields beside the session's, the scheduler's address from it.
+    live = SessionStatus(
+        "a", "slurm", "/d", False, "tls", SchedulerReport("1", "running", None, "n1", True), [job], STATUS
+    )
+    assert {k for k in live.to_dict() if k not in data} == {
+        "dashboard_port",
+        "interface",
+        "submit_from",
+        "other_workers",
+        "processes",
+        "scheduler_walltime_left",
+        "recomputed",
+        "submit_trouble",
+        "last_refusal",
+    }

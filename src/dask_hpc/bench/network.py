@@ -265,7 +265,7 @@ def _mpi_main(sizes: list[int], repeat: int) -> None:
             seconds.append(MPI.Wtime() - t0)
         out[nbytes] = seconds
     if rank == 0:
-        print(json.dumps(out), flush=True)
+        print(json.dumps(out), flush=True)  # noqa: T201
 
 
 def summary(measurements: list[Measurement]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""``mpi://``: a distributed comm backend over MPI, for processes that are ranks of one MPI job.
+"""The engine of ``mpi://`` (distributed's comms over MPI, :mod:`dask_hpc.comm.backend`): one per rank.
 
 Addresses are ``mpi://<rank>/<listener>`` (a listener of that rank) and, for
 the comms a listener accepts, ``mpi://<rank>/c<channel>``. A comm posts its

@@ -92,7 +92,7 @@ class Keeper(SchedulerPlugin):
         # Keys computed (processing -> memory) and not forgotten since; a second time is a recompute.
         self.computed: set[Any] = set()
         self.recomputed = 0
-        # Failed automatic submissions (adapt, replacements): they wait, then stop (decide.Backoff).
+        # Failed automatic submissions (adapt, replacements): they wait, then stop (decisions.Backoff).
         self.backoff = Backoff()
         self.last_refusal: protocol.LastRefusal | None = None
         self.close_counts: dict[str, int] = {}
@@ -527,9 +527,9 @@ class Keeper(SchedulerPlugin):
         # of intervals. Here the unit is a batch job: a pending job has no worker yet (it
         # must count, or every interval would submit again), a job of several processes
         # ends whole or not at all, a kept job leaving at its walltime is replaced rather
-        # than counted twice (decide.scale_steps), and a submission that fails backs off
-        # (decide.Backoff) under the same lock as scale and add. The close counts below are
-        # AdaptiveCore's wait_count, per job (decide.choose_removals picks which).
+        # than counted twice (decisions.scale_steps), and a submission that fails backs off
+        # (decisions.Backoff) under the same lock as scale and add. The close counts below are
+        # AdaptiveCore's wait_count, per job (decisions.choose_removals picks which).
         if self.adapt_bounds is None or self._lock.locked() or self.scheduler is None:
             return
         live = [r for r in self.jobs.values() if r.live and not r.removed]

@@ -19,16 +19,19 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 from dask_hpc.errors import DaskHPCError, ProtocolError, SessionError
 from dask_hpc.systems import JobState
 
 __all__ = [
+    "ANSWERS",
+    "REQUESTS",
     "Adapt",
     "AdaptBounds",
     "Adapting",
     "Add",
+    "Answer",
     "Down",
     "InterfaceReport",
     "JobReport",
@@ -43,6 +46,7 @@ __all__ = [
     "SubmitHere",
     "SubmitTrouble",
     "answer_from",
+    "answer_message",
     "refusal",
     "request_from",
 ]
@@ -206,7 +210,15 @@ class Request(Generic[_A]):
     """A question to the keeper: ``op`` names its scheduler handler, ``_A`` its answer's type."""
 
     op: ClassVar[str]
-    answers: ClassVar[tuple[str, ...]]  # the names of the answer classes it may get
+    #: The answer classes it may get: ``_A``'s, read from the class statement.
+    answers: ClassVar[tuple[type, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Request:
+                (answer,) = get_args(base)
+                cls.answers = get_args(answer) or (answer,)
 
     def to_message(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,7 +231,6 @@ class Add(Request[Jobs | SubmitHere]):
     Answer: :class:`Jobs`, or :class:`SubmitHere` where the scheduler's node cannot submit."""
 
     op: ClassVar[str] = "dask_hpc_add"
-    answers: ClassVar[tuple[str, ...]] = ("Jobs", "SubmitHere")
     n: int
     options: dict[str, Any] = field(default_factory=dict)
     keep: bool = False
@@ -230,7 +241,6 @@ class Register(Request[Jobs]):
     """Take over jobs the asker submitted itself (after :class:`SubmitHere`). Answer: :class:`Jobs`."""
 
     op: ClassVar[str] = "dask_hpc_register"
-    answers: ClassVar[tuple[str, ...]] = ("Jobs",)
     job_ids: list[str]
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -241,7 +251,6 @@ class Remove(Request[Jobs]):
     workers' data elsewhere. Answer: :class:`Jobs`."""
 
     op: ClassVar[str] = "dask_hpc_remove"
-    answers: ClassVar[tuple[str, ...]] = ("Jobs",)
     n: int | None = None
     job_ids: list[str] | None = None
 
@@ -252,7 +261,6 @@ class Scale(Request[Jobs | SubmitHere]):
     Answer: :class:`Jobs`, or :class:`SubmitHere` (for the jobs to add)."""
 
     op: ClassVar[str] = "dask_hpc_scale"
-    answers: ClassVar[tuple[str, ...]] = ("Jobs", "SubmitHere")
     jobs: int
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -263,7 +271,6 @@ class Adapt(Request[Adapting]):
     Answer: :class:`Adapting`."""
 
     op: ClassVar[str] = "dask_hpc_adapt"
-    answers: ClassVar[tuple[str, ...]] = ("Adapting",)
     minimum_jobs: int | None = None
     maximum_jobs: int | None = None
     off: bool = False
@@ -275,7 +282,6 @@ class Status(Request[KeeperStatus]):
     """Everything the keeper knows. Answer: :class:`KeeperStatus`."""
 
     op: ClassVar[str] = "dask_hpc_status"
-    answers: ClassVar[tuple[str, ...]] = ("KeeperStatus",)
 
 
 @dataclass(frozen=True)
@@ -283,13 +289,14 @@ class Down(Request[Jobs]):
     """End every worker job, then the scheduler. Answer: :class:`Jobs` (the jobs ended by this)."""
 
     op: ClassVar[str] = "dask_hpc_down"
-    answers: ClassVar[tuple[str, ...]] = ("Jobs",)
 
 
 REQUESTS: tuple[type[Request[Any]], ...] = (Add, Register, Remove, Scale, Adapt, Status, Down)
 
 
 # ---- the wire ------------------------------------------------------------------------
+
+_OTHER_VERSION = "it runs another version of dask-hpc; start the session again with this one"
 
 
 def answer_message(answer: Answer) -> dict[str, Any]:
@@ -309,8 +316,7 @@ def request_from(kind: type[Request[Any]], message: dict[str, Any]) -> Request[A
     unknown = sorted(set(message) - {f.name for f in fields(kind)})
     if unknown:
         raise ProtocolError(
-            f"this session's keeper does not take {', '.join(unknown)} in {kind.__name__}: "
-            "it runs another version of dask-hpc; start the session again with this one"
+            f"this session's keeper does not take {', '.join(unknown)} in {kind.__name__}: {_OTHER_VERSION}"
         )
     try:
         return kind(**message)
@@ -331,20 +337,24 @@ def answer_from(message: Any, request: Request[_A]) -> _A:
         raise _raised(message)
     message = _lists(message)
     kind = ANSWERS.get(str(message.get("answer")))
-    if kind is None or kind.__name__ not in request.answers:
-        names = " or ".join(request.answers)
-        raise ProtocolError(
-            f"the keeper answered {message.get('answer')!r} where {names} was expected: "
-            "it runs another version of dask-hpc; start the session again with this one"
-        )
+    if kind is None or kind not in request.answers:
+        names = " or ".join(k.__name__ for k in request.answers)
+        got = f"{message['answer']!r}" if "answer" in message else "an answer of no kind"
+        raise ProtocolError(f"the keeper answered {got} where {names} was expected: {_OTHER_VERSION}")
     answer: Answer
-    if kind is KeeperStatus:
-        answer = KeeperStatus.from_dict(message)
-    elif kind is Adapting:
-        bounds = message.get("bounds")
-        answer = Adapting(None if bounds is None else AdaptBounds(**bounds), message.get("warning"))
-    else:
-        answer = kind(**_known(kind, message))
+    try:
+        if kind is KeeperStatus:
+            answer = KeeperStatus.from_dict(message)
+        elif kind is Adapting:
+            bounds = message.get("bounds")
+            answer = Adapting(
+                None if bounds is None else AdaptBounds(**_known(AdaptBounds, bounds)), message.get("warning")
+            )
+        else:
+            answer = kind(**_known(kind, message))
+    except (TypeError, KeyError, ValueError) as exc:  # a field missing or of another form
+        unreadable = f"the keeper's {kind.__name__} cannot be read ({exc})"
+        raise ProtocolError(f"{unreadable}: {_OTHER_VERSION}") from None
     return cast(_A, answer)  # of a kind the request may get: checked above
 
 

@@ -19,10 +19,10 @@ or of the command's name.
 
 from __future__ import annotations
 
+from dask_hpc.errors import WorldTooSmallError
 from dask_hpc.mpi.command import client_security, run
 from dask_hpc.mpi.execute import execute
 from dask_hpc.mpi.initialize import initialize
 from dask_hpc.mpi.leaving import send_close_signal
-from dask_hpc.mpi.world import WorldTooSmallError
 
 __all__ = ["WorldTooSmallError", "client_security", "execute", "initialize", "run", "send_close_signal"]

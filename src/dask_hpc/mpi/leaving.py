@@ -92,9 +92,9 @@ def finalize_mpi() -> None:
 
     if not MPI.Is_initialized() or MPI.Is_finalized():
         return
-    mpicomm = sys.modules.get("dask_hpc.comm.engine")  # not imported now: at exit, nothing may import
-    if mpicomm is not None and mpicomm.Engine._instance is not None:
-        mpicomm.Engine._instance.stop()
+    engine = sys.modules.get("dask_hpc.comm.engine")  # not imported now: at exit, nothing may import
+    if engine is not None and engine.Engine._instance is not None:
+        engine.Engine._instance.stop()
     MPI.Finalize()
 
 
@@ -185,7 +185,7 @@ def failure_known() -> bool:
 def say(line: str) -> None:
     """One line on stderr; nothing if nobody reads it any more (a launcher gone takes our stderr)."""
     with contextlib.suppress(OSError, ValueError):
-        print(line, file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)  # noqa: T201
 
 
 class LauncherWatch:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from dask_hpc.errors import DaskHPCError
+from dask_hpc.errors import DaskHPCError, RoleFailedError
 from dask_hpc.files import write_private
 from dask_hpc.mpi import leaving
 from dask_hpc.mpi.leaving import CLOSE_TIMEOUT, LauncherWatch, abandon, say
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 GONE_CHECK = 0.5
 
 
-class RoleFailed(DaskHPCError):
-    """A rank's role could not start or failed: one line, and the rank exits 1."""
-
-
 def run_role(role: Any, rank: int, what: str) -> None:
     """Run a role's coroutine to its end; a role that failed (whatever it raised) is one line
     naming ``rank`` and ``what`` it is, and exit 1 without MPI: mpirun then ends the job."""
@@ -46,7 +42,7 @@ def run_role(role: Any, rank: int, what: str) -> None:
         asyncio.run(role)
     except KeyboardInterrupt:
         pass
-    except RoleFailed as exc:
+    except RoleFailedError as exc:
         say(f"error: {exc}")
         abandon(1)
     except Exception as exc:
@@ -189,7 +185,7 @@ async def worker(
     try:
         server = await import_term(worker_type)(address, **options)
     except Exception as exc:
-        raise RoleFailed(f"rank {rank} (a worker) could not start: {why(exc)}") from None
+        raise RoleFailedError(f"rank {rank} (a worker) could not start: {why(exc)}") from None
     if watch is not None:
         watch.serve(server)
     watcher = None if serves is None else asyncio.ensure_future(close_when_gone(*serves, server))
@@ -274,11 +270,11 @@ async def _web_pages(
     if directory:
         write_private(directory / "web.json", pages.to_dict())
     if pages.jupyter_error:
-        print(f"dask-hpc: no JupyterLab: {pages.jupyter_error}", file=sys.stderr, flush=True)
+        print(f"dask-hpc: no JupyterLab: {pages.jupyter_error}", file=sys.stderr, flush=True)  # noqa: T201
     if pages.dashboard_port or pages.jupyter_port:
         line = tunnel(pages, login_host(login, submit_host(), site_login_host()))
-        print("dask-hpc: on your laptop, paste the tunnel line, then open the pages:", flush=True)
-        print("\n".join(line.lines()), flush=True)
+        print("dask-hpc: on your laptop, paste the tunnel line, then open the pages:", flush=True)  # noqa: T201
+        print("\n".join(line.lines()), flush=True)  # noqa: T201
     return lab
 
 

@@ -14,17 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dask_hpc.errors import DaskHPCError
+from dask_hpc.errors import WorldTooSmallError
 from dask_hpc.network import choose_interface, job_peers
 
 #: Seconds between looks of a rank that waits for the scheduler's address: it sleeps in
 #: between instead of spinning inside MPI (Open MPI's blocking calls poll a core at 100%,
 #: the core the scheduler's rank needs to start).
 ANNOUNCE_POLL = 0.005
-
-
-class WorldTooSmallError(DaskHPCError):
-    """Fewer MPI ranks than the roles need."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ def too_small(rank: int, message: str, exit: bool, code: int = 2) -> None:
     if not exit:
         raise WorldTooSmallError(message)
     if rank == 0:
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"error: {message}", file=sys.stderr, flush=True)  # noqa: T201
     sys.exit(code)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dask_hpc.errors import DaskHPCError, SchedulerUnreachableError, SessionError
+from dask_hpc.errors import DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.scripts import scheduler_command, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
@@ -480,7 +480,7 @@ def status(session: Session) -> SessionStatus:
     if keeper and not config.down:
         try:
             answer = keeper.ask(protocol.Status(), timeout=10)
-        except SchedulerUnreachableError:
+        except (SchedulerUnreachableError, ProtocolError):  # a keeper of another version: as if gone
             answer = None
     if answer is not None:
         pages = WebPages.read(session.web_file)
@@ -595,8 +595,8 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
         try:
             answer = scheduler.ask(protocol.Down(), timeout=120)
             ended, warning, answered = list(answer.job_ids), answer.warning, True
-        except SchedulerUnreachableError:
-            pass
+        except (SchedulerUnreachableError, ProtocolError):
+            pass  # gone, or another version's keeper: the ledger and the batch system end it all
     if not answered:
         records = load_ledger(session.ledger_file)
         system.cancel([j for j, r in records.items() if r.live])  # removed ones too: they may still end

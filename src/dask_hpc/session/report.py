@@ -64,7 +64,8 @@ class SessionStatus:
             data["scheduler"] = {k: v for k, v in data["scheduler"].items() if k not in asked_of_it}
             return {
                 **data,
-                "jobs": [j.to_dict() for j in self.jobs],
+                # replace_in is the keeper's plan: without a keeper there is none to show
+                "jobs": [{k: v for k, v in j.to_dict().items() if k != "replace_in"} for j in self.jobs],
                 "workers": 0,
                 "threads": 0,
                 "memory": 0,
