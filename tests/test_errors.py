@@ -37,6 +37,7 @@ EXAMPLES: dict[str, errors.DaskHPCError] = {
         ["4711", "4712"], 3, RuntimeError("QOSMaxSubmitJobPerUserLimit")
     ),
     "ProtocolError": errors.ProtocolError("this session's keeper does not take gpus in Add"),
+    "ConfigError": errors.ConfigError("/etc/dask/dask-hpc.yaml: unknown setting dask-hpc.acount ('x')"),
     "WorldTooSmallError": errors.WorldTooSmallError("need at least 3 MPI ranks, got 2"),
     "RoleFailedError": errors.RoleFailedError("rank 2 (a worker) could not start: no such interface ib9"),
     "SchedulerUnreachableError": errors.SchedulerUnreachableError("no answer from tls://10.0.0.1:8786"),

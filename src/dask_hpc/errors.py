@@ -19,6 +19,7 @@ The tree::
     ├── InterfaceError             a network interface that this node does not have (lists the real ones)
     │   └── UnreachableInterfaceError  only loopback here, and other nodes must reach us
     ├── DataError                  the user's data cannot be used (no files, not NetCDF, no such variable)
+    ├── ConfigError                a bad configuration file, key or value (where, what, the fix); exit 2
     ├── WorldTooSmallError         fewer MPI ranks than the roles need (dask-mpi's WorldTooSmallException)
     ├── RoleFailedError            an MPI rank's role (scheduler, worker) could not start or failed
     └── SessionError               a session cannot do what was asked (says its state and the fix)
@@ -37,6 +38,7 @@ __all__ = [
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
+    "ConfigError",
     "DaskHPCError",
     "DataError",
     "InterfaceError",
@@ -175,6 +177,11 @@ class UnreachableInterfaceError(InterfaceError):
             f"{where} has no network interface but loopback, which other nodes cannot reach ({peers}); "
             "name one with --interface NAME (--interface lo if every node is this host)",
         )
+
+
+class ConfigError(DaskHPCError, ValueError):
+    """A configuration file, key or value we cannot use: names where it is, the key, the value
+    and the fix. The CLI exits 2 for it, as for any other bad input before any work."""
 
 
 class WorldTooSmallError(DaskHPCError):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from dask_hpc import BatchCluster
-from dask_hpc.errors import UnknownOptionError
+from dask_hpc.errors import ConfigError, UnknownOptionError
 from dask_hpc.keeper.protocol import AdaptBounds
 from dask_hpc.systems import JobState, get_system
 
@@ -62,3 +63,24 @@ def test_unknown_keyword_lists_the_known_ones(hpc_for: Callable[[str], HPC]) -> 
     hpc_for("local")
     with pytest.raises(UnknownOptionError, match=r"unknown option cpus; known options: .*cores"):
         BatchCluster("local", cpus=4)
+
+
+def test_keywords_left_out_take_the_configured_values(
+    hpc_for: Callable[[str], HPC], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's ~/.config/dask/dask-hpc.yaml (here $DASK_CONFIG): BatchCluster() needs no keyword."""
+    hpc_for("local")
+    user = tmp_path / "dask-config"
+    user.mkdir()
+    (user / "dask-hpc.yaml").write_text(
+        "dask-hpc:\n  system: local\n  cores: 2\n  processes: 2\n  walltime: 7m\n"
+    )
+    monkeypatch.setenv("DASK_CONFIG", str(user))
+    monkeypatch.setenv("DASK_ROOT_CONFIG", str(tmp_path / "no-site-files"))
+    with BatchCluster(name="py-configured", scheduler="local") as cluster:
+        assert cluster.system.name == "local"
+        assert (cluster.spec.cores, cluster.spec.processes, cluster.spec.walltime) == (2, 2, 420)
+        assert "--nworkers 2" in cluster.job_script()
+    (user / "dask-hpc.yaml").write_text("dask-hpc:\n  cores: many\n")
+    with pytest.raises(ConfigError, match=r"user file .*dask-hpc.yaml: cores 'many': "):
+        BatchCluster(name="py-bad", scheduler="local")

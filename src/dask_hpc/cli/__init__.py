@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from dask_hpc.cli.options import given_options, spec_from, spec_options, system_option
-from dask_hpc.errors import DaskHPCError
+from dask_hpc.cli.options import configured, spec_options, system_option
+from dask_hpc.errors import ConfigError, DaskHPCError
 from dask_hpc.keeper.scripts import worker_command
+from dask_hpc.spec import JobSpec
 from dask_hpc.state.session import Session
 from dask_hpc.systems import get_system
 
@@ -28,10 +29,11 @@ def cli() -> None:
     "--scheduler-file",
     help="where workers find the scheduler [the default session's scheduler file]",
 )
-def script(system: str, scheduler_file: str | None, **options: Any) -> None:
+def script(system: str | None, scheduler_file: str | None, **options: Any) -> None:
     """Print the worker job script that would be submitted, without submitting it."""
-    batch = get_system(system)
-    spec = spec_from(options)
+    configuration, job_options = configured(system, options)
+    batch = get_system(configuration.system)
+    spec = JobSpec.from_options(job_options)
     path = Path(scheduler_file).expanduser() if scheduler_file else Session().scheduler_file
     click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
 
@@ -72,7 +74,7 @@ def script(system: str, scheduler_file: str | None, **options: Any) -> None:
 )
 @spec_options
 def demo(
-    system: str,
+    system: str | None,
     workers: int,
     files: int,
     data: str | None,
@@ -89,15 +91,16 @@ def demo(
     from dask_hpc.cli.demo_view import RichSteps
     from dask_hpc.demo.run import run_demo
 
+    configuration, job_options = configured(system, options)
     run_demo(
-        system=system,
+        system=configuration.system,
         workers=workers,
         files=files,
         data=data,
         variable=variable,
         level=level,
         session_name=session_name,
-        options=given_options(options),
+        options=job_options,
         output=output,
         keep=keep,
         timeout=timeout,
@@ -107,11 +110,13 @@ def demo(
 
 from dask_hpc.cli import session as _session  # noqa: E402  (registers the session commands)
 from dask_hpc.cli.bench import bench  # noqa: E402
+from dask_hpc.cli.config import config  # noqa: E402
 from dask_hpc.cli.mpi import mpi  # noqa: E402
 
 _session.register(cli)
 cli.add_command(mpi)
 cli.add_command(bench)
+cli.add_command(config)
 
 
 def main(argv: list[str] | None = None, prog_name: str = "dask-hpc") -> None:
@@ -135,6 +140,9 @@ def main(argv: list[str] | None = None, prog_name: str = "dask-hpc") -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except ConfigError as exc:  # bad input, as a bad flag: exit 2
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except DaskHPCError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
+from dask_hpc.config import Configuration, resolve
 from dask_hpc.spec import JobSpec, absolute_path
 from dask_hpc.state.session import DEFAULT_NAME
 from dask_hpc.systems import SYSTEMS
@@ -75,10 +76,21 @@ def spec_from(options: dict[str, Any]) -> JobSpec:
 
 system_option = click.option(
     "--system",
-    default="local",
-    show_default=True,
-    help=f"batch system: {', '.join(SYSTEMS)}",
+    help=f"batch system: {', '.join(SYSTEMS)} [dask-hpc config: dask-hpc.system, a site profile; else local]",
 )
+
+
+def configured(
+    system: str | None, options: dict[str, Any], **own: Any
+) -> tuple[Configuration, dict[str, Any]]:
+    """The configuration for what was given (``own``: our own settings by config key, such as
+    ``interface``), and the job options: the configured ones, then the given ones."""
+    configuration = resolve({"system": system, **own})
+    merged = {**configuration.spec_options(), **given_options(options)}
+    if "log_directory" in merged:
+        merged["log_directory"] = absolute_path(str(merged["log_directory"]))
+    return configuration, merged
+
 
 name_option = click.option(
     "--name",

@@ -13,7 +13,14 @@ from rich.console import Console
 from rich.live import Live
 
 from dask_hpc.cli import views
-from dask_hpc.cli.options import given_options, login_host_option, name_option, spec_options, system_option
+from dask_hpc.cli.options import (
+    configured,
+    given_options,
+    login_host_option,
+    name_option,
+    spec_options,
+    system_option,
+)
 from dask_hpc.errors import SessionError
 from dask_hpc.keeper import protocol
 from dask_hpc.session import lifecycle
@@ -45,13 +52,15 @@ console = _console(stderr=True)
     multiple=True,
     help="an extra directive for the scheduler's job only; it takes no --job-extra-directive (repeatable)",
 )
-@click.option("--interface", help="network interface the nodes share, e.g. ib0 [chosen automatically]")
+@click.option(
+    "--interface",
+    help="network interface the nodes share, e.g. ib0 [dask-hpc config, else chosen automatically]",
+)
 @click.option(
     "--submit-from",
     type=click.Choice(["auto", "scheduler", "client"]),
-    default="auto",
-    show_default=True,
-    help="who submits worker jobs: the scheduler's node if it can (auto), or this one (client)",
+    help="who submits worker jobs: the scheduler's node if it can (auto), or this one (client) "
+    "[dask-hpc config, else auto]",
 )
 @click.option(
     "--refresh",
@@ -88,12 +97,12 @@ console = _console(stderr=True)
 @login_host_option
 def up(
     name: str,
-    system: str,
+    system: str | None,
     scheduler_walltime: str | None,
     scheduler_memory: str | None,
     scheduler_directives: tuple[str, ...],
     interface: str | None,
-    submit_from: str,
+    submit_from: str | None,
     refresh: float,
     timeout: float,
     workers: int,
@@ -104,11 +113,17 @@ def up(
     **options: Any,
 ) -> None:
     """Start a session: submit the scheduler's job and wait until the scheduler answers."""
+    configuration, job_options = configured(
+        system, options, interface=interface, **{"submit-from": submit_from, "login-host": login_host}
+    )
+    interface = configuration.get("interface")
+    submit_from = configuration.get("submit-from", "auto")
+    login_host = configuration.get("login-host")
     session = Session(name)
-    batch = get_system(system)
+    batch = get_system(configuration.system)
     spec, scheduler_spec = lifecycle.session_specs(
         name,
-        given_options(options),
+        job_options,
         scheduler_walltime=scheduler_walltime,
         scheduler_memory=scheduler_memory,
         scheduler_directives=scheduler_directives,
@@ -144,11 +159,7 @@ def up(
             progress=progress,
         )
     # What the jobs took of the options, once they run: a failed start stays one line.
-    notes = [
-        lifecycle.scheduler_note(
-            given_options(options), scheduler_spec, own_walltime=bool(scheduler_walltime)
-        )
-    ]
+    notes = [lifecycle.scheduler_note(job_options, scheduler_spec, own_walltime=bool(scheduler_walltime))]
     notes.append(lifecycle.replaced_note(batch, spec) or "")
     for note in filter(None, notes):
         console.print(note, soft_wrap=True, markup=False)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
+from dask_hpc.config import resolve
 from dask_hpc.errors import SessionError, UnknownOptionError
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.scripts import worker_script
@@ -87,13 +88,16 @@ class BatchCluster(Cluster):
     The worker-job keywords are dask-jobqueue's names with its meanings (``cores``,
     ``memory``, ``processes``, ``walltime``, ``queue``, ``account``, ``job_name``,
     ``job_extra_directives``, ``job_script_prologue``, ``job_directives_skip``,
-    ``log_directory``); a keyword left out (None) takes dask-hpc's default.
+    ``log_directory``); a keyword left out (None) takes the configured value
+    (:mod:`dask_hpc.config`: the environment, the user's and the site's files, jobqueue.yaml,
+    a site profile; ``dask-hpc config`` shows them), else dask-hpc's default.
 
     Parameters
     ----------
     system
         The batch system: ``slurm``, ``pbs``, ``torque``, ``sge``, ``lsf``, ``htcondor``, or
-        ``local`` (worker jobs are processes here).
+        ``local`` (worker jobs are processes here). If None: dask-hpc's configuration
+        (``dask-hpc.system``, a site profile), else ``local``.
     name
         The session's name (``dask-hpc status NAME`` etc.); ``default`` if None.
     scheduler
@@ -134,7 +138,7 @@ class BatchCluster(Cluster):
 
     def __init__(
         self,
-        system: str = "local",
+        system: str | None = None,
         *,
         name: str | None = None,
         scheduler: str = "job",
@@ -155,7 +159,7 @@ class BatchCluster(Cluster):
         scheduler_walltime: str | int | None = None,
         scheduler_memory: str | int | None = None,
         scheduler_directives: Sequence[str] = (),
-        submit_from: str = "auto",
+        submit_from: str | None = None,
         refresh: float = 5.0,
         timeout: float = 600.0,
         insecure: bool = False,
@@ -183,7 +187,10 @@ class BatchCluster(Cluster):
             "environment": environment,
             "log_directory": log_directory,
         }
-        options = {k: v for k, v in given.items() if v is not None}
+        configuration = resolve({"system": system, "interface": interface, "submit-from": submit_from})
+        options = {**configuration.spec_options(), **{k: v for k, v in given.items() if v is not None}}
+        interface = configuration.get("interface")
+        submit_from = configuration.get("submit-from", "auto")
         own: dict[str, Any] = {
             "interface": interface,
             "scheduler_walltime": scheduler_walltime,
@@ -196,7 +203,7 @@ class BatchCluster(Cluster):
             "insecure": insecure,
         }
         self.session = Session(name or DEFAULT_NAME)
-        self.system = get_system(system)
+        self.system = get_system(configuration.system)
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,

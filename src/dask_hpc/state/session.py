@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dask_hpc.config import resolve
 from dask_hpc.errors import SessionError, UnknownSessionError
 from dask_hpc.files import private_directory, write_private
 from dask_hpc.spec import JobSpec
@@ -39,8 +40,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def sessions_root() -> Path:
-    """Where sessions live: ``$DASK_HPC_SESSIONS``, else ``~/.dask-hpc/sessions``."""
-    return Path(os.environ.get(SESSIONS_VARIABLE) or Path.home() / ".dask-hpc" / "sessions").expanduser()
+    """Where sessions live: ``$DASK_HPC_SESSIONS``, else the configured ``dask-hpc.state-dir``
+    (:mod:`dask_hpc.config`; ``$VAR`` and ``~`` expanded), else ``~/.dask-hpc/sessions``."""
+    if os.environ.get(SESSIONS_VARIABLE):
+        return Path(os.environ[SESSIONS_VARIABLE]).expanduser()
+    configured = resolve().get("state-dir")  # a site's file may say /work/$USER/dask-hpc
+    return Path(
+        os.path.expandvars(configured) if configured else Path.home() / ".dask-hpc" / "sessions"
+    ).expanduser()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,407 @@
+"""dask-hpc's configuration: defaults for the commands and ``BatchCluster``, kept where a user
+and a site keep dask's, each value with where it came from (``dask-hpc config`` shows them).
+
+Sources, the first that has a value wins:
+
+1. a flag of the command (a keyword of ``BatchCluster``);
+2. the environment: ``DASK_DASK_HPC__<KEY>`` (dask's own convention: ``DASK_``, then the
+   dotted key with ``__``; ``DASK_DASK_HPC__ACCOUNT=abc123``);
+3. a user file: the ``dask-hpc:`` section of any YAML file in ``~/.config/dask`` (or
+   ``$DASK_CONFIG``), e.g. ``~/.config/dask/dask-hpc.yaml``;
+4. a site file: the same in ``/etc/dask`` (or ``$DASK_ROOT_CONFIG``) and
+   ``{sys.prefix}/etc/dask``;
+5. dask-jobqueue's settings for the system: ``jobqueue.<system>.*`` from the same files
+   (``jobqueue.yaml``) and ``DASK_JOBQUEUE__*``, read with dask-jobqueue's meanings
+   (``name`` is the job name, ``job-script-prologue`` the prologue, ...);
+6. the site profile chosen by this host's name: ``dask-hpc.profiles.<name>`` with a ``match``
+   pattern (``derecho*``), or the one ``dask-hpc.profile`` names;
+7. dask-hpc's default.
+
+These are the directories dask itself reads its configuration from (``dask.config.paths``).
+A key nobody knows, a value of the wrong form, or a profile named but missing is a
+:class:`~dask_hpc.errors.ConfigError`: one line naming the file (or variable), the key, the
+value and the fix; never a silent default.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dask_hpc.errors import ConfigError, SpecError
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import SYSTEMS
+
+__all__ = ["KEYS", "Configuration", "Setting", "config_directories", "resolve"]
+
+#: dask-hpc's keys: for each, the JobSpec option it sets (None: a setting of our own).
+SPEC_KEYS: dict[str, str] = {
+    "cores": "cores",
+    "memory": "memory",
+    "processes": "processes",
+    "walltime": "walltime",
+    "queue": "queue",
+    "account": "account",
+    "job-name": "job_name",
+    "job-extra-directives": "job_extra_directives",
+    "job-script-prologue": "job_script_prologue",
+    "job-directives-skip": "job_directives_skip",
+    "environment": "environment",
+    "log-directory": "log_directory",
+}
+#: Our own settings, and the form each takes.
+OWN_KEYS: dict[str, str] = {
+    "system": f"one of {', '.join(SYSTEMS)}",
+    "interface": "a network interface's name, such as ib0",
+    "login-host": "[user@]host",
+    "submit-from": "auto, client or scheduler",
+    "state-dir": "a directory the nodes share",
+    "retire-margin": "seconds, or a time such as 2min",
+    "mpi-buffer-pool": "a size such as 1GiB",
+}
+KEYS = (*SPEC_KEYS, *OWN_KEYS)
+#: Keys of the config section that are not settings.
+_STRUCTURE = ("profiles", "profile")
+_LISTS = ("job-extra-directives", "job-script-prologue", "job-directives-skip")
+
+#: dask-jobqueue's keys (jobqueue.<system>.<key>) that mean what one of ours means.
+JOBQUEUE_KEYS: dict[str, str] = {
+    "cores": "cores",
+    "memory": "memory",
+    "processes": "processes",
+    "walltime": "walltime",
+    "queue": "queue",
+    "account": "account",
+    "project": "account",  # LSF and SGE call the account a project
+    "name": "job-name",
+    "job-extra-directives": "job-extra-directives",
+    "job-extra": "job-extra-directives",  # dask-jobqueue's deprecated name
+    "job-script-prologue": "job-script-prologue",
+    "env-extra": "job-script-prologue",  # deprecated
+    "job-directives-skip": "job-directives-skip",
+    "header-skip": "job-directives-skip",  # deprecated
+    "log-directory": "log-directory",
+    "interface": "interface",
+}
+#: Values of dask-jobqueue's own default jobqueue.yaml (which it writes to ~/.config/dask
+#: when imported): not a choice of the user's, so not listed as unused.
+JOBQUEUE_DEFAULTS: set[tuple[str, Any]] = {
+    ("death-timeout", 60),
+    ("worker-command", "distributed.cli.dask_worker"),
+    ("shebang", "#!/usr/bin/env bash"),
+    ("shebang", "#!/usr/bin/env condor_submit"),  # HTCondor's
+    ("use-stdin", True),  # LSF's
+}
+#: The section of jobqueue.yaml each system reads (dask-jobqueue's config_name).
+JOBQUEUE_SECTION = {"torque": "pbs"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One resolved value and where it came from (``"user file ~/.config/dask/dask-hpc.yaml"``)."""
+
+    key: str
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Every resolved setting for one system, the profile chosen, and the jobqueue.yaml
+    values that dask-hpc does not use (said, not silently dropped)."""
+
+    system: str
+    settings: dict[str, Setting]
+    profile: str | None = None
+    unused: list[str] = field(default_factory=list)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        setting = self.settings.get(key)
+        return default if setting is None else setting.value
+
+    def spec_options(self) -> dict[str, Any]:
+        """The JobSpec options set by any source but the default (JobSpec has those)."""
+        return {
+            SPEC_KEYS[k]: s.value
+            for k, s in self.settings.items()
+            if k in SPEC_KEYS and s.source != "default"
+        }
+
+
+def config_directories(environ: Mapping[str, str] | None = None) -> list[tuple[str, Path]]:
+    """Where dask reads configuration files, lowest precedence first, each as ``site`` or ``user``."""
+    env = os.environ if environ is None else environ
+    site = Path(env.get("DASK_ROOT_CONFIG") or "/etc/dask")
+    user = Path(env["DASK_CONFIG"]) if env.get("DASK_CONFIG") else Path("~/.config/dask").expanduser()
+    return [("site", site), ("site", Path(sys.prefix) / "etc" / "dask"), ("user", user)]
+
+
+def resolve(
+    given: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    directories: Sequence[tuple[str, Path]] | None = None,
+    host: str | None = None,
+) -> Configuration:
+    """The settings for ``given`` (flags, by config key: ``{"system": "slurm", "cores": 4}``;
+    None for flags not given).
+
+    Raises:
+        ConfigError: a bad file, key or value in any source (one line: where, what, the fix).
+    """
+    env = dict(os.environ if environ is None else environ)
+    files = _read_files(config_directories(env) if directories is None else directories)
+    flags = {k: v for k, v in (given or {}).items() if v not in (None, (), "")}
+    unknown_flags = sorted(set(flags) - set(KEYS) - {"profile"})
+    if unknown_flags:
+        raise ConfigError(f"unknown setting {', '.join(unknown_flags)}; known: {', '.join(KEYS)}")
+
+    # dask-hpc's own layers, highest first: the environment, user files, site files.
+    layers: list[tuple[str, dict[str, Any]]] = []
+    environment = _environment_section(env, "dask-hpc")
+    if environment:
+        layers.append(environment)
+    for kind in ("user", "site"):
+        for path, data in reversed([(p, d) for k, p, d in files if k == kind]):
+            section = _section(data, "dask-hpc", path)
+            if section:
+                layers.append((f"{kind} file {path}", section))
+    for where, section in layers:
+        _check_keys(section, where, allowed=(*KEYS, *_STRUCTURE))
+
+    profile_name, profile = _choose_profile(flags, layers, files, host or socket.gethostname())
+    system_setting = _first("system", flags, layers, profile, profile_name) or Setting(
+        "system", "local", "default"
+    )
+    system = str(system_setting.value)
+    if system_setting.source != "flag":  # a flag is checked where it is used, as before any file
+        _check_value("system", system, system_setting.source)
+
+    jobqueue, unused = _jobqueue(system, files, env)
+    settings: dict[str, Setting] = {"system": system_setting}
+    defaults = JobSpec()
+    for key in KEYS:
+        if key == "system":
+            continue
+        found = _first(key, flags, layers, profile, profile_name) or jobqueue.get(key)
+        if found is None:
+            default = getattr(defaults, SPEC_KEYS[key]) if key in SPEC_KEYS else None
+            if default in (None, ()):
+                continue
+            found = Setting(key, default, "default")
+        elif found.source != "flag":
+            _check_value(key, found.value, found.source)
+        settings[key] = found
+    configuration = Configuration(system, settings, profile_name, unused)
+    _check_together(configuration)
+    return configuration
+
+
+def _check_together(configuration: Configuration) -> None:
+    """Configured values that are fine alone but not together (processes above cores). A
+    clash that a flag makes is left to the command, which says it as for any flag."""
+    chosen = {k: s for k, s in configuration.settings.items() if k in SPEC_KEYS}
+    try:
+        JobSpec.from_options(**{SPEC_KEYS[k]: s.value for k, s in chosen.items()})
+        return
+    except SpecError as exc:
+        error = exc
+    key = next((k for k in chosen if SPEC_KEYS[k] == error.field), None)
+    if key is None or any(s.source == "flag" for s in chosen.values()) or chosen[key].source == "default":
+        return  # with a flag in the clash, the command says it as for any flag
+    source = chosen[key].source
+    raise ConfigError(
+        f"{source}: {key} {chosen[key].value!r}: {error.accepted}; fix it in "
+        f"{source.split(' (')[0]}, or give it as a flag"
+    )
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+
+def _read_files(directories: Sequence[tuple[str, Path]]) -> list[tuple[str, Path, Any]]:
+    """Every YAML file of the directories, as dask reads them (``*.yaml``, ``*.yml``, ``*.json``),
+    in name order: (site or user, path, its data)."""
+    import yaml
+
+    out = []
+    for kind, directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
+                continue
+            try:
+                data = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(
+                    f"{path}: not YAML ({_yaml_problem(exc)}); fix it or move it away"
+                ) from None
+            out.append((kind, path, data))
+    return out
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What YAML found wrong, and the line: ``expected ',' or ']' (line 2)``."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    return f"{problem}" + (f", line {mark.line + 1}" if mark is not None else "")
+
+
+def _section(data: Any, name: str, where: Path | str) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get(name) is None:
+        return {}
+    section = data[name]
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: {name} must be a mapping of settings, not {section!r}")
+    return {str(k).replace("_", "-"): v for k, v in section.items()}
+
+
+def _environment_section(env: Mapping[str, str], name: str) -> tuple[str, dict[str, Any]] | None:
+    """``DASK_<NAME>__<KEY>`` variables, as dask reads them (values parsed as Python literals)."""
+    import dask.config
+
+    prefix = "DASK_" + name.upper().replace("-", "_") + "__"
+    ours = {k: v for k, v in env.items() if k.startswith(prefix)}
+    if not ours:
+        return None
+    parsed = dask.config.collect_env(ours)
+    section: dict[str, Any] = next(iter(parsed.values()), {})
+    names = ", ".join(sorted(ours))
+    return f"environment {names}", {str(k).replace("_", "-"): v for k, v in section.items()}
+
+
+def _check_keys(section: Mapping[str, Any], where: str, allowed: Sequence[str]) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        value = section[unknown[0]]
+        raise ConfigError(
+            f"{where}: unknown setting dask-hpc.{unknown[0]} ({value!r}); known: {', '.join(allowed)}"
+        )
+
+
+def _first(
+    key: str,
+    flags: Mapping[str, Any],
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+    profile: Mapping[str, Any] | None,
+    profile_name: str | None,
+) -> Setting | None:
+    if key in flags:
+        return Setting(key, flags[key], "flag")
+    for where, section in layers:
+        if section.get(key) is not None:
+            return Setting(key, section[key], where)
+    if profile and profile.get(key) is not None:
+        return Setting(key, profile[key], f"profile {profile_name}")
+    return None
+
+
+def _choose_profile(
+    flags: Mapping[str, Any],
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+    files: Sequence[tuple[str, Path, Any]],
+    host: str,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """The site profile: the one named (flag, environment, files), else the one whose
+    ``match`` fits ``host``; two that fit are an error (which one is meant?)."""
+    profiles: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for _, path, data in files:  # lowest first: a later file's profile of the same name wins
+        for name, profile in (_section(data, "dask-hpc", path).get("profiles") or {}).items():
+            if not isinstance(profile, dict):
+                raise ConfigError(f"{path}: dask-hpc.profiles.{name} must be a mapping, not {profile!r}")
+            profile = {str(k).replace("_", "-"): v for k, v in profile.items()}
+            _check_keys(profile, f"{path}: profile {name}", allowed=(*KEYS, "match"))
+            profiles[str(name)] = (path, profile)
+    named = flags.get("profile")
+    where = "flag"
+    if named is None:
+        for layer_where, section in layers:
+            if section.get("profile") is not None:
+                named, where = section["profile"], layer_where
+                break
+    if named is not None:
+        if str(named) not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ConfigError(
+                f"{where}: profile {named!r} is not defined (dask-hpc.profiles in the site or user "
+                f"files); profiles: {known}"
+            )
+        return str(named), profiles[str(named)][1]
+    fits = [
+        n for n, (_, p) in sorted(profiles.items()) if p.get("match") and fnmatch.fnmatch(host, p["match"])
+    ]
+    if len(fits) > 1:
+        raise ConfigError(
+            f"profiles {', '.join(fits)} all match this host ({host}); make their match patterns "
+            "narrower, or choose one with dask-hpc.profile"
+        )
+    return (fits[0], profiles[fits[0]][1]) if fits else (None, None)
+
+
+def _jobqueue(
+    system: str, files: Sequence[tuple[str, Path, Any]], env: Mapping[str, str]
+) -> tuple[dict[str, Setting], list[str]]:
+    """dask-jobqueue's settings for ``system``, by our keys; and those we do not use."""
+    section_name = JOBQUEUE_SECTION.get(system, system)
+    layers: list[tuple[str, dict[str, Any]]] = []
+    environment = _environment_section(env, "jobqueue")
+    if environment:
+        where, data = environment
+        layers.append((where, {str(k): v for k, v in (data.get(section_name) or {}).items()}))
+    for kind in ("user", "site"):
+        for path, data in reversed([(p, d) for k, p, d in files if k == kind]):
+            jobqueue = _section(data, "jobqueue", path)
+            section = jobqueue.get(section_name)
+            if isinstance(section, dict):
+                layers.append(
+                    (f"jobqueue.yaml {path}", {str(k).replace("_", "-"): v for k, v in section.items()})
+                )
+    found: dict[str, Setting] = {}
+    unused: list[str] = []
+    for where, section in reversed(layers):  # lowest first, so that higher ones overwrite
+        for key, value in section.items():
+            if value in (None, [], {}, ""):
+                continue
+            ours = JOBQUEUE_KEYS.get(key)
+            if ours is None:
+                if isinstance(value, list | dict) or (key, value) not in JOBQUEUE_DEFAULTS:
+                    unused.append(f"jobqueue.{section_name}.{key} = {value!r} ({where})")
+                continue
+            found[ours] = Setting(ours, value, f"{where} (jobqueue.{section_name}.{key})")
+    return found, unused
+
+
+def _check_value(key: str, value: Any, source: str) -> None:
+    """A configured value of the wrong form is one line naming where it came from."""
+    fix = f"fix it in {source.split(' (')[0]}, or give it as a flag"
+    if key == "system":
+        if value not in SYSTEMS:
+            raise ConfigError(f"{source}: system {value!r} is not a batch system we know: {OWN_KEYS[key]}")
+        return
+    if key in _LISTS:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {key} {value!r}: a list of lines; {fix}")
+    if key in SPEC_KEYS:
+        alone = {SPEC_KEYS[key]: value}
+        if key == "processes":  # checked alone, beside as many cores; against the cores below
+            alone["cores"] = value
+        try:
+            JobSpec.from_options(**alone)
+        except SpecError as exc:
+            raise ConfigError(f"{source}: {key} {value!r}: {exc.accepted}; {fix}") from None
+        return
+    if key == "submit-from" and value not in ("auto", "client", "scheduler"):
+        raise ConfigError(f"{source}: submit-from {value!r}: {OWN_KEYS[key]}; {fix}")
+    if key in ("interface", "login-host", "state-dir") and not isinstance(value, str):
+        raise ConfigError(f"{source}: {key} {value!r}: {OWN_KEYS[key]}; {fix}")
