@@ -94,6 +94,7 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
                     "worker-extra-args": ["--lifetime", "55m"],
                 },
                 "pbs": {"queue": "economy", "account": "P123"},
+                "htcondor": {"job-extra-directives": {"+ProjectName": '"x"'}},
             }
         },
     )
@@ -110,6 +111,8 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
     # Another system reads its own section; torque reads PBS's, as dask-jobqueue's PBSCluster.
     assert configured(dirs, {"system": "torque"}).get("queue") == "economy"
     assert configured(dirs, {"system": "sge"}).get("queue") is None
+    # HTCondor's extra directives are a mapping there, as in dask-jobqueue's docs.
+    assert configured(dirs, {"system": "htcondor"}).get("job-extra-directives") == {"+ProjectName": '"x"'}
     # dask-hpc's own files come first; DASK_JOBQUEUE__* is dask-jobqueue's environment.
     write(dirs["site"], "dask-hpc.yaml", {"dask-hpc": {"cores": 8}})
     assert configured(dirs, {"system": "slurm"}).get("cores") == 8
@@ -288,3 +291,15 @@ def test_the_state_dir_from_a_site_file(dirs: dict[str, Path], tmp_path: Path) -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(tmp_path / "work" / "alice" / "s")
+
+
+def test_a_dask_jobqueue_lsf_walltime_means_what_bsub_reads(dirs: dict[str, Path]) -> None:
+    """jobqueue.lsf.walltime '00:30' (dask-jobqueue's docs: HH:MM, as bsub -W): 30 minutes,
+    not 30 seconds; a flag of two fields too. SLURM reads two fields as MM:SS."""
+    write(dirs["user"], "jobqueue.yaml", {"jobqueue": {"lsf": {"walltime": "00:30"}}})
+    out = dask_hpc(dirs, "script", "--system", "lsf")
+    assert out.returncode == 0, out.stderr
+    assert "#BSUB -W 00:30" in out.stdout.splitlines()
+    assert "#BSUB -W 01:30" in dask_hpc(dirs, "script", "--system", "lsf", "--walltime", "01:30").stdout
+    slurm = dask_hpc(dirs, "script", "--system", "slurm", "--walltime", "30:00").stdout
+    assert "#SBATCH --time=00:30:00" in slurm.splitlines(), slurm

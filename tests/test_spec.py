@@ -44,6 +44,33 @@ def test_walltime_refused_with_field_value_and_forms(bad: object) -> None:
     assert "90m" in message  # it names accepted forms
 
 
+def test_two_fields_are_read_as_the_batch_system_reads_them() -> None:
+    """sbatch --time, qsub: MM:SS; bsub -W (and dask-jobqueue's LSFCluster): HH:MM."""
+    assert parse_walltime("00:30") == 30 and parse_walltime("30:00") == 1800
+    assert parse_walltime("00:30", two_fields="HH:MM") == 1800
+    assert parse_walltime("1:30", two_fields="HH:MM") == 5400
+    assert parse_walltime("1:30:00", two_fields="HH:MM") == 5400  # three fields: one reading
+    with pytest.raises(SpecError):
+        parse_walltime("1:75", two_fields="HH:MM")
+    assert JobSpec.from_options(walltime="00:30", walltime_fields="HH:MM").walltime == 1800
+    assert JobSpec().with_options(walltime="00:30", walltime_fields="HH:MM").walltime == 1800
+
+
+def test_extra_directives_as_a_mapping_keep_their_values() -> None:
+    """dask-jobqueue's HTCondorCluster takes job_extra_directives as a dict (its docs:
+    {"+ProjectName": '"x"'}): key = value lines of the submit description, values kept."""
+    from dask_hpc.systems import get_system
+
+    spec = JobSpec.from_options(job_extra_directives={"+ProjectName": '"x"', "requirements": "Arch == 1"})
+    assert spec.job_extra_directives == ('+ProjectName = "x"', "requirements = Arch == 1")
+    script = get_system("htcondor").render(spec, ["true"]).splitlines()
+    assert '+ProjectName = "x"' in script and "requirements = Arch == 1" in script
+    # Elsewhere a mapping would lose its values (iterating it gives its keys): refused.
+    for name in ("job_script_prologue", "job_directives_skip"):
+        with pytest.raises(SpecError, match="must be a list of strings, not a mapping"):
+            JobSpec.from_options(**{name: {"module load x": ""}})
+
+
 def test_bare_number_walltime_says_why() -> None:
     with pytest.raises(SpecError, match=r"ambiguous.*90m or 90s"):
         parse_walltime("90")

@@ -196,7 +196,7 @@ def resolve(
                 continue
             found = Setting(key, default, "default")
         elif found.source != "flag":
-            _check_value(key, found.value, found.source)
+            _check_value(key, found.value, found.source, system)
         settings[key] = found
     configuration = Configuration(system, settings, profile_name, unused)
     _check_together(configuration)
@@ -208,7 +208,10 @@ def _check_together(configuration: Configuration) -> None:
     clash that a flag makes is left to the command, which says it as for any flag."""
     chosen = {k: s for k, s in configuration.settings.items() if k in SPEC_KEYS}
     try:
-        JobSpec.from_options(**{SPEC_KEYS[k]: s.value for k, s in chosen.items()})
+        JobSpec.from_options(
+            {SPEC_KEYS[k]: s.value for k, s in chosen.items()},
+            walltime_fields=_walltime_fields(configuration.system),
+        )
         return
     except SpecError as exc:
         error = exc
@@ -380,7 +383,13 @@ def _jobqueue(
     return found, unused
 
 
-def _check_value(key: str, value: Any, source: str) -> None:
+def _walltime_fields(system: str) -> str:
+    """How ``system`` reads a walltime of two fields (LSF: HH:MM), for checking values."""
+    kind = SYSTEMS.get(system)
+    return kind.walltime_fields if kind is not None else "MM:SS"
+
+
+def _check_value(key: str, value: Any, source: str, system: str = "local") -> None:
     """A configured value of the wrong form is one line naming where it came from."""
     fix = f"fix it in {source.split(' (')[0]}, or give it as a flag"
     if key == "system":
@@ -390,6 +399,8 @@ def _check_value(key: str, value: Any, source: str) -> None:
     if key in _LISTS:
         if isinstance(value, str):
             value = [value]
+        if key == "job-extra-directives" and isinstance(value, dict):  # HTCondor's, as dask-jobqueue
+            value = [f"{k} = {v}" for k, v in value.items()]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{source}: {key} {value!r}: a list of lines; {fix}")
     if key in SPEC_KEYS:
@@ -397,7 +408,7 @@ def _check_value(key: str, value: Any, source: str) -> None:
         if key == "processes":  # checked alone, beside as many cores; against the cores below
             alone["cores"] = value
         try:
-            JobSpec.from_options(**alone)
+            JobSpec.from_options(alone, walltime_fields=_walltime_fields(system))
         except SpecError as exc:
             raise ConfigError(f"{source}: {key} {value!r}: {exc.accepted}; {fix}") from None
         return

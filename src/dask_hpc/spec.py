@@ -40,12 +40,15 @@ _MEMORY = re.compile(r"^\d+(?:\.\d*)?\s*[a-zA-Z]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def parse_walltime(value: str | int | float | timedelta) -> int:
+def parse_walltime(value: str | int | float | timedelta, *, two_fields: str = "MM:SS") -> int:
     """Walltime in whole seconds from the forms HPC users write.
 
-    ``"1:30:00"``, ``"30:00"`` (MM:SS), ``"2-00:00:00"``, ``"2-12"`` (D-HH, as
-    SLURM), ``"90m"``, ``"1h30m"``, ``"2h"``; an int or float is seconds. A bare
-    number in a string is refused: SLURM reads it as minutes, others as seconds.
+    ``"1:30:00"``, ``"30:00"``, ``"2-00:00:00"``, ``"2-12"`` (D-HH, as SLURM),
+    ``"90m"``, ``"1h30m"``, ``"2h"``; an int or float is seconds. Two fields are read
+    as the batch system reads them (``two_fields``): ``"MM:SS"`` as ``sbatch --time``,
+    PBS and Grid Engine do, ``"HH:MM"`` as LSF's ``bsub -W`` (and dask-jobqueue's
+    LSFCluster) does. A bare number in a string is refused: SLURM reads it as
+    minutes, others as seconds.
     """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
@@ -54,7 +57,7 @@ def parse_walltime(value: str | int | float | timedelta) -> int:
     elif isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
-        seconds = _walltime_from_text(value.strip().lower())
+        seconds = _walltime_from_text(value.strip().lower(), two_fields)
     else:
         raise SpecError("walltime", value, WALLTIME_FORMS)
     if not math.isfinite(seconds) or seconds < 1:
@@ -62,7 +65,7 @@ def parse_walltime(value: str | int | float | timedelta) -> int:
     return math.ceil(seconds)
 
 
-def _walltime_from_text(text: str) -> float:
+def _walltime_from_text(text: str, two_fields: str = "MM:SS") -> float:
     match = _COLON.match(text)
     if match and (match["b"] is not None or match["d"] is not None):
         d = int(match["d"] or 0)
@@ -71,6 +74,8 @@ def _walltime_from_text(text: str) -> float:
             # D-HH, D-HH:MM, D-HH:MM:SS
             parts += [0] * (3 - len(parts))
             h, m, s = parts
+        elif len(parts) == 2 and two_fields == "HH:MM":
+            (h, m), s = parts, 0
         elif len(parts) == 2:
             h, (m, s) = 0, parts
         else:
@@ -190,11 +195,14 @@ class JobSpec:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None = None, **kwargs: Any) -> JobSpec:
+    def from_options(
+        cls, options: Mapping[str, Any] | None = None, *, walltime_fields: str = "MM:SS", **kwargs: Any
+    ) -> JobSpec:
         """Parse user-facing values (strings allowed) into a checked JobSpec.
 
         ``None`` values are ignored, so CLI options left out keep the defaults.
-        Unknown names are refused with the list of known ones.
+        Unknown names are refused with the list of known ones. ``walltime_fields``:
+        how the batch system reads a walltime of two fields (``BatchSystem.walltime_fields``).
         """
         given = {k: v for k, v in {**(options or {}), **kwargs}.items() if v is not None}
         known = cls.option_names()
@@ -203,12 +211,15 @@ class JobSpec:
             raise UnknownOptionError(unknown, known)
         values: dict[str, Any] = {}
         for name, value in given.items():
-            values[name] = _PARSERS.get(name, _identity)(value)
+            if name == "walltime":
+                values[name] = parse_walltime(value, two_fields=walltime_fields)
+            else:
+                values[name] = _PARSERS.get(name, _identity)(value)
         return cls(**values)
 
-    def with_options(self, **kwargs: Any) -> JobSpec:
+    def with_options(self, *, walltime_fields: str = "MM:SS", **kwargs: Any) -> JobSpec:
         """A copy with some options changed, parsed as in :meth:`from_options`."""
-        changed = JobSpec.from_options(kwargs)
+        changed = JobSpec.from_options(kwargs, walltime_fields=walltime_fields)
         return replace(self, **{k: getattr(changed, k) for k in kwargs if kwargs[k] is not None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,10 +257,18 @@ def _whole(name: str) -> Any:
     return parse
 
 
-def _lines(name: str) -> Any:
+def _lines(name: str, *, mapping_lines: bool = False) -> Any:
+    """A list of lines. A mapping is ``key = value`` lines where ``mapping_lines`` (extra
+    directives: HTCondor's submit description, which dask-jobqueue's HTCondorCluster takes
+    as a dict), else refused: iterating it would keep its keys and lose its values."""
+
     def parse(value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
             return (value,)
+        if isinstance(value, Mapping):
+            if not mapping_lines:
+                raise SpecError(name, dict(value), "must be a list of strings, not a mapping")
+            return tuple(f"{k} = {v}" for k, v in value.items())
         if isinstance(value, Iterable):
             return tuple(str(v) for v in value)
         raise SpecError(name, value, "must be a list of strings")
@@ -323,7 +342,7 @@ _PARSERS: dict[str, Any] = {
     "processes": _whole("processes"),
     "memory": parse_memory,
     "walltime": parse_walltime,
-    "job_extra_directives": _lines("job_extra_directives"),
+    "job_extra_directives": _lines("job_extra_directives", mapping_lines=True),
     "job_script_prologue": _lines("job_script_prologue"),
     "environment": _environment,
     "log_directory": absolute_path,

@@ -44,6 +44,7 @@ class FakeSystem(BatchSystem):
         refuse: str | None = None,
         refuse_after: int = 0,
         submit_program: str | None = None,
+        walltime_fields: str = "MM:SS",
     ) -> None:
         """``refuse``: refuse every submission with this message (after ``refuse_after``
         accepted ones). ``submit_program``: what :meth:`submit_argv` names; the keeper only
@@ -51,6 +52,7 @@ class FakeSystem(BatchSystem):
         absolute path that exists, whatever ``$PATH`` says) and a missing path makes the
         keeper hand submission to the client."""
         self._lock = threading.Lock()
+        self.walltime_fields = walltime_fields  # "HH:MM" plays LSF (bsub -W)
         self.program = submit_program or sys.executable
         self.scripts: dict[str, str] = {}  # job id -> the script submitted, in submission order
         self.directories: dict[str, Path] = {}  # job id -> the directory given to submit

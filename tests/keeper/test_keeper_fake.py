@@ -260,6 +260,22 @@ def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None
     asyncio.run(run())
 
 
+def test_a_walltime_of_two_fields_is_read_as_the_sessions_system_reads_it(tmp_path: Path) -> None:
+    """``add --walltime 00:30`` to an LSF session: 30 minutes, as bsub -W and dask-jobqueue's
+    LSFCluster read it (it was 30 seconds); on the others 30 seconds (sbatch --time, qsub)."""
+
+    async def run() -> None:
+        async with keeper_over(tmp_path / "lsf", FakeSystem(walltime_fields="HH:MM")) as h:
+            await h.ask(protocol.Add(1, {"walltime": "00:30"}))
+            await h.ask(protocol.Adapt(0, 1, options={"walltime": "01:30"}))
+            assert (h.keeper.jobs["1"].walltime, h.keeper.adapt_spec.walltime) == (1800, 5400)
+        async with keeper_over(tmp_path / "slurm", FakeSystem()) as h:
+            await h.ask(protocol.Add(1, {"walltime": "00:30"}))
+            assert h.keeper.jobs["1"].walltime == 30
+
+    asyncio.run(run())
+
+
 def test_a_refused_submission_answers_the_systems_words_and_records_nothing(tmp_path: Path) -> None:
     words = "sbatch: error: Batch job submission failed: Invalid account or account/partition combination"
     system = FakeSystem(refuse=words)

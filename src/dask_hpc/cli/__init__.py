@@ -33,7 +33,7 @@ def script(system: str | None, scheduler_file: str | None, **options: Any) -> No
     """Print the worker job script that would be submitted, without submitting it."""
     configuration, job_options = configured(system, options)
     batch = get_system(configuration.system)
-    spec = JobSpec.from_options(job_options)
+    spec = JobSpec.from_options(job_options, walltime_fields=batch.walltime_fields)
     path = Path(scheduler_file).expanduser() if scheduler_file else Session().scheduler_file
     click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
 

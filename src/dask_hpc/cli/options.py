@@ -70,10 +70,6 @@ def given_options(options: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def spec_from(options: dict[str, Any]) -> JobSpec:
-    return JobSpec.from_options(given_options(options))
-
-
 system_option = click.option(
     "--system",
     help=f"batch system: {', '.join(SYSTEMS)} [dask-hpc config: dask-hpc.system, a site profile; else local]",

@@ -124,6 +124,7 @@ def up(
     spec, scheduler_spec = lifecycle.session_specs(
         name,
         job_options,
+        walltime_fields=batch.walltime_fields,
         scheduler_walltime=scheduler_walltime,
         scheduler_memory=scheduler_memory,
         scheduler_directives=scheduler_directives,

@@ -171,7 +171,9 @@ def _start_session(
 
     batch = get_system(system)
     given = {**JOB_DEFAULTS, **{k: v for k, v in options.items() if v not in (None, (), "")}}
-    spec, scheduler_spec = lifecycle.session_specs(session.name, given, logs=session.logs)
+    spec, scheduler_spec = lifecycle.session_specs(
+        session.name, given, logs=session.logs, walltime_fields=batch.walltime_fields
+    )
     batch.render(spec, [])  # options this system cannot take: refused before submitting
     lifecycle.up(session, batch, spec, scheduler_spec, workers=workers, timeout=timeout)
     client = control_client(session)

@@ -276,7 +276,7 @@ class Keeper(SchedulerPlugin):
     async def _add(
         self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
     ) -> protocol.Jobs | protocol.SubmitHere:
-        spec = self.config.spec.with_options(**options)
+        spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
         if not self.can_submit:
             if keep:
                 raise SessionError(
@@ -292,7 +292,7 @@ class Keeper(SchedulerPlugin):
 
     async def register(self, request: protocol.Register) -> protocol.Jobs:
         """Take over jobs that the client submitted (where the scheduler's node may not)."""
-        spec = self.config.spec.with_options(**request.options)
+        spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **request.options)
         now = time.time()
         for job_id in request.job_ids:
             new = self._record(job_id, spec, now)
@@ -362,7 +362,9 @@ class Keeper(SchedulerPlugin):
                 f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
                 f"from {self.submit_note}; use dask-hpc add/remove instead"
             )
-        self.adapt_spec = self.config.spec.with_options(**request.options)
+        self.adapt_spec = self.config.spec.with_options(
+            walltime_fields=self.system.walltime_fields, **request.options
+        )
         self.adapt_bounds = (lo, hi)
         self.close_counts.clear()
         self.backoff = Backoff()  # the user acts: a fresh start

@@ -110,9 +110,10 @@ class BatchCluster(Cluster):
     queue, account, job_name
         The queue (partition), the account (project) to charge, the jobs' name.
     job_extra_directives, job_script_prologue, job_directives_skip, environment, log_directory
-        Extra directive lines; shell lines run before the worker; substrings of our own
-        directive lines to leave out; ``NAME=VALUE`` pairs (or a mapping) for the workers'
-        environment; where the jobs' logs go.
+        Extra directive lines (a mapping: ``key = value`` lines, HTCondor's submit
+        description, as dask-jobqueue's HTCondorCluster takes them); shell lines run before
+        the worker; substrings of our own directive lines to leave out; ``NAME=VALUE`` pairs
+        (or a mapping) for the workers' environment; where the jobs' logs go.
     n_workers
         Workers to start with (0: none until :meth:`scale` or :meth:`adapt`).
     interface
@@ -149,7 +150,7 @@ class BatchCluster(Cluster):
         queue: str | None = None,
         account: str | None = None,
         job_name: str | None = None,
-        job_extra_directives: Sequence[str] | None = None,
+        job_extra_directives: Sequence[str] | Mapping[str, str] | None = None,
         job_script_prologue: Sequence[str] | None = None,
         job_directives_skip: Sequence[str] | None = None,
         environment: Mapping[str, str] | Sequence[str] | None = None,
@@ -207,6 +208,7 @@ class BatchCluster(Cluster):
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,
+            walltime_fields=self.system.walltime_fields,
             scheduler_walltime=own.get("scheduler_walltime"),
             scheduler_memory=own.get("scheduler_memory"),
             scheduler_directives=own.get("scheduler_directives", ()),

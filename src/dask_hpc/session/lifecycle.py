@@ -96,19 +96,22 @@ def session_specs(
     scheduler_memory: str | None = None,
     scheduler_directives: tuple[str, ...] | list[str] = (),
     logs: Path,
+    walltime_fields: str = "MM:SS",
 ) -> tuple[JobSpec, JobSpec]:
     """(worker spec, scheduler spec) from one set of options.
 
     The scheduler job gets one core, its own memory, walltime (by default the
     workers') and directives (``scheduler_directives``); of the worker options it
-    takes only :data:`SCHEDULER_TAKES`.
+    takes only :data:`SCHEDULER_TAKES`. ``walltime_fields``: how the system reads a
+    walltime of two fields (``BatchSystem.walltime_fields``).
     """
     given = {k: v for k, v in options.items() if v not in (None, (), "")}
     given.setdefault("job_name", f"dask-worker-{name}")
     given.setdefault("log_directory", str(logs))
-    spec = JobSpec.from_options(given)
+    spec = JobSpec.from_options(given, walltime_fields=walltime_fields)
     scheduler = replace(
         JobSpec.from_options(
+            walltime_fields=walltime_fields,
             memory=scheduler_memory or "2GiB",
             walltime=scheduler_walltime or spec.walltime,
             job_name=f"dask-scheduler-{name}",

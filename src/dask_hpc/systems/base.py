@@ -111,6 +111,9 @@ class BatchSystem(ABC):
     path_forbidden: ClassVar[str] = ""
     #: How long a state query may take before we call the system unresponsive.
     query_timeout: ClassVar[float] = 30.0
+    #: How this system reads a walltime of two fields, ``A:B`` (``JobSpec.from_options``):
+    #: minutes and seconds for sbatch --time, PBS and Grid Engine; LSF says otherwise.
+    walltime_fields: ClassVar[str] = "MM:SS"
 
     # ---- rendering (pure) ---------------------------------------------------
 

@@ -34,6 +34,8 @@ class LSFSystem(BatchSystem):
     list_jobs = "bjobs"
     directive_prefix = "#BSUB"
     job_id_variable = "LSB_JOBID"
+    # bsub -W [hour:]minute: "00:30" is 30 minutes (and so in dask-jobqueue's LSFCluster).
+    walltime_fields = "HH:MM"
     # "[" starts a job array index in LSF names.
     job_name_forbidden = r"\s/\[\]'\"#$"
     directive_keys: ClassVar[Mapping[str, str]] = {
