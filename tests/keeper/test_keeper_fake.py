@@ -649,8 +649,8 @@ def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_pat
             with pytest.raises(SpecError, match=r"^invalid jobs -1: must be a whole number >= 0$"):
                 await h.ask(protocol.Scale(-1))
             answer = await h.ask(protocol.Adapt(minimum_jobs=2, maximum_jobs=4))
-            assert answer == protocol.Adapting(protocol.AdaptBounds(2, 4))
-            assert (await h.status()).adapt == protocol.AdaptBounds(2, 4)
+            assert answer == protocol.Adapting(protocol.AdaptBounds(2, 4, STEP))
+            assert (await h.status()).adapt == protocol.AdaptBounds(2, 4, STEP)
             await until(lambda: len(h.keeper.jobs) == 2, "two jobs submitted")
             await h.steps_pass("adapt", 5)
             assert h.system.submit_calls == 2  # no work: the minimum, and no more
@@ -662,6 +662,26 @@ def test_adapt_submits_up_to_its_minimum_and_ends_idle_jobs_when_lowered(tmp_pat
             assert all(r.removed and r.state is JobState.CANCELLED for r in h.keeper.jobs.values())
             assert (await h.ask(protocol.Adapt(off=True))) == protocol.Adapting(None)
             assert (await h.status()).adapt is None
+
+    asyncio.run(run())
+
+
+def test_adapt_without_an_upper_bound_and_with_adaptives_interval_and_wait_count(tmp_path: Path) -> None:
+    """dask-jobqueue's adapt() is 0 to no upper bound; distributed's Adaptive takes interval
+    and wait_count. A bad one is the same SpecError as anywhere."""
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            answer = await h.ask(protocol.Adapt(minimum_jobs=2, interval=0.5, wait_count=1))
+            assert answer == protocol.Adapting(protocol.AdaptBounds(2, None, 0.5, 1))
+            await until(lambda: len(h.keeper.jobs) == 2, "the minimum submitted")
+            assert (await h.status()).adapt == protocol.AdaptBounds(2, None, 0.5, 1)
+            # wait_count 1: lowered to 0, the idle jobs end at adapt's next decision.
+            await h.ask(protocol.Adapt(minimum_jobs=0, maximum_jobs=None, wait_count=1))
+            await until(lambda: not any(r.live for r in h.keeper.jobs.values()), "both jobs ended")
+            for bad in (protocol.Adapt(interval=0), protocol.Adapt(wait_count=0)):
+                with pytest.raises(SpecError, match=r"invalid adapt (interval 0|wait_count 0)"):
+                    await h.ask(bad)
 
     asyncio.run(run())
 
@@ -694,7 +714,7 @@ def test_adapt_partly_refused_warns_and_backs_off_then_stops_on_identical_refusa
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             answer = await h.ask(protocol.Adapt(minimum_jobs=3, maximum_jobs=3))
-            assert answer.bounds == protocol.AdaptBounds(3, 3)
+            assert answer.bounds == protocol.AdaptBounds(3, 3, STEP)
             assert answer.warning
             assert answer.warning.startswith("1 of 3 worker jobs submitted (1); fake refused the job")
             assert "adapt goes on" in answer.warning

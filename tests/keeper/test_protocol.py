@@ -20,6 +20,7 @@ REQUESTS: list[protocol.Request[object]] = [
     protocol.Scale(0),
     protocol.Adapt(1, 20, options={"cores": 4}),
     protocol.Adapt(off=True),
+    protocol.Adapt(2, None, interval=10.0, wait_count=5),
     protocol.Status(),
     protocol.Down(),
 ]
@@ -63,6 +64,7 @@ ANSWERS: list[tuple[protocol.Request[object], protocol.Answer]] = [
     (protocol.Down(), protocol.Jobs([], warning="job 3 still ending after cancel")),
     (protocol.Adapt(1, 20), protocol.Adapting(protocol.AdaptBounds(1, 20), "1 of 2 submitted")),
     (protocol.Adapt(off=True), protocol.Adapting(None)),
+    (protocol.Adapt(interval=10.0, wait_count=5), protocol.Adapting(protocol.AdaptBounds(0, None, 10.0, 5))),
     (protocol.Status(), STATUS),
 ]
 

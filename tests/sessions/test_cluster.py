@@ -41,7 +41,14 @@ def test_cluster_scale_compute_close(
         refresh=1,
     ) as cluster:
         assert "--nworkers 2" in cluster.job_script()
+        assert cluster.job_name == f"dask-worker-{name}"
+        prefix = get_system(system).directive_prefix
+        assert cluster.job_header and all(line.startswith(prefix) for line in cluster.job_header.splitlines())
         cluster.scale(4)  # four workers: two jobs of two processes
+        # dask-jobqueue's view right after scale: the workers asked for, by name (no AttributeError).
+        assert len(cluster.workers) == 2 and len(cluster.plan) == 4 and cluster.requested == cluster.plan
+        assert all(spec.processes == 2 for spec in cluster.worker_spec.values())
+        assert all(n.startswith(tuple(cluster.workers)) for n in cluster.plan)
         with Client(cluster) as client:
             client.wait_for_workers(4, timeout=90)
             n = 1_000_000
@@ -52,6 +59,13 @@ def test_cluster_scale_compute_close(
         cluster.scale(jobs=1)
         poll("scale(jobs=1) to leave one job", lambda: hpc.status(name)["workers"] == 2, timeout=60)
         assert cluster.adapt(minimum=2, maximum=6) == AdaptBounds(1, 3)
+        # As distributed's Cluster.adapt: bounds in cores or memory, its interval and wait_count;
+        # the tighter of two upper bounds wins.
+        assert cluster.adapt(maximum_memory="3GiB", maximum_cores=8, interval="2s", wait_count=5) == (
+            AdaptBounds(0, 3, 2.0, 5)
+        )
+        # No bound: 0 to no upper bound, as dask-jobqueue (it was an error).
+        assert cluster.adapt() == AdaptBounds(0, None)
     assert hpc.status(name)["down"] is True
     states = get_system(system).query(jobs)
     assert all(s.state not in (JobState.PENDING, JobState.RUNNING) for s in states.values())

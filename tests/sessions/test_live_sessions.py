@@ -158,7 +158,7 @@ def test_adapt_scales_up_then_back_down_without_a_client(
         timeout=90,
     )
     report = hpc.status(name)
-    assert report["adapt"] == {"minimum_jobs": 1, "maximum_jobs": 3}
+    assert report["adapt"] == {"minimum_jobs": 1, "maximum_jobs": 3, "interval": 1.0, "wait_count": 3}
     assert sum(j["removed"] for j in report["jobs"]) >= 2
 
 

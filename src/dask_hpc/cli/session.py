@@ -256,7 +256,7 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
         console.print("adapt off: worker jobs stay as they are")
     else:
         console.print(
-            f"adapting between {bounds.minimum_jobs} and {bounds.maximum_jobs} worker jobs, "
+            f"adapting between {bounds.minimum_jobs} and {bounds.maximum_jobs} worker jobs, "  # --max given
             "decided inside the scheduler"
         )
     if answer.warning:

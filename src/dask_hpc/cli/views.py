@@ -103,7 +103,8 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         head.append(f"security: {_security(report.security)}")
         head.append(f"worker jobs are submitted from {keeper.submit_from}")
         a = keeper.adapt
-        head.append("adapt: off" if not a else f"adapt: {a.minimum_jobs} to {a.maximum_jobs} jobs")
+        most = "no upper bound" if a is None or a.maximum_jobs is None else a.maximum_jobs
+        head.append("adapt: off" if not a else f"adapt: {a.minimum_jobs} to {most} jobs")
         trouble = keeper.submit_trouble
         if trouble:
             head.append(_trouble(trouble))

@@ -70,11 +70,12 @@ def adapt_target_jobs(
     target_workers: int,
     processes: int,
     minimum_jobs: int,
-    maximum_jobs: int,
+    maximum_jobs: int | None,
 ) -> int:
-    """How many jobs the scheduler's wish for ``target_workers`` workers means, within bounds."""
+    """How many jobs the scheduler's wish for ``target_workers`` workers means, within bounds
+    (``maximum_jobs`` None: no upper bound)."""
     wanted = math.ceil(max(0, target_workers) / max(1, processes))
-    return max(minimum_jobs, min(maximum_jobs, wanted))
+    return max(minimum_jobs, wanted if maximum_jobs is None else min(maximum_jobs, wanted))
 
 
 def scale_steps(live: Sequence[JobRecord], target: int) -> tuple[int, int]:

@@ -83,7 +83,10 @@ class Keeper(SchedulerPlugin):
         self.system = system or get_system(config.system)
         self.jobs: dict[str, JobRecord] = load_ledger(session.ledger_file)
         self.workers_of: dict[str, set[str]] = defaultdict(set)  # job id -> worker addresses
-        self.adapt_bounds: tuple[int, int] | None = None
+        self.adapt_bounds: tuple[int, int | None] | None = None  # (min, max: None for none)
+        self.adapt_interval = ADAPT_INTERVAL  # seconds between adapt's decisions
+        self.adapt_wait_count = ADAPT_WAIT_COUNT  # decisions in a row before a job ends
+        self._adapted_at = 0.0  # time.monotonic() of adapt's last decision
         self.adapt_spec: JobSpec = config.spec
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
@@ -353,10 +356,15 @@ class Keeper(SchedulerPlugin):
         if request.off:
             self.adapt_bounds = None
             return protocol.Adapting(None)
-        lo = request.minimum_jobs or 0
-        hi = request.maximum_jobs if request.maximum_jobs is not None else max(1, lo)
-        if lo < 0 or hi < lo:
+        lo, hi = request.minimum_jobs or 0, request.maximum_jobs
+        if lo < 0 or (hi is not None and hi < lo):
             raise SpecError("adapt bounds", f"min {lo}, max {hi}", "need 0 <= min <= max")
+        interval = ADAPT_INTERVAL if request.interval is None else request.interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval <= 3600:
+            raise SpecError("adapt interval", interval, "seconds, more than 0 and at most an hour")
+        wait_count = ADAPT_WAIT_COUNT if request.wait_count is None else request.wait_count
+        if isinstance(wait_count, bool) or not isinstance(wait_count, int) or wait_count < 1:
+            raise SpecError("adapt wait_count", wait_count, "a whole number >= 1")
         if not self.can_submit:
             raise SessionError(
                 f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
@@ -366,6 +374,7 @@ class Keeper(SchedulerPlugin):
             walltime_fields=self.system.walltime_fields, **request.options
         )
         self.adapt_bounds = (lo, hi)
+        self.adapt_interval, self.adapt_wait_count = float(interval), wait_count
         self.close_counts.clear()
         self.backoff = Backoff()  # the user acts: a fresh start
         # The first step now, so that a refusal is in this answer, not only in the logs.
@@ -385,7 +394,10 @@ class Keeper(SchedulerPlugin):
         return protocol.Adapting(self._bounds())
 
     def _bounds(self) -> protocol.AdaptBounds | None:
-        return None if self.adapt_bounds is None else protocol.AdaptBounds(*self.adapt_bounds)
+        if self.adapt_bounds is None:
+            return None
+        lo, hi = self.adapt_bounds
+        return protocol.AdaptBounds(lo, hi, self.adapt_interval, self.adapt_wait_count)
 
     def _next_try(self) -> str:
         wait = self.backoff.retry_in(time.time())
@@ -534,6 +546,10 @@ class Keeper(SchedulerPlugin):
         # AdaptiveCore's wait_count, per job (decisions.choose_removals picks which).
         if self.adapt_bounds is None or self._lock.locked() or self.scheduler is None:
             return
+        now = time.monotonic()
+        if now - self._adapted_at < self.adapt_interval - 0.01:  # steps come every ADAPT_INTERVAL
+            return
+        self._adapted_at = now
         live = [r for r in self.jobs.values() if r.live and not r.removed]
         up, down = scale_steps(live, self._adapt_target())
         if not down:
@@ -598,7 +614,7 @@ class Keeper(SchedulerPlugin):
         firm = []
         for job_id in chosen:
             self.close_counts[job_id] = self.close_counts.get(job_id, 0) + 1
-            if self.close_counts[job_id] >= ADAPT_WAIT_COUNT:
+            if self.close_counts[job_id] >= self.adapt_wait_count:
                 firm.append(job_id)
         for job_id in list(self.close_counts):
             if job_id not in chosen or job_id in firm:

@@ -75,8 +75,14 @@ class SubmitHere:
 
 @dataclass(frozen=True)
 class AdaptBounds:
+    """Adapt's bounds in worker jobs; ``maximum_jobs`` None: no upper bound (dask-jobqueue's
+    default); ``interval`` seconds between its decisions, ``wait_count`` decisions in a row
+    before a job is ended (distributed's Adaptive's names)."""
+
     minimum_jobs: int
-    maximum_jobs: int
+    maximum_jobs: int | None
+    interval: float = 1.0
+    wait_count: int = 3
 
 
 @dataclass(frozen=True)
@@ -267,14 +273,17 @@ class Scale(Request[Jobs | SubmitHere]):
 
 @dataclass(frozen=True)
 class Adapt(Request[Adapting]):
-    """Let the keeper scale between ``minimum_jobs`` and ``maximum_jobs``; ``off``: stop.
-    Answer: :class:`Adapting`."""
+    """Let the keeper scale between ``minimum_jobs`` (None: 0) and ``maximum_jobs`` (None: no
+    upper bound), deciding every ``interval`` seconds and ending a job after ``wait_count``
+    decisions in a row (None: 1 s and 3); ``off``: stop. Answer: :class:`Adapting`."""
 
     op: ClassVar[str] = "dask_hpc_adapt"
     minimum_jobs: int | None = None
     maximum_jobs: int | None = None
     off: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    interval: float | None = None
+    wait_count: int | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from distributed.deploy.cluster import Cluster
 from dask_hpc.config import resolve
 from dask_hpc.errors import SessionError, UnknownOptionError
 from dask_hpc.keeper import protocol
+from dask_hpc.keeper.protocol import JobReport
 from dask_hpc.keeper.scripts import worker_script
 from dask_hpc.network import choose_interface, system_peers
 from dask_hpc.security import create_tls_files, tls_files
@@ -303,14 +304,27 @@ class BatchCluster(Cluster):
 
     def adapt(  # type: ignore[override]
         self,
-        minimum_jobs: int = 0,
+        minimum_jobs: int | None = None,
         maximum_jobs: int | None = None,
         *,
-        minimum: int | None = None,
-        maximum: int | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        minimum_cores: int | None = None,
+        maximum_cores: int | None = None,
+        minimum_memory: str | int | None = None,
+        maximum_memory: str | int | None = None,
+        interval: str | float | None = None,
+        wait_count: int | None = None,
     ) -> protocol.AdaptBounds | None:
-        """Let the scheduler scale between the bounds by itself (in jobs, or in workers
-        with ``minimum``/``maximum``); it goes on after this notebook closes.
+        """Let the scheduler scale between the bounds by itself; it goes on after this
+        notebook closes. With no bound: 0 to no upper bound, as dask-jobqueue.
+
+        Bounds are in jobs (``minimum_jobs``, ``maximum_jobs``, as dask-jobqueue), workers
+        (``minimum``, ``maximum``; ``math.inf``: none), cores or memory (``"400GB"``), as
+        distributed's ``Cluster.adapt``; several lower bounds: the highest, several upper
+        bounds: the lowest. ``interval`` (seconds, or ``"10s"``; default 1 s) and
+        ``wait_count`` (default 3) are distributed's Adaptive's: how often it decides, and
+        how many decisions in a row end an idle job.
 
         Returns the bounds in jobs. The first submissions happen before this returns: if the
         batch system refuses them all, this raises SessionError with its words and adapt is
@@ -318,18 +332,81 @@ class BatchCluster(Cluster):
         Later failures (refusals, jobs that end before their worker joins) make automatic
         submissions wait (5 s, doubling, at most 5 min) and stop after 3 identical ones:
         ``status_report().keeper.submit_trouble`` says why."""
-        per_job = self.spec.processes
-        if minimum is not None:
-            minimum_jobs = math.ceil(minimum / per_job)
-        if maximum is not None:
-            maximum_jobs = math.ceil(maximum / per_job)
-        if maximum_jobs is None:
-            raise SessionError("adapt needs maximum_jobs (or maximum workers)")
-        answer = lifecycle.adapt(self.session, minimum_jobs, maximum_jobs)
+        # Workers, cores, memory to jobs: rounded up, as SpecCluster rounds a scale to whole jobs.
+        lower = self._jobs_for(minimum_jobs, minimum, minimum_cores, minimum_memory)
+        upper = self._jobs_for(maximum_jobs, maximum, maximum_cores, maximum_memory)
+        seconds = None
+        if interval is not None:
+            from dask.utils import parse_timedelta
+
+            seconds = parse_timedelta(interval, default="seconds")
+        answer = lifecycle.adapt(
+            self.session,
+            max(lower, default=0),
+            min(upper, default=None),
+            interval=seconds,
+            wait_count=wait_count,
+        )
         if answer.warning:
             # Some of the first jobs were refused: adapt goes on, backing off (status_report says more).
             warnings.warn(answer.warning, RuntimeWarning, stacklevel=2)
         return answer.bounds
+
+    def _jobs_for(
+        self, jobs: int | None, workers: float | None, cores: int | None, memory: str | int | None
+    ) -> list[int]:
+        """A bound given in jobs, workers, cores or memory, as jobs (an infinite one left out)."""
+        found = [] if jobs is None else [jobs]
+        for amount, per_job in (
+            (workers, self.spec.processes),
+            (cores, self.spec.cores),
+            (None if memory is None else JobSpec.from_options(memory=memory).memory, self.spec.memory),
+        ):
+            if amount is not None and math.isfinite(amount):
+                found.append(math.ceil(amount / per_job))
+        return found
+
+    @property
+    def job_name(self) -> str:
+        """The worker jobs' name (dask-jobqueue's ``job_name``)."""
+        return self.spec.job_name
+
+    @property
+    def job_header(self) -> str:
+        """The directive lines of a worker job's script (dask-jobqueue's ``job_header``);
+        HTCondor's: its submit description."""
+        lines = self.job_script().splitlines()
+        prefix = self.system.directive_prefix
+        if prefix:
+            return "\n".join(line for line in lines if line.startswith(prefix))
+        return "\n".join(line for line in lines if line and not line.startswith("queue"))
+
+    @property
+    def workers(self) -> dict[str, JobReport]:
+        """The live worker jobs by job id (dask-jobqueue: a job object per job), from the keeper."""
+        return {j.job_id: j for j in lifecycle.status(self.session).jobs if j.ended is None and not j.removed}
+
+    @property
+    def worker_spec(self) -> dict[str, JobSpec]:
+        """Each live worker job's spec, by job id (dask-jobqueue's ``worker_spec``)."""
+        return {
+            i: self.spec if j.spec is None else JobSpec.from_dict(j.spec) for i, j in self.workers.items()
+        }
+
+    @property
+    def plan(self) -> set[str]:
+        """The names of the workers the live jobs bring: ``<job id>``, or ``<job id>-<n>`` for a
+        job of several processes (as distributed names them): what ``len(cluster.plan)`` counts
+        right after ``scale``, as in dask-jobqueue."""
+        names = set()
+        for job_id, job in self.workers.items():
+            names |= {job_id} if job.processes == 1 else {f"{job_id}-{n}" for n in range(job.processes)}
+        return names
+
+    @property
+    def requested(self) -> set[str]:
+        """The workers asked for and not ended: every live job has been submitted, so :attr:`plan`."""
+        return self.plan
 
     def job_script(self) -> str:
         """The worker job script that ``scale`` submits."""

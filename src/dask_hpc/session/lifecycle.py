@@ -441,6 +441,8 @@ def adapt(
     *,
     off: bool = False,
     options: dict[str, Any] | None = None,
+    interval: float | None = None,
+    wait_count: int | None = None,
 ) -> protocol.Adapting:
     """Adapt's bounds (None: off), and ``warning`` when its first submissions were partly refused.
 
@@ -452,7 +454,7 @@ def adapt(
     if options.get("log_directory"):
         options["log_directory"] = make_log_directory(options["log_directory"])
     return scheduler.ask(
-        protocol.Adapt(minimum_jobs, maximum_jobs, off, options),
+        protocol.Adapt(minimum_jobs, maximum_jobs, off, options, interval, wait_count),
         timeout=600,  # the first step submits up to the minimum before answering
     )
 
