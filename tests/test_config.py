@@ -303,3 +303,28 @@ def test_a_dask_jobqueue_lsf_walltime_means_what_bsub_reads(dirs: dict[str, Path
     assert "#BSUB -W 01:30" in dask_hpc(dirs, "script", "--system", "lsf", "--walltime", "01:30").stdout
     slurm = dask_hpc(dirs, "script", "--system", "slurm", "--walltime", "30:00").stdout
     assert "#SBATCH --time=00:30:00" in slurm.splitlines(), slurm
+
+
+def test_a_sites_grid_engine_parallel_environment(dirs: dict[str, Path], tmp_path: Path) -> None:
+    """sge-parallel-environment in a site file: jobs of several cores ask for it; without
+    one, such a job is refused in one line that says how (no "smp" assumed)."""
+    refused = dask_hpc(dirs, "script", "--system", "sge", "--cores", "4")
+    assert refused.returncode == 1 and "set sge-parallel-environment" in refused.stderr, refused.stderr
+    write(dirs["site"], "dask-hpc.yaml", {"dask-hpc": {"sge-parallel-environment": "mpi"}})
+    out = dask_hpc(dirs, "script", "--system", "sge", "--cores", "4")
+    assert out.returncode == 0, out.stderr
+    assert "#$ -pe mpi 4" in out.stdout.splitlines()
+    # A session keeps it, so that its keeper (in the scheduler's job) renders as up did.
+    from dask_hpc.keeper.plugin import Keeper
+    from dask_hpc.network import InterfaceChoice
+    from dask_hpc.spec import JobSpec
+    from dask_hpc.state.session import Session, SessionConfig
+
+    session = Session("pe", root=tmp_path / "sessions")
+    session.prepare()
+    config = SessionConfig(
+        "pe", "sge", JobSpec(cores=4), JobSpec(), system_settings={"sge-parallel-environment": "mpi"}
+    )
+    session.write_config(config)
+    keeper = Keeper(session, session.read_config(), InterfaceChoice("lo", "127.0.0.1", "test"))
+    assert "#$ -pe mpi 4" in keeper.job_script(config.spec).splitlines()

@@ -64,6 +64,8 @@ OWN_KEYS: dict[str, str] = {
     "state-dir": "a directory the nodes share",
     "retire-margin": "seconds, or a time such as 2min",
     "mpi-buffer-pool": "a size such as 1GiB",
+    "sge-parallel-environment": "the Grid Engine parallel environment for jobs of several cores "
+    "(qconf -spl lists them)",
 }
 KEYS = (*SPEC_KEYS, *OWN_KEYS)
 #: Keys of the config section that are not settings.
@@ -124,6 +126,11 @@ class Configuration:
     def get(self, key: str, default: Any = None) -> Any:
         setting = self.settings.get(key)
         return default if setting is None else setting.value
+
+    def system_settings(self) -> dict[str, str]:
+        """The batch systems' site settings (``get_system(name, settings)``)."""
+        keys = {key for kind in SYSTEMS.values() for key in kind.setting_keys}
+        return {k: str(s.value) for k, s in self.settings.items() if k in keys}
 
     def spec_options(self) -> dict[str, Any]:
         """The JobSpec options set by any source but the default (JobSpec has those)."""
@@ -414,5 +421,7 @@ def _check_value(key: str, value: Any, source: str, system: str = "local") -> No
         return
     if key == "submit-from" and value not in ("auto", "client", "scheduler"):
         raise ConfigError(f"{source}: submit-from {value!r}: {OWN_KEYS[key]}; {fix}")
-    if key in ("interface", "login-host", "state-dir") and not isinstance(value, str):
+    if key in ("interface", "login-host", "state-dir", "sge-parallel-environment") and not isinstance(
+        value, str
+    ):
         raise ConfigError(f"{source}: {key} {value!r}: {OWN_KEYS[key]}; {fix}")

@@ -109,7 +109,7 @@ def system_named(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
     if name == "local":
         return LocalSystem(spool=tmp_path / "spool", slots=1)
     bring_up(name, request)
-    return get_system(name)
+    return get_system(name, {"sge-parallel-environment": "smp"})  # scripts/local-sge has smp and mpi
 
 
 BLOCKERS = {

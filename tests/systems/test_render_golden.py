@@ -84,6 +84,11 @@ SCHEDULER_DIRECTIVES = {"slurm": ["--qos=interactive"], "pbs": ["-l place=shared
 SESSION_CASES = ("session-scheduler", "session-worker")
 
 
+#: A site's settings (dask-hpc's configuration), as our test Grid Engine has them: every
+#: system takes what is its own and leaves the rest.
+SITE = {"sge-parallel-environment": "smp"}
+
+
 def render_session(system: str, case: str) -> str:
     options: dict[str, object] = {**SESSION_OPTIONS, "job_extra_directives": EXTRA[system]}
     if system == "htcondor":
@@ -96,7 +101,7 @@ def render_session(system: str, case: str) -> str:
             scheduler_directives=SCHEDULER_DIRECTIVES.get(system, []),
             logs=STATE_DIR / "logs",
         )
-        batch = get_system(system)
+        batch = get_system(system, SITE)
         if case == "session-scheduler":
             return batch.render(scheduler, scheduler_command(STATE_DIR, python=PYTHON))
         return worker_script(
@@ -128,7 +133,7 @@ def render(system: str, case: str) -> str:
     spec = JobSpec.from_options(options)
     command = worker_command(spec, SCHEDULER_FILE, python=PYTHON)
     try:
-        return get_system(system).render(spec, command)
+        return get_system(system, SITE).render(spec, command)
     except SpecError as exc:  # a spec this system cannot express: the error is the golden text
         return f"SpecError: {exc}\n"
 
@@ -201,7 +206,7 @@ def test_job_names_are_refused_not_changed(system: str) -> None:
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_each_of_our_directives_sets_one_thing(system: str) -> None:
     """The table that decides what a user's directive replaces knows each of ours."""
-    batch = get_system(system)
+    batch = get_system(system, SITE)
     spec = JobSpec.from_options(CASES["full"], log_directory="/logs")
     if system in ("htcondor", "local"):
         spec = JobSpec.from_options({**CASES["full"], "queue": None, "account": None}, cores=8)
@@ -276,3 +281,23 @@ def test_a_default_that_names_another_variable_is_refused_not_mangled(value: str
     spec = JobSpec.from_options(environment=[f"A={value}"])
     with pytest.raises(SpecError, match=r"default refers to another variable"):
         get_system("slurm").render(spec, ["true"])
+
+
+def test_grid_engine_assumes_no_parallel_environment() -> None:
+    """Their names are the site's (sites without "smp" rejected every job of several cores):
+    the configured one, the user's own, or left out on purpose; else one line saying how."""
+    spec = JobSpec.from_options(cores=4)
+    with pytest.raises(
+        SpecError, match=r"set sge-parallel-environment .* or give --job-extra-directive '-pe NAME 4'"
+    ):
+        get_system("sge").render(spec, ["true"])
+    assert "#$ -pe mpi 4" in get_system("sge", {"sge-parallel-environment": "mpi"}).render(spec, ["true"])
+    own = JobSpec.from_options(cores=4, job_extra_directives=["-pe make 4"])
+    assert "#$ -pe make 4" in get_system("sge").render(own, ["true"]).splitlines()
+    skipped = JobSpec.from_options(cores=4, job_directives_skip=["-pe"])
+    assert "-pe" not in get_system("sge").render(skipped, ["true"])
+    assert "-pe" not in get_system("sge").render(JobSpec.from_options(cores=1), ["true"])
+    assert get_system("sge", {"sge-parallel-environment": "mpi"}).settings() == {
+        "sge-parallel-environment": "mpi"
+    }
+    assert get_system("slurm", {"sge-parallel-environment": "mpi"}).settings() == {}

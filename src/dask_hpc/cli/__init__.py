@@ -32,7 +32,7 @@ def cli() -> None:
 def script(system: str | None, scheduler_file: str | None, **options: Any) -> None:
     """Print the worker job script that would be submitted, without submitting it."""
     configuration, job_options = configured(system, options)
-    batch = get_system(configuration.system)
+    batch = get_system(configuration.system, configuration.system_settings())
     spec = JobSpec.from_options(job_options, walltime_fields=batch.walltime_fields)
     path = Path(scheduler_file).expanduser() if scheduler_file else Session().scheduler_file
     click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
@@ -94,6 +94,7 @@ def demo(
     configuration, job_options = configured(system, options)
     run_demo(
         system=configuration.system,
+        system_settings=configuration.system_settings(),
         workers=workers,
         files=files,
         data=data,

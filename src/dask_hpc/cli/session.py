@@ -120,7 +120,7 @@ def up(
     submit_from = configuration.get("submit-from", "auto")
     login_host = configuration.get("login-host")
     session = Session(name)
-    batch = get_system(configuration.system)
+    batch = get_system(configuration.system, configuration.system_settings())
     spec, scheduler_spec = lifecycle.session_specs(
         name,
         job_options,

@@ -95,6 +95,7 @@ class Steps:
 def run_demo(
     *,
     system: str = "local",
+    system_settings: dict[str, str] | None = None,
     workers: int = 2,
     files: int = 365,
     data: str | None = None,
@@ -129,7 +130,7 @@ def run_demo(
     report: dict[str, Any] = {"session": session.name, "system": system}
     if own_session:
         with steps.step("session", f"start a session on {system} with {workers} worker jobs"):
-            _start_session(session, system, workers, options or {}, timeout)
+            _start_session(session, system, workers, options or {}, timeout, system_settings)
             steps.details["session"] = f"session {session.name!r}"
     try:
         client = control_client(session)
@@ -165,11 +166,16 @@ def control_client(session: Session) -> Client:
 
 
 def _start_session(
-    session: Session, system: str, workers: int, options: dict[str, Any], timeout: float
+    session: Session,
+    system: str,
+    workers: int,
+    options: dict[str, Any],
+    timeout: float,
+    system_settings: dict[str, str] | None = None,
 ) -> None:
     from dask_hpc.systems import get_system
 
-    batch = get_system(system)
+    batch = get_system(system, system_settings)
     given = {**JOB_DEFAULTS, **{k: v for k, v in options.items() if v not in (None, (), "")}}
     spec, scheduler_spec = lifecycle.session_specs(
         session.name, given, logs=session.logs, walltime_fields=batch.walltime_fields

@@ -80,7 +80,7 @@ class Keeper(SchedulerPlugin):
         self.session = session
         self.config = config
         self.interface = interface
-        self.system = system or get_system(config.system)
+        self.system = system or get_system(config.system, config.system_settings)
         self.jobs: dict[str, JobRecord] = load_ledger(session.ledger_file)
         self.workers_of: dict[str, set[str]] = defaultdict(set)  # job id -> worker addresses
         self.adapt_bounds: tuple[int, int | None] | None = None  # (min, max: None for none)

@@ -205,7 +205,7 @@ class BatchCluster(Cluster):
             "insecure": insecure,
         }
         self.session = Session(name or DEFAULT_NAME)
-        self.system = get_system(configuration.system)
+        self.system = get_system(configuration.system, configuration.system_settings())
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,
@@ -262,6 +262,7 @@ class BatchCluster(Cluster):
             submit_from=own.get("submit_from", "auto"),
             refresh=own.get("refresh", 5.0),
             insecure=insecure,
+            system_settings=self.system.settings(),
         )
         self.session.write_config(config)
         self._loop_runner.start()

@@ -211,6 +211,7 @@ def up(
         jupyter_dir=os.getcwd(),
         login_host=login_host,
         up_host=this_host(),
+        system_settings=system.settings(),
     )
     session.write_config(config)
     script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))

@@ -70,6 +70,8 @@ class SessionConfig:
     login_host: str | None = None  # [user@]host for the tunnel line, as given to `up`
     up_host: str | None = None  # the host `up` ran on: the tunnel's login host by default
     down: bool = False  # set by `down`: nothing of this session should run any more
+    # The site's settings for its batch system (BatchSystem.settings), as `up` resolved them.
+    system_settings: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("spec", "scheduler_spec")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from dask_hpc.errors import NotInJobError, UnknownSystemError
 from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, JobContext, JobState, JobStatus
@@ -38,12 +39,16 @@ SYSTEMS: dict[str, type[BatchSystem]] = {
 }
 
 
-def get_system(name: str) -> BatchSystem:
-    """The batch system called ``name`` (case-insensitive); unknown names list the known ones."""
+def get_system(name: str, settings: Mapping[str, Any] | None = None) -> BatchSystem:
+    """The batch system called ``name`` (case-insensitive); unknown names list the known ones.
+    ``settings``: the site's for it, by configuration key (``sge-parallel-environment``);
+    keys of other systems are left out."""
     try:
-        return SYSTEMS[name.strip().lower()]()
+        kind = SYSTEMS[name.strip().lower()]
     except KeyError:
         raise UnknownSystemError(name, SYSTEMS) from None
+    given = settings or {}
+    return kind(**{attribute: given[key] for key, attribute in kind.setting_keys.items() if given.get(key)})
 
 
 def current_job(env: Mapping[str, str] | None = None) -> JobContext:

@@ -114,6 +114,15 @@ class BatchSystem(ABC):
     #: How this system reads a walltime of two fields, ``A:B`` (``JobSpec.from_options``):
     #: minutes and seconds for sbatch --time, PBS and Grid Engine; LSF says otherwise.
     walltime_fields: ClassVar[str] = "MM:SS"
+    #: A site's settings for this system: configuration key -> constructor argument
+    #: (``get_system(name, settings)``; :meth:`settings` gives them back for the session).
+    setting_keys: ClassVar[Mapping[str, str]] = {}
+
+    def settings(self) -> dict[str, str]:
+        """This system's site settings, by configuration key (kept with a session, so that
+        its keeper renders worker jobs as ``up`` did)."""
+        values = {key: getattr(self, attribute, None) for key, attribute in self.setting_keys.items()}
+        return {k: str(v) for k, v in values.items() if v is not None}
 
     # ---- rendering (pure) ---------------------------------------------------
 

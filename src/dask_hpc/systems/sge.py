@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import ParseError
+from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines
 
@@ -57,8 +57,13 @@ class SGESystem(BatchSystem):
         "output": r"^-o\b",
         "error": r"^-e\b",
     }
-    #: The parallel environment that gives a job several slots on one host.
-    parallel_environment = "smp"
+    setting_keys: ClassVar[Mapping[str, str]] = {"sge-parallel-environment": "parallel_environment"}
+
+    def __init__(self, parallel_environment: str | None = None) -> None:
+        #: The parallel environment that gives a job several slots on one host: its name is
+        #: the site's (qconf -spl lists them), so none is assumed (as dask-jobqueue).
+        self.parallel_environment = parallel_environment
+
     cancel_gone_phrases = ("does not exist",)
     cancel_done_phrases = ("has registered the job", "has deleted job", "is already in deletion")
 
@@ -72,7 +77,10 @@ class SGESystem(BatchSystem):
             f"-l mem_free={math.ceil(spec.memory / spec.cores / 2**20)}M",
         ]
         if spec.cores > 1:
-            d.append(f"-pe {self.parallel_environment} {spec.cores}")
+            if self.parallel_environment is None:
+                _refuse_cores_without_a_parallel_environment(spec)
+            else:
+                d.append(f"-pe {self.parallel_environment} {spec.cores}")
         if spec.queue:
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
@@ -162,3 +170,18 @@ def parse_qacct(job_id: str, stdout: str) -> JobStatus:
     else:
         state = JobState.COMPLETED
     return JobStatus(job_id, state, reason=reason, node=node, exit_code=exit_code)
+
+
+def _refuse_cores_without_a_parallel_environment(spec: JobSpec) -> None:
+    """Several cores need a parallel environment, whose name only the site knows: refused in
+    one line unless the user gives one (``-pe NAME N``) or leaves it out on purpose."""
+    own = any(re.match(r"^-pe\b", d) for d in spec.job_extra_directives)
+    skipped = any("-pe" in s for s in spec.job_directives_skip)
+    if not (own or skipped):
+        raise SpecError(
+            "cores",
+            spec.cores,
+            "Grid Engine gives a job several cores only through a parallel environment, and "
+            "its name is the site's: set sge-parallel-environment in dask-hpc's configuration "
+            f"(qconf -spl lists them), or give --job-extra-directive '-pe NAME {spec.cores}'",
+        )
