@@ -153,7 +153,7 @@ def test_a_site_profile_is_chosen_by_the_host_name(dirs: dict[str, Path]) -> Non
             {"site/dask-hpc.yaml": {"dask-hpc": {"cores": "many"}}},
             {},
             "login1",
-            r"site file .*/dask-hpc.yaml: cores 'many': .*; fix it in site file .*, or give it as a flag",
+            r"site file .*/dask-hpc.yaml: cores 'many': .*; fix it there, or give the option yourself",
         ),
         (  # fine alone, not together: more processes than the configured cores
             {"site/a.yaml": {"dask-hpc": {"cores": 4}}, "user/b.yaml": {"dask-hpc": {"processes": 8}}},
@@ -271,6 +271,25 @@ def test_commands_need_no_flag_where_the_site_configured_them(dirs: dict[str, Pa
     assert data["settings"]["memory"]["source"] == "default"
     table = dask_hpc(dirs, "config", "--system", "pbs")
     assert table.returncode == 0 and "dask-hpc configuration for pbs" in table.stdout
+
+
+def test_a_flag_replaces_a_bad_configured_value_and_dask_hpc_is_read_as_dask_reads_it(
+    dirs: dict[str, Path],
+) -> None:
+    """The line says "or give the option yourself": a flag does replace a bad value (it is not
+    even checked then). And dask_hpc: (as the package is named) is the same section as
+    dask-hpc:, as dask's own config reads it (it was silently ignored)."""
+    write(dirs["user"], "dask-hpc.yaml", {"dask-hpc": {"cores": "many", "memory": "lots"}})
+    assert dask_hpc(dirs, "script").returncode == 2
+    out = dask_hpc(dirs, "script", "--cores", "2", "--memory", "4GB")
+    assert out.returncode == 0, out.stderr
+    assert "#LOCAL --cores=2" in out.stdout.splitlines() or "--nthreads 2" in out.stdout
+    write(dirs["user"], "dask-hpc.yaml", {"dask_hpc": {"system": "slurm", "cores": 7}})
+    c = configured(dirs)
+    assert (c.system, c.get("cores")) == ("slurm", 7)
+    write(dirs["user"], "dask-hpc.yaml", {"dask_hpc": {"cores": 7}, "dask-hpc": {"cores": 8}})
+    with pytest.raises(ConfigError, match="both dask-hpc and dask_hpc sections; keep one"):
+        configured(dirs)
 
 
 def test_bad_configuration_stops_a_command_with_one_line_and_exit_2(dirs: dict[str, Path]) -> None:

@@ -38,7 +38,7 @@ from dask_hpc.errors import ConfigError, SpecError
 from dask_hpc.spec import JobSpec
 from dask_hpc.systems import SYSTEMS
 
-__all__ = ["KEYS", "Configuration", "Setting", "config_directories", "resolve"]
+__all__ = ["KEYS", "Configuration", "Setting", "config_directories", "flags", "resolve"]
 
 #: dask-hpc's keys: for each, the JobSpec option it sets (None: a setting of our own).
 SPEC_KEYS: dict[str, str] = {
@@ -68,6 +68,16 @@ OWN_KEYS: dict[str, str] = {
     "(qconf -spl lists them)",
 }
 KEYS = (*SPEC_KEYS, *OWN_KEYS)
+#: Config keys by JobSpec option name (``job_name`` -> ``job-name``).
+OPTION_KEYS = {option: key for key, option in SPEC_KEYS.items()}
+
+
+def flags(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Job options given as flags or keywords (JobSpec names), by config key, for :func:`resolve`:
+    a value given there wins, and the configured one it replaces is not even checked."""
+    return {OPTION_KEYS[k]: v for k, v in options.items() if k in OPTION_KEYS}
+
+
 #: Keys of the config section that are not settings.
 _STRUCTURE = ("profiles", "profile")
 _LISTS = ("job-extra-directives", "job-script-prologue", "job-directives-skip")
@@ -155,9 +165,11 @@ def resolve(
     environ: Mapping[str, str] | None = None,
     directories: Sequence[tuple[str, Path]] | None = None,
     host: str | None = None,
+    only: Sequence[str] | None = None,
 ) -> Configuration:
     """The settings for ``given`` (flags, by config key: ``{"system": "slurm", "cores": 4}``;
-    None for flags not given).
+    None for flags not given). ``only``: resolve and check just these keys (where one setting
+    is needed, such as the state dir, a bad value of another must not stop the command).
 
     Raises:
         ConfigError: a bad file, key or value in any source (one line: where, what, the fix).
@@ -187,14 +199,15 @@ def resolve(
         "system", "local", "default"
     )
     system = str(system_setting.value)
-    if system_setting.source != "flag":  # a flag is checked where it is used, as before any file
+    wanted = set(KEYS if only is None else only)
+    if system_setting.source != "flag" and "system" in wanted:  # a flag is checked where it is used
         _check_value("system", system, system_setting.source)
 
     jobqueue, unused = _jobqueue(system, files, env)
     settings: dict[str, Setting] = {"system": system_setting}
     defaults = JobSpec()
     for key in KEYS:
-        if key == "system":
+        if key == "system" or key not in wanted:
             continue
         found = _first(key, flags, layers, profile, profile_name) or jobqueue.get(key)
         if found is None:
@@ -206,7 +219,8 @@ def resolve(
             _check_value(key, found.value, found.source, system)
         settings[key] = found
     configuration = Configuration(system, settings, profile_name, unused)
-    _check_together(configuration)
+    if only is None:
+        _check_together(configuration)
     return configuration
 
 
@@ -227,8 +241,8 @@ def _check_together(configuration: Configuration) -> None:
         return  # with a flag in the clash, the command says it as for any flag
     source = chosen[key].source
     raise ConfigError(
-        f"{source}: {key} {chosen[key].value!r}: {error.accepted}; fix it in "
-        f"{source.split(' (')[0]}, or give it as a flag"
+        f"{source}: {key} {chosen[key].value!r}: {error.accepted}; fix it there, "
+        "or give the option yourself (a flag or keyword wins)"
     )
 
 
@@ -267,9 +281,16 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def _section(data: Any, name: str, where: Path | str) -> dict[str, Any]:
-    if not isinstance(data, dict) or data.get(name) is None:
+    """The ``name`` section of a file's data (``dask-hpc`` or ``dask_hpc``: dask reads both
+    alike), keys with ``_`` read as ``-``."""
+    if not isinstance(data, dict):
         return {}
-    section = data[name]
+    spellings = [k for k in dict.fromkeys((name, name.replace("-", "_"))) if data.get(k) is not None]
+    if not spellings:
+        return {}
+    if len(spellings) > 1:
+        raise ConfigError(f"{where}: both {name} and {spellings[1]} sections; keep one")
+    section = data[spellings[0]]
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: {name} must be a mapping of settings, not {section!r}")
     return {str(k).replace("_", "-"): v for k, v in section.items()}
@@ -398,7 +419,7 @@ def _walltime_fields(system: str) -> str:
 
 def _check_value(key: str, value: Any, source: str, system: str = "local") -> None:
     """A configured value of the wrong form is one line naming where it came from."""
-    fix = f"fix it in {source.split(' (')[0]}, or give it as a flag"
+    fix = "fix it there, or give the option yourself (a flag or keyword wins)"
     if key == "system":
         if value not in SYSTEMS:
             raise ConfigError(f"{source}: system {value!r} is not a batch system we know: {OWN_KEYS[key]}")

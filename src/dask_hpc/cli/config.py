@@ -10,6 +10,7 @@ from rich.table import Table
 
 from dask_hpc.cli.options import system_option
 from dask_hpc.config import resolve
+from dask_hpc.spec import format_walltime
 
 __all__ = ["config"]
 
@@ -38,8 +39,19 @@ def config(system: str | None, profile: str | None, as_json: bool) -> None:
     for column in ("setting", "value", "from"):
         table.add_column(column)
     for key, setting in configuration.settings.items():
-        table.add_row(key, str(setting.value), setting.source)
+        table.add_row(key, _shown(key, setting.value), setting.source)
     console.print(table)
     console.print(f"site profile: {configuration.profile or 'none (no profile matches this host)'}")
     for line in configuration.unused:
         console.print(f"not used by dask-hpc (yet): {line}")
+
+
+def _shown(key: str, value: object) -> str:
+    """A value as the flags take it: 2 GiB and 1:00:00, not bytes and seconds."""
+    if key == "memory" and isinstance(value, int):
+        from dask.utils import format_bytes
+
+        return format_bytes(value)
+    if key == "walltime" and isinstance(value, int):
+        return format_walltime(value)
+    return str(value)

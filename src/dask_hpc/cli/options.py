@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from dask_hpc.config import Configuration, resolve
+from dask_hpc.config import Configuration, flags, resolve
 from dask_hpc.spec import JobSpec, absolute_path
 from dask_hpc.state.session import DEFAULT_NAME
 from dask_hpc.systems import SYSTEMS
@@ -81,7 +81,7 @@ def configured(
 ) -> tuple[Configuration, dict[str, Any]]:
     """The configuration for what was given (``own``: our own settings by config key, such as
     ``interface``), and the job options: the configured ones, then the given ones."""
-    configuration = resolve({"system": system, **own})
+    configuration = resolve({"system": system, **own, **flags(given_options(options))})
     merged = {**configuration.spec_options(), **given_options(options)}
     if "log_directory" in merged:
         merged["log_directory"] = absolute_path(str(merged["log_directory"]))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
-from dask_hpc.config import resolve
+from dask_hpc.config import flags, resolve
 from dask_hpc.errors import SessionError, UnknownOptionError
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.protocol import JobReport
@@ -189,8 +189,11 @@ class BatchCluster(Cluster):
             "environment": environment,
             "log_directory": log_directory,
         }
-        configuration = resolve({"system": system, "interface": interface, "submit-from": submit_from})
-        options = {**configuration.spec_options(), **{k: v for k, v in given.items() if v is not None}}
+        keywords = {k: v for k, v in given.items() if v is not None}
+        configuration = resolve(
+            {"system": system, "interface": interface, "submit-from": submit_from, **flags(keywords)}
+        )
+        options = {**configuration.spec_options(), **keywords}
         interface = configuration.get("interface")
         submit_from = configuration.get("submit-from", "auto")
         own: dict[str, Any] = {

@@ -44,7 +44,7 @@ def sessions_root() -> Path:
     (:mod:`dask_hpc.config`; ``$VAR`` and ``~`` expanded), else ``~/.dask-hpc/sessions``."""
     if os.environ.get(SESSIONS_VARIABLE):
         return Path(os.environ[SESSIONS_VARIABLE]).expanduser()
-    configured = resolve().get("state-dir")  # a site's file may say /work/$USER/dask-hpc
+    configured = resolve(only=("state-dir",)).get("state-dir")  # a site may say /work/$USER/dask-hpc
     return Path(
         os.path.expandvars(configured) if configured else Path.home() / ".dask-hpc" / "sessions"
     ).expanduser()
