@@ -81,8 +81,10 @@ def configured(
 ) -> tuple[Configuration, dict[str, Any]]:
     """The configuration for what was given (``own``: our own settings by config key, such as
     ``interface``), and the job options: the configured ones, then the given ones."""
-    configuration = resolve({"system": system, **own, **flags(given_options(options))})
-    merged = {**configuration.spec_options(), **given_options(options)}
+    given = given_options(options)
+    configuration = resolve({"system": system, **own, **flags(given)})
+    # The given ones first, in the order typed (the scheduler's note lists them so), then the rest.
+    merged = {**given, **{k: v for k, v in configuration.spec_options().items() if k not in given}}
     if "log_directory" in merged:
         merged["log_directory"] = absolute_path(str(merged["log_directory"]))
     return configuration, merged
