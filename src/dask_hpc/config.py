@@ -84,22 +84,15 @@ _LISTS = ("job-extra-directives", "job-script-prologue", "job-directives-skip")
 
 #: dask-jobqueue's keys (jobqueue.<system>.<key>) that mean what one of ours means.
 JOBQUEUE_KEYS: dict[str, str] = {
-    "cores": "cores",
-    "memory": "memory",
-    "processes": "processes",
-    "walltime": "walltime",
-    "queue": "queue",
-    "account": "account",
+    # Where dask-jobqueue's name is ours (its job options share our names, as the flags do):
+    **{key: key for key in SPEC_KEYS if key not in ("job-name", "environment")},
+    "interface": "interface",
+    # Where it is not:
     "project": "account",  # LSF and SGE call the account a project
     "name": "job-name",
-    "job-extra-directives": "job-extra-directives",
-    "job-extra": "job-extra-directives",  # dask-jobqueue's deprecated name
-    "job-script-prologue": "job-script-prologue",
-    "env-extra": "job-script-prologue",  # deprecated
-    "job-directives-skip": "job-directives-skip",
-    "header-skip": "job-directives-skip",  # deprecated
-    "log-directory": "log-directory",
-    "interface": "interface",
+    "job-extra": "job-extra-directives",  # dask-jobqueue's deprecated names
+    "env-extra": "job-script-prologue",
+    "header-skip": "job-directives-skip",
 }
 #: Values of dask-jobqueue's own default jobqueue.yaml (which it writes to ~/.config/dask
 #: when imported): not a choice of the user's, so not listed as unused.
