@@ -92,6 +92,8 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
                     "job-script-prologue": [],
                     "death-timeout": 60,  # dask-jobqueue's own default: not the user's choice
                     "worker-extra-args": ["--lifetime", "55m"],
+                    "scheduler-options": {"dashboard_address": ":8788"},
+                    "memory-per-core-property-name": "memcore",  # OAR's: nothing reads it for SLURM
                 },
                 "pbs": {"queue": "economy", "account": "P123"},
                 "htcondor": {"job-extra-directives": {"+ProjectName": '"x"'}},
@@ -104,10 +106,12 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
     assert c.settings["cores"].source == f"{where} (jobqueue.slurm.cores)"
     assert (c.get("account"), c.get("job-name"), c.get("walltime")) == ("abc123", "dask-worker", "00:30:00")
     assert c.get("job-extra-directives") == ["--exclusive"]
-    assert c.unused == [
-        f"jobqueue.slurm.python = '/opt/conda/bin/python' ({where})",
-        f"jobqueue.slurm.worker-extra-args = ['--lifetime', '55m'] ({where})",
-    ]
+    assert c.get("python") == "/opt/conda/bin/python"
+    assert c.get("worker-extra-args") == ["--lifetime", "55m"]
+    assert "death-timeout" not in c.settings or c.settings["death-timeout"].source == "default"
+    # The cluster classes' own keys are kept for them (dask_hpc.jobqueue), the rest listed.
+    assert c.jobqueue_cluster["scheduler-options"].value == {"dashboard_address": ":8788"}
+    assert c.unused == [f"jobqueue.slurm.memory-per-core-property-name = 'memcore' ({where})"]
     # Another system reads its own section; torque reads PBS's, as dask-jobqueue's PBSCluster.
     assert configured(dirs, {"system": "torque"}).get("queue") == "economy"
     assert configured(dirs, {"system": "sge"}).get("queue") is None

@@ -54,6 +54,14 @@ SPEC_KEYS: dict[str, str] = {
     "job-directives-skip": "job_directives_skip",
     "environment": "environment",
     "log-directory": "log_directory",
+    "job-script-epilogue": "job_script_epilogue",
+    "shebang": "shebang",
+    "worker-extra-args": "worker_extra_args",
+    "local-directory": "local_directory",
+    "death-timeout": "death_timeout",
+    "nanny": "nanny",
+    "python": "python",
+    "worker-command": "worker_command",
 }
 #: Our own settings, and the form each takes.
 OWN_KEYS: dict[str, str] = {
@@ -66,8 +74,35 @@ OWN_KEYS: dict[str, str] = {
     "mpi-buffer-pool": "a size such as 1GiB",
     "sge-parallel-environment": "the Grid Engine parallel environment for jobs of several cores "
     "(qconf -spl lists them)",
+    # The batch systems' own (dask-jobqueue's names), each read by the systems named:
+    "resource-spec": "PBS and Grid Engine: the -l line of a job's resources, e.g. "
+    "select=1:ncpus=36:mem=100GB",
+    "job-cpu": "SLURM: --cpus-per-task, when it differs from the cores",
+    "job-mem": "SLURM: --mem as sbatch reads it, e.g. 16G, when it differs from the memory",
+    "ncpus": "LSF: -n, when it differs from the cores",
+    "mem": "LSF: the memory asked of LSF, bytes or a size such as 25GB",
+    "lsf-units": "LSF: the unit memory is written in: kb, mb, gb or tb",
+    "lsf-use-stdin": "LSF: true (bsub < script) or false (bsub script)",
+    "disk": "HTCondor: disk per job, a size such as 1GB",
+    "submit-command-extra": "HTCondor: arguments added to condor_submit, e.g. [-name, schedd01]",
+    "cancel-command-extra": "HTCondor: arguments added to condor_rm",
 }
 KEYS = (*SPEC_KEYS, *OWN_KEYS)
+#: The keys that are a batch system's settings (``BatchSystem.setting_keys``).
+SYSTEM_KEYS = {key for kind in SYSTEMS.values() for key in kind.setting_keys}
+#: The keywords (and the flags' option names) that set a batch system's settings.
+SETTING_KEYWORDS = {
+    "resource_spec": "resource-spec",
+    "job_cpu": "job-cpu",
+    "job_mem": "job-mem",
+    "ncpus": "ncpus",
+    "mem": "mem",
+    "lsf_units": "lsf-units",
+    "use_stdin": "lsf-use-stdin",
+    "disk": "disk",
+    "submit_command_extra": "submit-command-extra",
+    "cancel_command_extra": "cancel-command-extra",
+}
 #: Config keys by JobSpec option name (``job_name`` -> ``job-name``).
 OPTION_KEYS = {option: key for key, option in SPEC_KEYS.items()}
 
@@ -93,15 +128,24 @@ JOBQUEUE_KEYS: dict[str, str] = {
     "job-extra": "job-extra-directives",  # dask-jobqueue's deprecated names
     "env-extra": "job-script-prologue",
     "header-skip": "job-directives-skip",
+    "extra": "worker-extra-args",
+    "use-stdin": "lsf-use-stdin",
+    # The systems' own keys are dask-jobqueue's names (its sections are per system):
+    **{key: key for key in ("resource-spec", "job-cpu", "job-mem", "ncpus", "mem", "lsf-units", "disk")},
+    **{key: key for key in ("submit-command-extra", "cancel-command-extra")},
 }
+#: dask-jobqueue's keys that only its cluster classes read (dask_hpc.jobqueue: the drop-in).
+JOBQUEUE_CLUSTER_KEYS = ("scheduler-options", "shared-temp-directory")
 #: Values of dask-jobqueue's own default jobqueue.yaml (which it writes to ~/.config/dask
-#: when imported): not a choice of the user's, so not listed as unused.
+#: when imported) that mean what dask-hpc's defaults mean: not a choice of the user's, so
+#: neither listed as used nor shown as the source of a value.
 JOBQUEUE_DEFAULTS: set[tuple[str, Any]] = {
     ("death-timeout", 60),
     ("worker-command", "distributed.cli.dask_worker"),
     ("shebang", "#!/usr/bin/env bash"),
     ("shebang", "#!/usr/bin/env condor_submit"),  # HTCondor's
     ("use-stdin", True),  # LSF's
+    ("name", "dask-worker"),
 }
 #: The section of jobqueue.yaml each system reads (dask-jobqueue's config_name).
 JOBQUEUE_SECTION = {"torque": "pbs"}
@@ -125,15 +169,17 @@ class Configuration:
     settings: dict[str, Setting]
     profile: str | None = None
     unused: list[str] = field(default_factory=list)
+    #: jobqueue.yaml values that only dask-jobqueue's cluster classes read (scheduler-options,
+    #: shared-temp-directory), for dask_hpc.jobqueue's.
+    jobqueue_cluster: dict[str, Setting] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         setting = self.settings.get(key)
         return default if setting is None else setting.value
 
-    def system_settings(self) -> dict[str, str]:
+    def system_settings(self) -> dict[str, Any]:
         """The batch systems' site settings (``get_system(name, settings)``)."""
-        keys = {key for kind in SYSTEMS.values() for key in kind.setting_keys}
-        return {k: str(s.value) for k, s in self.settings.items() if k in keys}
+        return {k: s.value for k, s in self.settings.items() if k in SYSTEM_KEYS}
 
     def spec_options(self) -> dict[str, Any]:
         """The JobSpec options set by any source but the default (JobSpec has those)."""
@@ -159,10 +205,13 @@ def resolve(
     directories: Sequence[tuple[str, Path]] | None = None,
     host: str | None = None,
     only: Sequence[str] | None = None,
+    config_name: str | None = None,
 ) -> Configuration:
     """The settings for ``given`` (flags, by config key: ``{"system": "slurm", "cores": 4}``;
     None for flags not given). ``only``: resolve and check just these keys (where one setting
     is needed, such as the state dir, a bad value of another must not stop the command).
+    ``config_name``: the section of jobqueue.yaml to read (dask-jobqueue's ``config_name``;
+    the system's own by default).
 
     Raises:
         ConfigError: a bad file, key or value in any source (one line: where, what, the fix).
@@ -196,7 +245,7 @@ def resolve(
     if system_setting.source != "flag" and "system" in wanted:  # a flag is checked where it is used
         _check_value("system", system, system_setting.source)
 
-    jobqueue, unused = _jobqueue(system, files, env)
+    jobqueue, unused, jobqueue_cluster = _jobqueue(system, files, env, config_name)
     settings: dict[str, Setting] = {"system": system_setting}
     defaults = JobSpec()
     for key in KEYS:
@@ -211,7 +260,7 @@ def resolve(
         elif found.source != "flag":
             _check_value(key, found.value, found.source, system)
         settings[key] = found
-    configuration = Configuration(system, settings, profile_name, unused)
+    configuration = Configuration(system, settings, profile_name, unused, jobqueue_cluster)
     if only is None:
         _check_together(configuration)
     return configuration
@@ -372,10 +421,11 @@ def _choose_profile(
 
 
 def _jobqueue(
-    system: str, files: Sequence[tuple[str, Path, Any]], env: Mapping[str, str]
-) -> tuple[dict[str, Setting], list[str]]:
-    """dask-jobqueue's settings for ``system``, by our keys; and those we do not use."""
-    section_name = JOBQUEUE_SECTION.get(system, system)
+    system: str, files: Sequence[tuple[str, Path, Any]], env: Mapping[str, str], config_name: str | None
+) -> tuple[dict[str, Setting], list[str], dict[str, Setting]]:
+    """dask-jobqueue's settings for ``system`` (its section ``config_name``, else the
+    system's), by our keys; those we do not use; those only its cluster classes read."""
+    section_name = config_name or JOBQUEUE_SECTION.get(system, system)
     layers: list[tuple[str, dict[str, Any]]] = []
     environment = _environment_section(env, "jobqueue")
     if environment:
@@ -391,17 +441,37 @@ def _jobqueue(
                 )
     found: dict[str, Setting] = {}
     unused: list[str] = []
+    cluster: dict[str, Setting] = {}
     for where, section in reversed(layers):  # lowest first, so that higher ones overwrite
         for key, value in section.items():
-            if value in (None, [], {}, ""):
+            if value in (None, [], {}, "") or _is_jobqueue_default(key, value):
+                continue
+            if key in JOBQUEUE_CLUSTER_KEYS:
+                cluster[key] = Setting(key, value, f"{where} (jobqueue.{section_name}.{key})")
                 continue
             ours = JOBQUEUE_KEYS.get(key)
             if ours is None:
-                if isinstance(value, list | dict) or (key, value) not in JOBQUEUE_DEFAULTS:
-                    unused.append(f"jobqueue.{section_name}.{key} = {value!r} ({where})")
+                unused.append(f"jobqueue.{section_name}.{key} = {value!r} ({where})")
                 continue
+            if ours == "walltime":
+                value = _walltime_as_read(system, value)
             found[ours] = Setting(ours, value, f"{where} (jobqueue.{section_name}.{key})")
-    return found, unused
+    return found, unused, cluster
+
+
+def _walltime_as_read(system: str, value: Any) -> Any:
+    """A bare number of walltime as the batch system reads it (dask-jobqueue passes it on as
+    written): ``90`` for SLURM is ``90m``; for PBS and Grid Engine, ``90s``."""
+    kind = SYSTEMS.get(system)
+    unit = kind.bare_walltime if kind is not None else None
+    bare = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.strip().isdigit()
+    )
+    return f"{str(value).strip()}{unit}" if bare and unit else value
+
+
+def _is_jobqueue_default(key: str, value: Any) -> bool:
+    return not isinstance(value, list | dict) and (key, value) in JOBQUEUE_DEFAULTS
 
 
 def _walltime_fields(system: str) -> str:
@@ -435,7 +505,13 @@ def _check_value(key: str, value: Any, source: str, system: str = "local") -> No
         return
     if key == "submit-from" and value not in ("auto", "client", "scheduler"):
         raise ConfigError(f"{source}: submit-from {value!r}: {OWN_KEYS[key]}; {fix}")
-    if key in ("interface", "login-host", "state-dir", "sge-parallel-environment") and not isinstance(
-        value, str
-    ):
+    if key in ("interface", "login-host", "state-dir") and not isinstance(value, str):
         raise ConfigError(f"{source}: {key} {value!r}: {OWN_KEYS[key]}; {fix}")
+    if key in SYSTEM_KEYS:
+        from dask_hpc.systems import get_system
+
+        kinds = [name for name, kind in SYSTEMS.items() if key in kind.setting_keys]
+        try:
+            get_system(system if system in kinds else kinds[0], {key: value})
+        except SpecError as exc:
+            raise ConfigError(f"{source}: {key} {value!r}: {exc.accepted}; {fix}") from None

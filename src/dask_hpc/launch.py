@@ -41,13 +41,15 @@ async def start_scheduler(
     security: Security | None,
     protocol: str | list[str] | None = None,
     routes: list[str] | None = HTTP_ROUTES,
+    scheduler_cls: type[Scheduler] | None = None,
     **options: Any,
 ) -> Scheduler:
     """A started Scheduler, without its dashboard yet (:func:`add_dashboard`).
 
     ``protocol``: tls with ``security``, tcp without, unless given (MPI's ``mpi``, or a
     list for several listeners). ``routes``: its web pages (None: distributed's own, as
-    an MPI job has always had). ``options`` go to ``Scheduler`` (host, port,
+    an MPI job has always had). ``scheduler_cls``: a subclass of distributed's (dask-jobqueue's
+    keyword). ``options`` go to ``Scheduler`` (host, port,
     scheduler_file, plugins, dashboard_address, ...). Raises what distributed raises
     when it cannot start (a port taken, an address that is not ours).
     """
@@ -56,7 +58,7 @@ async def start_scheduler(
 
     config = {} if routes is None else {"distributed.scheduler.http.routes": routes}
     with dask.config.set(config):
-        scheduler = Scheduler(
+        scheduler = (scheduler_cls or Scheduler)(
             security=security,
             # distributed takes a list too (a listener each), though its annotation says str
             protocol=protocol or ("tls" if security is not None else "tcp"),  # type: ignore[arg-type]

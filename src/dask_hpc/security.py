@@ -30,6 +30,7 @@ __all__ = [
     "create_tls_files",
     "make_credentials",
     "tls_files",
+    "worker_credentials",
     "write_tls_files",
 ]
 
@@ -112,6 +113,32 @@ class Credentials:
             "distributed.comm.tls.client.cert": self.cert,
             "distributed.comm.tls.client.key": self.key,
         }
+
+
+def worker_credentials(security: Security) -> Credentials:
+    """A user's ``Security``, the workers' part (its CA, the worker certificate and key,
+    each a file or PEM text, as distributed takes them), as PEM text to write for the jobs.
+
+    Raises SessionError for a Security without them: workers could not connect.
+    """
+    config = security.get_tls_config_for_role("worker")
+    ca, cert, key = config.get("ca_file"), config.get("cert"), config.get("key")
+    if not ca or not cert:
+        raise SessionError(
+            "security has no tls_ca_file or tls_worker_cert: workers could not connect; give both "
+            "(Security.temporary() has them), or security=True for the session's own"
+        )
+
+    def pem(value: str) -> str:
+        if "-----BEGIN" in value:
+            return value
+        try:
+            return Path(value).read_text()
+        except OSError as exc:
+            raise SessionError(f"cannot read {value} of security: {exc.strerror}") from None
+
+    cert_text = pem(cert)
+    return Credentials(ca=pem(ca), cert=cert_text, key=pem(key) if key else cert_text)
 
 
 def make_credentials(session_name: str) -> Credentials:

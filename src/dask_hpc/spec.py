@@ -27,6 +27,10 @@ __all__ = [
     "parse_walltime",
 ]
 
+DEFAULT_SHEBANG = "#!/usr/bin/env bash"
+#: The worker modules that are ``dask worker`` itself: dask-hpc runs its own (which names
+#: the workers after their job and retires them before the walltime).
+DASK_WORKER_MODULES = ("distributed.cli.dask_worker", "dask_hpc.worker")
 WALLTIME_FORMS = "use HH:MM:SS, MM:SS, D-HH:MM:SS, or units such as 90m, 1h30m, 2h, 45s, 1d"
 MEMORY_FORMS = "use a number with a unit, such as 8GB, 8GiB, 8000MB, 1.5TB"
 
@@ -38,6 +42,7 @@ _UNITS = re.compile(
 _MEMORY = re.compile(r"^\d+(?:\.\d*)?\s*[a-zA-Z]+$")
 # Names of environment variables a job script may export.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def parse_walltime(value: str | int | float | timedelta, *, two_fields: str = "MM:SS") -> int:
@@ -143,6 +148,23 @@ class JobSpec:
     log_directory: str | None = None
     #: Substrings of our own directive lines to leave out (dask-jobqueue's name and meaning).
     job_directives_skip: tuple[str, ...] = ()
+    #: Shell lines run after the workers end (dask-jobqueue's, on its main branch).
+    job_script_epilogue: tuple[str, ...] = ()
+    #: The script's first line.
+    shebang: str = DEFAULT_SHEBANG
+    # What the job runs (dask-jobqueue's names and meanings; ``dask worker``'s options):
+    #: Arguments added to ``dask worker`` (``--resources GPU=1``, ``--lifetime 55m``).
+    worker_extra_args: tuple[str, ...] = ()
+    #: ``dask worker --local-directory``: fast node-local storage (``$TMPDIR`` is the node's).
+    local_directory: str | None = None
+    #: Seconds a worker waits for the scheduler before it gives up.
+    death_timeout: int = 60
+    #: A nanny per worker process (restarts a worker that dies); False: ``--no-nanny``.
+    nanny: bool = True
+    #: The workers' Python; None: the one that started the session.
+    python: str | None = None
+    #: The module ``python -m`` runs as a worker; None: dask-hpc's ``dask worker``.
+    worker_command: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
@@ -168,6 +190,31 @@ class JobSpec:
         if "/" in self.job_name:
             # Every system names log files after the job: a "/" would make a path of it.
             raise SpecError("job_name", self.job_name, "cannot contain '/'; use '-' or '_' instead")
+        if not self.nanny and self.processes > 1:
+            raise SpecError(
+                "nanny",
+                self.nanny,
+                f"several worker processes ({self.processes}) need their nannies; "
+                "set processes=1 or keep nanny=True",
+            )
+        if (
+            not isinstance(self.death_timeout, int)
+            or isinstance(self.death_timeout, bool)
+            or self.death_timeout < 1
+        ):
+            raise SpecError("death_timeout", self.death_timeout, "must be at least one second")
+        if not self.shebang.startswith("#!") or "\n" in self.shebang:
+            raise SpecError("shebang", self.shebang, "must be one line starting with #!, e.g. #!/bin/bash -l")
+        for name in ("python", "worker_command", "local_directory"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
+                raise SpecError(name, value, "must be one non-empty line or left out")
+        if self.worker_command is not None and not _MODULE.match(self.worker_command):
+            raise SpecError(
+                "worker_command",
+                self.worker_command,
+                "must be a module that python -m runs, e.g. distributed.cli.dask_worker",
+            )
         for line in self.job_directives_skip:
             if "\n" in line or not line.strip():
                 raise SpecError("job_directives_skip", line, "each must be one non-empty line")
@@ -276,6 +323,54 @@ def _lines(name: str, *, mapping_lines: bool = False) -> Any:
     return parse
 
 
+def _arguments(value: Any) -> tuple[str, ...]:
+    """Command-line arguments: a list (as dask-jobqueue takes them), or one string split as a
+    shell would (``"--resources GPU=1"``)."""
+    import shlex
+
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise SpecError("worker_extra_args", value, f"cannot be split as a shell would ({exc})") from None
+    if isinstance(value, Iterable) and not isinstance(value, Mapping):
+        return tuple(str(v) for v in value)
+    raise SpecError("worker_extra_args", value, "must be a list of arguments, e.g. ['--resources', 'GPU=1']")
+
+
+def _seconds(name: str) -> Any:
+    """Whole seconds from a number or a time (``"60s"``, ``"2min"``), as dask reads timeouts."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise SpecError(name, value, "must be seconds, or a time such as 60s or 2min")
+        try:
+            from dask.utils import parse_timedelta
+
+            seconds: float | None = parse_timedelta(value, default="seconds")
+        except (TypeError, ValueError, KeyError):
+            raise SpecError(name, value, "must be seconds, or a time such as 60s or 2min") from None
+        if seconds is None or not math.isfinite(seconds) or seconds < 1:
+            raise SpecError(name, value, "must be at least one second")
+        return math.ceil(seconds)
+
+    return parse
+
+
+def _boolean(name: str) -> Any:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "on"):
+            return True
+        if text in ("false", "no", "0", "off"):
+            return False
+        raise SpecError(name, value, "must be true or false")
+
+    return parse
+
+
 def _environment(value: Any) -> tuple[tuple[str, str], ...]:
     if isinstance(value, Mapping):
         items = list(value.items())
@@ -347,4 +442,12 @@ _PARSERS: dict[str, Any] = {
     "environment": _environment,
     "log_directory": absolute_path,
     "job_directives_skip": _lines("job_directives_skip"),
+    "job_script_epilogue": _lines("job_script_epilogue"),
+    "worker_extra_args": _arguments,
+    "death_timeout": _seconds("death_timeout"),
+    "nanny": _boolean("nanny"),
+    "local_directory": str,
+    "python": str,
+    "worker_command": str,
+    "shebang": str,
 }

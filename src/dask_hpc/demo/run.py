@@ -95,7 +95,7 @@ class Steps:
 def run_demo(
     *,
     system: str = "local",
-    system_settings: dict[str, str] | None = None,
+    system_settings: dict[str, Any] | None = None,
     workers: int = 2,
     files: int = 365,
     data: str | None = None,
@@ -171,7 +171,7 @@ def _start_session(
     workers: int,
     options: dict[str, Any],
     timeout: float,
-    system_settings: dict[str, str] | None = None,
+    system_settings: dict[str, Any] | None = None,
 ) -> None:
     from dask_hpc.systems import get_system
 

@@ -437,6 +437,7 @@ class Keeper(SchedulerPlugin):
             python=self.config.python,
             interface=self.config.interface,
             tls=None if self.config.insecure else tls_files(self.session.directory),
+            protocol=self.config.protocol,
         )
 
     def _record(self, job_id: str, spec: JobSpec, now: float, keep: bool = False) -> JobRecord:

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from dask_hpc.security import TLSFiles
-from dask_hpc.spec import JobSpec
-from dask_hpc.systems.base import BatchSystem
+from dask_hpc.spec import DASK_WORKER_MODULES, JobSpec
+from dask_hpc.systems.base import BatchSystem, Expanded
 
 __all__ = ["scheduler_command", "worker_command", "worker_script"]
 
@@ -17,39 +17,53 @@ def worker_command(
     scheduler_file: str | Path,
     *,
     python: str = sys.executable,
-    death_timeout: int = 60,
     interface: str | None = None,
     tls: TLSFiles | None = None,
+    protocol: str | None = None,
+    job_id_variable: str | None = None,
 ) -> list[str]:
     """``dask worker`` for one job: ``spec.processes`` workers sharing its cores and memory.
 
     Workers find the scheduler through the scheduler file on the shared
     filesystem, so the job can be submitted before the scheduler is up.
-    ``dask_hpc.worker`` is ``dask worker`` that names its workers after the job.
+    ``dask_hpc.worker`` is ``dask worker`` that names its workers after the job; another
+    ``spec.worker_command`` (``dask_cuda.cli.dask_cuda_worker``) gets what dask-jobqueue
+    gives it (no ``--nworkers``) and ``--name`` from ``job_id_variable``, the job's id,
+    by which the keeper knows its workers. The options follow the spec (dask-jobqueue's
+    names): ``--death-timeout``, ``--no-nanny``, ``--local-directory``, then
+    ``worker_extra_args``.
     """
+    module = spec.worker_command or "dask_hpc.worker"
+    ours = module in DASK_WORKER_MODULES
     command = [
-        python,
+        spec.python or python,
         "-m",
-        "dask_hpc.worker",
+        "dask_hpc.worker" if ours else module,
         "--scheduler-file",
         str(scheduler_file),
         "--nthreads",
         str(spec.threads_per_process),
-        "--nworkers",
-        str(spec.processes),
-        "--memory-limit",
-        str(spec.memory_per_process),
-        "--death-timeout",
-        str(death_timeout),
+    ]
+    if ours:
+        command += ["--nworkers", str(spec.processes)]
+    elif job_id_variable:
+        command += ["--name", Expanded(f"${{{job_id_variable}}}")]
+    command += ["--memory-limit", str(spec.memory_per_process), "--death-timeout", str(spec.death_timeout)]
+    if ours:
         # No web page per worker: compute nodes are rarely reachable from a browser, the
         # scheduler's dashboard shows every worker, and bokeh's import costs each worker ~0.8 s.
-        "--no-dashboard",
-    ]
+        command.append("--no-dashboard")
+    if not spec.nanny:
+        command.append("--no-nanny")
+    if spec.local_directory:
+        command += ["--local-directory", Expanded(spec.local_directory)]
     if interface:
         command += ["--interface", interface]
+    if protocol:
+        command += ["--protocol", protocol]
     if tls is not None:
         command += tls.worker_arguments()
-    return command
+    return [*command, *(Expanded(a) for a in spec.worker_extra_args)]
 
 
 def scheduler_command(state_dir: str | Path, *, python: str = sys.executable) -> list[str]:
@@ -64,11 +78,17 @@ def worker_script(
     *,
     python: str = sys.executable,
     interface: str | None = None,
-    death_timeout: int = 60,
     tls: TLSFiles | None = None,
+    protocol: str | None = None,
 ) -> str:
     """The job script of one worker job of a session."""
     command = worker_command(
-        spec, scheduler_file, python=python, interface=interface, death_timeout=death_timeout, tls=tls
+        spec,
+        scheduler_file,
+        python=python,
+        interface=interface,
+        tls=tls,
+        protocol=protocol,
+        job_id_variable=system.job_id_variable,
     )
     return system.render(spec, command)

@@ -71,7 +71,9 @@ class SessionConfig:
     up_host: str | None = None  # the host `up` ran on: the tunnel's login host by default
     down: bool = False  # set by `down`: nothing of this session should run any more
     # The site's settings for its batch system (BatchSystem.settings), as `up` resolved them.
-    system_settings: dict[str, str] = field(default_factory=dict)
+    system_settings: dict[str, Any] = field(default_factory=dict)
+    # The scheduler's protocol where it is not tls or tcp (ucx, ws): workers get --protocol.
+    protocol: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("spec", "scheduler_spec")}

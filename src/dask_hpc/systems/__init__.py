@@ -48,7 +48,13 @@ def get_system(name: str, settings: Mapping[str, Any] | None = None) -> BatchSys
     except KeyError:
         raise UnknownSystemError(name, SYSTEMS) from None
     given = settings or {}
-    return kind(**{attribute: given[key] for key, attribute in kind.setting_keys.items() if given.get(key)})
+    return kind(
+        **{
+            attribute: given[key]
+            for key, attribute in kind.setting_keys.items()
+            if given.get(key) is not None
+        }
+    )
 
 
 def current_job(env: Mapping[str, str] | None = None) -> JobContext:

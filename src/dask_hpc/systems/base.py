@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from dask_hpc import _process
 from dask_hpc.errors import (
@@ -33,7 +33,16 @@ from dask_hpc.errors import (
 from dask_hpc.files import private_directory
 from dask_hpc.spec import JobSpec
 
-__all__ = ["BatchSystem", "JobContext", "JobState", "JobStatus", "has_references", "shell_value"]
+__all__ = [
+    "BatchSystem",
+    "Expanded",
+    "JobContext",
+    "JobState",
+    "JobStatus",
+    "has_references",
+    "shell_command",
+    "shell_value",
+]
 
 
 class JobState(str, enum.Enum):
@@ -114,15 +123,29 @@ class BatchSystem(ABC):
     #: How this system reads a walltime of two fields, ``A:B`` (``JobSpec.from_options``):
     #: minutes and seconds for sbatch --time, PBS and Grid Engine; LSF says otherwise.
     walltime_fields: ClassVar[str] = "MM:SS"
+    #: The unit this system reads a bare number of walltime in (``sbatch --time=90``: minutes;
+    #: PBS and Grid Engine: seconds): how dask-jobqueue's values, passed on as written, meant it.
+    bare_walltime: ClassVar[str | None] = None
     #: A site's settings for this system: configuration key -> constructor argument
     #: (``get_system(name, settings)``; :meth:`settings` gives them back for the session).
     setting_keys: ClassVar[Mapping[str, str]] = {}
 
-    def settings(self) -> dict[str, str]:
+    #: Settings that describe a worker job's resources (dask-jobqueue's job_cpu, resource_spec,
+    #: ...): the scheduler's own small job does not take them.
+    resource_settings: ClassVar[frozenset[str]] = frozenset(
+        {"job-cpu", "job-mem", "resource-spec", "ncpus", "mem", "disk"}
+    )
+
+    def for_scheduler(self) -> BatchSystem:
+        """This system without the settings of a worker job's resources, for the scheduler's job."""
+        kept = {a: getattr(self, a) for k, a in self.setting_keys.items() if k not in self.resource_settings}
+        return type(self)(**kept)
+
+    def settings(self) -> dict[str, Any]:
         """This system's site settings, by configuration key (kept with a session, so that
-        its keeper renders worker jobs as ``up`` did)."""
+        its keeper renders worker jobs as ``up`` did): plain values for a JSON file."""
         values = {key: getattr(self, attribute, None) for key, attribute in self.setting_keys.items()}
-        return {k: str(v) for k, v in values.items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items() if v is not None}
 
     # ---- rendering (pure) ---------------------------------------------------
 
@@ -197,7 +220,7 @@ class BatchSystem(ABC):
 
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
         """The job script that runs ``command`` with ``spec``'s resources."""
-        lines = ["#!/usr/bin/env bash"]
+        lines = [spec.shebang]
         lines += [f"{self.directive_prefix} {d}" for d in self.header(spec)]
         lines += self.body(spec, command)
         return "\n".join(lines) + "\n"
@@ -213,7 +236,9 @@ class BatchSystem(ABC):
         lines += [f"export {key}={shell_value(value)}" for key, value in spec.environment]
         if spec.job_script_prologue:
             lines += ["", *spec.job_script_prologue]
-        lines += ["", shlex.join(command)]
+        lines += ["", shell_command(command)]
+        if spec.job_script_epilogue:
+            lines += ["", *spec.job_script_epilogue]
         return lines
 
     # ---- commands (pure) ----------------------------------------------------
@@ -273,9 +298,11 @@ class BatchSystem(ABC):
                 f"{self.find_hint(path)}"
             ) from None
 
-    #: Whether the submit program reads the script on its standard input (LSF's bsub);
-    #: the script is written to the session's scripts folder all the same.
-    script_on_stdin: ClassVar[bool] = False
+    @property
+    def script_on_stdin(self) -> bool:
+        """Whether the submit program reads the script on its standard input (LSF's bsub);
+        the script is written to the session's scripts folder all the same."""
+        return False
 
     #: How a user lists their jobs on this system, for a job we could not keep track of.
     list_jobs: ClassVar[str] = ""
@@ -410,7 +437,22 @@ def has_references(value: str) -> bool:
     return any(m[0] != "\\$" for m in _REFERENCE.finditer(value))
 
 
-def shell_value(value: str) -> str:
+class Expanded(str):
+    """A word of a job's command in which the job's shell expands the variables it names
+    (``$TMPDIR`` is the node's), as dask-jobqueue's unquoted command lines do; other
+    words are literal."""
+
+
+def shell_command(command: Sequence[str]) -> str:
+    """``command`` as one shell line: each word literal, but an :class:`Expanded` word's
+    references to the job's variables, as :func:`shell_value` writes them."""
+    return " ".join(
+        shell_value(word, "worker command") if isinstance(word, Expanded) else shlex.quote(word)
+        for word in command
+    )
+
+
+def shell_value(value: str, field: str = "environment") -> str:
     """``value`` for ``export NAME=...`` in a job script.
 
     Literal, except ``$NAME``, ``${NAME}`` and ``${NAME:-default}``, which the job's
@@ -419,7 +461,7 @@ def shell_value(value: str) -> str:
     """
     if re.search(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?[-=+?][^}]*[$`]", value):
         raise SpecError(
-            "environment",
+            field,
             value,
             "a ${NAME:-default} whose default refers to another variable or runs a command is "
             "not expanded as a shell would; give the default plainly",
@@ -475,3 +517,43 @@ def write_new_script(directory: Path, text: str) -> Path:
             f.write(text)
         return path
     raise FileExistsError(f"no free file name for a job script in {directory}")
+
+
+# ---- site settings: values from a keyword, a command line or a configuration file ----------
+
+
+def setting_whole(name: str, value: Any) -> int:
+    """A whole number >= 1 (``job_cpu``, ``ncpus``)."""
+    if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
+        raise SpecError(name, value, "must be a whole number >= 1")
+    return int(value)
+
+
+def setting_line(name: str, value: Any) -> str:
+    """One non-empty line, as the batch system reads it (``resource_spec``, ``job_mem``)."""
+    if not isinstance(value, str) or not value.strip() or "\n" in value:
+        raise SpecError(name, value, "must be one non-empty line of text")
+    return value.strip()
+
+
+def setting_arguments(name: str, value: Any) -> tuple[str, ...]:
+    """Command-line arguments: a list, or one string split as a shell would."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise SpecError(name, value, f"cannot be split as a shell would ({exc})") from None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise SpecError(name, value, "must be a list of arguments, e.g. ['-name', 'schedd01']")
+
+
+def setting_boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise SpecError(name, value, "must be true or false")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
 from dask_hpc.errors import ParseError, SpecError
-from dask_hpc.spec import JobSpec
+from dask_hpc.spec import DEFAULT_SHEBANG, JobSpec
 from dask_hpc.systems.base import (
     ENV_START,
     ENV_SYSTEM,
@@ -27,6 +26,8 @@ from dask_hpc.systems.base import (
     JobStatus,
     has_references,
     must_match,
+    setting_arguments,
+    shell_command,
     shell_value,
 )
 
@@ -76,6 +77,7 @@ class HTCondorSystem(BatchSystem):
             "periodic_remove",
             "periodic_remove_reason",
             "accounting_group",
+            "request_disk",
             "output",
             "error",
             "log",
@@ -83,6 +85,32 @@ class HTCondorSystem(BatchSystem):
     }
     cancel_gone_phrases = ("not found", "Couldn't find", "already being removed")
     cancel_done_phrases = ("marked for removal",)
+    # dask-jobqueue's HTCondorCluster disk, submit_command_extra and cancel_command_extra.
+    setting_keys: ClassVar[Mapping[str, str]] = {
+        "disk": "disk",
+        "submit-command-extra": "submit_command_extra",
+        "cancel-command-extra": "cancel_command_extra",
+    }
+
+    def __init__(
+        self,
+        disk: int | str | None = None,
+        submit_command_extra: Sequence[str] | str | None = None,
+        cancel_command_extra: Sequence[str] | str | None = None,
+    ) -> None:
+        #: Disk per job, bytes or "1GB": ``request_disk`` (HTCondor's unit: KiB).
+        self.disk = None if disk is None else _disk(disk)
+        #: Arguments added to condor_submit and condor_rm (``-name schedd01``).
+        self.submit_command_extra = (
+            None
+            if submit_command_extra is None
+            else setting_arguments("submit_command_extra", submit_command_extra)
+        )
+        self.cancel_command_extra = (
+            None
+            if cancel_command_extra is None
+            else setting_arguments("cancel_command_extra", cancel_command_extra)
+        )
 
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue:
@@ -95,6 +123,7 @@ class HTCondorSystem(BatchSystem):
             f"batch_name = {literal(self.job_name(spec))}",
             f"request_cpus = {spec.cores}",
             f"request_memory = {math.ceil(spec.memory / 2**20)}MB",
+            *([f"request_disk = {math.ceil(self.disk / 1024)}"] if self.disk else []),
             # No walltime in HTCondor: remove the job when its run time is up.
             f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {spec.walltime})",
             f'periodic_remove_reason = "{WALLTIME_MARK} of {spec.walltime} s reached"',
@@ -115,13 +144,21 @@ class HTCondorSystem(BatchSystem):
         # Values naming the node's variables ($TMPDIR) are exported by the job's shell; the
         # environment command would pass them on literally.
         exports = [f"export {k}={shell_value(v)}" for k, v in spec.environment if has_references(v)]
-        body = [f"export {ENV_START}=$(date +%s)", *exports, *spec.job_script_prologue, shlex.join(command)]
+        body = [
+            f"export {ENV_START}=$(date +%s)",
+            *exports,
+            *spec.job_script_prologue,
+            shell_command(command),
+            *spec.job_script_epilogue,
+        ]
         env = {
             ENV_SYSTEM: self.name,
             ENV_WALLTIME: str(spec.walltime),
             **{k: v for k, v in spec.environment if not has_references(v)},
         }
         lines = [
+            # condor_submit reads it as a comment; kept as dask-jobqueue writes it (its shebang).
+            *([spec.shebang] if spec.shebang != DEFAULT_SHEBANG else []),
             "universe = vanilla",
             "executable = /bin/bash",
             f"arguments = {condor_arguments(['-c', '; '.join(body)])}",
@@ -134,7 +171,7 @@ class HTCondorSystem(BatchSystem):
         return "\n".join(lines) + "\n"
 
     def submit_argv(self, script: Path) -> list[str]:
-        return ["condor_submit", "-terse", str(script)]
+        return ["condor_submit", *(self.submit_command_extra or ()), "-terse", str(script)]
 
     def parse_job_id(self, stdout: str) -> str:
         # -terse prints "123.0 - 123.0".
@@ -167,7 +204,7 @@ class HTCondorSystem(BatchSystem):
         return f"{job_id}.out", f"{job_id}.err"
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["condor_rm", *job_ids]
+        return ["condor_rm", *(self.cancel_command_extra or ()), *job_ids]
 
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         import socket
@@ -230,3 +267,13 @@ def condor_environment(env: Mapping[str, str]) -> str:
             f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}"
         )
     return '"' + " ".join(parts) + '"'
+
+
+def _disk(value: int | str) -> int:
+    """Bytes from an int or a size with its unit (``"1GB"``), as dask-jobqueue's ``disk``."""
+    from dask_hpc.spec import parse_memory
+
+    try:
+        return parse_memory(value)
+    except SpecError as exc:
+        raise SpecError("disk", value, exc.accepted) from None

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from dask_hpc.errors import ParseError
-from dask_hpc.spec import JobSpec
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match
+from dask_hpc.errors import ParseError, SpecError
+from dask_hpc.spec import JobSpec, parse_memory
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_boolean, setting_whole
 
 __all__ = ["LSFSystem"]
 
@@ -33,6 +33,7 @@ class LSFSystem(BatchSystem):
     name = "lsf"
     list_jobs = "bjobs"
     directive_prefix = "#BSUB"
+    bare_walltime = "m"
     job_id_variable = "LSB_JOBID"
     # bsub -W [hour:]minute: "00:30" is 30 minutes (and so in dask-jobqueue's LSFCluster).
     walltime_fields = "HH:MM"
@@ -53,15 +54,51 @@ class LSFSystem(BatchSystem):
     cancel_gone_phrases = ("Job has already finished", "No matching job found", "is not found")
     cancel_done_phrases = ("is being terminated", "is being signaled")
 
+    # dask-jobqueue's LSFCluster ncpus, mem, lsf_units and use_stdin.
+    setting_keys: ClassVar[Mapping[str, str]] = {
+        "ncpus": "ncpus",
+        "mem": "mem",
+        "lsf-units": "lsf_units",
+        "lsf-use-stdin": "use_stdin",
+    }
+
+    def __init__(
+        self,
+        ncpus: int | str | None = None,
+        mem: int | str | None = None,
+        lsf_units: str | None = None,
+        use_stdin: bool | str | None = None,
+    ) -> None:
+        #: -n, instead of the cores.
+        self.ncpus = None if ncpus is None else setting_whole("ncpus", ncpus)
+        #: The memory asked of LSF (-M and rusage), instead of the memory: bytes, or "25GB".
+        self.mem = None if mem is None else _bytes("mem", mem)
+        #: The unit we write memory in (kb, mb, gb, tb): always with the unit, so that it does
+        #: not depend on the site's LSF_UNIT_FOR_LIMITS (dask-jobqueue writes a bare number).
+        self.lsf_units = None if lsf_units is None else _unit(lsf_units)
+        #: False: ``bsub script`` instead of ``bsub < script``.
+        self.use_stdin = None if use_stdin is None else setting_boolean("use_stdin", use_stdin)
+
+    @property
+    def script_on_stdin(self) -> bool:
+        # bsub reads #BSUB directives from a script on its standard input.
+        return self.use_stdin is not False
+
+    def memory_text(self, nbytes: int) -> str:
+        """``2048MB``: in :attr:`lsf_units` (MB by default), rounded up; LSF's units are 1024s."""
+        unit = self.lsf_units or "mb"
+        power = "kmgtpe".index(unit[0]) + 1
+        return f"{math.ceil(nbytes / 1024**power)}{unit.upper()}"
+
     def directives(self, spec: JobSpec) -> list[str]:
-        mem_mb = math.ceil(spec.memory / 2**20)
+        memory = self.memory_text(self.mem or spec.memory)
         minutes = math.ceil(spec.walltime / 60)  # -W is [HH:]MM: whole minutes
         d = [
             f"-J {self.quote(self.job_name(spec))}",
-            f"-n {spec.cores}",
+            f"-n {self.ncpus or spec.cores}",
             '-R "span[hosts=1]"',
-            f'-R "rusage[mem={mem_mb}MB]"',
-            f"-M {mem_mb}MB",
+            f'-R "rusage[mem={memory}]"',
+            f"-M {memory}",
             f"-W {minutes // 60:02d}:{minutes % 60:02d}",
         ]
         if spec.queue:
@@ -74,11 +111,8 @@ class LSFSystem(BatchSystem):
             d.append(f"-e {self.quote(logs + '/%J.err')}")
         return d
 
-    # bsub reads #BSUB directives only from a script on its standard input.
-    script_on_stdin = True
-
     def submit_argv(self, script: Path) -> list[str]:
-        return ["bsub"]
+        return ["bsub"] if self.script_on_stdin else ["bsub", str(script)]
 
     def parse_job_id(self, stdout: str) -> str:
         # "Job <1234> is submitted to queue <normal>."
@@ -143,3 +177,18 @@ def _finished_state(reason: str | None) -> JobState:
     if text.startswith(("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN")):
         return JobState.CANCELLED
     return JobState.FAILED
+
+
+def _bytes(name: str, value: int | str) -> int:
+    """Bytes from an int (dask-jobqueue's ``mem``) or a size with its unit (``"25GB"``)."""
+    try:
+        return parse_memory(value)
+    except SpecError as exc:
+        raise SpecError(name, value, exc.accepted) from None
+
+
+def _unit(value: str) -> str:
+    unit = str(value).strip().lower()
+    if unit not in ("kb", "mb", "gb", "tb", "pb", "eb", "k", "m", "g", "t", "p", "e"):
+        raise SpecError("lsf_units", value, "must be one of kb, mb, gb, tb, pb, eb (LSF_UNIT_FOR_LIMITS)")
+    return unit[0] + "b"

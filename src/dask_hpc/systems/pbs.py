@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
 
 __all__ = ["PBSSystem", "TorqueSystem", "parse_qstat_full"]
 
@@ -36,6 +36,7 @@ class PBSSystem(BatchSystem):
     name = "pbs"
     list_jobs = "qstat -u $USER"
     directive_prefix = "#PBS"
+    bare_walltime = "s"
     job_id_variable = "PBS_JOBID"
     # PBS names: no whitespace, and none of these; at most 236 characters.
     job_name_forbidden = r"\s@:/\\'\"#$"
@@ -52,7 +53,16 @@ class PBSSystem(BatchSystem):
     }
     cancel_gone_phrases = ("Unknown Job Id", "Job has finished")
 
+    # dask-jobqueue's resource_spec: the -l line of the job's resources, written by the user.
+    setting_keys: ClassVar[Mapping[str, str]] = {"resource-spec": "resource_spec"}
+
+    def __init__(self, resource_spec: str | None = None) -> None:
+        #: Replaces our resource line (``select=1:ncpus=36:mem=100GB``) as dask-jobqueue does.
+        self.resource_spec = None if resource_spec is None else setting_line("resource_spec", resource_spec)
+
     def resources(self, spec: JobSpec) -> list[str]:
+        if self.resource_spec:
+            return [self.resource_spec]
         mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
         return [f"select=1:ncpus={spec.cores}:mem={mem}mb"]
 
@@ -121,6 +131,8 @@ class TorqueSystem(PBSSystem):
     }
 
     def resources(self, spec: JobSpec) -> list[str]:
+        if self.resource_spec:
+            return [self.resource_spec]
         return [f"nodes=1:ppn={spec.cores}", f"mem={math.ceil(spec.memory / 2**20)}mb"]
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:

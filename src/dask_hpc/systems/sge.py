@@ -13,7 +13,7 @@ from typing import ClassVar
 from dask_hpc import _process
 from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
 
 __all__ = ["SGESystem"]
 
@@ -41,6 +41,7 @@ class SGESystem(BatchSystem):
     name = "sge"
     list_jobs = "qstat -u $USER"
     directive_prefix = "#$"
+    bare_walltime = "s"
     job_id_variable = "JOB_ID"
     # Grid Engine refuses these in names; it also drops quote characters.
     job_name_forbidden = r"\s/:@\\*?'\""
@@ -57,12 +58,22 @@ class SGESystem(BatchSystem):
         "output": r"^-o\b",
         "error": r"^-e\b",
     }
-    setting_keys: ClassVar[Mapping[str, str]] = {"sge-parallel-environment": "parallel_environment"}
+    setting_keys: ClassVar[Mapping[str, str]] = {
+        "sge-parallel-environment": "parallel_environment",
+        "resource-spec": "resource_spec",
+    }
 
-    def __init__(self, parallel_environment: str | None = None) -> None:
+    def __init__(self, parallel_environment: str | None = None, resource_spec: str | None = None) -> None:
         #: The parallel environment that gives a job several slots on one host: its name is
         #: the site's (qconf -spl lists them), so none is assumed (as dask-jobqueue).
-        self.parallel_environment = parallel_environment
+        self.parallel_environment = (
+            None
+            if parallel_environment is None
+            else setting_line("sge_parallel_environment", parallel_environment)
+        )
+        #: dask-jobqueue's resource_spec: a ``-l`` line of the user's (``h_vmem=8G,mem_free=8G``);
+        #: where it asks for memory, ours is left out.
+        self.resource_spec = None if resource_spec is None else setting_line("resource_spec", resource_spec)
 
     cancel_gone_phrases = ("does not exist",)
     cancel_done_phrases = ("has registered the job", "has deleted job", "is already in deletion")
@@ -76,6 +87,9 @@ class SGESystem(BatchSystem):
             # Python's large virtual mappings).
             f"-l mem_free={math.ceil(spec.memory / spec.cores / 2**20)}M",
         ]
+        if self.resource_spec:
+            line = f"-l {self.resource_spec}"
+            d = [x for x in d if not (self.sets(x) & self.sets(line) - {"walltime"})] + [line]
         if spec.cores > 1:
             if self.parallel_environment is None:
                 _refuse_cores_without_a_parallel_environment(spec)

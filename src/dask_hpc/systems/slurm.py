@@ -12,7 +12,7 @@ from typing import ClassVar
 from dask_hpc import _process
 from dask_hpc.errors import CommandError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_line, setting_whole
 
 __all__ = ["SlurmSystem", "expand_hostlist"]
 
@@ -52,6 +52,7 @@ class SlurmSystem(BatchSystem):
     name = "slurm"
     list_jobs = "squeue --me"
     directive_prefix = "#SBATCH"
+    bare_walltime = "m"
     job_id_variable = "SLURM_JOB_ID"
     job_name_forbidden = r"\n/"
     # sbatch's long and short spellings; --mem, --mem-per-cpu and --mem-per-gpu exclude each other.
@@ -68,15 +69,24 @@ class SlurmSystem(BatchSystem):
         "error": r"^(--error(=|\s|$)|-e)",
     }
     cancel_gone_phrases = ("already completing or completed", "Invalid job id specified")
+    # dask-jobqueue's SLURMCluster job_cpu and job_mem: what the job asks SLURM for, where it
+    # differs from what its workers use (cores, memory).
+    setting_keys: ClassVar[Mapping[str, str]] = {"job-cpu": "job_cpu", "job-mem": "job_mem"}
+
+    def __init__(self, job_cpu: int | str | None = None, job_mem: str | None = None) -> None:
+        #: --cpus-per-task, instead of the cores.
+        self.job_cpu = None if job_cpu is None else setting_whole("job_cpu", job_cpu)
+        #: --mem as sbatch reads it (``16G``; a bare number is MiB), instead of the memory.
+        self.job_mem = None if job_mem is None else setting_line("job_mem", str(job_mem))
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
             f"--job-name={self.quote(self.job_name(spec))}",
             "--nodes=1",
             "--ntasks=1",
-            f"--cpus-per-task={spec.cores}",
+            f"--cpus-per-task={self.job_cpu or spec.cores}",
             # SLURM's M is MiB; round up so that the worker's limit fits inside.
-            f"--mem={math.ceil(spec.memory / 2**20)}M",
+            f"--mem={self.job_mem or f'{math.ceil(spec.memory / 2**20)}M'}",
             f"--time={format_walltime(spec.walltime)}",
         ]
         if spec.queue:
