@@ -14,17 +14,26 @@ from dask_hpc.systems import BatchSystem, JobContext, JobState, JobStatus, curre
 
 if TYPE_CHECKING:
     from dask_hpc.data import open_mfdataset
+    from dask_hpc.jobqueue import HTCondorCluster, LSFCluster, PBSCluster, SGECluster, SLURMCluster
     from dask_hpc.session.cluster import BatchCluster, client_security, connect
 
+
+#: dask-jobqueue's classes (dask_hpc.jobqueue): ``from dask_hpc import SLURMCluster``.
+JOBQUEUE_CLASSES = ("HTCondorCluster", "LSFCluster", "PBSCluster", "SGECluster", "SLURMCluster")
 
 __all__ = [
     "BatchCluster",
     "BatchSystem",
     "DaskHPCError",
+    "HTCondorCluster",
     "JobContext",
     "JobSpec",
     "JobState",
     "JobStatus",
+    "LSFCluster",
+    "PBSCluster",
+    "SGECluster",
+    "SLURMCluster",
     "__version__",
     "client_security",
     "connect",
@@ -49,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from dask_hpc.session import cluster
 
         return getattr(cluster, name)
+    if name in JOBQUEUE_CLASSES:
+        from dask_hpc import jobqueue
+
+        return getattr(jobqueue, name)
     if name == "open_mfdataset":  # needs xarray
         from dask_hpc.data import open_mfdataset
 

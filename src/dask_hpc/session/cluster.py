@@ -14,18 +14,20 @@ import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from distributed.core import rpc
 from distributed.deploy.cluster import Cluster
 
-from dask_hpc.config import flags, resolve
-from dask_hpc.errors import SessionError, UnknownOptionError
+from dask_hpc.config import OWN_KEYS, SETTING_KEYWORDS, Configuration, flags, resolve
+from dask_hpc.errors import SessionError, SpecError, UnknownOptionError
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.protocol import JobReport
 from dask_hpc.keeper.scripts import worker_script
 from dask_hpc.network import choose_interface, system_peers
-from dask_hpc.security import create_tls_files, tls_files
+from dask_hpc.security import create_tls_files, tls_files, worker_credentials, write_tls_files
 from dask_hpc.session import lifecycle
 from dask_hpc.session.link import Link
 from dask_hpc.session.report import SessionStatus
@@ -52,6 +54,14 @@ _OWN = (
     "timeout",
     "n_workers",
     "insecure",
+    "protocol",
+    "security",
+    "scheduler_options",
+    "scheduler_cls",
+    "silence_logs",
+    "shared_temp_directory",
+    "config_name",
+    *(keyword for keyword in SETTING_KEYWORDS),
 )
 
 
@@ -86,12 +96,12 @@ class BatchCluster(Cluster):
     jobs added with :meth:`scale` and :meth:`adapt`, TLS on; what ``dask-hpc up`` makes.
 
     ``BatchCluster("slurm", cores=36, memory="100GB", walltime="02:00:00", queue="debug")``.
-    The worker-job keywords are dask-jobqueue's names with its meanings (``cores``,
-    ``memory``, ``processes``, ``walltime``, ``queue``, ``account``, ``job_name``,
-    ``job_extra_directives``, ``job_script_prologue``, ``job_directives_skip``,
-    ``log_directory``); a keyword left out (None) takes the configured value
-    (:mod:`dask_hpc.config`: the environment, the user's and the site's files, jobqueue.yaml,
-    a site profile; ``dask-hpc config`` shows them), else dask-hpc's default.
+    Every keyword of a job is dask-jobqueue 0.9.0's, with its meaning; a keyword left out
+    (None) takes the configured value (:mod:`dask_hpc.config`: the environment, the user's
+    and the site's files, jobqueue.yaml, a site profile; ``dask-hpc config`` shows them),
+    else dask-hpc's default. :mod:`dask_hpc.jobqueue` has dask-jobqueue's class names
+    (``SLURMCluster``...), which also keep its defaults (the scheduler here, plain tcp,
+    processes near the square root of the cores, 30 minutes).
 
     Parameters
     ----------
@@ -110,15 +120,47 @@ class BatchCluster(Cluster):
         2 GiB, 1 process, 1 hour.
     queue, account, job_name
         The queue (partition), the account (project) to charge, the jobs' name.
-    job_extra_directives, job_script_prologue, job_directives_skip, environment, log_directory
+    job_extra_directives, job_script_prologue, job_script_epilogue, job_directives_skip
         Extra directive lines (a mapping: ``key = value`` lines, HTCondor's submit
         description, as dask-jobqueue's HTCondorCluster takes them); shell lines run before
-        the worker; substrings of our own directive lines to leave out; ``NAME=VALUE`` pairs
-        (or a mapping) for the workers' environment; where the jobs' logs go.
+        the workers, and after them; substrings of our own directive lines to leave out.
+    environment, log_directory, shebang
+        ``NAME=VALUE`` pairs (or a mapping) for the workers' environment; where the jobs'
+        logs go (made if missing); the scripts' first line (``#!/usr/bin/env bash``).
+    worker_extra_args, local_directory, death_timeout, nanny, python, worker_command
+        What the workers run, as ``dask worker`` takes it: more arguments
+        (``["--resources", "GPU=1"]``); node-local storage (``"$TMPDIR"``: the node's);
+        seconds to wait for the scheduler (60); a nanny per worker (True); the workers'
+        Python (this one); the module ``python -m`` runs (``dask worker``, ours, which
+        names workers after their job and retires them before the walltime).
+    resource_spec, job_cpu, job_mem, ncpus, mem, lsf_units, use_stdin, disk, \
+submit_command_extra, cancel_command_extra
+        One batch system's own, as dask-jobqueue's class for it takes them (refused for
+        another): PBS and Grid Engine's ``-l`` line of resources; SLURM's
+        ``--cpus-per-task`` and ``--mem``; LSF's ``-n``, ``-M`` (bytes), the unit memory is
+        written in, ``bsub < script`` (True) or ``bsub script``; HTCondor's disk (bytes or
+        ``"1GB"``) and arguments added to ``condor_submit`` and ``condor_rm``.
     n_workers
         Workers to start with (0: none until :meth:`scale` or :meth:`adapt`).
-    interface
-        The network interface the scheduler listens on (``ib0``); chosen if None.
+    interface, protocol
+        The network interface the scheduler listens on (``ib0``; chosen if None); its
+        protocol (``tcp://``, ``tls://``, ``ucx://``...; workers get ``--protocol``).
+    security, insecure
+        TLS: None (the session's own CA and certificate; dask_hpc.jobqueue's classes: none,
+        as dask-jobqueue), True (the session's), False or ``insecure=True`` (plain tcp),
+        or a distributed ``Security`` (``scheduler="local"``: its worker certificate is
+        written, private, to the session's directory for the jobs).
+    scheduler_options, scheduler_cls
+        ``scheduler="local"``: more keywords for distributed's ``Scheduler``
+        (``{"dashboard_address": ":8788"}``, ``host``, ``port``, ``interface``), its class.
+    silence_logs
+        The level below which distributed's log lines in this process are not shown
+        (``"error"``, as dask-jobqueue); None or False: all.
+    shared_temp_directory
+        Where the session's files are kept (the scheduler file, TLS files, scripts, logs);
+        the nodes must share it. Default: ``dask-hpc.state-dir``.
+    config_name
+        The section of jobqueue.yaml to read (``jobqueue.<config_name>``); the system's.
     scheduler_walltime, scheduler_memory, scheduler_directives
         The scheduler's own job (``scheduler="job"``): walltime, memory, extra directives.
     submit_from
@@ -127,16 +169,17 @@ class BatchCluster(Cluster):
         Seconds between the keeper's looks at the batch system.
     timeout
         Seconds to wait for the scheduler's job to answer.
-    insecure
-        Plain tcp instead of TLS (refused where other users could connect).
 
     Raises
     ------
     UnknownOptionError
-        For a keyword nobody knows (a dask-jobqueue keyword we do not take), listing ours.
+        For a keyword nobody knows, listing ours.
     SpecError, SessionError
         For a bad value, or a session of that name already live: before any job is submitted.
     """
+
+    #: Whether the session's TLS is on when ``security`` is None (dask_hpc.jobqueue: off).
+    _tls_by_default: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -153,26 +196,51 @@ class BatchCluster(Cluster):
         job_name: str | None = None,
         job_extra_directives: Sequence[str] | Mapping[str, str] | None = None,
         job_script_prologue: Sequence[str] | None = None,
+        job_script_epilogue: Sequence[str] | None = None,
         job_directives_skip: Sequence[str] | None = None,
         environment: Mapping[str, str] | Sequence[str] | None = None,
         log_directory: str | None = None,
+        shebang: str | None = None,
+        worker_extra_args: Sequence[str] | None = None,
+        local_directory: str | None = None,
+        death_timeout: str | float | None = None,
+        nanny: bool | None = None,
+        python: str | None = None,
+        worker_command: str | None = None,
+        resource_spec: str | None = None,
+        job_cpu: int | None = None,
+        job_mem: str | None = None,
+        ncpus: int | None = None,
+        mem: int | str | None = None,
+        lsf_units: str | None = None,
+        use_stdin: bool | None = None,
+        disk: int | str | None = None,
+        submit_command_extra: Sequence[str] | None = None,
+        cancel_command_extra: Sequence[str] | None = None,
         n_workers: int = 0,
         interface: str | None = None,
+        protocol: str | None = None,
+        security: Security | bool | None = None,
+        insecure: bool = False,
+        scheduler_options: Mapping[str, Any] | None = None,
+        scheduler_cls: type[Scheduler] | None = None,
+        silence_logs: str | int | bool | None = "error",
+        shared_temp_directory: str | None = None,
+        config_name: str | None = None,
         scheduler_walltime: str | int | None = None,
         scheduler_memory: str | int | None = None,
         scheduler_directives: Sequence[str] = (),
         submit_from: str | None = None,
         refresh: float = 5.0,
         timeout: float = 600.0,
-        insecure: bool = False,
         asynchronous: bool = False,
         loop: Any = None,
         **unknown: Any,
     ) -> None:
         if unknown:
-            raise UnknownOptionError(unknown, [*JobSpec.option_names(), *_OWN, "name", "scheduler", "system"])
+            raise UnknownOptionError(unknown, _keywords(type(self)))
         if asynchronous:
-            raise SessionError("BatchCluster is synchronous; use it from a notebook or a script")
+            raise SessionError(f"{type(self).__name__} is synchronous; use it from a notebook or a script")
         if scheduler not in ("job", "local"):
             raise SessionError(f"invalid scheduler {scheduler!r}: use 'job' (its own batch job) or 'local'")
         given = {
@@ -185,87 +253,163 @@ class BatchCluster(Cluster):
             "job_name": job_name,
             "job_extra_directives": job_extra_directives,
             "job_script_prologue": job_script_prologue,
+            "job_script_epilogue": job_script_epilogue,
             "job_directives_skip": job_directives_skip,
             "environment": environment,
             "log_directory": log_directory,
+            "shebang": shebang,
+            "worker_extra_args": worker_extra_args,
+            "local_directory": local_directory,
+            "death_timeout": death_timeout,
+            "nanny": nanny,
+            "python": python,
+            "worker_command": worker_command,
+        }
+        system_keywords = {
+            "resource_spec": resource_spec,
+            "job_cpu": job_cpu,
+            "job_mem": job_mem,
+            "ncpus": ncpus,
+            "mem": mem,
+            "lsf_units": lsf_units,
+            "use_stdin": use_stdin,
+            "disk": disk,
+            "submit_command_extra": submit_command_extra,
+            "cancel_command_extra": cancel_command_extra,
         }
         keywords = {k: v for k, v in given.items() if v is not None}
+        settings = {SETTING_KEYWORDS[k]: v for k, v in system_keywords.items() if v is not None}
         configuration = resolve(
-            {"system": system, "interface": interface, "submit-from": submit_from, **flags(keywords)}
+            {
+                "system": system,
+                "interface": interface,
+                "submit-from": submit_from,
+                **flags(keywords),
+                **settings,
+            },
+            config_name=config_name,
         )
-        options = {**configuration.spec_options(), **keywords}
+        self._refuse_settings_of_other_systems(configuration.system, settings)
+        options = self._with_defaults({**configuration.spec_options(), **keywords}, configuration)
         interface = configuration.get("interface")
         submit_from = configuration.get("submit-from", "auto")
-        own: dict[str, Any] = {
-            "interface": interface,
-            "scheduler_walltime": scheduler_walltime,
-            "scheduler_memory": scheduler_memory,
-            "scheduler_directives": scheduler_directives,
-            "submit_from": submit_from,
-            "refresh": refresh,
-            "timeout": timeout,
-            "n_workers": n_workers,
-            "insecure": insecure,
-        }
-        self.session = Session(name or DEFAULT_NAME)
+        self._jobqueue_cluster = configuration.jobqueue_cluster
+        if scheduler_options is None and "scheduler-options" in configuration.jobqueue_cluster:
+            scheduler_options = configuration.jobqueue_cluster["scheduler-options"].value
+        if shared_temp_directory is None and "shared-temp-directory" in configuration.jobqueue_cluster:
+            shared_temp_directory = configuration.jobqueue_cluster["shared-temp-directory"].value
+        root = None if shared_temp_directory is None else Path(os.path.expandvars(shared_temp_directory))
+        self.session = Session(name or self._default_name(configuration.system), root=root)
         self.system = get_system(configuration.system, configuration.system_settings())
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,
             walltime_fields=self.system.walltime_fields,
-            scheduler_walltime=own.get("scheduler_walltime"),
-            scheduler_memory=own.get("scheduler_memory"),
-            scheduler_directives=own.get("scheduler_directives", ()),
+            scheduler_walltime=scheduler_walltime,
+            scheduler_memory=scheduler_memory,
+            scheduler_directives=list(scheduler_directives),
             logs=self.session.logs,
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
+        self._in_job = scheduler == "job"
+        tls = _choose_security(security, protocol, insecure, self._tls_by_default, self._in_job)
+        self._protocol = tls.protocol
+        if self._in_job and (scheduler_options or scheduler_cls is not None):
+            raise SessionError(
+                "scheduler_options and scheduler_cls are for a scheduler in this process: add "
+                "scheduler='local', or leave them out (the scheduler's job chooses its address)"
+            )
+        self._scheduler_options = dict(scheduler_options or {})
+        self._scheduler_cls = scheduler_cls
+        # As dask-jobqueue (SpecCluster): distributed's log lines below this level are not shown
+        # here while the cluster lives (a closing cluster's workers log noise at WARNING).
+        self._quiet = contextlib.ExitStack()
+        if silence_logs:
+            from distributed.utils import silence_logging_cmgr
+
+            self._quiet.enter_context(silence_logging_cmgr(silence_logs))
         super().__init__(asynchronous=False, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
         self._scheduler: Scheduler | None = None
-        self._in_job = scheduler == "job"
         self.security: Security | None = None  # Client(cluster) takes it from here
-        if self._in_job:
-            started = lifecycle.up(
-                self.session,
-                self.system,
-                self.spec,
-                scheduler_spec,
-                interface=own.get("interface"),
-                submit_from=own.get("submit_from", "auto"),
-                refresh=own.get("refresh", 5.0),
-                timeout=own.get("timeout", 600.0),
-                insecure=own.get("insecure", False),
-            )
-            self.security = started.link.security
-            address = started.address
-        else:
-            address = self._start_here(scheduler_spec, own)
-        if self._in_job:
-            self._loop_runner.start()
-        args = self.security.get_connection_args("client") if self.security else {}
-        self.scheduler_comm = rpc(address, connection_args=args)
-        self.sync(self._start)  # type: ignore[no-untyped-call]
-        if own.get("n_workers"):
-            self.scale(own["n_workers"])
+        try:
+            if self._in_job:
+                started = lifecycle.up(
+                    self.session,
+                    self.system,
+                    self.spec,
+                    scheduler_spec,
+                    interface=interface,
+                    submit_from=submit_from,
+                    refresh=refresh,
+                    timeout=timeout,
+                    insecure=tls.insecure,
+                )
+                self.security = started.link.security
+                address = started.address
+                self._loop_runner.start()
+            else:
+                address = self._start_here(
+                    scheduler_spec, tls, interface=interface, submit_from=submit_from, refresh=refresh
+                )
+            args = self.security.get_connection_args("client") if self.security else {}
+            self.scheduler_comm = rpc(address, connection_args=args)
+            self.sync(self._start)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._quiet.close()
+            raise
+        if n_workers:
+            self.scale(n_workers)
 
-    def _start_here(self, scheduler_spec: JobSpec, own: dict[str, Any]) -> str:
+    # ---- what the subclasses of dask_hpc.jobqueue change --------------------------
+
+    def _with_defaults(self, options: dict[str, Any], configuration: Configuration) -> dict[str, Any]:
+        """The job options, with this class's defaults where neither a keyword nor the
+        configuration gave one (BatchCluster: dask-hpc's, in JobSpec)."""
+        return options
+
+    def _default_name(self, system: str) -> str:
+        return DEFAULT_NAME
+
+    def _refuse_settings_of_other_systems(self, system: str, settings: Mapping[str, Any]) -> None:
+        """A keyword of one batch system given for another: one line, before any job."""
+        kind = get_system(system)
+        for key, value in settings.items():
+            if key not in kind.setting_keys:
+                keyword = next(k for k, v in SETTING_KEYWORDS.items() if v == key)
+                raise SpecError(keyword, value, f"{system} does not read it (it is {OWN_KEYS[key]})")
+
+    def _start_here(
+        self,
+        scheduler_spec: JobSpec,
+        tls: TLSChoice,
+        *,
+        interface: str | None,
+        submit_from: str,
+        refresh: float,
+    ) -> str:
         lifecycle.refuse_if_live(self.session)
         self.session.prepare()
         if self.spec.log_directory:
             make_log_directory(self.spec.log_directory)
         self.session.clear_scheduler_files()
-        insecure = bool(own.get("insecure", False))
-        if not insecure:
+        if tls.given is not None:
+            # The jobs read the workers' certificate from the session's directory (private,
+            # shared with the nodes), where the keeper's scripts point them.
+            write_tls_files(self.session.directory, worker_credentials(tls.given))
+            self.security = tls.given
+        elif not tls.insecure:
             self.security = create_tls_files(self.session.directory, self.session.name).security()
         config = SessionConfig(
             name=self.session.name,
             system=self.system.name,
             spec=self.spec,
             scheduler_spec=scheduler_spec,
-            interface=own.get("interface"),
-            submit_from=own.get("submit_from", "auto"),
-            refresh=own.get("refresh", 5.0),
-            insecure=insecure,
+            interface=interface,
+            submit_from=submit_from,
+            refresh=refresh,
+            insecure=tls.insecure,
             system_settings=self.system.settings(),
+            protocol=tls.protocol,
         )
         self.session.write_config(config)
         self._loop_runner.start()
@@ -275,14 +419,21 @@ class BatchCluster(Cluster):
         from dask_hpc.keeper.plugin import Keeper
         from dask_hpc.launch import DASHBOARD_PORT, add_dashboard, start_scheduler
 
-        choice = choose_interface(config.interface, lambda: system_peers(self.system))
+        options = dict(self._scheduler_options)
+        wanted = options.pop("interface", None) or config.interface
+        choice = choose_interface(wanted, lambda: system_peers(self.system))
+        host = options.pop("host", choice.address)
+        options.setdefault("port", 0)
+        options.setdefault("dashboard_address", f"{host}:{DASHBOARD_PORT}")
+        keeper = Keeper(self.session, config, choice, self.system)
         self._scheduler = await start_scheduler(
-            security=self.security,
-            host=choice.address,
-            port=0,
-            dashboard_address=f"{choice.address}:{DASHBOARD_PORT}",
+            security=options.pop("security", self.security),
+            protocol=options.pop("protocol", None) or self._protocol,
+            host=host,
             scheduler_file=str(self.session.scheduler_file),
-            plugins=[Keeper(self.session, config, choice, self.system)],
+            plugins=[keeper, *options.pop("plugins", ())],
+            scheduler_cls=self._scheduler_cls,
+            **options,
         )
         await add_dashboard(self._scheduler)
         return str(self._scheduler.address)
@@ -422,6 +573,7 @@ class BatchCluster(Cluster):
             python=config.python,
             interface=config.interface,
             tls=None if config.insecure else tls_files(self.session.directory),
+            protocol=config.protocol,
         )
 
     def status_report(self) -> SessionStatus:
@@ -437,6 +589,74 @@ class BatchCluster(Cluster):
             await self._scheduler.close()
             self.session.write_config(self.session.read_config().but(down=True))
         await super()._close()  # type: ignore[no-untyped-call]
+        self._quiet.close()
 
     def __repr__(self) -> str:
         return f"BatchCluster({self.system.name!r}, name={self.session.name!r}, {self.scheduler_address})"
+
+
+def _keywords(cls: type) -> list[str]:
+    """The keywords ``cls`` takes, for the line that refuses an unknown one."""
+    import inspect
+
+    names: dict[str, None] = {}
+    for kind in cls.__mro__:
+        init = kind.__dict__.get("__init__")
+        if init is not None and issubclass(kind, BatchCluster):
+            parameters = inspect.signature(init).parameters.items()
+            names.update(
+                (n, None) for n, p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            )
+    return [n for n in names if n != "self"]
+
+
+@dataclass(frozen=True)
+class TLSChoice:
+    """How a cluster's scheduler and workers talk: plain, the session's TLS, or the user's."""
+
+    insecure: bool
+    protocol: str | None  # None: tls or tcp, as insecure says
+    given: Security | None = None
+
+
+#: The protocols that carry no encryption, and those that need a certificate.
+_PLAIN = ("tcp", "ws", "ucx", "inproc")
+_ENCRYPTED = ("tls", "wss")
+
+
+def _choose_security(
+    security: Security | bool | None, protocol: str | None, insecure: bool, tls_by_default: bool, in_job: bool
+) -> TLSChoice:
+    """``security`` and ``protocol`` as dask-jobqueue reads them (``security`` implies
+    tls; True: a certificate made for the cluster), with the session's TLS for True and,
+    unless ``tls_by_default`` is off, for None. A contradiction is one line."""
+    name = None if protocol is None else str(protocol).split("://")[0].lower()
+    if name is not None and name not in (*_PLAIN, *_ENCRYPTED):
+        raise SessionError(f"invalid protocol {protocol!r}: use tcp://, tls://, ws://, wss:// or ucx://")
+    if in_job and name not in (None, "tcp", "tls"):
+        raise SessionError(
+            f"protocol {protocol!r} needs scheduler='local'; the scheduler's job speaks tcp or tls"
+        )
+    if security is False or insecure:
+        if name in _ENCRYPTED or (security not in (None, False)):
+            raise SessionError(
+                f"insecure=True (or security=False) but protocol {protocol!r} or a Security asks for "
+                "TLS: leave one of them out"
+            )
+        return TLSChoice(insecure=True, protocol=name)
+    if security is None:
+        wanted = name in _ENCRYPTED if name is not None else tls_by_default
+        return TLSChoice(insecure=not wanted, protocol=name)
+    if name in _PLAIN:
+        raise SessionError(
+            f"protocol {protocol!r} carries no encryption but security is given: use tls:// "
+            "(or leave protocol out), or leave security out"
+        )
+    if security is True:
+        return TLSChoice(insecure=False, protocol=name)
+    if in_job:
+        raise SessionError(
+            "a Security of your own needs scheduler='local': the scheduler's job makes its session's "
+            "own certificate (security=True)"
+        )
+    return TLSChoice(insecure=False, protocol=name, given=security)

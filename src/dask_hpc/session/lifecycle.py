@@ -85,6 +85,7 @@ SCHEDULER_TAKES = (
     "environment",
     "log_directory",
     "job_directives_skip",
+    "shebang",  # a site's login shell (#!/bin/bash -l), which its modules need
 )
 
 
@@ -92,8 +93,8 @@ def session_specs(
     name: str,
     options: dict[str, Any],
     *,
-    scheduler_walltime: str | None = None,
-    scheduler_memory: str | None = None,
+    scheduler_walltime: str | int | None = None,
+    scheduler_memory: str | int | None = None,
     scheduler_directives: tuple[str, ...] | list[str] = (),
     logs: Path,
     walltime_fields: str = "MM:SS",
@@ -214,7 +215,9 @@ def up(
         system_settings=system.settings(),
     )
     session.write_config(config)
-    script = system.render(scheduler_spec, scheduler_command(session.directory, python=config.python))
+    script = system.for_scheduler().render(
+        scheduler_spec, scheduler_command(session.directory, python=config.python)
+    )
     t0 = time.monotonic()
     try:
         job_id = system.submit(script, session.scripts)
@@ -226,13 +229,14 @@ def up(
     early: list[str] = []
     try:
         if workers:
+            # Submitted before the scheduler is up: they may wait as long as it may take.
+            early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
             worker_spec_script = worker_script(
                 system,
-                spec,
+                early_spec,
                 session.scheduler_file,
                 python=config.python,
                 interface=interface,
-                death_timeout=int(timeout) + 60,
                 tls=tls,
             )
             for _ in range(workers):  # one by one: those submitted before a failure are cancelled too

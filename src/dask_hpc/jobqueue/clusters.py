@@ -1,0 +1,267 @@
+"""SLURMCluster, PBSCluster, SGECluster, LSFCluster, HTCondorCluster: dask-jobqueue 0.9.0's
+classes, as BatchClusters that keep its defaults and read its keywords as it does.
+
+Written from dask-jobqueue's documentation and its classes' behaviour (what each keyword puts
+in a job script, compared by meaning in tests/jobqueue), not from its code.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from dask_hpc.config import Configuration
+from dask_hpc.errors import SessionError
+from dask_hpc.session.cluster import BatchCluster
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import get_system
+
+__all__ = [
+    "HTCondorCluster",
+    "JobQueueCluster",
+    "LSFCluster",
+    "PBSCluster",
+    "SGECluster",
+    "SLURMCluster",
+]
+
+#: dask-jobqueue's walltime when none is given or configured (its jobqueue.yaml): 30 minutes.
+DEFAULT_WALLTIME = 1800
+#: dask-jobqueue's job name when none is given or configured (its jobqueue.yaml's ``name``).
+DEFAULT_JOB_NAME = "dask-worker"
+
+#: dask-jobqueue's deprecated keywords: the name each was renamed to (its FutureWarnings).
+RENAMED = {
+    "extra": "worker_extra_args",
+    "job_extra": "job_extra_directives",
+    "env_extra": "job_script_prologue",
+    "header_skip": "job_directives_skip",
+}
+
+
+class JobQueueCluster(BatchCluster):
+    """dask-jobqueue's base class, on a dask-hpc session: one batch system's worker jobs and,
+    by default, the scheduler in this process.
+
+    ``SLURMCluster(cores=8, processes=4, memory="16GB", account="woodshole",
+    walltime="01:00:00", queue="normal")``; ``cluster.scale(jobs=10)``; ``Client(cluster)``.
+    The keywords are :class:`~dask_hpc.BatchCluster`'s (dask-jobqueue 0.9.0's, all of them),
+    with dask-jobqueue's defaults where the user gives nothing and the configuration has
+    nothing either:
+
+    - ``scheduler="local"``: the scheduler runs here and ends with this process, as in
+      dask-jobqueue; ``scheduler="job"`` is dask-hpc's (its own small batch job: the session
+      outlives the notebook).
+    - no TLS unless ``security`` (True, or a distributed ``Security``) or
+      ``protocol="tls://"`` asks for it; with ``security=True`` the session gets its own CA.
+    - ``processes``: near the square root of the cores (distributed's ``nprocesses_nthreads``:
+      36 cores are 6 processes of 6 threads); ``walltime``: 30 minutes; ``job_name``:
+      ``dask-worker``; ``cores`` and ``memory``: dask-hpc's (1 core, 2 GiB), where
+      dask-jobqueue refuses to start without them.
+    - ``name``: the session's name; a new one (``slurm-1a2b3c``) if None.
+    - the deprecated ``extra``, ``job_extra``, ``env_extra``, ``header_skip`` and
+      ``project`` (where it was renamed ``account``) work, with dask-jobqueue's
+      FutureWarning; ``dashboard_address`` and ``host`` are refused, as there, for
+      ``scheduler_options``.
+    - a bare number of walltime (``"90"``) is read as the batch system reads it (SLURM and
+      LSF: minutes; PBS and Grid Engine: seconds), since dask-jobqueue passes it on as is.
+    """
+
+    #: The batch system (dask-hpc's name) and dask-jobqueue's section of jobqueue.yaml.
+    system_name: ClassVar[str] = ""
+    default_config_name: ClassVar[str] = ""
+    #: Whether ``project`` is this class's own name for the account (SGE, LSF: no warning).
+    project_is_account: ClassVar[bool] = False
+    _tls_by_default = False
+
+    def __init__(
+        self,
+        n_workers: int = 0,
+        job_cls: Any = None,
+        loop: Any = None,
+        *,
+        scheduler: str = "local",
+        name: str | None = None,
+        walltime: str | int | None = None,
+        dashboard_address: str | None = None,
+        host: str | None = None,
+        project: str | None = None,
+        extra: Any = None,
+        job_extra: Any = None,
+        env_extra: Any = None,
+        header_skip: Any = None,
+        **keywords: Any,
+    ) -> None:
+        kind = type(self).__name__
+        if not self.system_name:
+            raise SessionError(
+                "JobQueueCluster is dask-jobqueue's base class: use SLURMCluster, PBSCluster, "
+                "SGECluster, LSFCluster or HTCondorCluster"
+            )
+        if job_cls is not None:
+            raise SessionError(
+                f"job_cls: dask-hpc writes {self.system_name}'s job scripts itself; change them with "
+                "job_extra_directives, job_script_prologue or job_directives_skip"
+            )
+        for keyword, value in (("dashboard_address", dashboard_address), ("host", host)):
+            if value is not None:
+                raise SessionError(
+                    f"pass {keyword} through scheduler_options, as dask-jobqueue asks: "
+                    f"{kind}(..., scheduler_options={{{keyword!r}: {value!r}}})"
+                )
+        deprecated = {
+            "extra": extra,
+            "job_extra": job_extra,
+            "env_extra": env_extra,
+            "header_skip": header_skip,
+        }
+        for old, value in deprecated.items():
+            if value is None:
+                continue
+            new = RENAMED[old]
+            warnings.warn(
+                f"{old} has been renamed to {new}: {old} is used where {new} is not given "
+                "(dask-jobqueue's rule); rename it",
+                FutureWarning,
+                stacklevel=2,
+            )
+            if not keywords.get(new):
+                keywords[new] = value
+        if project is not None:
+            if not self.project_is_account:
+                warnings.warn(
+                    "project has been renamed to account (the -A option): project is used where "
+                    "account is not given (dask-jobqueue's rule); rename it",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+            if not keywords.get("account"):
+                keywords["account"] = project
+        keywords = self._translate(keywords)
+        super().__init__(
+            self.system_name,
+            name=name,
+            scheduler=scheduler,
+            walltime=_walltime_as_read(self.system_name, walltime),
+            n_workers=n_workers,
+            loop=loop,
+            config_name=keywords.pop("config_name", None) or self.default_config_name,
+            **keywords,
+        )
+
+    def _translate(self, keywords: dict[str, Any]) -> dict[str, Any]:
+        """This class's keywords whose dask-jobqueue form differs from BatchCluster's."""
+        return keywords
+
+    def _with_defaults(self, options: dict[str, Any], configuration: Configuration) -> dict[str, Any]:
+        from distributed.deploy.utils import nprocesses_nthreads
+
+        options = dict(options)
+        options.setdefault("walltime", DEFAULT_WALLTIME)
+        options.setdefault("job_name", DEFAULT_JOB_NAME)
+        if "processes" not in options:
+            cores = JobSpec.from_options(cores=options.get("cores", 1)).cores
+            options["processes"] = nprocesses_nthreads(cores)[0]
+        return options
+
+    def _default_name(self, system: str) -> str:
+        return f"{self.default_config_name}-{secrets.token_hex(3)}"
+
+
+def _walltime_as_read(system: str, walltime: str | int | None) -> str | int | None:
+    """A bare number of walltime in the unit ``system`` reads it in (dask-jobqueue passes
+    ``walltime`` on to the batch system as written)."""
+    bare = isinstance(walltime, int) and not isinstance(walltime, bool)
+    bare = bare or (isinstance(walltime, str) and walltime.strip().isdigit())
+    unit = get_system(system).bare_walltime
+    return f"{str(walltime).strip()}{unit}" if bare and unit else walltime
+
+
+class SLURMCluster(JobQueueCluster):
+    """dask-jobqueue's SLURMCluster: ``SLURMCluster(cores=8, memory="16GB", queue="normal",
+    account="woodshole", walltime="01:00:00")``; also ``job_cpu`` and ``job_mem``
+    (``--cpus-per-task`` and ``--mem`` where they differ from cores and memory)."""
+
+    system_name = "slurm"
+    default_config_name = "slurm"
+
+
+class PBSCluster(JobQueueCluster):
+    """dask-jobqueue's PBSCluster: ``PBSCluster(cores=36, memory="100GB", account="P48500028",
+    queue="premium", walltime="02:00:00", interface="ib0")``; ``resource_spec`` replaces
+    the ``-l select=...`` line. Torque: ``config_name="pbs"`` with dask-hpc's ``torque``
+    system is ``BatchCluster("torque", ...)``."""
+
+    system_name = "pbs"
+    default_config_name = "pbs"
+
+
+class SGECluster(JobQueueCluster):
+    """dask-jobqueue's SGECluster: ``SGECluster(queue="default.q", walltime="1500000",
+    cores=1, memory="20GB", resource_spec="h_vmem=20G,mem_req=20G")``. ``project`` is
+    Grid Engine's ``-P``. As in dask-jobqueue, no parallel environment is asked for unless
+    the site configured one (``sge-parallel-environment``) or ``job_extra_directives`` has
+    ``-pe``."""
+
+    system_name = "sge"
+    default_config_name = "sge"
+    project_is_account = True
+
+    def _with_defaults(self, options: dict[str, Any], configuration: Configuration) -> dict[str, Any]:
+        options = super()._with_defaults(options, configuration)
+        if not configuration.system_settings().get("sge-parallel-environment"):
+            # dask-jobqueue writes no -pe: a job of several cores gets one slot, as the user said.
+            options["job_directives_skip"] = (*_as_tuple(options.get("job_directives_skip")), "-pe")
+        return options
+
+
+class LSFCluster(JobQueueCluster):
+    """dask-jobqueue's LSFCluster: ``LSFCluster(queue="general", project="cpp",
+    walltime="00:30", cores=15, memory="25GB")``: ``walltime`` is ``bsub -W``'s
+    ``[HH:]MM``; ``project`` is ``-P``; also ``ncpus``, ``mem`` (bytes), ``lsf_units``,
+    ``use_stdin``."""
+
+    system_name = "lsf"
+    default_config_name = "lsf"
+    project_is_account = True
+
+
+class HTCondorCluster(JobQueueCluster):
+    """dask-jobqueue's HTCondorCluster: ``HTCondorCluster(cores=1, memory="2GB",
+    disk="1GB", job_extra_directives={"+ProjectName": '"myproject"'})``: the extra
+    directives are submit description commands (a mapping, or ``key = value`` lines);
+    ``job_directives_skip`` names them (``"RequestDisk"``: ours is ``request_disk``);
+    also ``submit_command_extra`` and ``cancel_command_extra``."""
+
+    system_name = "htcondor"
+    default_config_name = "htcondor"
+
+    def _translate(self, keywords: dict[str, Any]) -> dict[str, Any]:
+        skip = keywords.get("job_directives_skip")
+        if skip:
+            keywords = {**keywords, "job_directives_skip": tuple(_condor_command(s) for s in _as_tuple(skip))}
+        return keywords
+
+
+def _condor_command(name: str) -> str:
+    """A submit command dask-jobqueue's HTCondorCluster names (``RequestDisk``, ``batch_name``)
+    as the start of our line of the same command (``request_disk =``); other text as it is."""
+    from dask_hpc.systems.htcondor import HTCondorSystem
+
+    wanted = name.replace("_", "").lower()
+    for key in HTCondorSystem.directive_keys:
+        if key.replace("_", "") == wanted:
+            return f"{key} ="
+    return name
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Mapping):
+        return tuple(str(k) for k in value)
+    return tuple(value)
