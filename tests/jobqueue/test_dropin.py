@@ -1,0 +1,257 @@
+"""A dask-jobqueue user's script with its import changed: the classes keep dask-jobqueue's
+defaults, its jobqueue.yaml, its deprecated names, and refuse what it refuses, in one line.
+
+Every cluster here runs its scheduler in this process, on loopback, and submits nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import dask_hpc
+from dask_hpc.errors import ConfigError, SessionError, SpecError
+from dask_hpc.jobqueue import (
+    HTCondorCluster,
+    JobQueueCluster,
+    LSFCluster,
+    PBSCluster,
+    SGECluster,
+    SLURMCluster,
+)
+from dask_hpc.systems import get_system
+
+from .read_scripts import read_script, read_worker
+
+
+@pytest.fixture(autouse=True)
+def own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """An empty site and user configuration, and sessions in this test's directory."""
+    site, user = tmp_path / "etc-dask", tmp_path / "config-dask"
+    site.mkdir()
+    user.mkdir()
+    monkeypatch.setenv("DASK_ROOT_CONFIG", str(site))
+    monkeypatch.setenv("DASK_CONFIG", str(user))
+    monkeypatch.setenv("DASK_HPC_SESSIONS", str(tmp_path / "sessions"))
+    for key in [k for k in os.environ if k.startswith(("DASK_JOBQUEUE__", "DASK_DASK_HPC__"))]:
+        monkeypatch.delenv(key)
+    return {"site": site, "user": user}
+
+
+def script_of(cls: type[JobQueueCluster], **keywords: Any) -> str:
+    with cls(interface="lo", **keywords) as cluster:
+        return str(cluster.job_script())
+
+
+def test_the_classes_are_importable_from_dask_hpc() -> None:
+    for name in ("SLURMCluster", "PBSCluster", "SGECluster", "LSFCluster", "HTCondorCluster"):
+        assert getattr(dask_hpc, name) is getattr(dask_hpc.jobqueue, name)
+        assert name in dask_hpc.__all__
+
+
+def test_dask_jobqueues_defaults(tmp_path: Path) -> None:
+    """Processes near the square root of the cores, 30 minutes, dask-worker, the scheduler
+    here, plain tcp, a session of its own: as dask-jobqueue does."""
+    with SLURMCluster(cores=36, memory="100GB", interface="lo") as cluster:
+        assert (cluster.spec.processes, cluster.spec.threads_per_process) == (6, 6)
+        assert cluster.spec.walltime == 30 * 60 and cluster.job_name == "dask-worker"
+        assert cluster.scheduler_address.startswith("tcp://127.")
+        assert cluster.security is None
+        assert cluster.session.name.startswith("slurm-")
+        assert cluster.status_report().scheduler is not None  # the session is ours to inspect
+    with SLURMCluster(cores=4, memory="8GB", interface="lo") as other:
+        assert other.session.name != cluster.session.name  # two at once, as dask-jobqueue allows
+    # BatchCluster keeps dask-hpc's: one process, an hour.
+    with dask_hpc.BatchCluster("slurm", scheduler="local", cores=36, interface="lo", name="ours") as ours:
+        assert (ours.spec.processes, ours.spec.walltime) == (1, 3600)
+        assert ours.scheduler_address.startswith("tls://")
+
+
+def test_jobqueue_yaml_is_read_with_keywords_first_and_config_name(own_config: dict[str, Path]) -> None:
+    (own_config["user"] / "jobqueue.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "jobqueue": {
+                    "slurm": {"cores": 8, "memory": "24GB", "queue": "regular", "walltime": "90"},
+                    "slurm-gpu": {"cores": 4, "job-extra-directives": ["--gres=gpu:1"], "job-mem": "40G"},
+                }
+            }
+        )
+    )
+    job = read_script("slurm", script_of(SLURMCluster))
+    assert (job["cpus-per-task"], job["partition"], job["time"]) == (8, "regular", 90 * 60)  # SLURM's minutes
+    job = read_script("slurm", script_of(SLURMCluster, queue="debug", cores=2))
+    assert (job["cpus-per-task"], job["partition"]) == (2, "debug")
+    job = read_script("slurm", script_of(SLURMCluster, config_name="slurm-gpu"))
+    assert (job["cpus-per-task"], job["gres"], job["mem"]) == (4, "gpu:1", 40 * 2**30)
+    assert "partition" not in job  # another section: nothing of jobqueue.slurm's
+
+
+def test_configured_processes_and_walltime_are_not_replaced_by_the_defaults(
+    own_config: dict[str, Path],
+) -> None:
+    (own_config["user"] / "dask-hpc.yaml").write_text(
+        yaml.safe_dump({"dask-hpc": {"processes": 1, "walltime": "2h"}})
+    )
+    with PBSCluster(cores=36, interface="lo") as cluster:
+        assert (cluster.spec.processes, cluster.spec.walltime) == (1, 7200)
+
+
+def test_a_bad_value_in_jobqueue_yaml_is_one_line(own_config: dict[str, Path]) -> None:
+    path = own_config["user"] / "jobqueue.yaml"
+    path.write_text(yaml.safe_dump({"jobqueue": {"slurm": {"job-cpu": "many"}}}))
+    with pytest.raises(ConfigError, match=r"jobqueue.slurm.job-cpu.*job-cpu 'many': must be a whole number"):
+        SLURMCluster(interface="lo")
+
+
+def test_deprecated_names_warn_as_dask_jobqueue_and_yield_to_the_new_ones() -> None:
+    for old, new, value in [
+        ("env_extra", "job_script_prologue", ["module load a"]),
+        ("job_extra", "job_extra_directives", ["--exclusive"]),
+        ("extra", "worker_extra_args", ["--lifetime", "55m"]),
+        ("header_skip", "job_directives_skip", ["--mem"]),
+        ("project", "account", "abc123"),
+    ]:
+        with pytest.warns(FutureWarning, match=f"{old} has been renamed to {new}"):
+            script = script_of(SLURMCluster, **{old: value})
+        words = value if isinstance(value, str) else " ".join(value)
+        assert ("#SBATCH --mem" not in script) if old == "header_skip" else words in script
+    with pytest.warns(FutureWarning):
+        script = script_of(SLURMCluster, job_extra=["--exclusive"], job_extra_directives=["--qos=high"])
+    assert "--qos=high" in script and "--exclusive" not in script
+    # SGE and LSF call the account a project: no warning there.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_script("sge", script_of(SGECluster, project="abc"))["-P"] == "abc"
+        assert read_script("lsf", script_of(LSFCluster, project="abc"))["-P"] == "abc"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"dashboard_address": ":12345"}, r"pass dashboard_address through scheduler_options"),
+        ({"host": "login1"}, r"pass host through scheduler_options"),
+        ({"job_cls": object}, r"job_cls: dask-hpc writes slurm's job scripts itself"),
+        ({"resource_spec": "select=1"}, r"invalid resource_spec 'select=1': slurm does not read it"),
+        ({"disk": "1GB"}, r"invalid disk '1GB': slurm does not read it \(it is HTCondor"),
+        ({"walltime": "1 hour"}, r"invalid walltime"),
+        ({"protocol": "tcp://", "security": True}, r"carries no encryption but security is given"),
+        ({"no_such_keyword": 1}, r"unknown option no_such_keyword; known options: .*resource_spec"),
+        ({"asynchronous": True}, r"SLURMCluster is synchronous"),
+    ],
+)
+def test_refused_in_one_line_before_anything_starts(keywords: dict[str, Any], message: str) -> None:
+    with pytest.raises((SessionError, SpecError), match=message):
+        SLURMCluster(interface="lo", **keywords)
+
+
+def test_the_base_class_is_not_a_cluster() -> None:
+    with pytest.raises(SessionError, match="use SLURMCluster, PBSCluster"):
+        JobQueueCluster()
+
+
+def test_a_bare_walltime_is_read_as_each_batch_system_reads_it() -> None:
+    assert read_script("slurm", script_of(SLURMCluster, walltime="90"))["time"] == 90 * 60
+    assert read_script("lsf", script_of(LSFCluster, walltime="90"))["-W"] == 90 * 60
+    assert read_script("pbs", script_of(PBSCluster, walltime="3600"))["walltime"] == 3600
+    assert read_script("sge", script_of(SGECluster, walltime=1500000))["h_rt"] == 1500000
+    with pytest.raises(SpecError, match="a bare number is ambiguous"):  # ours: no system to ask
+        dask_hpc.BatchCluster("slurm", scheduler="local", walltime="90", interface="lo", name="bare")
+
+
+def test_sge_asks_for_a_parallel_environment_only_where_the_site_named_one(
+    own_config: dict[str, Path],
+) -> None:
+    assert "-pe" not in read_script("sge", script_of(SGECluster, cores=8))
+    (own_config["site"] / "dask-hpc.yaml").write_text(
+        yaml.safe_dump({"dask-hpc": {"sge-parallel-environment": "mpi"}})
+    )
+    assert read_script("sge", script_of(SGECluster, cores=8))["-pe"] == "mpi 8"
+
+
+def test_htcondor_keywords() -> None:
+    job = read_script(
+        "htcondor",
+        script_of(HTCondorCluster, disk="2GB", job_directives_skip=["RequestMemory"], cores=2),
+    )
+    assert job["requestdisk"] == 2 * 10**9 // 1024 and job["requestcpus"] == 2
+    assert "requestmemory" not in job
+    system = get_system(
+        "htcondor", {"submit-command-extra": ["-name", "s1"], "cancel-command-extra": "-pool p"}
+    )
+    assert system.submit_argv(Path("/x.sub")) == ["condor_submit", "-name", "s1", "-terse", "/x.sub"]
+    assert system.cancel_argv(["1.0"]) == ["condor_rm", "-pool", "p", "1.0"]
+
+
+def test_lsf_keywords() -> None:
+    job = read_script("lsf", script_of(LSFCluster, ncpus=4, mem="12GB", lsf_units="gb", cores=2))
+    assert job["-n"] == 4 and job["-M"] == 12 * 2**30
+    assert "rusage[mem=12GB]" in " ".join(job["-R"])
+    system = get_system("lsf", {"lsf-use-stdin": False})
+    assert not system.script_on_stdin and system.submit_argv(Path("/j.sh")) == ["bsub", "/j.sh"]
+    assert get_system("lsf").script_on_stdin and get_system("lsf").submit_argv(Path("/j.sh")) == ["bsub"]
+
+
+def test_the_scheduler_options_and_class_are_distributeds() -> None:
+    from distributed import Scheduler
+
+    class Mine(Scheduler):  # type: ignore[misc]
+        pass
+
+    with SLURMCluster(
+        interface="lo", scheduler_options={"dashboard_address": "127.0.0.1:0"}, scheduler_cls=Mine
+    ) as c:
+        assert type(c._scheduler) is Mine
+        assert c._scheduler is not None and c._scheduler.http_server.port != 8787
+    with pytest.raises(
+        SessionError, match="scheduler_options and scheduler_cls are for a scheduler in this process"
+    ):
+        SLURMCluster(scheduler="job", scheduler_options={"port": 8786})
+
+
+def test_silence_logs_quiets_distributeds_lines_while_the_cluster_lives() -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
+    logging.getLogger("distributed").addHandler(handler)
+    try:
+        with SLURMCluster(interface="lo"):
+            assert handler.level == logging.ERROR  # dask-jobqueue's silence_logs="error"
+        assert handler.level == logging.INFO
+        with SLURMCluster(interface="lo", silence_logs=False):
+            assert handler.level == logging.INFO
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)
+
+
+def test_security_true_and_tls_protocol_give_the_session_tls() -> None:
+    with SLURMCluster(interface="lo", security=True) as cluster:
+        assert cluster.scheduler_address.startswith("tls://") and cluster.security is not None
+        assert "--tls-ca-file" in cluster.job_script()
+    with SLURMCluster(interface="lo", protocol="tls://") as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+
+
+def test_a_local_directory_names_the_nodes_variables(tmp_path: Path) -> None:
+    """``$TMPDIR`` is the node's, as dask-jobqueue's unquoted command line has it; the rest
+    of the command stays literal. Run as the job's shell runs it, with the worker replaced
+    by printf."""
+    script = script_of(SLURMCluster, local_directory="$TMPDIR/dask", worker_extra_args=["--name-x", "a b"])
+    line = next(line for line in script.splitlines() if " -m dask_hpc.worker " in line)
+    words = subprocess.run(
+        ["bash", "-c", "printf '%s\\n' " + line.split(" -m ", 1)[1]],
+        env={"TMPDIR": "/node/tmp", "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.splitlines()
+    assert words[words.index("--local-directory") + 1] == "/node/tmp/dask"
+    assert words[-2:] == ["--name-x", "a b"]
+    assert read_worker(script)["local-directory"] == "$TMPDIR/dask"
