@@ -104,7 +104,7 @@ def read_pbs(script: str) -> dict[str, Any]:
     for tokens in _directives(script, "#PBS"):
         flag, value = tokens[0], " ".join(tokens[1:])
         if flag == "-l":
-            # a,b: several resources; select=1:ncpus=2: a chunk's, each its own (walltime's colons are its own)
+            # a,b: several resources; select=1:ncpus=2: one chunk's (walltime's colons are its own)
             parts = value.split(",")
             parts = [
                 p for part in parts for p in ([part] if part.startswith("walltime=") else part.split(":"))
