@@ -144,7 +144,6 @@ def test_deprecated_names_warn_as_dask_jobqueue_and_yield_to_the_new_ones() -> N
         ({"walltime": "1 hour"}, r"invalid walltime"),
         ({"protocol": "tcp://", "security": True}, r"carries no encryption but security is given"),
         ({"no_such_keyword": 1}, r"unknown option no_such_keyword; known options: .*resource_spec"),
-        ({"asynchronous": True}, r"SLURMCluster is synchronous"),
     ],
 )
 def test_refused_in_one_line_before_anything_starts(keywords: dict[str, Any], message: str) -> None:
@@ -255,3 +254,23 @@ def test_a_local_directory_names_the_nodes_variables(tmp_path: Path) -> None:
     assert words[words.index("--local-directory") + 1] == "/node/tmp/dask"
     assert words[-2:] == ["--name-x", "a b"]
     assert read_worker(script)["local-directory"] == "$TMPDIR/dask"
+
+
+def test_asynchronous_as_in_dask_jobqueue() -> None:
+    """``async with SLURMCluster(asynchronous=True)``: started by ``await``, on the caller's
+    event loop; what asks the keeper is awaitable (it answers on that same loop)."""
+    import asyncio
+
+    async def main() -> None:
+        cluster = SLURMCluster(asynchronous=True, interface="lo")
+        assert cluster.scheduler_address == "<Not Connected>"  # not started yet, as in distributed
+        async with cluster:
+            assert cluster.scheduler_address.startswith("tcp://127.")
+            assert "--nworkers" in cluster.job_script()
+            report = await cluster.status_report()
+            assert report.name == cluster.session.name and report.jobs == []
+            await cluster.scale(jobs=0)
+            with pytest.raises(SessionError, match=r"await cluster\.status_report"):
+                cluster.workers  # noqa: B018
+
+    asyncio.run(asyncio.wait_for(main(), 60))

@@ -86,3 +86,31 @@ def test_a_security_of_the_users_own_reaches_the_worker_jobs(
             assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
         with pytest.raises(OSError):  # another certificate does not get in
             Client(cluster.scheduler_address, security=Security.temporary(), timeout=5)
+
+
+@pytest.mark.session
+def test_an_asynchronous_cluster_scales_and_computes(hpc_for: Callable[[str], HPC]) -> None:
+    """dask-jobqueue's ``asynchronous=True``: the scheduler on the caller's event loop, a worker
+    job of the local system, an asynchronous Client; scale and adapt are awaitable."""
+    import asyncio
+
+    from distributed import Client
+
+    from dask_hpc import BatchCluster
+
+    hpc_for("local")
+
+    async def main() -> None:
+        async with BatchCluster(
+            "local", scheduler="local", name="async", asynchronous=True, refresh=1
+        ) as cluster:
+            await cluster.scale(1)
+            async with Client(cluster, asynchronous=True) as client:
+                await client.wait_for_workers(1, timeout=90)
+                assert await client.submit(sum, [1, 2, 3]) == 6
+            bounds = await cluster.adapt(minimum_jobs=0, maximum_jobs=1)
+            assert bounds is not None and (bounds.minimum_jobs, bounds.maximum_jobs) == (0, 1)
+            report = await cluster.status_report()
+            assert report.keeper is not None and report.keeper.adapt is not None
+
+    asyncio.run(asyncio.wait_for(main(), 180))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -163,6 +164,10 @@ submit_command_extra, cancel_command_extra
         The section of jobqueue.yaml to read (``jobqueue.<config_name>``); the system's.
     scheduler_walltime, scheduler_memory, scheduler_directives
         The scheduler's own job (``scheduler="job"``): walltime, memory, extra directives.
+    asynchronous, loop
+        distributed's: ``async with BatchCluster(..., asynchronous=True)`` (or ``await``)
+        starts it on the running event loop; then :meth:`scale`, :meth:`adapt` and
+        :meth:`status_report` return awaitables.
     submit_from
         Where worker jobs are submitted from: ``"auto"``, ``"here"`` or ``"scheduler"``.
     refresh
@@ -239,8 +244,6 @@ submit_command_extra, cancel_command_extra
     ) -> None:
         if unknown:
             raise UnknownOptionError(unknown, _keywords(type(self)))
-        if asynchronous:
-            raise SessionError(f"{type(self).__name__} is synchronous; use it from a notebook or a script")
         if scheduler not in ("job", "local"):
             raise SessionError(f"invalid scheduler {scheduler!r}: use 'job' (its own batch job) or 'local'")
         given = {
@@ -328,37 +331,58 @@ submit_command_extra, cancel_command_extra
             from distributed.utils import silence_logging_cmgr
 
             self._quiet.enter_context(silence_logging_cmgr(silence_logs))
-        super().__init__(asynchronous=False, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
+        super().__init__(asynchronous=asynchronous, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
         self._scheduler: Scheduler | None = None
         self.security: Security | None = None  # Client(cluster) takes it from here
+        self._async_mode = asynchronous  # our own: distributed's property answers for the calling thread
+        self._pending: _Start | None = _Start(
+            scheduler_spec, tls, interface, submit_from, refresh, timeout, n_workers
+        )
+        self._loop_runner.start()
+        if not asynchronous:  # asynchronous: `await cluster` (or `async with`) starts it, as in distributed
+            self.sync(self._start_session)  # type: ignore[no-untyped-call]
+
+    def __await__(self) -> Generator[Any, None, BatchCluster]:
+        async def started() -> BatchCluster:
+            if self._pending is not None:
+                await self._start_session()
+            return self
+
+        return started().__await__()
+
+    async def _start_session(self) -> None:
+        """Start the scheduler (its job, or here), then distributed's Cluster around it; the
+        blocking steps (submitting, waiting for the job) in a thread, so that this event loop,
+        which may be the scheduler's, goes on."""
+        start, self._pending = self._pending, None
+        assert start is not None
         try:
             if self._in_job:
-                started = lifecycle.up(
+                started = await asyncio.to_thread(
+                    lifecycle.up,
                     self.session,
                     self.system,
                     self.spec,
-                    scheduler_spec,
-                    interface=interface,
-                    submit_from=submit_from,
-                    refresh=refresh,
-                    timeout=timeout,
-                    insecure=tls.insecure,
+                    start.scheduler_spec,
+                    interface=start.interface,
+                    submit_from=start.submit_from,
+                    refresh=start.refresh,
+                    timeout=start.timeout,
+                    insecure=start.tls.insecure,
                 )
                 self.security = started.link.security
                 address = started.address
-                self._loop_runner.start()
             else:
-                address = self._start_here(
-                    scheduler_spec, tls, interface=interface, submit_from=submit_from, refresh=refresh
-                )
+                address = await self._start_scheduler(self._prepare_here(start))
             args = self.security.get_connection_args("client") if self.security else {}
             self.scheduler_comm = rpc(address, connection_args=args)
-            self.sync(self._start)  # type: ignore[no-untyped-call]
+            await super()._start()  # type: ignore[no-untyped-call]
         except BaseException:
             self._quiet.close()
             raise
-        if n_workers:
-            self.scale(n_workers)
+        if start.n_workers:
+            jobs = math.ceil(start.n_workers / self.spec.processes)
+            await asyncio.to_thread(lifecycle.scale, self.session, jobs)
 
     # ---- what the subclasses of dask_hpc.jobqueue change --------------------------
 
@@ -378,42 +402,34 @@ submit_command_extra, cancel_command_extra
                 keyword = next(k for k, v in SETTING_KEYWORDS.items() if v == key)
                 raise SpecError(keyword, value, f"{system} does not read it (it is {OWN_KEYS[key]})")
 
-    def _start_here(
-        self,
-        scheduler_spec: JobSpec,
-        tls: TLSChoice,
-        *,
-        interface: str | None,
-        submit_from: str,
-        refresh: float,
-    ) -> str:
+    def _prepare_here(self, start: _Start) -> SessionConfig:
+        """The session's files for a scheduler in this process: its directory, TLS, settings."""
         lifecycle.refuse_if_live(self.session)
         self.session.prepare()
         if self.spec.log_directory:
             make_log_directory(self.spec.log_directory)
         self.session.clear_scheduler_files()
-        if tls.given is not None:
+        if start.tls.given is not None:
             # The jobs read the workers' certificate from the session's directory (private,
             # shared with the nodes), where the keeper's scripts point them.
-            write_tls_files(self.session.directory, worker_credentials(tls.given))
-            self.security = tls.given
-        elif not tls.insecure:
+            write_tls_files(self.session.directory, worker_credentials(start.tls.given))
+            self.security = start.tls.given
+        elif not start.tls.insecure:
             self.security = create_tls_files(self.session.directory, self.session.name).security()
         config = SessionConfig(
             name=self.session.name,
             system=self.system.name,
             spec=self.spec,
-            scheduler_spec=scheduler_spec,
-            interface=interface,
-            submit_from=submit_from,
-            refresh=refresh,
-            insecure=tls.insecure,
+            scheduler_spec=start.scheduler_spec,
+            interface=start.interface,
+            submit_from=start.submit_from,
+            refresh=start.refresh,
+            insecure=start.tls.insecure,
             system_settings=self.system.settings(),
-            protocol=tls.protocol,
+            protocol=start.tls.protocol,
         )
         self.session.write_config(config)
-        self._loop_runner.start()
-        return str(self.sync(self._start_scheduler, config))  # type: ignore[no-untyped-call]
+        return config
 
     async def _start_scheduler(self, config: SessionConfig) -> str:
         from dask_hpc.keeper.plugin import Keeper
@@ -440,22 +456,26 @@ submit_command_extra, cancel_command_extra
 
     # ---- dask-jobqueue's surface ------------------------------------------------
 
-    def scale(
+    def scale(  # type: ignore[override]
         self,
         n: int | None = None,
         jobs: int = 0,
         memory: str | None = None,
         cores: int | None = None,
-    ) -> None:
+    ) -> asyncio.Future[Any] | None:
         """Make the session run ``jobs`` worker jobs, or enough for ``n`` workers,
-        ``memory`` or ``cores`` in total. Turns adapt off."""
+        ``memory`` or ``cores`` in total. Turns adapt off. In an asynchronous cluster, a
+        future of it (awaiting it is optional, as with distributed's ``scale``)."""
         if n is not None:
             jobs = math.ceil(n / self.spec.processes)
         elif memory is not None:
             jobs = math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory)
         elif cores is not None:
             jobs = math.ceil(cores / self.spec.cores)
+        if self._async_mode:  # the keeper answers on this loop: ask from a thread; await it or not
+            return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs))
         lifecycle.scale(self.session, jobs)
+        return None
 
     def adapt(  # type: ignore[override]
         self,
@@ -470,7 +490,7 @@ submit_command_extra, cancel_command_extra
         maximum_memory: str | int | None = None,
         interval: str | float | None = None,
         wait_count: int | None = None,
-    ) -> protocol.AdaptBounds | None:
+    ) -> protocol.AdaptBounds | asyncio.Future[protocol.AdaptBounds | None] | None:
         """Let the scheduler scale between the bounds by itself; it goes on after this
         notebook closes. With no bound: 0 to no upper bound, as dask-jobqueue.
 
@@ -495,17 +515,17 @@ submit_command_extra, cancel_command_extra
             from dask.utils import parse_timedelta
 
             seconds = parse_timedelta(interval, default="seconds")
-        answer = lifecycle.adapt(
+        ask = functools.partial(
+            lifecycle.adapt,
             self.session,
             max(lower, default=0),
             min(upper, default=None),
             interval=seconds,
             wait_count=wait_count,
         )
-        if answer.warning:
-            # Some of the first jobs were refused: adapt goes on, backing off (status_report says more).
-            warnings.warn(answer.warning, RuntimeWarning, stacklevel=2)
-        return answer.bounds
+        if self._async_mode:  # as scale: from a thread, a future of the bounds
+            return asyncio.ensure_future(_bounds_of(asyncio.to_thread(ask)))
+        return _bounds_of_answer(ask())
 
     def _jobs_for(
         self, jobs: int | None, workers: float | None, cores: int | None, memory: str | int | None
@@ -539,7 +559,7 @@ submit_command_extra, cancel_command_extra
     @property
     def workers(self) -> dict[str, JobReport]:
         """The live worker jobs by job id (dask-jobqueue: a job object per job), from the keeper."""
-        return {j.job_id: j for j in lifecycle.status(self.session).jobs if j.ended is None and not j.removed}
+        return {j.job_id: j for j in self._status_now().jobs if j.ended is None and not j.removed}
 
     @property
     def worker_spec(self) -> dict[str, JobSpec]:
@@ -576,8 +596,19 @@ submit_command_extra, cancel_command_extra
             protocol=config.protocol,
         )
 
-    def status_report(self) -> SessionStatus:
-        """What ``dask-hpc status`` shows (``.to_dict()``: what ``dask-hpc status --json`` prints)."""
+    def status_report(self) -> SessionStatus | Awaitable[SessionStatus]:
+        """What ``dask-hpc status`` shows (``.to_dict()``: what ``dask-hpc status --json`` prints);
+        in an asynchronous cluster, an awaitable of it."""
+        if self._async_mode:
+            return asyncio.ensure_future(asyncio.to_thread(lifecycle.status, self.session))
+        return lifecycle.status(self.session)
+
+    def _status_now(self) -> SessionStatus:
+        if self._async_mode:
+            raise SessionError(
+                "in an asynchronous cluster, read the jobs from `await cluster.status_report()`: "
+                "asking here would block the event loop the keeper answers on"
+            )
         return lifecycle.status(self.session)
 
     async def _close(self) -> None:
@@ -660,3 +691,27 @@ def _choose_security(
             "own certificate (security=True)"
         )
     return TLSChoice(insecure=False, protocol=name, given=security)
+
+
+def _bounds_of_answer(answer: protocol.Adapting) -> protocol.AdaptBounds | None:
+    if answer.warning:
+        # Some of the first jobs were refused: adapt goes on, backing off (status_report says more).
+        warnings.warn(answer.warning, RuntimeWarning, stacklevel=3)
+    return answer.bounds
+
+
+async def _bounds_of(answer: Awaitable[protocol.Adapting]) -> protocol.AdaptBounds | None:
+    return _bounds_of_answer(await answer)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """What starting a cluster needs, kept from __init__ for ``await cluster``."""
+
+    scheduler_spec: JobSpec
+    tls: TLSChoice
+    interface: str | None
+    submit_from: str
+    refresh: float
+    timeout: float
+    n_workers: int
