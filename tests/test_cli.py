@@ -47,6 +47,28 @@ def test_script_prints_a_correct_sbatch_script() -> None:
     assert "--nthreads 4" in lines[-1]
 
 
+def test_the_workers_options_of_dask_jobqueue_as_flags() -> None:
+    """--local-directory (the node's $TMPDIR), --worker-extra-args, --epilogue, --shebang."""
+    out = run(
+        "script",
+        "--system",
+        "slurm",
+        "--local-directory",
+        "$TMPDIR",
+        "--worker-extra-args",
+        "--resources GPU=1 --lifetime 55m",
+        "--epilogue",
+        "echo bye",
+        "--shebang",
+        "#!/bin/bash -l",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "#!/bin/bash -l" and lines[-1] == "echo bye"
+    worker = next(line for line in lines if " -m dask_hpc.worker " in line)
+    assert worker.endswith('--local-directory "$TMPDIR" --resources GPU=1 --lifetime 55m')
+
+
 def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> None:
     """sbatch --test-only parses the script and schedules it without running it."""
     out = run(

@@ -38,6 +38,12 @@ def spec_options(func: F) -> F:
             help="a shell line run before the worker starts, e.g. 'module load x' (repeatable)",
         ),
         click.option(
+            "--epilogue",
+            "job_script_epilogue",
+            multiple=True,
+            help="a shell line run after the workers end (repeatable)",
+        ),
+        click.option(
             "--job-directive-skip",
             "job_directives_skip",
             multiple=True,
@@ -55,6 +61,15 @@ def spec_options(func: F) -> F:
             help="where the job's stdout and stderr go; relative to where you type the command, "
             "made if missing",
         ),
+        click.option(
+            "--local-directory",
+            help="the workers' fast node-local storage, e.g. '$TMPDIR' (quoted: the node's)",
+        ),
+        click.option(
+            "--worker-extra-args",
+            help="more arguments of dask worker, e.g. '--resources GPU=1'",
+        ),
+        click.option("--shebang", help="the job script's first line, e.g. '#!/bin/bash -l'"),
     ]
     for option in reversed(options):
         func = option(func)
