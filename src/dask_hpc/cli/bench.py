@@ -13,6 +13,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dask_hpc.cli.console import make_console
+
 if TYPE_CHECKING:
     from dask_hpc.bench.network import Measurement
 
@@ -51,7 +53,7 @@ def network(
     from dask_hpc.bench import network as netbench
 
     nbytes = [netbench.parse_size(s) for s in sizes.split(",") if s.strip()]
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     measurements: list[netbench.Measurement] = []
     if any(os.environ.get(v) for v in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")):
         # Under mpirun/srun: a cluster over mpi:// (initialize), measured from the script's rank.
@@ -95,7 +97,7 @@ def network(
             console.print("[yellow]no mpirun: MPI not measured (pip install 'dask-hpc[mpi]')[/]")
         measurements += found
     rows = netbench.summary(measurements)
-    Console(highlight=False).print(_table(rows, where))
+    make_console().print(_table(rows, where))
     machine = {"host": socket.gethostname(), "cpus": os.cpu_count(), "platform": platform.platform()}
     if json_path:
         from importlib.metadata import version

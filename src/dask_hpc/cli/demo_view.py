@@ -17,6 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dask_hpc.cli.console import make_console
+
 __all__ = ["RichSteps"]
 
 
@@ -25,7 +27,7 @@ class RichSteps:
     "done" lines and the table only)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or make_console(stderr=True)
 
     @contextmanager
     def step(self, label: str) -> Iterator[Callable[[int, int], None]]:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 
 from dask_hpc.cli import views
+from dask_hpc.cli.console import make_console
 from dask_hpc.cli.options import (
     configured,
     given_options,
@@ -31,13 +31,7 @@ from dask_hpc.systems import JobState, JobStatus, get_system
 __all__ = ["register"]
 
 
-def _console(stderr: bool = False) -> Console:
-    # Not a terminal (a pipe, a log file): do not wrap lines at 80 columns.
-    probe = Console(stderr=stderr)
-    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 160)
-
-
-console = _console(stderr=True)
+console = make_console(stderr=True)
 
 
 @click.command()
@@ -273,7 +267,7 @@ def status(name: str, as_json: bool, show_all: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
-        _console().print(views.status_view(report, show_all=show_all))
+        make_console().print(views.status_view(report, show_all=show_all))
 
 
 @click.command()
@@ -361,7 +355,7 @@ def list_(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     else:
-        _console().print(views.sessions_table(rows))
+        make_console().print(views.sessions_table(rows))
 
 
 def register(group: click.Group) -> None:
