@@ -216,11 +216,14 @@ def test_the_package_says_it_is_typed_and_licensed() -> None:
     assert "Typing :: Typed" in meta.get_all("Classifier")
 
 
-def test_no_command_wraps_its_lines_at_80_columns_in_a_pipe() -> None:
+def test_no_command_wraps_its_lines_at_80_columns_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Output to a pipe or a log file is 160 columns wide, not rich's 80 (paths and job
     lines were cut in the middle): the demo's steps as the session commands."""
-    from dask_hpc.cli import session
-    from dask_hpc.cli.console import WIDTH_WHEN_PIPED
+    import io
+
+    from dask_hpc.cli.console import WIDTH_WHEN_PIPED, make_console
     from dask_hpc.cli.demo_view import RichSteps
 
-    assert RichSteps().console.width == session.console.width == WIDTH_WHEN_PIPED
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe, however pytest was started
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert RichSteps().console.width == make_console().width == WIDTH_WHEN_PIPED
