@@ -126,7 +126,10 @@ def test_unknown_option_lists_known_ones() -> None:
     with pytest.raises(UnknownOptionError) as info:
         JobSpec.from_options(cores=2, partition="x", wall_time="1h")
     message = str(info.value)
-    assert message.startswith("unknown options partition, wall_time; known options: account, cores")
+    assert message.startswith(
+        "unknown options partition, wall_time (did you mean queue or walltime?); "
+        "known options: account, cores"
+    )
     assert "walltime" in message and "queue" in message
 
 

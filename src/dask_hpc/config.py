@@ -29,6 +29,7 @@ import fnmatch
 import os
 import socket
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,20 @@ JOBQUEUE_KEYS: dict[str, str] = {
     "job-extra": "job-extra-directives",  # dask-jobqueue's deprecated names
     "env-extra": "job-script-prologue",
     "header-skip": "job-directives-skip",
-    "extra": "worker-extra-args",
+    "extra": "worker-extra-args",  # (a deprecated name, as those above: JOBQUEUE_RENAMED)
     "use-stdin": "lsf-use-stdin",
     # The systems' own keys are dask-jobqueue's names (its sections are per system):
     **{key: key for key in ("resource-spec", "job-cpu", "job-mem", "ncpus", "mem", "lsf-units", "disk")},
     **{key: key for key in ("submit-command-extra", "cancel-command-extra")},
+}
+#: dask-jobqueue's deprecated names and their new ones (project: for SLURM and PBS, where it
+#: became account; SGE and LSF call the account a project).
+JOBQUEUE_RENAMED = {
+    "project": "account",
+    "job-extra": "job-extra-directives",
+    "env-extra": "job-script-prologue",
+    "header-skip": "job-directives-skip",
+    "extra": "worker-extra-args",
 }
 #: dask-jobqueue's keys that only its cluster classes read (dask_hpc.jobqueue: the drop-in).
 JOBQUEUE_CLUSTER_KEYS = ("scheduler-options", "shared-temp-directory")
@@ -251,7 +261,12 @@ def resolve(
     for key in KEYS:
         if key == "system" or key not in wanted:
             continue
-        found = _first(key, flags, layers, profile, profile_name) or jobqueue.get(key)
+        # dask-hpc's own sources, then the user's (or site's) jobqueue.yaml, then the site profile.
+        found = (
+            _first(key, flags, layers, None, None)
+            or jobqueue.get(key)
+            or _first(key, {}, [], profile, profile_name)
+        )
         if found is None:
             default = getattr(defaults, SPEC_KEYS[key]) if key in SPEC_KEYS else None
             if default in (None, ()):
@@ -424,7 +439,12 @@ def _jobqueue(
     system: str, files: Sequence[tuple[str, Path, Any]], env: Mapping[str, str], config_name: str | None
 ) -> tuple[dict[str, Setting], list[str], dict[str, Setting]]:
     """dask-jobqueue's settings for ``system`` (its section ``config_name``, else the
-    system's), by our keys; those we do not use; those only its cluster classes read."""
+    system's), by our keys; those we do not use; those only its cluster classes read.
+
+    Read as dask-jobqueue reads them (``dask.config.get``): ``dask.config.set`` in this
+    process first, then ``DASK_JOBQUEUE__*``, then the files; a deprecated name only where
+    its new name has no value, with dask-jobqueue's FutureWarning.
+    """
     section_name = config_name or JOBQUEUE_SECTION.get(system, system)
     layers: list[tuple[str, dict[str, Any]]] = []
     environment = _environment_section(env, "jobqueue")
@@ -439,7 +459,24 @@ def _jobqueue(
                 layers.append(
                     (f"jobqueue.yaml {path}", {str(k).replace("_", "-"): v for k, v in section.items()})
                 )
+    in_process = _set_in_process(f"jobqueue.{section_name}", layers)
+    if in_process:
+        layers.insert(0, ("dask.config.set in this process", in_process))
+    own_section = JOBQUEUE_SECTION.get(system, system)
+    if (
+        config_name not in (None, own_section)
+        and not layers
+        and not _set_in_process(f"jobqueue.{config_name}", [], everything=True)
+    ):
+        raise ConfigError(
+            f"config_name {config_name!r}: no jobqueue.{config_name} section in jobqueue.yaml, "
+            f"DASK_JOBQUEUE__* or dask.config; sections: {', '.join(_jobqueue_sections(files)) or 'none'}"
+        )
+    renamed = {
+        k: v for k, v in JOBQUEUE_RENAMED.items() if not (k == "project" and system not in ("slurm", "pbs"))
+    }
     found: dict[str, Setting] = {}
+    old: dict[str, tuple[str, Setting]] = {}
     unused: list[str] = []
     cluster: dict[str, Setting] = {}
     for where, section in reversed(layers):  # lowest first, so that higher ones overwrite
@@ -455,8 +492,51 @@ def _jobqueue(
                 continue
             if ours == "walltime":
                 value = _walltime_as_read(system, value)
-            found[ours] = Setting(ours, value, f"{where} (jobqueue.{section_name}.{key})")
+            setting = Setting(ours, value, f"{where} (jobqueue.{section_name}.{key})")
+            if key in renamed:
+                old[ours] = (key, setting)
+            else:
+                found[ours] = setting
+    for ours, (key, setting) in old.items():
+        warnings.warn(
+            f"{setting.source}: {key} has been renamed to {renamed[key]} (dask-jobqueue's "
+            f"deprecation); it is used only where {renamed[key]} has no value",
+            FutureWarning,
+            stacklevel=4,
+        )
+        found.setdefault(ours, setting)
     return found, unused, cluster
+
+
+def _set_in_process(
+    key: str, layers: Sequence[tuple[str, Mapping[str, Any]]], everything: bool = False
+) -> dict[str, Any]:
+    """The values of dask's configuration section ``key`` in this process that neither its
+    defaults (dask-jobqueue's, loaded on import) nor the files and environment read here gave:
+    what ``dask.config.set`` (or a file dask read elsewhere) put there. ``everything``: all of it."""
+    import dask.config
+
+    current = dask.config.get(key, default=None)
+    if not isinstance(current, Mapping):
+        return {}
+    current = {str(k).replace("_", "-"): v for k, v in current.items()}
+    if everything:
+        return current
+    defaults = dask.config.get(key, default=None, config=dask.config.merge(*dask.config.defaults))
+    defaults = {str(k).replace("_", "-"): v for k, v in (defaults or {}).items()}
+    read = {k: v for _, section in layers for k, v in section.items()}
+    return {
+        k: v
+        for k, v in current.items()
+        if v not in (None, [], {}, "")
+        and not (k in defaults and defaults[k] == v)
+        and not (k in read and read[k] == v)
+    }
+
+
+def _jobqueue_sections(files: Sequence[tuple[str, Path, Any]]) -> list[str]:
+    names = {str(n) for _, path, data in files for n in _section(data, "jobqueue", path)}
+    return sorted(names)
 
 
 def _walltime_as_read(system: str, value: Any) -> Any:

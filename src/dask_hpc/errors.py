@@ -83,14 +83,46 @@ class SpecError(DaskHPCError, ValueError):
         super().__init__(f"invalid {field} {value!r}: {accepted}")
 
 
+#: The batch systems' words for what our options are called otherwise (sbatch's --partition).
+_OTHER_WORDS = {
+    "partition": "queue",
+    "time": "walltime",
+    "time_limit": "walltime",
+    "wallclock": "walltime",
+    "mem": "memory",
+    "cpus": "cores",
+    "ncores": "cores",
+    "cpus_per_task": "cores",
+    "project": "account",
+    "workers": "n_workers",
+    "nworkers": "processes",
+    "prologue": "job_script_prologue",
+    "epilogue": "job_script_epilogue",
+    "env": "environment",
+}
+
+
 class UnknownOptionError(SpecError):
     """An option name that nothing in dask-hpc knows."""
 
     def __init__(self, names: Iterable[str], known: Iterable[str]) -> None:
+        import difflib
+
         names = sorted(names)
-        known_list = ", ".join(sorted(known))
+        known = sorted(known)
+        known_list = ", ".join(known)
         plural = "s" if len(names) > 1 else ""
-        DaskHPCError.__init__(self, f"unknown option{plural} {', '.join(names)}; known options: {known_list}")
+        close = [
+            _OTHER_WORDS[n]
+            if _OTHER_WORDS.get(n) in known
+            else next(iter(difflib.get_close_matches(n, known, 1)), "")
+            for n in names
+        ]
+        close = [c for c in close if c]
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        DaskHPCError.__init__(
+            self, f"unknown option{plural} {', '.join(names)}{hint}; known options: {known_list}"
+        )
         self.field = names[0]
         self.value = names
         self.accepted = known_list

@@ -7,6 +7,7 @@ Every cluster here runs its scheduler in this process, on loopback, and submits 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import warnings
@@ -143,7 +144,7 @@ def test_deprecated_names_warn_as_dask_jobqueue_and_yield_to_the_new_ones() -> N
         ({"disk": "1GB"}, r"invalid disk '1GB': slurm does not read it \(it is HTCondor"),
         ({"walltime": "1 hour"}, r"invalid walltime"),
         ({"protocol": "tcp://", "security": True}, r"carries no encryption but security is given"),
-        ({"no_such_keyword": 1}, r"unknown option no_such_keyword; known options: .*resource_spec"),
+        ({"no_such_keyword": 1}, r"unknown option no_such_keyword; known options: .*job_cpu"),
     ],
 )
 def test_refused_in_one_line_before_anything_starts(keywords: dict[str, Any], message: str) -> None:
@@ -209,9 +210,7 @@ def test_the_scheduler_options_and_class_are_distributeds() -> None:
     ) as c:
         assert type(c._scheduler) is Mine
         assert c._scheduler is not None and c._scheduler.http_server.port != 8787
-    with pytest.raises(
-        SessionError, match="scheduler_options and scheduler_cls are for a scheduler in this process"
-    ):
+    with pytest.raises(SessionError, match="scheduler_options are for a scheduler in this process"):
         SLURMCluster(scheduler="job", scheduler_options={"port": 8786})
 
 
@@ -274,3 +273,79 @@ def test_asynchronous_as_in_dask_jobqueue() -> None:
                 cluster.workers  # noqa: B018
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_sge_without_a_parallel_environment_keeps_every_other_line(tmp_path: Path) -> None:
+    """No -pe (as dask-jobqueue) must not cost a line that merely contains "-pe"."""
+    job = read_script(
+        "sge",
+        script_of(
+            SGECluster,
+            cores=4,
+            memory="8GB",
+            job_name="dask-peak",
+            queue="gpu-pe.q",
+            log_directory=str(tmp_path / "my-perf"),
+        ),
+    )
+    assert (job["-N"], job["-q"], job["-o"]) == ("dask-peak", "gpu-pe.q", str(tmp_path / "my-perf"))
+    assert "-pe" not in job
+    assert job["mem_free"] == math.ceil(8 * 10**9 / 2**20) * 2**20  # one slot: the whole memory
+
+
+def test_dask_config_set_in_this_process_is_read_as_dask_jobqueue_reads_it() -> None:
+    import dask
+
+    with dask.config.set({"jobqueue.slurm.queue": "fromset", "jobqueue.slurm.cores": 3}):
+        job = read_script("slurm", script_of(SLURMCluster))
+    assert (job["partition"], job["cpus-per-task"]) == ("fromset", 3)
+    with dask.config.set({"jobqueue.slurm-gpu.cores": 2}):
+        assert read_script("slurm", script_of(SLURMCluster, config_name="slurm-gpu"))["cpus-per-task"] == 2
+    with pytest.raises(ConfigError, match=r"config_name 'slurm_gpu': no jobqueue.slurm_gpu section"):
+        SLURMCluster(interface="lo", config_name="slurm_gpu")
+
+
+def test_a_deprecated_name_in_jobqueue_yaml_yields_to_the_new_one(own_config: dict[str, Path]) -> None:
+    section = {
+        "account": "newacct",
+        "project": "oldproj",
+        "job-extra-directives": ["--exclusive"],
+        "job-extra": ["--constraint=old"],
+        "extra": ["--resources", "OLD=1"],
+    }
+    (own_config["user"] / "jobqueue.yaml").write_text(yaml.safe_dump({"jobqueue": {"slurm": section}}))
+    with pytest.warns(FutureWarning, match="job-extra has been renamed to job-extra-directives"):
+        script = script_of(SLURMCluster)
+    job = read_script("slurm", script)
+    assert job["account"] == "newacct" and job["exclusive"] is True and "constraint" not in job
+    assert read_worker(script)["resources"] == "OLD=1"  # the old name where the new one has none
+
+
+def test_htcondor_has_no_30_minute_walltime_and_its_commands_ignore_case() -> None:
+    job = read_script("htcondor", script_of(HTCondorCluster, job_extra_directives={"RequestMemory": "4000"}))
+    assert job["periodicremove"].endswith(f"> {7 * 24 * 3600})")
+    assert job["requestmemory"] == 4000  # the user's, in place of ours (request_memory is RequestMemory)
+    with pytest.raises(SpecError, match="sets environment, which dask-hpc writes to run the worker"):
+        HTCondorCluster(interface="lo", job_extra_directives={"Environment": '"FOO=bar"'})
+
+
+def test_pbs_account_from_the_environment_as_dask_jobqueue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PBS_ACCOUNT", "P123")
+    assert read_script("pbs", script_of(PBSCluster))["-A"] == "P123"
+    assert read_script("pbs", script_of(PBSCluster, account="mine"))["-A"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"security": "yes"}, r"invalid security 'yes': True"),
+        ({"silence_logs": "loud"}, r"invalid silence_logs 'loud': a level"),
+        ({"scheduler_options": "x"}, r"invalid scheduler_options 'x': a mapping"),
+        ({"scheduler_options": {"protocol": "tls"}}, r"scheduler_options\['protocol'\]: give protocol="),
+        ({"processes": 10, "memory": "20GB"}, r"invalid cores 'not given': processes=10 need as many cores"),
+        ({"wallclock": "1:00:00"}, r"unknown option wallclock \(did you mean walltime\?\)"),
+    ],
+)
+def test_a_cluster_keyword_of_the_wrong_kind_is_one_line(keywords: dict[str, Any], message: str) -> None:
+    with pytest.raises((SessionError, SpecError), match=message):
+        SGECluster(interface="lo", **keywords)

@@ -33,7 +33,20 @@ THEIRS_ONLY = {
     "htcondor": {"executable", "arguments", "batchname", "streamoutput", "streamerror", "logdirectory"},
 }
 #: Sizes each project rounds up in its own unit: the same request within this much.
-ROUNDING = {"mem": 2**30, "requestmemory": 1, "requestdisk": 1, "mem_free": 2**30}
+ROUNDING = {"requestmemory": 1, "requestdisk": 1}
+#: Memory in bytes: ours must ask for at least the memory and no more than dask-jobqueue's,
+#: which rounds up to whole GiB (SLURM, PBS).
+AT_LEAST_THE_MEMORY = ("mem", "mem_free")
+#: What we ask for that dask-jobqueue does not, and why (nothing else may appear).
+OURS_ONLY = {
+    "slurm": {"nodes", "output", "error"},  # one node; logs kept by default
+    "pbs": {"-o", "-e"},
+    "sge": {"-S", "mem_free", "-o", "-e"},  # bash; memory per slot (docs/jobqueue.md)
+    "lsf": {"-o", "-e", "-R"},  # rusage[mem] beside -M; span[hosts=1] for one core too
+    # how the job runs the worker (our submit description), the walltime, the logs
+    "htcondor": {"universe", "environment", "getenv", "periodicremove", "periodicremovereason"}
+    | {"output", "error", "log"},
+}
 
 JOB_CLASSES = {
     "slurm": ("SLURMCluster", "dask_jobqueue.slurm", "SLURMJob"),
@@ -151,11 +164,13 @@ def ours(system: str, keywords: dict[str, Any], tmp: Path) -> str:
         cluster.close()
 
 
-def same(key: str, mine: Any, their: Any) -> bool:
+def same(key: str, mine: Any, their: Any, memory: int = 0) -> bool:
     if key == "-M":
         # dask-jobqueue divides by 1000s and LSF multiplies by 1024s: it asks for more than
         # the memory (2.4% at KB, 4.9% at MB). Ours is the memory, in LSF's own unit.
         return bool(mine <= their <= mine * 1.024**3)
+    if key in AT_LEAST_THE_MEMORY and isinstance(mine, int) and isinstance(their, int):
+        return bool(min(memory, their) <= mine <= their)
     if key in ROUNDING and isinstance(mine, int) and isinstance(their, int):
         return abs(mine - their) <= ROUNDING[key]
     if key == "-R":  # LSF's resource strings: theirs among ours
@@ -173,10 +188,15 @@ def test_our_class_asks_for_what_dask_jobqueues_asks_for(
     their_script, our_script = theirs(system, keywords, tmp_path), ours(system, keywords, tmp_path)
     units = keywords.get("lsf_units", "kb")  # the site's LSF_UNIT_FOR_LIMITS, which dask-jobqueue assumes
     their_job, our_job = read_script(system, their_script, lsf_units=units), read_script(system, our_script)
+    from dask.utils import parse_bytes
+
+    memory = parse_bytes({**DEFAULTS, **keywords}["memory"])
+    added = set(our_job) - set(their_job) - OURS_ONLY[system]
+    assert not added, f"ours asks for {added} too:\n{our_script}\n--- dask-jobqueue's:\n{their_script}"
     differ = {
         key: (our_job.get(key), value)
         for key, value in their_job.items()
-        if key not in THEIRS_ONLY.get(system, ()) and not same(key, our_job.get(key), value)
+        if key not in THEIRS_ONLY.get(system, ()) and not same(key, our_job.get(key), value, memory)
     }
     assert not differ, f"(ours, dask-jobqueue's) differ:\n{our_script}\n--- dask-jobqueue's:\n{their_script}"
     their_worker, our_worker = read_worker(their_script), read_worker(our_script)

@@ -150,6 +150,7 @@ def test_status_json_without_a_scheduler_is_the_ledgers_jobs() -> None:
         "reason": None,
         "node": "n1",
         "answering": False,
+        "in_process": False,  # a job's scheduler, not BatchCluster(scheduler="local")'s
     }
     assert (data["workers"], data["threads"], data["memory"], data["adapt"], data["web"]) == (
         0,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from dask_hpc.cli.console import make_console
 from dask_hpc.cli.options import system_option
 from dask_hpc.config import resolve
 from dask_hpc.spec import format_walltime
+from dask_hpc.systems import get_system
 
 __all__ = ["config"]
 
@@ -22,6 +23,8 @@ __all__ = ["config"]
 def config(system: str | None, profile: str | None, as_json: bool) -> None:
     """Every setting as the commands would use it here, and where it came from (a flag, the
     environment, a user or site file, jobqueue.yaml, a site profile, or the default)."""
+    if system is not None:
+        get_system(system)  # a name we do not know is one line, as for every other command
     configuration = resolve({"system": system, "profile": profile})
     if as_json:
         data = {
@@ -34,7 +37,7 @@ def config(system: str | None, profile: str | None, as_json: bool) -> None:
         }
         click.echo(json.dumps(data, indent=1, default=str))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console()
     table = Table(title=f"dask-hpc configuration for {configuration.system}")
     for column in ("setting", "value", "from"):
         table.add_column(column)

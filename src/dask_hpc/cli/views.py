@@ -84,10 +84,12 @@ def _replacement(job: JobReport) -> str:
 def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
     s, keeper = report.scheduler, report.keeper
     head = [f"session {report.name} ({report.system}), state dir {report.directory}"]
+    here = "in a Python process (BatchCluster(scheduler='local'))"
     if keeper is not None:
         node = f" on {s.node}" if s.node else ""
+        where = here if s.in_process else f"job {s.job_id} {s.state or 'running'}{node}"
         head.append(
-            f"scheduler: job {s.job_id} {s.state or 'running'}{node}, {s.address}"
+            f"scheduler: {where}, {s.address}"
             + (f", walltime left {_left(s.walltime_left)}" if s.walltime_left is not None else "")
         )
         head.append(f"dashboard: {s.dashboard or '(not available)'}")
@@ -112,6 +114,8 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         if refusal and not trouble:
             ago = format_walltime(int(max(0.0, time.time() - refusal.at)))
             head.append(f"last failed submission ({refusal.by}, {ago} ago): {refusal.words}")
+    elif report.down and s.in_process:
+        head.append(f"scheduler: down (it ran {here}, which closed it)")
     elif report.down and s.job_id is None:
         head.append("scheduler: down (its job was never submitted: up failed)")
     elif report.down:

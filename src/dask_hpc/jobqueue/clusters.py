@@ -7,16 +7,18 @@ in a job script, compared by meaning in tests/jobqueue), not from its code.
 
 from __future__ import annotations
 
+import os
 import secrets
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from dask_hpc.config import Configuration
-from dask_hpc.errors import SessionError
+from dask_hpc.config import SETTING_KEYWORDS, Configuration
+from dask_hpc.errors import SessionError, SpecError
 from dask_hpc.session.cluster import BatchCluster
 from dask_hpc.spec import JobSpec
 from dask_hpc.systems import get_system
+from dask_hpc.systems.sge import NO_PARALLEL_ENVIRONMENT
 
 __all__ = [
     "HTCondorCluster",
@@ -74,6 +76,8 @@ class JobQueueCluster(BatchCluster):
     default_config_name: ClassVar[str] = ""
     #: Whether ``project`` is this class's own name for the account (SGE, LSF: no warning).
     project_is_account: ClassVar[bool] = False
+    #: The walltime when none is given or configured (seconds): dask-jobqueue's 30 minutes.
+    default_walltime: ClassVar[int] = DEFAULT_WALLTIME
     _tls_by_default = False
 
     def __init__(
@@ -159,7 +163,16 @@ class JobQueueCluster(BatchCluster):
         from distributed.deploy.utils import nprocesses_nthreads
 
         options = dict(options)
-        options.setdefault("walltime", DEFAULT_WALLTIME)
+        if "cores" not in options and "processes" in options:
+            # dask-jobqueue asks for the cores; ours default to 1, too few for these processes.
+            processes = options["processes"]
+            raise SpecError(
+                "cores",
+                "not given",
+                f"processes={processes} need as many cores: give cores, as dask-jobqueue asks "
+                f"({type(self).__name__}(cores={processes}, processes={processes}, memory=...))",
+            )
+        options.setdefault("walltime", self.default_walltime)
         options.setdefault("job_name", DEFAULT_JOB_NAME)
         if "processes" not in options:
             cores = JobSpec.from_options(cores=options.get("cores", 1)).cores
@@ -168,6 +181,14 @@ class JobQueueCluster(BatchCluster):
 
     def _default_name(self, system: str) -> str:
         return f"{self.default_config_name}-{secrets.token_hex(3)}"
+
+    def _known_keywords(self) -> list[str]:
+        # This class's: not the system's (given positionally), not those it refuses, not
+        # the settings of other batch systems.
+        theirs = get_system(self.system_name).setting_keys
+        refused = {"system", "job_cls", "dashboard_address", "host"}
+        others = {k for k, key in SETTING_KEYWORDS.items() if key not in theirs}
+        return [k for k in super()._known_keywords() if k not in refused | others]
 
 
 def _walltime_as_read(system: str, walltime: str | int | None) -> str | int | None:
@@ -197,6 +218,12 @@ class PBSCluster(JobQueueCluster):
     system_name = "pbs"
     default_config_name = "pbs"
 
+    def _with_defaults(self, options: dict[str, Any], configuration: Configuration) -> dict[str, Any]:
+        options = super()._with_defaults(options, configuration)
+        if "account" not in options and os.environ.get("PBS_ACCOUNT"):
+            options["account"] = os.environ["PBS_ACCOUNT"]  # as dask-jobqueue's PBSCluster reads it
+        return options
+
 
 class SGECluster(JobQueueCluster):
     """dask-jobqueue's SGECluster: ``SGECluster(queue="default.q", walltime="1500000",
@@ -209,12 +236,12 @@ class SGECluster(JobQueueCluster):
     default_config_name = "sge"
     project_is_account = True
 
-    def _with_defaults(self, options: dict[str, Any], configuration: Configuration) -> dict[str, Any]:
-        options = super()._with_defaults(options, configuration)
-        if not configuration.system_settings().get("sge-parallel-environment"):
-            # dask-jobqueue writes no -pe: a job of several cores gets one slot, as the user said.
-            options["job_directives_skip"] = (*_as_tuple(options.get("job_directives_skip")), "-pe")
-        return options
+    def _system_settings(self, configuration: Configuration) -> dict[str, Any]:
+        settings = configuration.system_settings()
+        # dask-jobqueue writes no -pe: a job of several cores gets one slot, as the user said,
+        # unless the site named its parallel environment.
+        settings.setdefault("sge-parallel-environment", NO_PARALLEL_ENVIRONMENT)
+        return settings
 
 
 class LSFCluster(JobQueueCluster):
@@ -237,6 +264,9 @@ class HTCondorCluster(JobQueueCluster):
 
     system_name = "htcondor"
     default_config_name = "htcondor"
+    # dask-jobqueue's HTCondorCluster sets no walltime (HTCondor has none): a week, so that
+    # workers are not removed while they work; give walltime= for less.
+    default_walltime = 7 * 24 * 3600
 
     def _translate(self, keywords: dict[str, Any]) -> dict[str, Any]:
         skip = keywords.get("job_directives_skip")

@@ -243,7 +243,7 @@ submit_command_extra, cancel_command_extra
         **unknown: Any,
     ) -> None:
         if unknown:
-            raise UnknownOptionError(unknown, _keywords(type(self)))
+            raise UnknownOptionError(unknown, self._known_keywords())
         if scheduler not in ("job", "local"):
             raise SessionError(f"invalid scheduler {scheduler!r}: use 'job' (its own batch job) or 'local'")
         given = {
@@ -297,13 +297,14 @@ submit_command_extra, cancel_command_extra
         interface = configuration.get("interface")
         submit_from = configuration.get("submit-from", "auto")
         self._jobqueue_cluster = configuration.jobqueue_cluster
-        if scheduler_options is None and "scheduler-options" in configuration.jobqueue_cluster:
-            scheduler_options = configuration.jobqueue_cluster["scheduler-options"].value
+        configured_options = configuration.jobqueue_cluster.get("scheduler-options")
+        if scheduler_options is None and configured_options is not None:
+            scheduler_options = configured_options.value
         if shared_temp_directory is None and "shared-temp-directory" in configuration.jobqueue_cluster:
             shared_temp_directory = configuration.jobqueue_cluster["shared-temp-directory"].value
         root = None if shared_temp_directory is None else Path(os.path.expandvars(shared_temp_directory))
         self.session = Session(name or self._default_name(configuration.system), root=root)
-        self.system = get_system(configuration.system, configuration.system_settings())
+        self.system = get_system(configuration.system, self._system_settings(configuration))
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
             options,
@@ -315,11 +316,19 @@ submit_command_extra, cancel_command_extra
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
         self._in_job = scheduler == "job"
+        _check_cluster_keywords(security, silence_logs, scheduler_options)
         tls = _choose_security(security, protocol, insecure, self._tls_by_default, self._in_job)
         self._protocol = tls.protocol
-        if self._in_job and (scheduler_options or scheduler_cls is not None):
+        if self._in_job and scheduler_cls is not None:
             raise SessionError(
-                "scheduler_options and scheduler_cls are for a scheduler in this process: add "
+                "scheduler_cls is for a scheduler in this process: add scheduler='local', or leave "
+                "it out (the scheduler's job runs distributed's)"
+            )
+        if self._in_job and scheduler_options:
+            from_file = configured_options is not None and scheduler_options is configured_options.value
+            whose = configured_options.source if from_file and configured_options else "scheduler_options"
+            raise SessionError(
+                f"{whose}: scheduler_options are for a scheduler in this process: add "
                 "scheduler='local', or leave them out (the scheduler's job chooses its address)"
             )
         self._scheduler_options = dict(scheduler_options or {})
@@ -394,6 +403,14 @@ submit_command_extra, cancel_command_extra
     def _default_name(self, system: str) -> str:
         return DEFAULT_NAME
 
+    def _system_settings(self, configuration: Configuration) -> dict[str, Any]:
+        """The batch system's settings (BatchCluster: the configuration's)."""
+        return configuration.system_settings()
+
+    def _known_keywords(self) -> list[str]:
+        """The keywords to list when one is unknown."""
+        return _keywords(type(self))
+
     def _refuse_settings_of_other_systems(self, system: str, settings: Mapping[str, Any]) -> None:
         """A keyword of one batch system given for another: one line, before any job."""
         kind = get_system(system)
@@ -427,6 +444,7 @@ submit_command_extra, cancel_command_extra
             insecure=start.tls.insecure,
             system_settings=self.system.settings(),
             protocol=start.tls.protocol,
+            scheduler_here=True,
         )
         self.session.write_config(config)
         return config
@@ -464,14 +482,18 @@ submit_command_extra, cancel_command_extra
         cores: int | None = None,
     ) -> asyncio.Future[Any] | None:
         """Make the session run ``jobs`` worker jobs, or enough for ``n`` workers,
-        ``memory`` or ``cores`` in total. Turns adapt off. In an asynchronous cluster, a
-        future of it (awaiting it is optional, as with distributed's ``scale``)."""
+        ``memory`` or ``cores`` in total (given several: the most jobs). Turns adapt off.
+        In an asynchronous cluster, a future of it (awaiting it is optional, as with
+        distributed's ``scale``)."""
+        # As distributed's (and so dask-jobqueue's) scale: the most that any of them asks for.
+        wanted = [jobs]
         if n is not None:
-            jobs = math.ceil(n / self.spec.processes)
-        elif memory is not None:
-            jobs = math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory)
-        elif cores is not None:
-            jobs = math.ceil(cores / self.spec.cores)
+            wanted.append(math.ceil(n / self.spec.processes))
+        if memory is not None:
+            wanted.append(math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory))
+        if cores is not None:
+            wanted.append(math.ceil(cores / self.spec.cores))
+        jobs = max(wanted)
         if self._async_mode:  # the keeper answers on this loop: ask from a thread; await it or not
             return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs))
         lifecycle.scale(self.session, jobs)
@@ -623,7 +645,35 @@ submit_command_extra, cancel_command_extra
         self._quiet.close()
 
     def __repr__(self) -> str:
-        return f"BatchCluster({self.system.name!r}, name={self.session.name!r}, {self.scheduler_address})"
+        kind = type(self).__name__
+        return f"{kind}({self.system.name!r}, name={self.session.name!r}, {self.scheduler_address})"
+
+
+def _check_cluster_keywords(security: Any, silence_logs: Any, scheduler_options: Any) -> None:
+    """The cluster keywords of the wrong type or value: one line each, before anything starts."""
+    from distributed import Security
+
+    if security is not None and not isinstance(security, bool | Security):
+        raise SessionError(
+            f"invalid security {security!r}: True (a certificate of the session's own), False, or "
+            "a distributed.Security"
+        )
+    levels = ("debug", "info", "warning", "error", "critical")
+    if not (silence_logs in (None, True, False) or isinstance(silence_logs, int)) and (
+        not isinstance(silence_logs, str) or silence_logs.lower() not in levels
+    ):
+        raise SessionError(f"invalid silence_logs {silence_logs!r}: a level ({', '.join(levels)}), or False")
+    if scheduler_options is not None and not isinstance(scheduler_options, Mapping):
+        raise SessionError(
+            f"invalid scheduler_options {scheduler_options!r}: a mapping of distributed Scheduler "
+            "keywords, e.g. {'dashboard_address': ':8788'}"
+        )
+    for both in ("protocol", "security"):
+        if scheduler_options and both in scheduler_options:
+            raise SessionError(
+                f"scheduler_options[{both!r}]: give {both}= to the cluster, which gives it to the "
+                "scheduler and the workers alike"
+            )
 
 
 def _keywords(cls: type) -> list[str]:

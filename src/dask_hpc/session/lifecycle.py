@@ -476,6 +476,7 @@ def status(session: Session) -> SessionStatus:
         job.state.value if job else None,
         job.reason if job else None,
         job.node if job else None,
+        in_process=config.scheduler_here,
     )
     base = SessionStatus(
         session.name,

@@ -81,6 +81,10 @@ def _run(question: Coroutine[Any, Any, _T]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False  # asked outside the except: an error of the question is not "during" this one
+    else:
+        running = True
+    if not running:
         return asyncio.run(question)
     # A loop runs in this thread already (Jupyter): ask from another thread.
     with ThreadPoolExecutor(1) as pool:

@@ -28,6 +28,7 @@ class SchedulerReport:
     address: str | None = None
     dashboard: str | None = None
     walltime_left: float | None = None  # seconds
+    in_process: bool = False  # it runs (ran) in a Python process: BatchCluster(scheduler="local")
 
 
 @dataclass(frozen=True)

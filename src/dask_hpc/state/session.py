@@ -74,6 +74,8 @@ class SessionConfig:
     system_settings: dict[str, Any] = field(default_factory=dict)
     # The scheduler's protocol where it is not tls or tcp (ucx, ws): workers get --protocol.
     protocol: str | None = None
+    # The scheduler runs in a Python process, not a job: BatchCluster(scheduler="local").
+    scheduler_here: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("spec", "scheduler_spec")}

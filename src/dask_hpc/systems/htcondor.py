@@ -58,6 +58,8 @@ ATTRIBUTES = ",".join(
     ]
 )
 JOB_ID_VARIABLE = "DASK_HPC_JOB_ID"
+#: The submit commands by which a job runs the worker: ours (names without "_", lower case).
+RUNS_THE_WORKER = ("executable", "arguments", "environment", "universe", "getenv", "queue")
 WALLTIME_MARK = "dask-hpc walltime"
 
 
@@ -68,8 +70,10 @@ class HTCondorSystem(BatchSystem):
     job_id_variable = JOB_ID_VARIABLE
     job_name_forbidden = r"\s/'\""
     # A submit description's commands; the user's line of the same command replaces ours.
+    # Its commands' names ignore case and "_" (RequestMemory is request_memory, as
+    # dask-jobqueue writes them).
     directive_keys: ClassVar[Mapping[str, str]] = {
-        key: rf"(?i)^{key}\s*="
+        key: rf"(?i)^{key.replace('_', '_?')}\s*="
         for key in (
             "batch_name",
             "request_cpus",
@@ -111,6 +115,20 @@ class HTCondorSystem(BatchSystem):
             if cancel_command_extra is None
             else setting_arguments("cancel_command_extra", cancel_command_extra)
         )
+
+    def header(self, spec: JobSpec) -> list[str]:
+        """As every system's, and an extra command that would replace how the job runs the
+        worker (its executable, arguments, environment) is refused in one line."""
+        for line in spec.job_extra_directives:
+            name = line.split("=", 1)[0].strip().lower().replace("_", "")
+            if name in RUNS_THE_WORKER:
+                raise SpecError(
+                    "job_extra_directives",
+                    line,
+                    f"sets {name}, which dask-hpc writes to run the worker: give variables with "
+                    "environment= (or --env), commands with job_script_prologue",
+                )
+        return super().header(spec)
 
     def directives(self, spec: JobSpec) -> list[str]:
         if spec.queue:

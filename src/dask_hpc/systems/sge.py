@@ -15,7 +15,11 @@ from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
 
-__all__ = ["SGESystem"]
+__all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem"]
+
+#: ``sge-parallel-environment: none``: ask for no parallel environment; a job of several cores
+#: gets one slot, as dask-jobqueue's SGECluster writes it (and its SGECluster here, by default).
+NO_PARALLEL_ENVIRONMENT = "none"
 
 # qstat's state letters; the first letter that matches decides.
 STATE_LETTERS: list[tuple[str, JobState]] = [
@@ -75,6 +79,18 @@ class SGESystem(BatchSystem):
         #: where it asks for memory, ours is left out.
         self.resource_spec = None if resource_spec is None else setting_line("resource_spec", resource_spec)
 
+    def slots(self, spec: JobSpec) -> int:
+        """The slots the job asks for, among which a per-slot request is shared: the cores
+        through the site's parallel environment, the N of the user's own ``-pe NAME N``
+        (its lowest, for a range), else one (no parallel environment: one slot)."""
+        for line in spec.job_extra_directives:
+            match = re.match(r"^-pe\s+\S+\s+(\d+)", line.strip())
+            if match:
+                return max(1, int(match[1]))
+        skipped = any("-pe" in s for s in spec.job_directives_skip)
+        several = self.parallel_environment not in (None, NO_PARALLEL_ENVIRONMENT) and spec.cores > 1
+        return spec.cores if several and not skipped else 1
+
     cancel_gone_phrases = ("does not exist",)
     cancel_done_phrases = ("has registered the job", "has deleted job", "is already in deletion")
 
@@ -85,7 +101,7 @@ class SGESystem(BatchSystem):
             f"-l h_rt={format_walltime(spec.walltime)}",
             # Per slot on most sites; a request, not a limit (h_vmem would kill
             # Python's large virtual mappings).
-            f"-l mem_free={math.ceil(spec.memory / spec.cores / 2**20)}M",
+            f"-l mem_free={math.ceil(spec.memory / self.slots(spec) / 2**20)}M",
         ]
         if self.resource_spec:
             line = f"-l {self.resource_spec}"
@@ -93,7 +109,7 @@ class SGESystem(BatchSystem):
         if spec.cores > 1:
             if self.parallel_environment is None:
                 _refuse_cores_without_a_parallel_environment(spec)
-            else:
+            elif self.parallel_environment != NO_PARALLEL_ENVIRONMENT:
                 d.append(f"-pe {self.parallel_environment} {spec.cores}")
         if spec.queue:
             d.append(f"-q {self.quote(spec.queue)}")
