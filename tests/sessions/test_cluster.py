@@ -75,7 +75,9 @@ def test_cluster_scale_compute_close(
 
 def test_unknown_keyword_lists_the_known_ones(hpc_for: Callable[[str], HPC]) -> None:
     hpc_for("local")
-    with pytest.raises(UnknownOptionError, match=r"unknown option cpus; known options: .*cores"):
+    with pytest.raises(
+        UnknownOptionError, match=r"unknown option cpus \(did you mean cores\?\); known options: .*cores"
+    ):
         BatchCluster("local", cpus=4)
 
 
