@@ -349,3 +349,29 @@ def test_pbs_account_from_the_environment_as_dask_jobqueue(monkeypatch: pytest.M
 def test_a_cluster_keyword_of_the_wrong_kind_is_one_line(keywords: dict[str, Any], message: str) -> None:
     with pytest.raises((SessionError, SpecError), match=message):
         SGECluster(interface="lo", **keywords)
+
+
+def test_a_cluster_that_ran_no_job_leaves_no_session_behind() -> None:
+    """One session per cluster (as dask-jobqueue makes one cluster per call): those that never
+    submitted a job are removed on close; a named one stays, as dask-hpc's sessions do."""
+    with SLURMCluster(interface="lo") as cluster:
+        directory = cluster.session.directory
+        assert directory.is_dir() and cluster.job_script()
+    assert not directory.exists()
+    with SLURMCluster(interface="lo", name="mine") as named:
+        directory = named.session.directory
+    assert directory.is_dir()
+
+
+def test_distributeds_logs_stay_quiet_until_the_last_cluster_closes() -> None:
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO)
+    logging.getLogger("distributed").addHandler(handler)
+    try:
+        first, second = SLURMCluster(interface="lo"), SLURMCluster(interface="lo")
+        first.close()  # not the last: still quiet
+        assert handler.level == logging.ERROR
+        second.close()
+        assert handler.level == logging.INFO
+    finally:
+        logging.getLogger("distributed").removeHandler(handler)

@@ -13,6 +13,8 @@ import contextlib
 import functools
 import math
 import os
+import shutil
+import threading
 import warnings
 from collections.abc import Awaitable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from dask_hpc.session import lifecycle
 from dask_hpc.session.link import Link
 from dask_hpc.session.report import SessionStatus
 from dask_hpc.spec import JobSpec, make_log_directory
+from dask_hpc.state.ledger import load_ledger
 from dask_hpc.state.session import DEFAULT_NAME, SESSION_VARIABLE, Session, SessionConfig
 from dask_hpc.systems import get_system
 
@@ -304,6 +307,7 @@ submit_command_extra, cancel_command_extra
             shared_temp_directory = configuration.jobqueue_cluster["shared-temp-directory"].value
         root = None if shared_temp_directory is None else Path(os.path.expandvars(shared_temp_directory))
         self.session = Session(name or self._default_name(configuration.system), root=root)
+        self._named_for_it = name is None and self.session.name != DEFAULT_NAME
         self.system = get_system(configuration.system, self._system_settings(configuration))
         self.spec, scheduler_spec = lifecycle.session_specs(
             self.session.name,
@@ -335,11 +339,7 @@ submit_command_extra, cancel_command_extra
         self._scheduler_cls = scheduler_cls
         # As dask-jobqueue (SpecCluster): distributed's log lines below this level are not shown
         # here while the cluster lives (a closing cluster's workers log noise at WARNING).
-        self._quiet = contextlib.ExitStack()
-        if silence_logs:
-            from distributed.utils import silence_logging_cmgr
-
-            self._quiet.enter_context(silence_logging_cmgr(silence_logs))
+        self._quiet = _QUIET.hold(silence_logs) if silence_logs else contextlib.ExitStack()
         super().__init__(asynchronous=asynchronous, loop=loop, name=self.session.name)  # type: ignore[no-untyped-call]
         self._scheduler: Scheduler | None = None
         self.security: Security | None = None  # Client(cluster) takes it from here
@@ -641,12 +641,49 @@ submit_command_extra, cancel_command_extra
                 await Link(self.scheduler_address, self.security).ask_async(protocol.Down(), timeout=120)
             await self._scheduler.close()
             self.session.write_config(self.session.read_config().but(down=True))
+            if self._named_for_it and not load_ledger(self.session.ledger_file):
+                # A session named for this cluster that never ran a job: nothing in it to keep
+                # (dask-jobqueue's classes make one per cluster; job_script() alone made many).
+                shutil.rmtree(self.session.directory, ignore_errors=True)
         await super()._close()  # type: ignore[no-untyped-call]
         self._quiet.close()
 
     def __repr__(self) -> str:
         kind = type(self).__name__
         return f"{kind}({self.system.name!r}, name={self.session.name!r}, {self.scheduler_address})"
+
+
+class _Silence:
+    """distributed's log handlers quieted while any cluster that asked lives, and restored
+    when the last one closes (clusters close in any order; the first one's level holds)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._stack: contextlib.ExitStack | None = None
+
+    def hold(self, level: str | int | bool) -> contextlib.ExitStack:
+        """A stack whose close() lets go of this cluster's hold."""
+        from distributed.utils import silence_logging_cmgr
+
+        with self._lock:
+            if self._holders == 0:
+                self._stack = contextlib.ExitStack()
+                self._stack.enter_context(silence_logging_cmgr("error" if level is True else level))
+            self._holders += 1
+        released = contextlib.ExitStack()
+        released.callback(self._release)
+        return released
+
+    def _release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0 and self._stack is not None:
+                self._stack.close()
+                self._stack = None
+
+
+_QUIET = _Silence()
 
 
 def _check_cluster_keywords(security: Any, silence_logs: Any, scheduler_options: Any) -> None:
