@@ -418,6 +418,10 @@ class Keeper(SchedulerPlugin):
                 await self._end_jobs(live, retire=False)
             except DaskHPCError as exc:
                 error = str(exc)
+            # Every job's last state on disk before the answer: the asker may read the ledger
+            # (or the process end) before the scheduler's close writes it.
+            self._dirty = True
+            self._flush()
         assert self.scheduler is not None
         # Answer first, then close: the caller waits for the scheduler's job to end.
         asyncio.get_running_loop().call_later(0.2, lambda: asyncio.ensure_future(self._close_scheduler()))
