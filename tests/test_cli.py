@@ -227,3 +227,17 @@ def test_no_command_wraps_its_lines_at_80_columns_in_a_pipe(monkeypatch: pytest.
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # a pipe, however pytest was started
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert RichSteps().console.width == make_console().width == WIDTH_WHEN_PIPED
+
+
+def test_session_is_another_spelling_of_name_in_the_session_commands(tmp_path: Path) -> None:
+    """``demo --session NAME`` names a session; so does ``status --session NAME``, as --name."""
+    env = {**os.environ, "DASK_HPC_SESSIONS": str(tmp_path)}
+    for flag in ("--name", "--session"):
+        done = subprocess.run(
+            [sys.executable, "-m", "dask_hpc", "status", flag, "nosuch"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert done.returncode != 0 and "nosuch" in done.stderr and "no such option" not in done.stderr

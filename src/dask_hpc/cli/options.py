@@ -107,10 +107,11 @@ def configured(
 
 name_option = click.option(
     "--name",
+    "--session",  # the same: `demo --session NAME` and `bench network --session NAME` say so
     "name",
     default=DEFAULT_NAME,
     show_default=True,
-    help="the session's name",
+    help="the session's name (--session NAME is the same)",
 )
 
 login_host_option = click.option(
