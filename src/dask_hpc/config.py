@@ -39,7 +39,7 @@ from dask_hpc.errors import ConfigError, SpecError
 from dask_hpc.spec import JobSpec
 from dask_hpc.systems import SYSTEMS
 
-__all__ = ["KEYS", "Configuration", "Setting", "config_directories", "flags", "resolve"]
+__all__ = ["KEYS", "Configuration", "Setting", "config_directories", "flags", "resolve", "walltime_as_read"]
 
 #: dask-hpc's keys: for each, the JobSpec option it sets (None: a setting of our own).
 SPEC_KEYS: dict[str, str] = {
@@ -491,7 +491,7 @@ def _jobqueue(
                 unused.append(f"jobqueue.{section_name}.{key} = {value!r} ({where})")
                 continue
             if ours == "walltime":
-                value = _walltime_as_read(system, value)
+                value = walltime_as_read(system, value)
             setting = Setting(ours, value, f"{where} (jobqueue.{section_name}.{key})")
             if key in renamed:
                 old[ours] = (key, setting)
@@ -539,7 +539,7 @@ def _jobqueue_sections(files: Sequence[tuple[str, Path, Any]]) -> list[str]:
     return sorted(names)
 
 
-def _walltime_as_read(system: str, value: Any) -> Any:
+def walltime_as_read(system: str, value: Any) -> Any:
     """A bare number of walltime as the batch system reads it (dask-jobqueue passes it on as
     written): ``90`` for SLURM is ``90m``; for PBS and Grid Engine, ``90s``."""
     kind = SYSTEMS.get(system)

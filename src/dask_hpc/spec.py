@@ -6,6 +6,7 @@ that every batch system module renders from the same frozen, checked values.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -23,6 +24,8 @@ __all__ = [
     "absolute_path",
     "format_walltime",
     "make_log_directory",
+    "parse_arguments",
+    "parse_boolean",
     "parse_memory",
     "parse_walltime",
 ]
@@ -108,8 +111,16 @@ def format_walltime(seconds: int) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}"
 
 
-def parse_memory(value: str | int) -> int:
-    """Memory in bytes. ``"8GB"`` is 8*10**9 and ``"8GiB"`` 8*2**30, as in dask."""
+def parse_memory(value: str | int, field: str = "memory") -> int:
+    """Memory in bytes. ``"8GB"`` is 8*10**9 and ``"8GiB"`` 8*2**30, as in dask. ``field``:
+    the option's name in the error (LSF's ``mem``, HTCondor's ``disk`` are sizes too)."""
+    try:
+        return _memory(value)
+    except SpecError as exc:
+        raise SpecError(field, value, exc.accepted) from None
+
+
+def _memory(value: str | int) -> int:
     if isinstance(value, bool):
         raise SpecError("memory", value, MEMORY_FORMS)
     if isinstance(value, int):
@@ -323,19 +334,32 @@ def _lines(name: str, *, mapping_lines: bool = False) -> Any:
     return parse
 
 
-def _arguments(value: Any) -> tuple[str, ...]:
-    """Command-line arguments: a list (as dask-jobqueue takes them), or one string split as a
-    shell would (``"--resources GPU=1"``)."""
+def parse_arguments(name: str, value: Any) -> tuple[str, ...]:
+    """Command-line arguments: a list of strings (as dask-jobqueue takes them), or one string
+    split as a shell would (``"--resources GPU=1"``, as a flag or a config file gives it)."""
     import shlex
 
     if isinstance(value, str):
         try:
             return tuple(shlex.split(value))
         except ValueError as exc:
-            raise SpecError("worker_extra_args", value, f"cannot be split as a shell would ({exc})") from None
+            raise SpecError(name, value, f"cannot be split as a shell would ({exc})") from None
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
-        return tuple(str(v) for v in value)
-    raise SpecError("worker_extra_args", value, "must be a list of arguments, e.g. ['--resources', 'GPU=1']")
+        words = tuple(value)
+        if all(isinstance(w, str | int | float) and not isinstance(w, bool) for w in words):
+            return tuple(str(w) for w in words)  # dask-jobqueue writes each with str()
+    raise SpecError(name, value, "must be a list of arguments, e.g. ['--resources', 'GPU=1']")
+
+
+def parse_boolean(name: str, value: Any) -> bool:
+    """True or False, or the text ``true``/``false`` (an environment variable's). Other text is
+    refused: dask-jobqueue reads any non-empty string as true (``nanny="no"`` keeps the nanny)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in ("true", "false"):
+        return text == "true"
+    raise SpecError(name, value, "must be True or False")
 
 
 def _seconds(name: str) -> Any:
@@ -353,20 +377,6 @@ def _seconds(name: str) -> Any:
         if seconds is None or not math.isfinite(seconds) or seconds < 1:
             raise SpecError(name, value, "must be at least one second")
         return math.ceil(seconds)
-
-    return parse
-
-
-def _boolean(name: str) -> Any:
-    def parse(value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "yes", "1", "on"):
-            return True
-        if text in ("false", "no", "0", "off"):
-            return False
-        raise SpecError(name, value, "must be true or false")
 
     return parse
 
@@ -443,9 +453,9 @@ _PARSERS: dict[str, Any] = {
     "log_directory": absolute_path,
     "job_directives_skip": _lines("job_directives_skip"),
     "job_script_epilogue": _lines("job_script_epilogue"),
-    "worker_extra_args": _arguments,
+    "worker_extra_args": functools.partial(parse_arguments, "worker_extra_args"),
     "death_timeout": _seconds("death_timeout"),
-    "nanny": _boolean("nanny"),
+    "nanny": functools.partial(parse_boolean, "nanny"),
     "local_directory": str,
     "python": str,
     "worker_command": str,

@@ -344,6 +344,8 @@ def test_pbs_account_from_the_environment_as_dask_jobqueue(monkeypatch: pytest.M
         ({"scheduler_options": {"protocol": "tls"}}, r"scheduler_options\['protocol'\]: give protocol="),
         ({"processes": 10, "memory": "20GB"}, r"invalid cores 'not given': processes=10 need as many cores"),
         ({"wallclock": "1:00:00"}, r"unknown option wallclock \(did you mean walltime\?\)"),
+        # dask-jobqueue reads any non-empty string as true: "no" would keep the nanny there
+        ({"nanny": "no"}, r"invalid nanny 'no': must be True or False"),
     ],
 )
 def test_a_cluster_keyword_of_the_wrong_kind_is_one_line(keywords: dict[str, Any], message: str) -> None:

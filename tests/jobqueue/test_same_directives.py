@@ -16,11 +16,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import dask_jobqueue
 import pytest
 
 from .read_scripts import read_script, read_worker
 
-dask_jobqueue = pytest.importorskip("dask_jobqueue", minversion="0.9.0")  # the test extra has it
+assert dask_jobqueue.__version__.startswith("0.9.0"), dask_jobqueue.__version__
 
 #: What dask-jobqueue asks for that we do not, and why (docs/jobqueue.md says the same).
 THEIRS_ONLY = {

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from dask_hpc.config import SETTING_KEYWORDS, Configuration
+from dask_hpc.config import SETTING_KEYWORDS, Configuration, walltime_as_read
 from dask_hpc.errors import SessionError, SpecError
 from dask_hpc.session.cluster import BatchCluster
 from dask_hpc.spec import JobSpec
@@ -148,7 +148,7 @@ class JobQueueCluster(BatchCluster):
             self.system_name,
             name=name,
             scheduler=scheduler,
-            walltime=_walltime_as_read(self.system_name, walltime),
+            walltime=walltime_as_read(self.system_name, walltime),
             n_workers=n_workers,
             loop=loop,
             config_name=keywords.pop("config_name", None) or self.default_config_name,
@@ -189,15 +189,6 @@ class JobQueueCluster(BatchCluster):
         refused = {"system", "job_cls", "dashboard_address", "host"}
         others = {k for k, key in SETTING_KEYWORDS.items() if key not in theirs}
         return [k for k in super()._known_keywords() if k not in refused | others]
-
-
-def _walltime_as_read(system: str, walltime: str | int | None) -> str | int | None:
-    """A bare number of walltime in the unit ``system`` reads it in (dask-jobqueue passes
-    ``walltime`` on to the batch system as written)."""
-    bare = isinstance(walltime, int) and not isinstance(walltime, bool)
-    bare = bare or (isinstance(walltime, str) and walltime.strip().isdigit())
-    unit = get_system(system).bare_walltime
-    return f"{str(walltime).strip()}{unit}" if bare and unit else walltime
 
 
 class SLURMCluster(JobQueueCluster):

@@ -534,26 +534,3 @@ def setting_line(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or "\n" in value:
         raise SpecError(name, value, "must be one non-empty line of text")
     return value.strip()
-
-
-def setting_arguments(name: str, value: Any) -> tuple[str, ...]:
-    """Command-line arguments: a list, or one string split as a shell would."""
-    if isinstance(value, str):
-        try:
-            return tuple(shlex.split(value))
-        except ValueError as exc:
-            raise SpecError(name, value, f"cannot be split as a shell would ({exc})") from None
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise SpecError(name, value, "must be a list of arguments, e.g. ['-name', 'schedd01']")
-
-
-def setting_boolean(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
-        return True
-    if text in ("false", "no", "0"):
-        return False
-    raise SpecError(name, value, "must be true or false")

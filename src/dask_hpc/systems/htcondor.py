@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from dask_hpc import _process
 from dask_hpc.errors import ParseError, SpecError
-from dask_hpc.spec import DEFAULT_SHEBANG, JobSpec
+from dask_hpc.spec import DEFAULT_SHEBANG, JobSpec, parse_arguments, parse_memory
 from dask_hpc.systems.base import (
     ENV_START,
     ENV_SYSTEM,
@@ -26,7 +26,6 @@ from dask_hpc.systems.base import (
     JobStatus,
     has_references,
     must_match,
-    setting_arguments,
     shell_command,
     shell_value,
 )
@@ -103,17 +102,17 @@ class HTCondorSystem(BatchSystem):
         cancel_command_extra: Sequence[str] | str | None = None,
     ) -> None:
         #: Disk per job, bytes or "1GB": ``request_disk`` (HTCondor's unit: KiB).
-        self.disk = None if disk is None else _disk(disk)
+        self.disk = None if disk is None else parse_memory(disk, "disk")
         #: Arguments added to condor_submit and condor_rm (``-name schedd01``).
         self.submit_command_extra = (
             None
             if submit_command_extra is None
-            else setting_arguments("submit_command_extra", submit_command_extra)
+            else parse_arguments("submit_command_extra", submit_command_extra)
         )
         self.cancel_command_extra = (
             None
             if cancel_command_extra is None
-            else setting_arguments("cancel_command_extra", cancel_command_extra)
+            else parse_arguments("cancel_command_extra", cancel_command_extra)
         )
 
     def header(self, spec: JobSpec) -> list[str]:
@@ -285,13 +284,3 @@ def condor_environment(env: Mapping[str, str]) -> str:
             f"{key}='{inner}'" if (not value or any(c in value for c in " \t'")) else f"{key}={inner}"
         )
     return '"' + " ".join(parts) + '"'
-
-
-def _disk(value: int | str) -> int:
-    """Bytes from an int or a size with its unit (``"1GB"``), as dask-jobqueue's ``disk``."""
-    from dask_hpc.spec import parse_memory
-
-    try:
-        return parse_memory(value)
-    except SpecError as exc:
-        raise SpecError("disk", value, exc.accepted) from None

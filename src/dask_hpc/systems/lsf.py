@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc.errors import ParseError, SpecError
-from dask_hpc.spec import JobSpec, parse_memory
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_boolean, setting_whole
+from dask_hpc.spec import JobSpec, parse_boolean, parse_memory
+from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_whole
 
 __all__ = ["LSFSystem"]
 
@@ -72,12 +72,12 @@ class LSFSystem(BatchSystem):
         #: -n, instead of the cores.
         self.ncpus = None if ncpus is None else setting_whole("ncpus", ncpus)
         #: The memory asked of LSF (-M and rusage), instead of the memory: bytes, or "25GB".
-        self.mem = None if mem is None else _bytes("mem", mem)
+        self.mem = None if mem is None else parse_memory(mem, "mem")
         #: The unit we write memory in (kb, mb, gb, tb): always with the unit, so that it does
         #: not depend on the site's LSF_UNIT_FOR_LIMITS (dask-jobqueue writes a bare number).
         self.lsf_units = None if lsf_units is None else _unit(lsf_units)
         #: False: ``bsub script`` instead of ``bsub < script``.
-        self.use_stdin = None if use_stdin is None else setting_boolean("use_stdin", use_stdin)
+        self.use_stdin = None if use_stdin is None else parse_boolean("use_stdin", use_stdin)
 
     @property
     def script_on_stdin(self) -> bool:
@@ -177,14 +177,6 @@ def _finished_state(reason: str | None) -> JobState:
     if text.startswith(("TERM_OWNER", "TERM_ADMIN", "TERM_FORCE_OWNER", "TERM_FORCE_ADMIN")):
         return JobState.CANCELLED
     return JobState.FAILED
-
-
-def _bytes(name: str, value: int | str) -> int:
-    """Bytes from an int (dask-jobqueue's ``mem``) or a size with its unit (``"25GB"``)."""
-    try:
-        return parse_memory(value)
-    except SpecError as exc:
-        raise SpecError(name, value, exc.accepted) from None
 
 
 def _unit(value: str) -> str:
