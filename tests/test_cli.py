@@ -102,8 +102,8 @@ def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> No
         (["script", "--memory", "lots"], "error: invalid memory 'lots'"),
         (["script", "--cores", "0"], "error: invalid cores 0"),
         (
-            ["script", "--system", "moab"],
-            "error: unknown system 'moab'; known systems: htcondor, local, lsf",
+            ["script", "--system", "loadleveler"],
+            "error: unknown system 'loadleveler'; known systems: htcondor, local, lsf, moab, oar",
         ),
         (
             ["script", "--banana", "1"],
@@ -201,7 +201,8 @@ def test_dask_hpc_through_dasks_own_cli() -> None:
     )
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
-        "error: unknown system 'nonesuch'; known systems: htcondor, local, lsf, pbs, sge, slurm, torque"
+        "error: unknown system 'nonesuch'; known systems: "
+        "htcondor, local, lsf, moab, oar, pbs, sge, slurm, torque"
     ]
 
 

@@ -93,7 +93,7 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
                     "death-timeout": 60,  # dask-jobqueue's own default: not the user's choice
                     "worker-extra-args": ["--lifetime", "55m"],
                     "scheduler-options": {"dashboard_address": ":8788"},
-                    "memory-per-core-property-name": "memcore",  # OAR's: nothing reads it for SLURM
+                    "worker-class": "dask_cuda.CUDAWorker",  # not dask-jobqueue 0.9.0's: listed
                 },
                 "pbs": {"queue": "economy", "account": "P123"},
                 "htcondor": {"job-extra-directives": {"+ProjectName": '"x"'}},
@@ -111,7 +111,7 @@ def test_dask_jobqueues_settings_with_its_meanings(dirs: dict[str, Path]) -> Non
     assert "death-timeout" not in c.settings or c.settings["death-timeout"].source == "default"
     # The cluster classes' own keys are kept for them (dask_hpc.jobqueue), the rest listed.
     assert c.jobqueue_cluster["scheduler-options"].value == {"dashboard_address": ":8788"}
-    assert c.unused == [f"jobqueue.slurm.memory-per-core-property-name = 'memcore' ({where})"]
+    assert c.unused == [f"jobqueue.slurm.worker-class = 'dask_cuda.CUDAWorker' ({where})"]
     # Another system reads its own section; torque reads PBS's, as dask-jobqueue's PBSCluster.
     assert configured(dirs, {"system": "torque"}).get("queue") == "economy"
     assert configured(dirs, {"system": "sge"}).get("queue") is None
@@ -184,10 +184,10 @@ def test_a_site_profile_is_chosen_by_the_host_name(dirs: dict[str, Path]) -> Non
             r"job-script-prologue \[1, 2\]: a list of lines",
         ),
         (
-            {"user/x.yaml": {"dask-hpc": {"system": "moab"}}},
+            {"user/x.yaml": {"dask-hpc": {"system": "loadleveler"}}},
             {},
             "login1",
-            r"user file .*: system 'moab' is not a batch system we know: one of slurm, ",
+            r"user file .*: system 'loadleveler' is not a batch system we know: one of slurm, ",
         ),
         (
             {},

@@ -1,7 +1,7 @@
 """dask-hpc: Dask on supercomputers.
 
-MPI launch, interactive sessions on batch systems (SLURM, PBS, SGE, LSF,
-HTCondor, or plain local processes), JupyterLab beside the scheduler.
+MPI launch, interactive sessions on batch systems (SLURM, PBS, Torque, Moab, SGE,
+LSF, HTCondor, OAR, or plain local processes), JupyterLab beside the scheduler.
 """
 
 from __future__ import annotations
@@ -14,12 +14,28 @@ from dask_hpc.systems import BatchSystem, JobContext, JobState, JobStatus, curre
 
 if TYPE_CHECKING:
     from dask_hpc.data import open_mfdataset
-    from dask_hpc.jobqueue import HTCondorCluster, LSFCluster, PBSCluster, SGECluster, SLURMCluster
+    from dask_hpc.jobqueue import (
+        HTCondorCluster,
+        LSFCluster,
+        MoabCluster,
+        OARCluster,
+        PBSCluster,
+        SGECluster,
+        SLURMCluster,
+    )
     from dask_hpc.session.cluster import BatchCluster, client_security, connect
 
 
 #: dask-jobqueue's classes (dask_hpc.jobqueue): ``from dask_hpc import SLURMCluster``.
-JOBQUEUE_CLASSES = ("HTCondorCluster", "LSFCluster", "PBSCluster", "SGECluster", "SLURMCluster")
+JOBQUEUE_CLASSES = (
+    "HTCondorCluster",
+    "LSFCluster",
+    "MoabCluster",
+    "OARCluster",
+    "PBSCluster",
+    "SGECluster",
+    "SLURMCluster",
+)
 
 __all__ = [
     "BatchCluster",
@@ -31,6 +47,8 @@ __all__ = [
     "JobState",
     "JobStatus",
     "LSFCluster",
+    "MoabCluster",
+    "OARCluster",
     "PBSCluster",
     "SGECluster",
     "SLURMCluster",

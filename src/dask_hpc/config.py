@@ -76,8 +76,8 @@ OWN_KEYS: dict[str, str] = {
     "sge-parallel-environment": "the Grid Engine parallel environment for jobs of several cores "
     "(qconf -spl lists them)",
     # The batch systems' own (dask-jobqueue's names), each read by the systems named:
-    "resource-spec": "PBS and Grid Engine: the -l line of a job's resources, e.g. "
-    "select=1:ncpus=36:mem=100GB",
+    "resource-spec": "PBS, Grid Engine and OAR: the -l line of a job's resources, e.g. "
+    "select=1:ncpus=36:mem=100GB (OAR: /nodes=1/core=16)",
     "job-cpu": "SLURM: --cpus-per-task, when it differs from the cores",
     "job-mem": "SLURM: --mem as sbatch reads it, e.g. 16G, when it differs from the memory",
     "ncpus": "LSF: -n, when it differs from the cores",
@@ -85,6 +85,8 @@ OWN_KEYS: dict[str, str] = {
     "lsf-units": "LSF: the unit memory is written in: kb, mb, gb or tb",
     "lsf-use-stdin": "LSF: true (bsub < script) or false (bsub script)",
     "disk": "HTCondor: disk per job, a size such as 1GB",
+    "memory-per-core-property-name": "OAR: the resources' property of MiB per core that -p asks "
+    "for (oarnodes lists them, e.g. memcore), or not_applicable",
     "submit-command-extra": "HTCondor: arguments added to condor_submit, e.g. [-name, schedd01]",
     "cancel-command-extra": "HTCondor: arguments added to condor_rm",
 }
@@ -103,6 +105,7 @@ SETTING_KEYWORDS = {
     "disk": "disk",
     "submit_command_extra": "submit-command-extra",
     "cancel_command_extra": "cancel-command-extra",
+    "memory_per_core_property_name": "memory-per-core-property-name",
 }
 #: Config keys by JobSpec option name (``job_name`` -> ``job-name``).
 OPTION_KEYS = {option: key for key, option in SPEC_KEYS.items()}
@@ -133,7 +136,7 @@ JOBQUEUE_KEYS: dict[str, str] = {
     "use-stdin": "lsf-use-stdin",
     # The systems' own keys are dask-jobqueue's names (its sections are per system):
     **{key: key for key in ("resource-spec", "job-cpu", "job-mem", "ncpus", "mem", "lsf-units", "disk")},
-    **{key: key for key in ("submit-command-extra", "cancel-command-extra")},
+    **{key: key for key in ("submit-command-extra", "cancel-command-extra", "memory-per-core-property-name")},
 }
 #: dask-jobqueue's deprecated names and their new ones (project: for SLURM and PBS, where it
 #: became account; SGE and LSF call the account a project).

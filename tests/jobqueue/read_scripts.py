@@ -196,7 +196,52 @@ def read_htcondor(script: str) -> dict[str, Any]:
     return out
 
 
-READERS = {"slurm": read_slurm, "pbs": read_pbs, "sge": read_sge, "lsf": read_lsf, "htcondor": read_htcondor}
+def read_moab(script: str) -> dict[str, Any]:
+    """msub reads #PBS lines as Torque's qsub does, and takes PBS Pro's select form too: one
+    chunk of ncpus is one node of that many processors (ppn)."""
+    out = read_pbs(script)
+    renamed = {"select": "nodes", "ncpus": "ppn"}
+    return {renamed.get(k, k): v for k, v in out.items()}
+
+
+def read_oar(script: str) -> dict[str, Any]:
+    """#OAR lines as oarsub -S reads them (OAR::Sub::scan_script): the rest of the line is the
+    value, word for word; -l is resources and walltime (hour[:min[:sec]]); the last -p
+    counts, read here as its set of AND-ed conditions (quotes and brackets round them aside)."""
+    out: dict[str, Any] = {}
+    for line in script.splitlines():
+        if not line.startswith("#OAR "):
+            continue
+        flag, _, value = line[len("#OAR ") :].strip().partition(" ")
+        value = value.strip()
+        if flag in ("-l", "--resource"):
+            assert "-l" not in out, f"a second -l is another choice of resources: {line}"
+            resources, _, walltime = value.partition(",walltime=")
+            out["-l"] = {k: int(v) for k, v in (part.split("=") for part in resources.split("/") if part)}
+            out["walltime"] = (
+                _clock(walltime, two_fields="HH:MM") if ":" in walltime else int(walltime) * 3600
+            )
+        elif flag in ("-p", "--property"):
+            value = value[1:-1] if value[:1] == value[-1:] == "'" else value
+            out["-p"] = {part.strip().strip("()").strip() for part in value.split(" AND ")}
+        elif flag in ("-t", "--type"):
+            out.setdefault("-t", []).append(value)
+        elif flag in ("-O", "-E"):
+            out[flag] = _log_dir(value)
+        else:
+            out[flag] = value
+    return out
+
+
+READERS = {
+    "slurm": read_slurm,
+    "pbs": read_pbs,
+    "moab": read_moab,
+    "sge": read_sge,
+    "lsf": read_lsf,
+    "htcondor": read_htcondor,
+    "oar": read_oar,
+}
 
 
 def read_script(system: str, script: str, *, lsf_units: str = "kb") -> dict[str, Any]:

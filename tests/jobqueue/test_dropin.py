@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 import dask_hpc
-from dask_hpc.errors import ConfigError, SessionError, SpecError
+from dask_hpc.errors import ConfigError, ParseError, SessionError, SpecError
 from dask_hpc.jobqueue import (
     HTCondorCluster,
     JobQueueCluster,
     LSFCluster,
+    MoabCluster,
+    OARCluster,
     PBSCluster,
     SGECluster,
     SLURMCluster,
@@ -52,7 +54,8 @@ def script_of(cls: type[JobQueueCluster], **keywords: Any) -> str:
 
 
 def test_the_classes_are_importable_from_dask_hpc() -> None:
-    for name in ("SLURMCluster", "PBSCluster", "SGECluster", "LSFCluster", "HTCondorCluster"):
+    names = ("SLURMCluster", "PBSCluster", "SGECluster", "LSFCluster", "HTCondorCluster")
+    for name in (*names, "OARCluster", "MoabCluster"):
         assert getattr(dask_hpc, name) is getattr(dask_hpc.jobqueue, name)
         assert name in dask_hpc.__all__
 
@@ -152,6 +155,26 @@ def test_refused_in_one_line_before_anything_starts(keywords: dict[str, Any], me
         SLURMCluster(interface="lo", **keywords)
 
 
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        # OAR would read a second -l as another choice of resources (a moldable job).
+        ({"job_extra_directives": ["-l /nodes=2"]}, r"OAR reads a second -l as another choice"),
+        ({"job_extra_directives": ["-l walltime=2:00:00"]}, r"sets the walltime: give it with --walltime"),
+        ({"resource_spec": "/nodes=1/core=4,walltime=1"}, r"holds a walltime"),
+        ({"memory_per_core_property_name": "mem core"}, r"must be the name of an OAR resource property"),
+        ({"log_directory": "/scratch/it's"}, r"oar cannot take ' in a path"),
+        ({"job_name": "my'job"}, r"oar cannot take"),
+        ({"job_cpu": 4}, r"invalid job_cpu 4: oar does not read it"),
+    ],
+)
+def test_oar_refuses_in_one_line(keywords: dict[str, Any], message: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises((SessionError, SpecError), match=message):
+            OARCluster(interface="lo", **keywords)
+
+
 def test_the_base_class_is_not_a_cluster() -> None:
     with pytest.raises(SessionError, match="use SLURMCluster, PBSCluster"):
         JobQueueCluster()
@@ -162,6 +185,9 @@ def test_a_bare_walltime_is_read_as_each_batch_system_reads_it() -> None:
     assert read_script("lsf", script_of(LSFCluster, walltime="90"))["-W"] == 90 * 60
     assert read_script("pbs", script_of(PBSCluster, walltime="3600"))["walltime"] == 3600
     assert read_script("sge", script_of(SGECluster, walltime=1500000))["h_rt"] == 1500000
+    assert read_script("oar", script_of(OARCluster, walltime="2"))["walltime"] == 2 * 3600
+    assert read_script("oar", script_of(OARCluster, walltime="01:30"))["walltime"] == 90 * 60
+    assert read_script("moab", script_of(MoabCluster, walltime="3600"))["walltime"] == 3600
     with pytest.raises(SpecError, match="a bare number is ambiguous"):  # ours: no system to ask
         dask_hpc.BatchCluster("slurm", scheduler="local", walltime="90", interface="lo", name="bare")
 
@@ -197,6 +223,45 @@ def test_lsf_keywords() -> None:
     system = get_system("lsf", {"lsf-use-stdin": False})
     assert not system.script_on_stdin and system.submit_argv(Path("/j.sh")) == ["bsub", "/j.sh"]
     assert get_system("lsf").script_on_stdin and get_system("lsf").submit_argv(Path("/j.sh")) == ["bsub"]
+
+
+def test_oar_warns_as_dask_jobqueue_when_no_memory_property_is_named() -> None:
+    with pytest.warns(UserWarning, match="OAR is not asked for the memory.*memory-per-core-property-name"):
+        script_of(OARCluster, cores=4, memory="16GB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        job = read_script(
+            "oar", script_of(OARCluster, cores=4, memory="16GB", memory_per_core_property_name="memcore")
+        )
+        assert job["-p"] == {f"memcore>={math.ceil(16e9 / 4 / 2**20)}"}
+        assert "-p" not in read_script(
+            "oar", script_of(OARCluster, memory_per_core_property_name="not_applicable")
+        )
+
+
+def test_oar_keywords_as_oarsub_reads_them() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        job = read_script(
+            "oar",
+            script_of(OARCluster, resource_spec="/nodes=2/core=8", project="pr1", job_name="dask-w"),
+        )
+    # oarsub takes the rest of the line as the value, word for word: no quotes.
+    assert job["-l"] == {"nodes": 2, "core": 8} and job["--project"] == "pr1" and job["-n"] == "dask-w"
+    system = get_system("oar")
+    assert system.submit_argv(Path("/s/job.sh")) == ["oarsub", "-S", "/s/job.sh"]
+    assert system.query_argv(["5", "6"]) == ["oarstat", "-f", "-j", "5", "-j", "6"]
+
+
+def test_moab_submits_with_msub_and_cancels_with_canceljob() -> None:
+    system = get_system("moab")
+    assert system.submit_argv(Path("/s/job.sh")) == ["msub", "/s/job.sh"]
+    assert system.cancel_argv(["4711"]) == ["canceljob", "4711"]
+    # msub answers the resource manager's id (often after an empty line); Moab's own is refused.
+    assert system.parse_job_id("\n4711\n") == "4711"
+    assert system.parse_job_id("4711.torque01.example.org\n") == "4711.torque01.example.org"
+    with pytest.raises(ParseError):
+        system.parse_job_id("\nMoab.12\n")
 
 
 def test_the_scheduler_options_and_class_are_distributeds() -> None:

@@ -44,6 +44,8 @@ OURS_ONLY = {
     "pbs": {"-o", "-e"},
     "sge": {"-S", "mem_free", "-o", "-e"},  # bash; memory per slot (docs/jobqueue.md)
     "lsf": {"-o", "-e", "-R"},  # rusage[mem] beside -M; span[hosts=1] for one core too
+    "moab": {"-o", "-e"},
+    "oar": {"-O", "-E"},
     # how the job runs the worker (our submit description), the walltime, the logs
     "htcondor": {"universe", "environment", "getenv", "periodicremove", "periodicremovereason"}
     | {"output", "error", "log"},
@@ -55,10 +57,12 @@ JOB_CLASSES = {
     "sge": ("SGECluster", "dask_jobqueue.sge", "SGEJob"),
     "lsf": ("LSFCluster", "dask_jobqueue.lsf", "LSFJob"),
     "htcondor": ("HTCondorCluster", "dask_jobqueue.htcondor", "HTCondorJob"),
+    "oar": ("OARCluster", "dask_jobqueue.oar", "OARJob"),
+    "moab": ("MoabCluster", "dask_jobqueue.moab", "MoabJob"),
 }
 
-ALL = ("slurm", "pbs", "sge", "lsf", "htcondor")
-BATCH = ("slurm", "pbs", "sge", "lsf")  # the systems whose jobs are scripts with directives
+ALL = ("slurm", "pbs", "sge", "lsf", "htcondor", "oar", "moab")
+BATCH = ("slurm", "pbs", "sge", "lsf", "oar", "moab")  # the systems whose jobs are scripts with directives
 
 # (systems, keywords): each keyword alone beside cores and memory, then the docs' examples.
 CASES: list[tuple[tuple[str, ...], dict[str, Any]]] = [
@@ -67,8 +71,8 @@ CASES: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (ALL, {"cores": 8, "processes": 2, "memory": "16GB"}),
     (BATCH, {"walltime": "02:00:00"}),
     (BATCH, {"queue": "regular"}),
-    (("slurm", "pbs"), {"account": "abc123"}),
-    (("sge", "lsf"), {"project": "abc123"}),
+    (("slurm", "pbs", "moab"), {"account": "abc123"}),
+    (("sge", "lsf", "oar"), {"project": "abc123"}),
     (ALL, {"job_name": "my-workers"}),
     (BATCH, {"log_directory": "logs"}),
     (BATCH, {"job_script_prologue": ["module load python/3.11", "source activate dask"]}),
@@ -103,6 +107,13 @@ CASES: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("lsf",), {"mem": 12 * 10**9, "lsf_units": "mb"}),
     (("lsf",), {"walltime": "01:30"}),  # bsub -W: 1 h 30 min
     (("htcondor",), {"disk": "5GB"}),
+    (("oar",), {"memory_per_core_property_name": "memcore"}),
+    (("oar",), {"memory_per_core_property_name": "memcore", "job_extra_directives": ["-p cluster='dahu'"]}),
+    (("oar",), {"memory_per_core_property_name": "not_applicable"}),
+    (("oar",), {"resource_spec": "/nodes=2/core=8"}),
+    (("oar",), {"walltime": "2"}),  # oarsub: hours
+    (("oar",), {"job_extra_directives": ["-t besteffort", "-t idempotent"]}),
+    (("moab",), {"resource_spec": "nodes=1:ppn=16,mem=32gb"}),
     # dask-jobqueue's documentation's examples (docs/source/examples.rst, index.rst)
     (
         ("pbs",),
@@ -122,6 +133,7 @@ CASES: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("sge",), {"queue": "default.q", "walltime": "1500000", "processes": 10, "cores": 10, "memory": "20GB"}),
     (("lsf",), {"queue": "general", "project": "cpp", "walltime": "00:30", "cores": 15, "memory": "25GB"}),
     (("htcondor",), {"cores": 1, "memory": "2GB", "disk": "1GB"}),
+    (("oar",), {"queue": "default", "walltime": "01:00:00", "cores": 16, "memory": "64GB"}),
 ]
 DEFAULTS = {"cores": 4, "memory": "8GB", "disk": "1GB"}
 
@@ -145,6 +157,7 @@ def theirs(system: str, keywords: dict[str, Any], tmp: Path) -> str:
         given.pop("disk")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)  # OAR's memory property (tested in test_dropin)
         job = job_class(scheduler="tcp://127.0.0.1:8786", name="dummy-name", interface="lo", **given)
     return str(job.job_script())
 
@@ -158,6 +171,7 @@ def ours(system: str, keywords: dict[str, Any], tmp: Path) -> str:
     cls = getattr(dask_hpc, JOB_CLASSES[system][0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
         cluster = cls(interface="lo", shared_temp_directory=str(tmp / "sessions"), **given)
     try:
         return str(cluster.job_script())
@@ -174,6 +188,9 @@ def same(key: str, mine: Any, their: Any, memory: int = 0) -> bool:
         return bool(min(memory, their) <= mine <= their)
     if key in ROUNDING and isinstance(mine, int) and isinstance(their, int):
         return abs(mine - their) <= ROUNDING[key]
+    if key == "-p" and isinstance(mine, set) and isinstance(their, set):
+        # OAR's memory property per core: dask-jobqueue and ours round MiB up alike.
+        return bool(mine == their)
     if key == "-R":  # LSF's resource strings: theirs among ours
         return set(their) <= set(mine)
     return bool(mine == their)

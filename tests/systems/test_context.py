@@ -29,7 +29,7 @@ def test_end_time_from_the_scripts_start_and_walltime(tmp_path: object) -> None:
 
 def test_unknown_system_name_lists_known_ones() -> None:
     with pytest.raises(
-        UnknownSystemError, match="known systems: htcondor, local, lsf, pbs, sge, slurm, torque"
+        UnknownSystemError, match="known systems: htcondor, local, lsf, moab, oar, pbs, sge, slurm, torque"
     ):
-        get_system("moab")
+        get_system("loadleveler")
     assert get_system(" SLURM ").name == "slurm"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dask_hpc.errors import ParseError
+from dask_hpc.errors import CommandError, ParseError
 from dask_hpc.systems import JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
@@ -242,3 +242,43 @@ def test_a_cancel_that_failed_only_for_jobs_already_gone(recorded: str, only_gon
 )
 def test_cancel_output_read_line_by_line(system: str, output: str, only_gone: bool) -> None:
     assert get_system(system).cancel_failure_is_only_gone_jobs(output) is only_gone
+
+
+# ---- Moab over Torque ----------------------------------------------------------------
+
+
+def test_moab_follows_its_jobs_with_torques_qstat() -> None:
+    moab = get_system("moab")
+    assert moab.query_argv(["512"]) == ["qstat", "-f", "512"]
+    wanted = ["512.torque01.example.org", "513"]
+    out = moab.parse_query(read("pbs/qstat-f-torque.txt"), wanted)
+    assert brief(out[wanted[0]]) == (JobState.TIMEOUT, "n012", -11)
+    assert brief(out["513"]) == (JobState.COMPLETED, "n013", 0)
+
+
+def fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scripts: str) -> None:
+    """Commands of a batch system we cannot run here, each a shell script, first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+def test_moab_cancel_that_failed_for_a_finished_job_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """canceljob's words for an ended job are not on record: the resource manager says."""
+    torque = RECORDED / "pbs" / "qstat-f-torque.txt"
+    fake_commands(
+        tmp_path,
+        monkeypatch,
+        canceljob='echo "ERROR: cannot cancel $1" >&2; exit 1',
+        qstat=f"cat {torque}",
+    )
+    moab = get_system("moab")
+    moab.cancel(["513.torque01.example.org"])  # completed: nothing to cancel
+    with pytest.raises(CommandError, match="moab could not cancel"):
+        moab.cancel(["514.torque01.example.org"])  # still running: the failure is real

@@ -29,6 +29,8 @@ EXTRA = {
     "sge": ["-l exclusive=true"],
     "lsf": ['-R "select[mem>10000]"'],
     "htcondor": ['requirements = (OpSysAndVer == "CentOS7")'],
+    "moab": ["-l naccesspolicy=singlejob"],
+    "oar": ["-t besteffort", "-p cluster='dahu'"],
     "local": [],
 }
 
@@ -72,6 +74,8 @@ OVERRIDE = {
     "sge": (["-l h_vmem=4G", "-pe mpi 4"], ["-P "]),
     "lsf": (["-M 8GB", '-R "span[ptile=4]"'], ["-P "]),
     "htcondor": (["request_memory = 8GB", "request_gpus = 1"], ["accounting_group"]),
+    "moab": (["-l nodes=1:ppn=4:gpus=1", "-l pmem=2gb"], ["-A "]),
+    "oar": (["-n gpu-workers", "-O /scratch/alice/%jobid%.out"], ["--project"]),
     "local": (["--output=/scratch/alice/%x-%j.out"], []),
 }
 
@@ -86,7 +90,7 @@ SESSION_CASES = ("session-scheduler", "session-worker")
 
 #: A site's settings (dask-hpc's configuration), as our test Grid Engine has them: every
 #: system takes what is its own and leaves the rest.
-SITE = {"sge-parallel-environment": "smp"}
+SITE = {"sge-parallel-environment": "smp", "memory-per-core-property-name": "memcore"}
 
 
 def render_session(system: str, case: str) -> str:
@@ -211,6 +215,9 @@ def test_each_of_our_directives_sets_one_thing(system: str) -> None:
     if system in ("htcondor", "local"):
         spec = JobSpec.from_options({**CASES["full"], "queue": None, "account": None}, cores=8)
     for directive in batch.directives(spec):
+        if system == "oar" and directive.startswith("-l "):  # OAR's one line for both
+            assert batch.sets(directive) == {"resources", "walltime"}
+            continue
         assert len(batch.sets(directive)) == 1, directive
 
 

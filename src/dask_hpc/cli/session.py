@@ -156,6 +156,7 @@ def up(
     # What the jobs took of the options, once they run: a failed start stays one line.
     notes = [lifecycle.scheduler_note(job_options, scheduler_spec, own_walltime=bool(scheduler_walltime))]
     notes.append(lifecycle.replaced_note(batch, spec) or "")
+    notes += batch.notes(spec)
     for note in filter(None, notes):
         console.print(note, soft_wrap=True, markup=False)
     web = started.web

@@ -1,4 +1,5 @@
-"""SLURMCluster, PBSCluster, SGECluster, LSFCluster, HTCondorCluster: dask-jobqueue 0.9.0's
+"""SLURMCluster, PBSCluster, SGECluster, LSFCluster, HTCondorCluster, OARCluster, MoabCluster:
+dask-jobqueue 0.9.0's
 classes, as BatchClusters that keep its defaults and read its keywords as it does.
 
 Written from dask-jobqueue's documentation and its classes' behaviour (what each keyword puts
@@ -24,6 +25,8 @@ __all__ = [
     "HTCondorCluster",
     "JobQueueCluster",
     "LSFCluster",
+    "MoabCluster",
+    "OARCluster",
     "PBSCluster",
     "SGECluster",
     "SLURMCluster",
@@ -102,7 +105,7 @@ class JobQueueCluster(BatchCluster):
         if not self.system_name:
             raise SessionError(
                 "JobQueueCluster is dask-jobqueue's base class: use SLURMCluster, PBSCluster, "
-                "SGECluster, LSFCluster or HTCondorCluster"
+                "SGECluster, LSFCluster, HTCondorCluster, OARCluster or MoabCluster"
             )
         if job_cls is not None:
             raise SessionError(
@@ -216,6 +219,17 @@ class PBSCluster(JobQueueCluster):
         return options
 
 
+class MoabCluster(PBSCluster):
+    """dask-jobqueue's MoabCluster: PBSCluster's keywords and script (``#PBS`` lines, which
+    ``msub`` reads), submitted with ``msub`` and cancelled with ``canceljob``. dask-hpc follows
+    the jobs with the resource manager's ``qstat`` (Torque's), so ``msub`` must answer with
+    its job ids (Moab's default over Torque), and asks for ``nodes=1:ppn=N`` as Torque reads
+    it where dask-jobqueue writes PBS Pro's ``select``."""
+
+    system_name = "moab"
+    default_config_name = "moab"
+
+
 class SGECluster(JobQueueCluster):
     """dask-jobqueue's SGECluster: ``SGECluster(queue="default.q", walltime="1500000",
     cores=1, memory="20GB", resource_spec="h_vmem=20G,mem_req=20G")``. ``project`` is
@@ -264,6 +278,20 @@ class HTCondorCluster(JobQueueCluster):
         if skip:
             keywords = {**keywords, "job_directives_skip": tuple(_condor_command(s) for s in _as_tuple(skip))}
         return keywords
+
+
+class OARCluster(JobQueueCluster):
+    """dask-jobqueue's OARCluster: ``OARCluster(cores=16, memory="64GB", queue="default",
+    project="myproject", walltime="01:00:00", memory_per_core_property_name="memcore")``.
+    ``resource_spec`` replaces ``/nodes=1/core=N`` in the ``-l`` line (the walltime is added
+    to it); ``memory_per_core_property_name`` is the resources' property of MiB per core that
+    ``-p`` asks for (without it OAR is not asked for memory: a warning says so, as in
+    dask-jobqueue; ``"not_applicable"`` says the site has none). ``project`` is
+    ``--project``. A bare walltime is hours, as oarsub reads it."""
+
+    system_name = "oar"
+    default_config_name = "oar"
+    project_is_account = True
 
 
 def _condor_command(name: str) -> str:

@@ -138,9 +138,10 @@ class BatchCluster(Cluster):
         Python (this one); the module ``python -m`` runs (``dask worker``, ours, which
         names workers after their job and retires them before the walltime).
     resource_spec, job_cpu, job_mem, ncpus, mem, lsf_units, use_stdin, disk, \
-submit_command_extra, cancel_command_extra
+submit_command_extra, cancel_command_extra, memory_per_core_property_name
         One batch system's own, as dask-jobqueue's class for it takes them (refused for
-        another): PBS and Grid Engine's ``-l`` line of resources; SLURM's
+        another): PBS, Grid Engine and OAR's ``-l`` line of resources; OAR's property of
+        MiB per core (``memcore``: ``-p memcore>=N``); SLURM's
         ``--cpus-per-task`` and ``--mem``; LSF's ``-n``, ``-M`` (bytes), the unit memory is
         written in, ``bsub < script`` (True) or ``bsub script``; HTCondor's disk (bytes or
         ``"1GB"``) and arguments added to ``condor_submit`` and ``condor_rm``.
@@ -225,6 +226,7 @@ submit_command_extra, cancel_command_extra
         disk: int | str | None = None,
         submit_command_extra: Sequence[str] | None = None,
         cancel_command_extra: Sequence[str] | None = None,
+        memory_per_core_property_name: str | None = None,
         n_workers: int = 0,
         interface: str | None = None,
         protocol: str | None = None,
@@ -282,6 +284,7 @@ submit_command_extra, cancel_command_extra
             "disk": disk,
             "submit_command_extra": submit_command_extra,
             "cancel_command_extra": cancel_command_extra,
+            "memory_per_core_property_name": memory_per_core_property_name,
         }
         keywords = {k: v for k, v in given.items() if v is not None}
         settings = {SETTING_KEYWORDS[k]: v for k, v in system_keywords.items() if v is not None}
@@ -319,6 +322,8 @@ submit_command_extra, cancel_command_extra
             logs=self.session.logs,
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
+        for note in self.system.notes(self.spec):
+            warnings.warn(note, UserWarning, stacklevel=2)
         self._in_job = scheduler == "job"
         _check_cluster_keywords(security, silence_logs, scheduler_options)
         tls = _choose_security(security, protocol, insecure, self._tls_by_default, self._in_job)

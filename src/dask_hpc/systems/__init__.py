@@ -11,7 +11,8 @@ from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, JobContext, JobState,
 from dask_hpc.systems.htcondor import HTCondorSystem
 from dask_hpc.systems.local import LocalSystem
 from dask_hpc.systems.lsf import LSFSystem
-from dask_hpc.systems.pbs import PBSSystem, TorqueSystem
+from dask_hpc.systems.oar import OARSystem
+from dask_hpc.systems.pbs import MoabSystem, PBSSystem, TorqueSystem
 from dask_hpc.systems.sge import SGESystem
 from dask_hpc.systems.slurm import SlurmSystem
 
@@ -31,9 +32,11 @@ SYSTEMS: dict[str, type[BatchSystem]] = {
         SlurmSystem,
         PBSSystem,
         TorqueSystem,
+        MoabSystem,
         SGESystem,
         LSFSystem,
         HTCondorSystem,
+        OARSystem,
         LocalSystem,
     )
 }

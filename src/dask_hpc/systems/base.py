@@ -218,6 +218,11 @@ class BatchSystem(ABC):
                 out[d] = by[0]
         return out
 
+    def notes(self, spec: JobSpec) -> list[str]:
+        """Lines that say what this system's jobs will not ask for although the spec says so
+        (OAR without a memory property): printed by ``up``, warned by BatchCluster."""
+        return []
+
     def render(self, spec: JobSpec, command: Sequence[str]) -> str:
         """The job script that runs ``command`` with ``spec``'s resources."""
         lines = [spec.shebang]

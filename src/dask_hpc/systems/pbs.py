@@ -1,17 +1,19 @@
-"""PBS Professional / OpenPBS (``pbs``) and Torque (``torque``): qsub, qstat -f, qdel."""
+"""PBS Professional / OpenPBS (``pbs``), Torque (``torque``): qsub, qstat -f, qdel; and Moab
+over Torque (``moab``): msub, qstat -f, canceljob."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from dask_hpc import _process
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
 
-__all__ = ["PBSSystem", "TorqueSystem", "parse_qstat_full"]
+__all__ = ["MoabSystem", "PBSSystem", "TorqueSystem", "parse_qstat_full"]
 
 STATES: dict[str, JobState] = {
     "Q": JobState.PENDING,
@@ -137,6 +139,45 @@ class TorqueSystem(PBSSystem):
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qstat", "-f", *job_ids]  # Torque has no -x; completed jobs stay as C
+
+
+class MoabSystem(TorqueSystem):
+    """Moab over Torque, as dask-jobqueue's MoabCluster: the same job script (msub reads
+    ``#PBS`` lines), submitted with ``msub`` and cancelled with ``canceljob``.
+
+    The keeper follows the jobs with the resource manager's ``qstat -f``, as Moab sites'
+    workflow tools do (Rocoto's MoabTorque system): Moab has no state query whose output
+    we have seen from a real site. So the job id must be the resource manager's (Moab's
+    default with Torque: ``msub`` answers ``4711`` or ``4711.server``); an answer of Moab's
+    own (``Moab.12``) is refused as unclear, with where to find the job.
+    """
+
+    name = "moab"
+    list_jobs = "showq -u $USER"
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["msub", str(script)]
+
+    def parse_job_id(self, stdout: str) -> str:
+        # msub prints the id alone on its last line (often after an empty one).
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+        return must_match(r"^(\d+(?:\.\S+)?)$", lines[-1] if lines else "", "a Torque job id")[1]
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["canceljob", *job_ids]
+
+    def cancel(self, job_ids: Iterable[str]) -> None:
+        """canceljob's words for a job that has already ended are not on record here: when it
+        fails, the jobs the resource manager no longer runs are not an error."""
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return
+        done = _process.run(self.cancel_argv(ids), check=False)
+        if done.returncode == 0:
+            return
+        states = self.query(ids)
+        if any(not states[j].state.finished and states[j].state is not JobState.UNKNOWN for j in ids):
+            raise done.failure(f"{self.name} could not cancel")
 
 
 def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
