@@ -44,7 +44,7 @@ pytest: $(BIN)/.installed
 	$(BIN)/pytest
 
 # The markers are set from the fixtures each test uses (tests/conftest.py).
-FAST := not slurm and not sge and not laptop and not mpi and not session and not slow
+FAST := not slurm and not sge and not oar and not laptop and not mpi and not session and not slow
 test-fast: $(BIN)/.installed
 	$(BIN)/pytest -m "$(FAST)"
 

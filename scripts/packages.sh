@@ -32,3 +32,14 @@ ensure_packages() {
   missing=$(missing_packages "$@")
   [ -z "$missing" ] || { echo "$(basename "$0"): still not installed:" $missing >&2; exit 1; }
 }
+
+# Close every file this script inherited beyond stdin, stdout and stderr (and bash's own 255),
+# before it starts daemons: a daemon keeps what it inherits for its whole life, and a lock
+# held by the caller (flock FILE scripts/local-oar up) would stay held by postgres or slurmctld.
+close_inherited_files() {
+  local fd
+  for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    case $fd in 0 | 1 | 2 | 255) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+  done
+}

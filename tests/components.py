@@ -112,6 +112,14 @@ COMPONENTS = {
             _runs(["qstat", "-f"], "qstat -f"),
         ),
     ),
+    "oar": Component(
+        "OAR",
+        "scripts/local-oar up",
+        (
+            _commands("oarsub", "oarstat", "oardel", "oarnodes", "/usr/sbin/Almighty"),
+            _runs(["oarstat"], "oarstat"),
+        ),
+    ),
     "laptop": Component(
         "the laptop (sshd, ip netns, Chromium)",
         "scripts/local-laptop up",

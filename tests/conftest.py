@@ -1,7 +1,7 @@
-"""Shared fixtures: the real local SLURM and SGE, a private local spool, and waiting helpers.
+"""Shared fixtures: the real local SLURM, SGE and OAR, a private local spool, and waiting helpers.
 
-SLURM and SGE are started by the project's own scripts (scripts/local-slurm,
-scripts/local-sge). Under CI (CI=true) they must start, or the run fails;
+SLURM, SGE and OAR are started by the project's own scripts (scripts/local-slurm,
+scripts/local-sge, scripts/local-oar). Under CI (CI=true) they must start, or the run fails;
 elsewhere, where they cannot (not root, not Debian), their tests skip with the
 reason. Before any of that, each live component is checked (tests/components.py):
 a missing one is one line naming it and the script that installs it.
@@ -45,12 +45,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 LIVE_FIXTURES = {
     "slurm_up": "slurm",
     "sge_up": "sge",
+    "oar_up": "oar",
     "laptop_up": "laptop",
     "mpirun": "mpi",
     "hpc_for": "session",  # `dask-hpc up` leaves a scheduler running in the background
 }
 #: Batch systems whose tests need a daemon: a parameter naming one marks the test.
-LIVE_SYSTEMS = ("slurm", "sge")
+LIVE_SYSTEMS = ("slurm", "sge", "oar")
 
 
 def systems(*names: str) -> list[ParameterSet]:
@@ -164,6 +165,11 @@ def sge_up() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def oar_up() -> Iterator[None]:
+    yield from _daemon("local-oar", "oar")
+
+
+@pytest.fixture(scope="session")
 def laptop_up() -> Iterator[None]:
     """A laptop (network namespace) and a login node (sshd) for the tunnel tests."""
     yield from _daemon("local-laptop", "laptop")
@@ -177,7 +183,7 @@ def mpirun() -> Path:
 
 
 def bring_up(system: str, request: pytest.FixtureRequest) -> None:
-    """Start the real batch system ``system`` (slurm, sge) for this test; local needs nothing."""
+    """Start the real batch system ``system`` (slurm, sge, oar) for this test; local needs nothing."""
     if system != "local":
         needs_marker(request, system)
         request.getfixturevalue(f"{system}_up")
@@ -188,9 +194,9 @@ def local_system(tmp_path: Path) -> LocalSystem:
     return LocalSystem(spool=tmp_path / "spool")
 
 
-@pytest.fixture(params=systems("local", "slurm", "sge"))
+@pytest.fixture(params=systems("local", "slurm", "sge", "oar"))
 def live_system(request: pytest.FixtureRequest, tmp_path: Path) -> BatchSystem:
-    """Each real batch system in turn: local processes, SLURM, Grid Engine."""
+    """Each real batch system in turn: local processes, SLURM, Grid Engine, OAR."""
     name = request.param
     if name == "local":
         return LocalSystem(spool=tmp_path / "spool")

@@ -1,4 +1,4 @@
-"""A script written for dask-jobqueue 0.9.0 runs on the real SLURM and Grid Engine with only its
+"""A script written for dask-jobqueue 0.9.0 runs on the real SLURM, Grid Engine and OAR with only its
 import changed (issue 21's done-when), and a distributed Security of the user's own reaches
 the worker jobs."""
 
@@ -16,20 +16,23 @@ from .conftest import HPC, bring_up, poll
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.mark.parametrize("system", systems("slurm", "sge"))
+@pytest.mark.parametrize("system", systems("slurm", "sge", "oar"))
 def test_a_dask_jobqueue_script_runs_with_its_import_changed(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     import dask.array as da
     from distributed import Client
 
-    from dask_hpc import SGECluster, SLURMCluster  # was: from dask_jobqueue import ...
+    from dask_hpc import OARCluster, SGECluster, SLURMCluster  # was: from dask_jobqueue import ...
 
     bring_up(system, request)
     hpc_for(system)  # this test's sessions directory; whatever is left is brought down
     logs = tmp_path / "new" / "logs"  # dask-jobqueue makes a missing log directory
-    cls = {"slurm": SLURMCluster, "sge": SGECluster}[system]
-    walltime = {"slurm": "10", "sge": "600"}[system]  # as each system reads a bare number
+    cls = {"slurm": SLURMCluster, "sge": SGECluster, "oar": OARCluster}[system]
+    # As each system reads it: a bare number (SLURM: minutes; Grid Engine: seconds), OAR's H:MM.
+    walltime = {"slurm": "10", "sge": "600", "oar": "0:10"}[system]
+    # scripts/local-oar's resources have a memcore property (MiB per core), as many OAR sites.
+    own = {"memory_per_core_property_name": "memcore"} if system == "oar" else {}
     with cls(
         cores=2,
         memory="1GB",
@@ -40,6 +43,7 @@ def test_a_dask_jobqueue_script_runs_with_its_import_changed(
         job_script_prologue=["export FROM_PROLOGUE=yes"],
         job_script_epilogue=["echo after-the-workers"],
         death_timeout=120,
+        **own,
     ) as cluster:
         assert cluster.spec.processes == 2 and cluster.spec.walltime == 600  # sqrt-ish of 2 cores
         cluster.scale(jobs=1)

@@ -23,7 +23,7 @@ from .conftest import HPC, bring_up, live_jobs, poll, processes_mentioning, syst
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(params=systems("local", "slurm", "sge"))
+@pytest.fixture(params=systems("local", "slurm", "sge", "oar"))
 def hpc(request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]) -> HPC:
     bring_up(request.param, request)
     return hpc_for(request.param)

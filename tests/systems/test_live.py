@@ -1,4 +1,4 @@
-"""Real jobs on real batch systems: local processes, SLURM and Grid Engine daemons.
+"""Real jobs on real batch systems: local processes, SLURM, Grid Engine and OAR daemons.
 
 Each test submits through the same code path users do (render, submit, query,
 cancel) and checks what the system itself reports.
@@ -49,7 +49,8 @@ def job_output(tmp_path: Path, job_id: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in logs.iterdir():
-            if path.name.endswith((f"-{job_id}.out", f".o{job_id}")) and path.stat().st_size:
+            named = path.name.endswith((f"-{job_id}.out", f".o{job_id}", f".{job_id}.stdout"))
+            if named and path.stat().st_size:
                 return path.read_text()
         time.sleep(0.2)
     raise AssertionError(f"no output of job {job_id} in {logs}: {sorted(p.name for p in logs.iterdir())}")
@@ -122,6 +123,8 @@ BLOCKERS = {
     ),
     # all.q has 8 slots: an 8-slot job fills it.
     "sge": ({"cores": 8}, {}),
+    # scripts/local-oar's host has 8 core resources.
+    "oar": ({"cores": 8}, {}),
 }
 
 
@@ -152,6 +155,7 @@ def test_pending_with_reason_then_running(name: str, request: pytest.FixtureRequ
     [
         pytest.param("slurm", "invalid partition", marks=pytest.mark.slurm),
         pytest.param("sge", "unknown queue", marks=pytest.mark.sge),
+        pytest.param("oar", "does not exist", marks=pytest.mark.oar),
     ],
 )
 def test_unknown_queue_fails_at_submission_with_the_systems_message(
@@ -163,7 +167,7 @@ def test_unknown_queue_fails_at_submission_with_the_systems_message(
     error = info.value
     assert message in error.stderr.lower()
     assert error.returncode not in (0, None)
-    assert error.argv[0] in ("sbatch", "qsub")
+    assert error.argv[0] in ("sbatch", "qsub", "oarsub")
     assert message in str(error).lower()  # the one or two lines a user sees carry it
 
 
@@ -180,6 +184,7 @@ def test_local_has_no_queues(tmp_path: Path) -> None:
     [
         ("local", "3s", 60),
         pytest.param("sge", "3s", 90, marks=pytest.mark.sge),
+        pytest.param("oar", "3s", 90, marks=pytest.mark.oar),
         # SLURM's minimum is a minute, checked every 30 s: 66-85 s here.
         pytest.param("slurm", "1m", 200, marks=[pytest.mark.slurm, pytest.mark.slow]),
     ],

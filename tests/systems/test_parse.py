@@ -1,4 +1,4 @@
-"""Parsing of batch system outputs: recorded from our real SLURM and SGE, and
+"""Parsing of batch system outputs: recorded from our real SLURM, SGE and OAR, and
 written from the documented formats for PBS, Torque, LSF and HTCondor (see
 tests/recorded/README.md)."""
 
@@ -282,3 +282,56 @@ def test_moab_cancel_that_failed_for_a_finished_job_is_not_an_error(
     moab.cancel(["513.torque01.example.org"])  # completed: nothing to cancel
     with pytest.raises(CommandError, match="moab could not cancel"):
         moab.cancel(["514.torque01.example.org"])  # still running: the failure is real
+
+
+# ---- OAR (recorded from the real OAR 2.5.9 of scripts/local-oar) ---------------------------
+
+
+def test_oar_job_id() -> None:
+    oar = get_system("oar")
+    assert oar.parse_job_id(read("oar/oarsub.txt")) == "3"  # after the admission rules' lines
+    with pytest.raises(ParseError):
+        oar.parse_job_id("OAR_JOB_ID=-5\n")  # what oarsub prints when it refuses a job
+
+
+def test_oar_states_from_oarstat_full() -> None:
+    oar = get_system("oar")
+    out = oar.parse_query(read("oar/oarstat-f-running-waiting.txt"), ["2", "3", "99999"])
+    assert brief(out["2"]) == (JobState.RUNNING, "vm", None)
+    assert out["3"].state is JobState.PENDING
+    assert out["3"].reason == "scheduled to start at 2026-12-01 05:27:40"  # not OAR's R=,W= summary
+    assert out["99999"].state is JobState.UNKNOWN  # oarstat prints nothing for an unknown id
+
+
+@pytest.mark.parametrize(
+    ("recorded", "job_id", "state", "exit_code", "reason"),
+    [
+        ("terminated", "3", JobState.COMPLETED, 0, None),
+        ("exit3", "5", JobState.FAILED, 3, "SWITCH_INTO_TERMINATE_STATE"),  # exit_code = 768 (3,0,0)
+        ("walltime", "12", JobState.TIMEOUT, None, "SWITCH_INTO_ERROR_STATE"),  # WALLTIME, then a frag
+        ("oardel-running", "2", JobState.CANCELLED, None, "SWITCH_INTO_ERROR_STATE"),
+        ("oardel-waiting", "4", JobState.CANCELLED, None, "FRAG_JOB_REQUEST"),
+    ],
+)
+def test_oar_finished_jobs(
+    recorded: str, job_id: str, state: JobState, exit_code: int | None, reason: str | None
+) -> None:
+    out = get_system("oar").parse_query(read(f"oar/oarstat-f-{recorded}.txt"), [job_id])[job_id]
+    assert (out.state, out.exit_code) == (state, exit_code)
+    assert (out.reason or "").startswith(reason or "")
+    assert reason is not None or out.reason is None
+
+
+def test_oar_cancel_of_an_unknown_job_is_a_gone_job() -> None:
+    """oardel exits 1 for an id OAR does not know ("not the right user"); for a finished job
+    it exits 0 (REGISTERED), so only the unknown one needs reading."""
+    oar = get_system("oar")
+    assert oar.cancel_failure_is_only_gone_jobs(read("oar/oardel-unknown.txt"))
+    assert not oar.cancel_failure_is_only_gone_jobs("Cannot connect to the database\n")
+
+
+def test_oar_nodes_are_its_resources_hosts() -> None:
+    """Asked to tell whether a scheduler may listen on loopback (every node is this host)."""
+    oar = get_system("oar")
+    assert oar.nodes_argv() == ["oarnodes", "-l"]
+    assert oar.parse_nodes(read("oar/oarnodes-l.txt")) == ("vm",)

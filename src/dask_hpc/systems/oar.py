@@ -174,6 +174,9 @@ class OARSystem(BatchSystem):
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["oardel", *job_ids]
 
+    def nodes_argv(self) -> list[str]:
+        return ["oarnodes", "-l"]  # the hosts of the resources, one a line (their network_address)
+
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         # One line per core, as PBS's node file.
         return read_lines(env.get("OAR_NODEFILE") or env.get("OAR_FILE_NODES"))
@@ -203,7 +206,7 @@ def _status(job_id: str, attrs: Mapping[str, str]) -> JobStatus:
     node = attrs.get("assigned_hostnames", "").split("+")[0] or None
     if state_word in STATES:
         state = STATES[state_word]
-        reason = (attrs.get("message") or None) if state is JobState.PENDING else None
+        reason = _pending_reason(state_word, attrs) if state is JobState.PENDING else None
         return JobStatus(job_id, state, reason=reason, node=node)
     if state_word in ("Terminated", "Error", "toError"):
         # exit_code = 256 (1,1,0): the wait status, then (exit value, signal, core).
@@ -215,6 +218,18 @@ def _status(job_id: str, attrs: Mapping[str, str]) -> JobStatus:
         reason = _last_event(events) if state is not JobState.COMPLETED else None
         return JobStatus(job_id, state, reason=reason, node=node, exit_code=exit_code)
     return JobStatus(job_id, JobState.UNKNOWN, reason=f"state {state_word}" if state_word else None)
+
+
+def _pending_reason(state_word: str, attrs: Mapping[str, str]) -> str:
+    """Why a job waits, in OAR's words: its message, unless that is only the scheduler's
+    summary of the request (``R=1,W=2:0:0,J=B (Karma=0.000,quota_ok)``), and when the
+    scheduler plans to start it."""
+    message = attrs.get("message", "")
+    words = [] if re.match(r"^R=\d+,W=", message) or not message else [message]
+    start = attrs.get("scheduledStart", "")
+    if re.match(r"^\d{4}-\d\d-\d\d ", start):
+        words.append(f"scheduled to start at {start}")
+    return "; ".join(words) or state_word
 
 
 def _finished_state(state_word: str, wait_status: int | None, events: str) -> JobState:
