@@ -442,3 +442,18 @@ def test_distributeds_logs_stay_quiet_until_the_last_cluster_closes() -> None:
         assert handler.level == logging.INFO
     finally:
         logging.getLogger("distributed").removeHandler(handler)
+
+
+def test_a_name_used_before_starts_with_no_jobs_and_keeps_the_old_ledger(tmp_path: Path) -> None:
+    """BatchCluster(name=...) again after a past life (a crash left its jobs live in the
+    ledger): the new keeper must not count them, and the old ledger stays beside, as `up`."""
+    from dask_hpc.state.ledger import JobRecord, load_ledger, save_ledger
+    from dask_hpc.state.session import Session
+
+    session = Session("again")
+    session.prepare()
+    save_ledger(session.ledger_file, {"41": JobRecord("41", "dask-worker", 1, 3600, submitted=1.0)})
+    with SLURMCluster(interface="lo", name="again") as cluster:
+        assert cluster.status_report().keeper.jobs == []  # type: ignore[union-attr]
+    (aside,) = session.directory.glob("jobs-*.json")
+    assert list(load_ledger(aside)) == ["41"]

@@ -431,6 +431,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name
         if self.spec.log_directory:
             make_log_directory(self.spec.log_directory)
         self.session.clear_scheduler_files()
+        self.session.set_aside_ledger()
         if start.tls.given is not None:
             # The jobs read the workers' certificate from the session's directory (private,
             # shared with the nodes), where the keeper's scripts point them.

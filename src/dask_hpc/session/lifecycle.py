@@ -196,8 +196,7 @@ def up(
     refuse_if_live(session)
     session.prepare()
     session.clear_scheduler_files()
-    if session.ledger_file.exists():  # a past life of this name: keep its ledger beside
-        session.ledger_file.replace(session.directory / f"jobs-{int(time.time())}.json")
+    session.set_aside_ledger()
     tls = None if insecure else create_tls_files(session.directory, session.name)
     config = SessionConfig(
         name=session.name,

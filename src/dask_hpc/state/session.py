@@ -153,6 +153,15 @@ class Session:
             private_directory(path)
         self.directory.chmod(0o700)
 
+    def set_aside_ledger(self) -> Path | None:
+        """A past life of this name: its ledger kept beside as ``jobs-<time>.json``, so that a
+        new scheduler starts with no jobs (an old live one would be counted and scaled on)."""
+        if not self.ledger_file.exists():
+            return None
+        aside = self.directory / f"jobs-{int(time.time())}.json"
+        self.ledger_file.replace(aside)
+        return aside
+
     def read_config(self) -> SessionConfig:
         try:
             return SessionConfig.from_dict(json.loads(self.config_file.read_text()))
