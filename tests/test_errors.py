@@ -36,6 +36,7 @@ EXAMPLES: dict[str, errors.DaskHPCError] = {
     "PartlySubmittedError": errors.PartlySubmittedError(
         ["4711", "4712"], 3, RuntimeError("QOSMaxSubmitJobPerUserLimit")
     ),
+    "CapError": errors.CapError("4 more worker jobs would pass the site's cap MaxSubmitJobs=5"),
     "ProtocolError": errors.ProtocolError("this session's keeper does not take gpus in Add"),
     "ConfigError": errors.ConfigError("/etc/dask/dask-hpc.yaml: unknown setting dask-hpc.acount ('x')"),
     "WorldTooSmallError": errors.WorldTooSmallError("need at least 3 MPI ranks, got 2"),

@@ -119,3 +119,16 @@ def test_stays_while_nobody_can_take_its_data_then_leaves_at_the_last_moment() -
 
     worker, scheduler, last = asyncio.run(run())
     assert scheduler.asked == 2 and last.leaving and worker.closed_with is not None
+
+
+def test_a_slurm_array_tasks_workers_keep_the_tasks_id_as_their_name() -> None:
+    """`dask worker --name 4711_3` would register as 47113 (int() takes underscores in numbers);
+    the preload gives the task's id back before the worker registers (issue 22)."""
+    from dask_hpc.worker.retirement import named_after_the_job
+
+    assert int("4711_3") == 47113
+    assert named_after_the_job(47113, "4711_3") == "4711_3"
+    assert named_after_the_job("47113-1", "4711_3") == "4711_3-1"  # the second of several
+    assert named_after_the_job(4712, "4712") == 4712  # a job of its own: as distributed made it
+    assert named_after_the_job("48.3-0", "48.3") == "48.3-0"
+    assert named_after_the_job(99, "4711_3") == 99  # not this task's: left alone

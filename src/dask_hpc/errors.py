@@ -25,6 +25,7 @@ The tree::
     └── SessionError               a session cannot do what was asked (says its state and the fix)
         ├── UnknownSessionError    no session of that name (lists the sessions)
         ├── PartlySubmittedError   some worker jobs submitted, the others refused (their ids, the words)
+        ├── CapError               more jobs than the site's cap on the user's jobs (the cap, the way out)
         ├── ProtocolError          the session's keeper runs another version (start the session again)
         └── SchedulerUnreachableError  the session's scheduler does not answer
 """
@@ -35,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "CapError",
     "CommandError",
     "CommandNotFoundError",
     "CommandTimeoutError",
@@ -246,6 +248,11 @@ class PartlySubmittedError(SessionError):
         super().__init__(
             f"{len(job_ids)} of {asked} worker jobs submitted ({', '.join(job_ids)}); {first_error}"
         )
+
+
+class CapError(SessionError):
+    """A submission that would pass one of the site's caps on the user's jobs (SLURM's
+    MaxSubmitJobs, Grid Engine's max_u_jobs): refused before anything is submitted."""
 
 
 class ProtocolError(SessionError):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dask_hpc.errors import CommandError, SubmitError
 from dask_hpc.spec import JobSpec
-from dask_hpc.systems import BatchSystem, JobState, JobStatus
+from dask_hpc.systems import BatchSystem, Cap, JobState, JobStatus
 
 __all__ = ["FakeSystem"]
 
@@ -45,12 +45,14 @@ class FakeSystem(BatchSystem):
         refuse_after: int = 0,
         submit_program: str | None = None,
         walltime_fields: str = "MM:SS",
+        array_limit: int | None = None,
     ) -> None:
         """``refuse``: refuse every submission with this message (after ``refuse_after``
         accepted ones). ``submit_program``: what :meth:`submit_argv` names; the keeper only
         submits when :func:`shutil.which` finds it, so the default is this Python (an
         absolute path that exists, whatever ``$PATH`` says) and a missing path makes the
-        keeper hand submission to the client."""
+        keeper hand submission to the client. ``array_limit``: the system takes arrays of at
+        most this many tasks (task ``i`` of submission ``n`` is ``n_i``, as SLURM's); None: none."""
         self._lock = threading.Lock()
         self.walltime_fields = walltime_fields  # "HH:MM" plays LSF (bsub -W)
         self.program = submit_program or sys.executable
@@ -66,6 +68,11 @@ class FakeSystem(BatchSystem):
         self.refusal = refuse
         self.refuse_after = refuse_after
         self._last_id = 0
+        self.arrays = array_limit is not None  # type: ignore[misc]
+        self.default_array_limit = array_limit or 1  # type: ignore[misc]
+        self.array_sizes: list[int] = []  # the tasks of each array submitted
+        self.site_caps: list[Cap] = []  # what caps() answers: the site's limits on the user's jobs
+        self.other_jobs = 0  # the user's jobs outside this session, counted by user_jobs()
 
     # ---- played by the test ----------------------------------------------------
 
@@ -124,26 +131,56 @@ class FakeSystem(BatchSystem):
 
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
         with self._lock:
-            self.submit_calls += 1
-            if self.refusal is not None:
-                if self.refuse_after > 0:
-                    self.refuse_after -= 1
-                else:
-                    self.refused += 1
-                    # As the real submit raises it: the argv, the exit code and the system's words.
-                    raise SubmitError(
-                        self.submit_argv(directory / "job.sh"),
-                        1,
-                        "",
-                        self.refusal,
-                        what=f"{self.name} refused the job",
-                    )
-            self._last_id += 1
-            job_id = str(self._last_id)
-            self.scripts[job_id] = script
-            self.directories[job_id] = directory
-            self.states[job_id] = JobStatus(job_id, JobState.PENDING, reason="Priority")
-            return job_id
+            return self._submit_one(script, directory)
+
+    def submit_array(self, script: str, directory: Path, tasks: int, *, timeout: float = 60.0) -> list[str]:
+        with self._lock:
+            if not self.arrays or tasks > self.default_array_limit:
+                raise AssertionError(f"an array of {tasks} tasks: at most {self.default_array_limit} here")
+            first = self._submit_one(script, directory)
+            del self.scripts[first], self.states[first]
+            ids = [f"{first}_{i}" for i in range(1, tasks + 1)]
+            for job_id in ids:
+                self.scripts[job_id] = script
+                self.directories[job_id] = directory
+                self.states[job_id] = JobStatus(job_id, JobState.PENDING, reason="Priority")
+            self.array_sizes.append(tasks)
+            return ids
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        return [*header, f"--array=1-{tasks}"]
+
+    def _submit_one(self, script: str, directory: Path) -> str:
+        """One submission (call under the lock): refused as set, else a new job id."""
+        self.submit_calls += 1
+        if self.refusal is not None:
+            if self.refuse_after > 0:
+                self.refuse_after -= 1
+            else:
+                self.refused += 1
+                # As the real submit raises it: the argv, the exit code and the system's words.
+                raise SubmitError(
+                    self.submit_argv(directory / "job.sh"),
+                    1,
+                    "",
+                    self.refusal,
+                    what=f"{self.name} refused the job",
+                )
+        self._last_id += 1
+        job_id = str(self._last_id)
+        self.scripts[job_id] = script
+        self.directories[job_id] = directory
+        self.states[job_id] = JobStatus(job_id, JobState.PENDING, reason="Priority")
+        return job_id
+
+    def caps(self, account: str | None = None) -> list[Cap]:
+        return list(self.site_caps)
+
+    def user_jobs(self) -> int | None:
+        """The user's jobs pending or running: this session's (tasks each) and the others."""
+        with self._lock:
+            live = sum(1 for s in self.states.values() if not s.state.finished)
+            return live + self.other_jobs
 
     def query(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
         ids = list(dict.fromkeys(job_ids))

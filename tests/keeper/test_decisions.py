@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import time
 
-from dask_hpc.keeper.decisions import adapt_target_jobs, choose_removals, job_of_worker, scale_steps
+from dask_hpc.keeper.decisions import (
+    adapt_target_jobs,
+    cap_refusal,
+    capped_jobs,
+    choose_removals,
+    job_of_worker,
+    scale_steps,
+)
 from dask_hpc.state.ledger import JobRecord
-from dask_hpc.systems import JobState
+from dask_hpc.systems import Cap, JobState
 
 
 def record(job_id: str, submitted: float, started: float | None = None, **kw: object) -> JobRecord:
@@ -159,3 +166,25 @@ def test_backoff_waits_grow_to_a_cap_and_identical_failures_stop_it() -> None:
     )
     # A different failure starts the count of identical ones again.
     assert not Backoff().failed("a", 0).failed("a", 0).failed("b", 0).stopped
+
+
+# ---- the site's caps (issue 22) ---------------------------------------------------------
+
+
+def test_cap_refusal_counts_tasks_or_submissions_as_the_cap_does() -> None:
+    submit = Cap(5, False, "MaxSubmitJobs=5")
+    running = Cap(2, True, "MaxJobs=2")
+    assert cap_refusal([submit], in_queue=1, n=4, submissions=1) is None  # 5: at the cap
+    assert cap_refusal([submit], in_queue=1, n=5, submissions=1) == (submit, 4)
+    assert cap_refusal([submit], in_queue=7, n=1, submissions=1) == (submit, 0)
+    assert cap_refusal([running], in_queue=10, n=10, submissions=10) is None  # they wait, not refused
+    once = Cap(2, False, "max_u_jobs=2", arrays_count_once=True)
+    assert cap_refusal([once], in_queue=1, n=100, submissions=1) is None
+    assert cap_refusal([once], in_queue=1, n=100, submissions=2) == (once, 1)
+
+
+def test_capped_jobs_is_the_tightest_cap_less_the_jobs_of_other_sessions() -> None:
+    submit, running = Cap(10, False, "MaxSubmitJobs=10"), Cap(4, True, "MaxJobsPerUser=4 (QOS normal)")
+    assert capped_jobs([], in_queue=3, session_jobs=1) is None
+    assert capped_jobs([submit, running], in_queue=3, session_jobs=1) == (2, running)  # 2 elsewhere
+    assert capped_jobs([submit], in_queue=12, session_jobs=0) == (0, submit)

@@ -31,6 +31,7 @@ import dask_hpc.keeper.plugin as keeper_module
 import dask_hpc.keeper.protocol as protocol
 import dask_hpc.state.ledger as ledger_module
 from dask_hpc.errors import (
+    CapError,
     PartlySubmittedError,
     SessionError,
     SpecError,
@@ -43,7 +44,7 @@ from dask_hpc.session.link import Link
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger
 from dask_hpc.state.session import Session, SessionConfig
-from dask_hpc.systems import JobState
+from dask_hpc.systems import Cap, JobState
 from dask_hpc.systems.base import ENV_SYSTEM
 from dask_hpc.worker.retirement import END_METRIC
 
@@ -225,6 +226,45 @@ def test_add_submits_n_scripts_and_records_n_pending_jobs(tmp_path: Path) -> Non
             ledger = await h.ledger_written()
             assert sorted(ledger) == ["1", "2", "3"]
             assert {r.state for r in ledger.values()} == {JobState.PENDING}
+
+    asyncio.run(run())
+
+
+def test_add_n_is_one_array_per_largest_array_and_each_task_a_job(tmp_path: Path) -> None:
+    """Issue 22: add 5 on a system whose arrays take 2 tasks: three submissions (2, 2 and a
+    lone job), five jobs in the ledger, each task queried, removed and cancelled on its own."""
+    system = FakeSystem(array_limit=2)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.ask(protocol.Add(5))
+            # Submitted side by side, in no set order: which submission got which number varies.
+            assert len(answer.job_ids) == 5 and sorted(answer.job_ids) == sorted(system.scripts)
+            assert system.submit_calls == 3 and sorted(system.array_sizes) == [2, 2]
+            arrays = [j for j in answer.job_ids if "_" in j]
+            assert all("--array=1-2" in system.scripts[j] for j in arrays)
+            (lone,) = [j for j in answer.job_ids if "_" not in j]
+            assert "--array" not in system.scripts[lone]
+            task = arrays[0]
+            system.start(task)
+            await until(lambda: record_state(h, task) is JobState.RUNNING, f"task {task} running")
+            await h.ask(protocol.Remove(job_ids=[task]))
+            assert system.cancelled == [task]  # the task alone, not its array
+            assert {j for j, r in h.keeper.jobs.items() if r.live and not r.removed} == set(
+                answer.job_ids
+            ) - {task}
+
+    asyncio.run(run())
+
+
+def test_a_worker_module_of_the_users_own_is_never_an_array(tmp_path: Path) -> None:
+    """Its workers are named from the job id variable, which is not an array task's id."""
+    system = FakeSystem(array_limit=100)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            answer = await h.ask(protocol.Add(3, {"worker_command": "dask_cuda.cli.dask_cuda_worker"}))
+            assert sorted(answer.job_ids) == ["1", "2", "3"] and system.array_sizes == []
 
     asyncio.run(run())
 
@@ -531,6 +571,80 @@ def test_a_kept_job_near_its_walltime_is_replaced_and_retired_once_its_replaceme
             assert (jobs["1"]["replace_in"], jobs["2"]["replaced_by"]) == (None, None)
             assert 3000 < jobs["2"]["replace_in"] < 3600
             assert h.system.submit_calls == 2
+
+    asyncio.run(run())
+
+
+def test_kept_array_tasks_due_together_are_replaced_by_one_array(tmp_path: Path) -> None:
+    """Issue 22: the tasks of an array near their walltime at once get their replacements in
+    one submission, each task replaced by one task of the new array."""
+    system = FakeSystem(array_limit=10)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            ids = (await h.ask(protocol.Add(3, keep=True))).job_ids
+            assert system.array_sizes == [3]
+            async with h.keeper._lock:  # no keep step while they join: all three due in the next
+                for job_id in ids:
+                    system.start(job_id)
+                    await h.join(job_id, end=time.time() + 8)  # due now
+            await until(lambda: all(h.keeper.jobs[j].replaced_by for j in ids), "replacements")
+            news = [h.keeper.jobs[j].replaced_by for j in ids]
+            assert system.array_sizes == [3, 3] and system.submit_calls == 2
+            assert len(set(news)) == 3 and {h.keeper.jobs[n].array for n in news if n} == {news[0]}
+
+    asyncio.run(run())
+
+
+def test_add_past_the_sites_submit_cap_is_refused_in_one_line_and_submits_nothing(tmp_path: Path) -> None:
+    """Issue 22: a site that allows 5 jobs (MaxSubmitJobs=5): add 4 with 2 elsewhere in the
+    queue is refused, saying the cap, its value, what the user has and the way out."""
+    system = FakeSystem(array_limit=100)
+    system.site_caps = [Cap(5, False, "MaxSubmitJobs=5 (association of alice in account a1)")]
+    system.other_jobs = 2
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            with pytest.raises(CapError) as refused:
+                await h.ask(protocol.Add(4))
+            line = str(refused.value)
+            assert "MaxSubmitJobs=5 (association of alice in account a1)" in line
+            assert "who has 2; at most 3 more" in line and "--processes 8" in line
+            assert "\n" not in line and system.submit_calls == 0
+            assert len((await h.ask(protocol.Add(3))).job_ids) == 3  # up to the cap: fine
+            with pytest.raises(CapError, match="at most 0 more"):
+                await h.ask(protocol.Add(1))
+
+    asyncio.run(run())
+
+
+def test_a_cap_that_counts_an_array_once_lets_one_array_through(tmp_path: Path) -> None:
+    """Grid Engine's max_u_jobs counts jobs, an array once: 10 tasks in one array pass a cap of 3."""
+    system = FakeSystem(array_limit=100)
+    system.site_caps = [Cap(3, False, "max_u_jobs=3 (qconf -sconf)", arrays_count_once=True)]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            assert len((await h.ask(protocol.Add(10))).job_ids) == 10
+            assert system.array_sizes == [10]
+
+    asyncio.run(run())
+
+
+def test_adapt_stays_under_the_caps_and_status_says_so(tmp_path: Path) -> None:
+    """Adapt asked for up to 8 jobs on a site whose cap leaves 3: it holds 3, no refusals."""
+    system = FakeSystem()
+    system.site_caps = [Cap(4, True, "MaxJobsPerUser=4 (QOS normal)")]
+    system.other_jobs = 1
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            await h.ask(protocol.Adapt(8, 8))
+            await h.steps_pass("adapt")
+            live = [r for r in h.keeper.jobs.values() if r.live]
+            assert len(live) == 3 and h.keeper.last_refusal is None
+            status = await h.status()
+            assert status.capped == "at most 3 jobs by MaxJobsPerUser=4 (QOS normal)"
 
     asyncio.run(run())
 
@@ -885,6 +999,13 @@ def test_without_the_submit_program_the_client_submits_and_registers(tmp_path: P
             scaled = await h.ask(protocol.Scale(3))
             assert isinstance(scaled, protocol.SubmitHere) and scaled.n == 1
             assert system.submit_calls == 0
+            # Where the system has arrays, the client gets an array's script to submit.
+            system.arrays = True  # type: ignore[misc]
+            system.default_array_limit = 10  # type: ignore[misc]
+            more = await h.ask(protocol.Add(4))
+            assert isinstance(more, protocol.SubmitHere) and more.n == 4
+            assert [tasks for tasks, _ in more.arrays] == [4]
+            assert "--array=1-4" in more.arrays[0][1]
 
     asyncio.run(run())
 

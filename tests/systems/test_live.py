@@ -197,3 +197,36 @@ def test_walltime_kill_is_reported_as_timeout(
     wait_for(system, job_id, lambda s: s.state is JobState.RUNNING)
     done = wait_finished(system, job_id, timeout=limit)
     assert done.state is JobState.TIMEOUT, done
+
+
+# ---- job arrays (issue 22) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", systems("slurm", "sge", "oar"))
+def test_an_array_is_one_submission_and_each_task_a_job(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Three tasks from one submission: each knows its own id (the one the system's commands
+    take), is queried by it, and one is cancelled alone while the others complete."""
+    system = system_named(name, request, tmp_path)
+    logs = tmp_path / "logs with space"
+    logs.mkdir(exist_ok=True)
+    spec = JobSpec.from_options(
+        job_name="dask-hpc-array", walltime="5m", memory="256MiB", log_directory=str(logs)
+    )
+    script = system.render(spec, [sys.executable, "-c", PROBE, "20", "0"], tasks=3)
+    ids = system.submit_array(script, tmp_path / "scripts", 3)
+    try:
+        assert len(set(ids)) == 3
+        for job_id in ids:
+            wait_for(system, job_id, lambda s: s.state is JobState.RUNNING)
+        states = system.query(ids)
+        assert {states[j].state for j in ids} == {JobState.RUNNING}
+        system.cancel([ids[0]])
+        assert wait_finished(system, ids[0]).state is JobState.CANCELLED
+        for job_id in ids[1:]:
+            assert wait_finished(system, job_id).state is JobState.COMPLETED
+            inside = json.loads(job_output(tmp_path, job_id).strip().splitlines()[0])
+            assert inside["job_id"] == job_id
+    finally:
+        system.cancel(ids)

@@ -49,6 +49,17 @@ def test_slurm_squeue() -> None:
     assert out["99999"].state is JobState.UNKNOWN
 
 
+def test_slurm_array_tasks_each_by_its_own_id() -> None:
+    """squeue --array: a line per task, pending ones too; the id is ArrayJobID_ArrayTaskID
+    (JobID is each running task's own number, and the array's for every pending one)."""
+    waiting1, waiting2, waiting3, running1, running2 = read("slurm/ids-array.txt").split()
+    wanted = [waiting1, waiting2, waiting3, running1, running2]
+    out = get_system("slurm").parse_query(read("slurm/squeue.txt"), wanted)
+    for task in (waiting1, waiting2, waiting3):
+        assert out[task].state is JobState.PENDING and out[task].reason.startswith("ReqNodeNotAvail")  # type: ignore[union-attr]
+    assert [brief(out[t]) for t in (running1, running2)] == [(JobState.RUNNING, "node3", None)] * 2
+
+
 def test_slurm_job_id() -> None:
     slurm = get_system("slurm")
     assert slurm.parse_job_id("4242\n") == "4242"
@@ -335,3 +346,132 @@ def test_oar_nodes_are_its_resources_hosts() -> None:
     oar = get_system("oar")
     assert oar.nodes_argv() == ["oarnodes", "-l"]
     assert oar.parse_nodes(read("oar/oarnodes-l.txt")) == ("vm",)
+
+
+# ---- job arrays (issue 22): the task ids each system's commands take ----------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "answer", "ids"),
+    [
+        ("slurm", "4711\n", ["4711_1", "4711_2", "4711_3"]),
+        ("slurm", "4711;cluster1\n", ["4711_1", "4711_2", "4711_3"]),
+        ("sge", "48.1-3:1\n", ["48.1", "48.2", "48.3"]),  # qsub -terse for -t 1-3
+        ("pbs", "123[].pbs01\n", ["123[1].pbs01", "123[2].pbs01", "123[3].pbs01"]),
+        ("torque", "123[].torque01\n", ["123[1].torque01", "123[2].torque01", "123[3].torque01"]),
+        ("lsf", "Job <812> is submitted to queue <normal>.\n", ["812[1]", "812[2]", "812[3]"]),
+        ("htcondor", "12.0 - 12.2\n", ["12.0", "12.1", "12.2"]),
+        (
+            "oar",
+            "[ADMISSION RULE] x\nOAR_JOB_ID=7\nOAR_JOB_ID=8\nOAR_JOB_ID=9\nOAR_ARRAY_ID=7\n",
+            ["7", "8", "9"],
+        ),
+    ],
+)
+def test_array_task_ids_from_the_submit_answer(system: str, answer: str, ids: list[str]) -> None:
+    assert get_system(system).task_ids(answer, 3) == ids
+
+
+def test_an_answer_that_is_not_an_array_is_a_parse_error() -> None:
+    with pytest.raises(ParseError):
+        get_system("pbs").task_ids("123.pbs01\n", 3)  # not 123[]: no subjobs to follow
+    with pytest.raises(ParseError):
+        get_system("oar").task_ids("OAR_JOB_ID=7\n", 3)
+
+
+@pytest.mark.parametrize(
+    ("system", "env", "job_id"),
+    [
+        (
+            "slurm",
+            {"SLURM_JOB_ID": "4714", "SLURM_ARRAY_JOB_ID": "4711", "SLURM_ARRAY_TASK_ID": "3"},
+            "4711_3",
+        ),
+        ("slurm", {"SLURM_JOB_ID": "4714"}, "4714"),
+        ("sge", {"JOB_ID": "48", "SGE_TASK_ID": "3"}, "48.3"),
+        ("sge", {"JOB_ID": "48", "SGE_TASK_ID": "undefined"}, "48"),
+        ("lsf", {"LSB_JOBID": "812", "LSB_JOBINDEX": "3"}, "812[3]"),
+        ("lsf", {"LSB_JOBID": "812", "LSB_JOBINDEX": "0"}, "812"),
+        ("pbs", {"PBS_JOBID": "123[3].pbs01", "PBS_ARRAY_INDEX": "3"}, "123[3].pbs01"),
+    ],
+)
+def test_a_task_knows_its_own_id(system: str, env: dict[str, str], job_id: str) -> None:
+    """The worker names itself after it: the keeper finds the task's workers by that name."""
+    assert get_system(system).job_context({**env, "DASK_HPC_SYSTEM": system}).job_id == job_id
+
+
+@pytest.mark.parametrize(
+    ("system", "job_id", "files"),
+    [
+        ("slurm", "4711_3", ("w-4711_3.out", "w-4711_3.err")),  # %x-%A_%a
+        ("sge", "48.3", ("w.o48.3", "w.e48.3")),
+        ("pbs", "123[3].pbs01", ("w.o123.3", "w.e123.3")),
+        ("torque", "123[3].torque01", ("w.o123-3", "w.e123-3")),
+        ("lsf", "812[3]", ("812[3].out", "812[3].err")),  # %J[%I]
+    ],
+)
+def test_an_array_tasks_log_files(system: str, job_id: str, files: tuple[str, str]) -> None:
+    assert get_system(system).log_files("w", job_id) == files
+
+
+@pytest.mark.parametrize(
+    ("system", "output", "limit"),
+    [
+        ("slurm", "MaxArraySize            = 1001\nMaxJobCount = 10000\n", 1000),
+        ("sge", "max_aj_instances             2000\nmax_aj_tasks                 75000\n", 75000),
+        ("sge", "max_aj_tasks                 0\n", None),  # 0: no limit, so the default
+        ("pbs", "Server pbs01\n    max_array_size = 10000\n", 10000),
+        ("torque", "Server torque01\n    max_job_array_size = 512\n", 512),
+        ("lsf", "MAX_JOB_ARRAY_SIZE = 1000\n", 1000),
+    ],
+)
+def test_the_sites_largest_array(system: str, output: str, limit: int | None) -> None:
+    assert get_system(system).parse_array_limit(output) == limit
+
+
+def test_a_big_request_is_split_into_arrays_of_the_sites_largest() -> None:
+    slurm = get_system("slurm")
+    slurm._array_limit = 1000  # as read once from scontrol show config
+    assert slurm.batches(2500) == [1000, 1000, 500]
+    assert slurm.batches(1001) == [1000, 1]  # the last one is a job of its own
+    assert slurm.batches(1) == [1] and slurm.batches(0) == []
+    assert slurm.batches(3, arrays=False) == [1, 1, 1]
+    assert get_system("moab").batches(3) == [1, 1, 1]  # no arrays: single jobs
+
+
+def test_sge_task_ranges_as_qstat_shows_them() -> None:
+    from dask_hpc.systems.sge import _task_numbers
+
+    assert _task_numbers("3") == [3]
+    assert _task_numbers("2-5:1") == [2, 3, 4, 5]
+    assert _task_numbers("2-9:3") == [2, 5, 8]
+    assert _task_numbers("1,4-5:1") == [1, 4, 5]
+
+
+def test_a_site_without_arrays_gets_single_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLURM's MaxArraySize=0 turns arrays off: single jobs, not a refused array."""
+    slurm = get_system("slurm")
+    assert slurm.parse_array_limit("MaxArraySize            = 0\n") == -1
+    monkeypatch.setattr(slurm, "array_limit_argv", lambda: ["sh", "-c", "echo 'MaxArraySize = 0'"])
+    assert slurm.array_limit() == 1 and slurm.batches(3) == [1, 1, 1]
+
+
+# ---- the site's caps on a user's jobs (issue 22) -------------------------------------------
+
+
+def test_pbs_server_caps_for_every_user_and_one() -> None:
+    """qmgr's forms, as PBS Professional's reference guide writes them."""
+    from dask_hpc.systems.pbs import parse_server_caps
+
+    text = (
+        "Server pbs01\n    server_state = Active\n    max_queued = [u:PBS_GENERIC=20],[u:alice=5]\n"
+        "    max_run = [u:PBS_GENERIC=10]\n    max_array_size = 10000\n"
+    )
+    caps = parse_server_caps(text, "alice")
+    assert [(c.limit, c.running_only, c.words) for c in caps] == [
+        (5, False, "max_queued = [u:alice=5] (qmgr list server)"),
+        (10, True, "max_run = [u:PBS_GENERIC=10] (qmgr list server)"),
+    ]
+    assert [c.limit for c in parse_server_caps(text, "bob")] == [20, 10]
+    assert parse_server_caps("Server pbs01\n    max_user_run = 4\n", "bob")[0].limit == 4
+    assert parse_server_caps("Server pbs01\n    server_state = Active\n", "bob") == []

@@ -106,7 +106,10 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         head.append(f"worker jobs are submitted from {keeper.submit_from}")
         a = keeper.adapt
         most = "no upper bound" if a is None or a.maximum_jobs is None else a.maximum_jobs
-        head.append("adapt: off" if not a else f"adapt: {a.minimum_jobs} to {most} jobs")
+        adapting = "adapt: off" if not a else f"adapt: {a.minimum_jobs} to {most} jobs"
+        if keeper.capped:
+            adapting += f"; held back by the site's cap: {keeper.capped}"
+        head.append(adapting)
         trouble = keeper.submit_trouble
         if trouble:
             head.append(_trouble(trouble))
@@ -134,16 +137,25 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
     table = Table(title=None)
     for column in ("job", "state", "node", "walltime left", "workers", "replacement", "reason / exit"):
         table.add_column(column)
-    for j in shown:
+    for group in _array_groups(shown):
+        j = group[0]
         state = j.state.value + ((" (removed)" if j.ended else " (ending)") if j.removed else "")
         detail = j.reason or ("" if j.exit_code is None else f"exit {j.exit_code}")
+        if len(group) == 1:
+            table.add_row(
+                j.job_id, state, j.node or "", _left(j.walltime_left), str(j.workers), _replacement(j), detail
+            )
+            continue
+        # The tasks of one array in one state, for one reason: one row (status --json: each).
+        nodes = sorted({g.node for g in group if g.node})
+        lefts = [g.walltime_left for g in group if g.walltime_left is not None]
         table.add_row(
-            j.job_id,
+            f"{j.job_id} … {group[-1].job_id} ({len(group)} tasks)",
             state,
-            j.node or "",
-            _left(j.walltime_left),
-            str(j.workers),
-            _replacement(j),
+            nodes[0] if len(nodes) == 1 else (f"{len(nodes)} nodes" if nodes else ""),
+            _left(min(lefts)) if lefts else _left(None),
+            str(sum(g.workers for g in group)),
+            "",
             detail,
         )
     pending = sum(1 for j in live if j.state is JobState.PENDING)
@@ -163,6 +175,28 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
     if keeper and keeper.recomputed:
         totals += f"; {keeper.recomputed} tasks computed again (their results were lost)"
     return Group(Text("\n".join(head)), table, Text(totals))
+
+
+def _array_groups(jobs: list[JobReport]) -> list[list[JobReport]]:
+    """Runs of jobs in ``jobs`` that are tasks of one array with the same state, reason and
+    removal, and no replacement (which is said per job); every other job alone."""
+    groups: list[list[JobReport]] = []
+    for j in jobs:
+        last = groups[-1][-1] if groups else None
+        alike = (
+            last is not None
+            and j.array is not None
+            and (last.array, last.state, last.reason, last.removed, last.exit_code)
+            == (j.array, j.state, j.reason, j.removed, j.exit_code)
+            and not (
+                j.replaced_by or last.replaced_by or j.replace_in is not None or last.replace_in is not None
+            )
+        )
+        if alike:
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    return groups
 
 
 def _trouble(t: SubmitTrouble) -> str:

@@ -9,11 +9,13 @@ from dataclasses import dataclass, replace
 
 from dask_hpc.keeper.protocol import SubmitTrouble
 from dask_hpc.state.ledger import JobRecord
-from dask_hpc.systems import JobState
+from dask_hpc.systems import Cap, JobState
 
 __all__ = [
     "Backoff",
     "adapt_target_jobs",
+    "cap_refusal",
+    "capped_jobs",
     "choose_removals",
     "job_of_worker",
     "lost_kept_jobs",
@@ -76,6 +78,32 @@ def adapt_target_jobs(
     (``maximum_jobs`` None: no upper bound)."""
     wanted = math.ceil(max(0, target_workers) / max(1, processes))
     return max(minimum_jobs, wanted if maximum_jobs is None else min(maximum_jobs, wanted))
+
+
+def cap_refusal(caps: Sequence[Cap], in_queue: int, n: int, submissions: int) -> tuple[Cap, int] | None:
+    """The cap that ``n`` more jobs (in ``submissions`` submissions: arrays) would pass, with
+    how many more it allows; None when none would. ``in_queue``: the user's jobs pending or
+    running now (what the caps count: tasks, or jobs where an array counts once). Caps on
+    running jobs only are not submission caps: jobs past them wait in the queue."""
+    for cap in caps:
+        if cap.running_only:
+            continue
+        need = submissions if cap.arrays_count_once else n
+        if in_queue + need > cap.limit:
+            return cap, max(0, cap.limit - in_queue)
+    return None
+
+
+def capped_jobs(caps: Sequence[Cap], in_queue: int, session_jobs: int) -> tuple[int, Cap] | None:
+    """The most jobs this session may hold under the caps (its own ``session_jobs`` among the
+    user's ``in_queue``), and the cap that sets it; None without caps. Running caps count too:
+    adapt asking for jobs that could only wait would hold the queue for nothing."""
+    best: tuple[int, Cap] | None = None
+    for cap in caps:
+        most = max(0, cap.limit - (in_queue - session_jobs))
+        if best is None or most < best[0]:
+            best = (most, cap)
+    return best
 
 
 def scale_steps(live: Sequence[JobRecord], target: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ the requests and answers of its handlers in :mod:`~dask_hpc.keeper.protocol`.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import shutil
@@ -24,6 +25,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from tornado.ioloop import PeriodicCallback
 
 from dask_hpc.errors import (
+    CapError,
     DaskHPCError,
     PartlySubmittedError,
     SessionError,
@@ -35,20 +37,22 @@ from dask_hpc.keeper import protocol
 from dask_hpc.keeper.decisions import (
     Backoff,
     adapt_target_jobs,
+    cap_refusal,
+    capped_jobs,
     choose_removals,
     job_of_worker,
     lost_kept_jobs,
     replacement_times,
     scale_steps,
 )
-from dask_hpc.keeper.scripts import worker_script
+from dask_hpc.keeper.scripts import takes_arrays, worker_script
 from dask_hpc.launch import dashboard_port
 from dask_hpc.network import InterfaceChoice
 from dask_hpc.security import tls_files
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger, save_ledger
 from dask_hpc.state.session import Session, SessionConfig
-from dask_hpc.systems import BatchSystem, JobState, current_job, get_system
+from dask_hpc.systems import BatchSystem, Cap, JobState, current_job, get_system
 from dask_hpc.worker.retirement import END_METRIC, retire_margin
 
 if TYPE_CHECKING:
@@ -65,6 +69,8 @@ ADAPT_WAIT_COUNT = 3
 SUBMIT_CONCURRENCY = 8
 #: Kept jobs are looked at this often (replacements ahead of walltimes, lost jobs).
 KEEP_INTERVAL = 1.0
+#: The site's caps on the user's jobs are asked again after this many seconds.
+CAPS_TTL = 60.0
 
 
 class Keeper(SchedulerPlugin):
@@ -88,6 +94,9 @@ class Keeper(SchedulerPlugin):
         self.adapt_wait_count = ADAPT_WAIT_COUNT  # decisions in a row before a job ends
         self._adapted_at = 0.0  # time.monotonic() of adapt's last decision
         self.adapt_spec: JobSpec = config.spec
+        # The most jobs the site's caps leave this session, and the cap: adapt stays below it.
+        self.adapt_cap: tuple[int, Cap] | None = None
+        self._caps_cache: tuple[float, str | None, list[Cap]] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
             j: JobSpec.from_dict(r.spec) for j, r in self.jobs.items() if r.spec is not None
@@ -269,6 +278,7 @@ class Keeper(SchedulerPlugin):
             recomputed=self.recomputed,
             submit_trouble=self.backoff.trouble(now),
             last_refusal=self.last_refusal,
+            capped=self._capped_words(),
         )
 
     async def add(self, request: protocol.Add) -> protocol.Jobs | protocol.SubmitHere:
@@ -286,7 +296,9 @@ class Keeper(SchedulerPlugin):
                     f"--keep needs to submit jobs from the scheduler's node, but jobs are "
                     f"submitted from {self.submit_note}; add jobs without --keep"
                 )
-            return protocol.SubmitHere(self.job_script(spec), n)
+            sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec))
+            arrays = [[tasks, self.job_script(spec, tasks)] for tasks in sizes if tasks > 1]
+            return protocol.SubmitHere(self.job_script(spec), n, arrays)
         try:
             return protocol.Jobs(await self._submit(n, spec, keep=keep))
         except (SubmitError, SubmitUnclearError, PartlySubmittedError) as exc:
@@ -393,6 +405,15 @@ class Keeper(SchedulerPlugin):
                 ) from None
         return protocol.Adapting(self._bounds())
 
+    def _capped_words(self) -> str | None:
+        """Whether the site's caps hold adapt back, and by which cap: for status."""
+        if self.adapt_bounds is None or self.adapt_cap is None or self.scheduler is None:
+            return None
+        most, cap = self.adapt_cap
+        lo, hi = self.adapt_bounds
+        wanted = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        return f"at most {most} jobs by {cap.words}" if wanted > most else None
+
     def _bounds(self) -> protocol.AdaptBounds | None:
         if self.adapt_bounds is None:
             return None
@@ -433,7 +454,7 @@ class Keeper(SchedulerPlugin):
 
     # ---- doing ----------------------------------------------------------------
 
-    def job_script(self, spec: JobSpec) -> str:
+    def job_script(self, spec: JobSpec, tasks: int = 1) -> str:
         return worker_script(
             self.system,
             spec,
@@ -442,6 +463,7 @@ class Keeper(SchedulerPlugin):
             interface=self.config.interface,
             tls=None if self.config.insecure else tls_files(self.session.directory),
             protocol=self.config.protocol,
+            tasks=tasks,
         )
 
     def _record(self, job_id: str, spec: JobSpec, now: float, keep: bool = False) -> JobRecord:
@@ -456,24 +478,36 @@ class Keeper(SchedulerPlugin):
         )
 
     async def _submit(self, n: int, spec: JobSpec, *, keep: bool = False) -> list[str]:
-        """Submit ``n`` jobs, a few at a time: faster than one by one, gentle on the batch system."""
-        script = self.job_script(spec)
+        """Submit ``n`` jobs: as arrays where the system has them (one submission for up to
+        its largest array, each task a job of the ledger), else single jobs a few at a time:
+        faster than one by one, gentle on the batch system."""
+        sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec))
+        await asyncio.to_thread(self._check_caps, n, len(sizes), spec)
+        scripts = {tasks: self.job_script(spec, tasks) for tasks in set(sizes)}
         gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
-        async def one() -> str:
+        async def one(tasks: int) -> list[str]:
+            script, where = scripts[tasks], self.session.scripts
             async with gate:
-                job_id = await asyncio.to_thread(self.system.submit, script, self.session.scripts)
-            self.jobs[job_id] = self._record(job_id, spec, time.time(), keep)
-            if spec != self.config.spec:
-                self.specs[job_id] = spec
+                if tasks == 1:
+                    ids = [await asyncio.to_thread(self.system.submit, script, where)]
+                else:
+                    ids = await asyncio.to_thread(self.system.submit_array, script, where, tasks)
+            now = time.time()
+            for job_id in ids:
+                self.jobs[job_id] = replace(
+                    self._record(job_id, spec, now, keep), array=ids[0] if tasks > 1 else None
+                )
+                if spec != self.config.spec:
+                    self.specs[job_id] = spec
             # Written now, not within the second: a job the ledger lacks would be nobody's to cancel.
             self._dirty = True
             self._flush()
-            return job_id
+            return ids
 
-        results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
+        results = await asyncio.gather(*(one(tasks) for tasks in sizes), return_exceptions=True)
         self._save()
-        ids = [r for r in results if isinstance(r, str)]
+        ids = [job_id for r in results if isinstance(r, list) for job_id in r]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
@@ -481,6 +515,46 @@ class Keeper(SchedulerPlugin):
         if errors:
             raise errors[0]
         return ids
+
+    # ---- the site's caps on the user's jobs ----------------------------------------------
+
+    def _caps(self, account: str | None) -> list[Cap]:
+        """The site's caps (a command), asked at most every CAPS_TTL seconds."""
+        now = time.monotonic()
+        cached = self._caps_cache
+        if cached is None or cached[1] != account or now - cached[0] > CAPS_TTL:
+            cached = self._caps_cache = (now, account, self.system.caps(account))
+        return cached[2]
+
+    def _check_caps(self, n: int, submissions: int, spec: JobSpec) -> None:
+        """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
+        caps = self._caps(spec.account)
+        in_queue = self.system.user_jobs() if caps else None
+        if in_queue is None:
+            return
+        refusal = cap_refusal(caps, in_queue, n, submissions)
+        if refusal is None:
+            return
+        cap, more = refusal
+        user = getpass.getuser()
+        counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
+        way_out = (
+            "one array counts once: add them in one call"
+            if cap.arrays_count_once
+            else f"more workers per job: --cores {spec.cores * 8} --processes {spec.processes * 8} gives "
+            f"{spec.processes * 8} workers in one job"
+        )
+        raise CapError(
+            f"{n} more worker jobs would pass the site's cap {cap.words}: {cap.limit} {counted} "
+            f"pending or running for {user}, who has {in_queue}; at most {more} more. For more "
+            f"workers, {way_out}"
+        )
+
+    def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
+        """The most jobs this session may hold under the caps (call in a thread)."""
+        caps = self._caps(self.adapt_spec.account)
+        in_queue = self.system.user_jobs() if caps else None
+        return None if in_queue is None else capped_jobs(caps, in_queue, session_jobs)
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:
@@ -557,6 +631,9 @@ class Keeper(SchedulerPlugin):
         self._adapted_at = now
         live = [r for r in self.jobs.values() if r.live and not r.removed]
         up, down = scale_steps(live, self._adapt_target())
+        if up:
+            await self._cap_adapt(live)
+            up, down = scale_steps(live, self._adapt_target())
         if not down:
             self.close_counts.clear()
         try:
@@ -573,12 +650,22 @@ class Keeper(SchedulerPlugin):
     def _adapt_target(self) -> int:
         assert self.scheduler is not None and self.adapt_bounds is not None
         lo, hi = self.adapt_bounds
-        return adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        return target if self.adapt_cap is None else min(target, self.adapt_cap[0])
+
+    async def _cap_adapt(self, live: list[JobRecord]) -> None:
+        """Before adapt asks for more jobs: the most the site's caps leave this session
+        (adapt never asks past them; status says when they hold it back)."""
+        session_jobs = sum(1 for r in live if r.counted)
+        self.adapt_cap = await asyncio.to_thread(self._session_cap, session_jobs)
 
     async def _adapt_up(self) -> list[str]:
         """Submit what adapt's target asks for beyond the live jobs (call under the lock)."""
         live = [r for r in self.jobs.values() if r.live and not r.removed]
         up, _ = scale_steps(live, self._adapt_target())
+        if up:
+            await self._cap_adapt(live)
+            up, _ = scale_steps(live, self._adapt_target())
         return await self._submit(up, self.adapt_spec, keep=True) if up else []
 
     def _replacement_failed(self, job_id: str) -> None:
@@ -655,16 +742,28 @@ class Keeper(SchedulerPlugin):
         if not old and not handed_over:
             return
         async with self._lock:
+            # The jobs due at once, by spec: one submission each (an array where the system has them).
+            by_spec: dict[str, tuple[JobSpec, list[str]]] = {}
             for job_id in old:
                 spec = self.specs.get(job_id, self.config.spec)
+                by_spec.setdefault(json.dumps(spec.to_dict(), sort_keys=True), (spec, []))[1].append(job_id)
+            for spec, olds in by_spec.values():
                 try:
-                    (new,) = await self._submit(1, spec, keep=True)
+                    news = await self._submit(len(olds), spec, keep=True)
+                except PartlySubmittedError as exc:
+                    news = exc.job_ids  # those accepted replace as many; the others wait for the backoff
+                    self._failed(f"the replacement of jobs {', '.join(olds)}: {exc}")
                 except DaskHPCError as exc:
-                    self._failed(f"the replacement of job {job_id}: {exc}")
+                    self._failed(
+                        f"the replacement of job{'s' if len(olds) > 1 else ''} {', '.join(olds)}: {exc}"
+                    )
                     break  # the others wait for the backoff too
-                self.jobs[job_id] = replace(self.jobs[job_id], replaced_by=new)
-                logger.info("job %s: replacement %s submitted", job_id, new)
+                for job_id, new in zip(olds, news, strict=False):
+                    self.jobs[job_id] = replace(self.jobs[job_id], replaced_by=new)
+                    logger.info("job %s: replacement %s submitted", job_id, new)
                 self._save()
+                if len(news) < len(olds):
+                    break
             if handed_over:
                 logger.info("replacements joined: retiring jobs %s", ", ".join(handed_over))
                 try:

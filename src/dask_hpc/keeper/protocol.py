@@ -66,11 +66,13 @@ class Jobs:
 
 @dataclass(frozen=True)
 class SubmitHere:
-    """The scheduler's node cannot submit jobs: submit ``n`` jobs of ``script`` from the
-    asker's node, then :class:`Register` them."""
+    """The scheduler's node cannot submit jobs: submit ``n`` jobs from the asker's node, then
+    :class:`Register` them: ``script`` for each single job; ``arrays``, ``[tasks, script]``
+    pairs, an array each (where the system has arrays, ``n`` is their tasks and a lone job)."""
 
     script: str
     n: int
+    arrays: list[list[Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class JobReport:
     keep: bool = False
     replaced_by: str | None = None
     spec: dict[str, Any] | None = None
+    array: str | None = None
     workers: int = 0
     walltime_left: float | None = None
     replace_in: float | None = None
@@ -177,6 +180,7 @@ class KeeperStatus:
     recomputed: int  # tasks computed again because their results were lost
     submit_trouble: SubmitTrouble | None
     last_refusal: LastRefusal | None
+    capped: str | None = None  # adapt held back by the site's caps on the user's jobs: by which
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}

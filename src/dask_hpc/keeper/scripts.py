@@ -9,7 +9,7 @@ from dask_hpc.security import TLSFiles
 from dask_hpc.spec import DASK_WORKER_MODULES, JobSpec
 from dask_hpc.systems.base import BatchSystem, Expanded
 
-__all__ = ["scheduler_command", "worker_command", "worker_script"]
+__all__ = ["scheduler_command", "takes_arrays", "worker_command", "worker_script"]
 
 
 def worker_command(
@@ -80,8 +80,10 @@ def worker_script(
     interface: str | None = None,
     tls: TLSFiles | None = None,
     protocol: str | None = None,
+    tasks: int = 1,
 ) -> str:
-    """The job script of one worker job of a session."""
+    """The job script of one worker job of a session; with ``tasks`` > 1, of an array of
+    that many worker jobs (:meth:`~dask_hpc.systems.BatchSystem.array_header`)."""
     command = worker_command(
         spec,
         scheduler_file,
@@ -91,4 +93,11 @@ def worker_script(
         protocol=protocol,
         job_id_variable=system.job_id_variable,
     )
-    return system.render(spec, command)
+    return system.render(spec, command, tasks)
+
+
+def takes_arrays(spec: JobSpec) -> bool:
+    """Whether the spec's workers may be the tasks of an array: ours name themselves after
+    their task (``4711_3``); another worker module is named from the job id variable, which
+    an array's tasks do not carry in the form the batch system's commands take."""
+    return (spec.worker_command or "dask_hpc.worker") in DASK_WORKER_MODULES

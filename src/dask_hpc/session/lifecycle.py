@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask_hpc.errors import DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
 from dask_hpc.keeper import protocol
-from dask_hpc.keeper.scripts import scheduler_command, worker_script
+from dask_hpc.keeper.scripts import scheduler_command, takes_arrays, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
 from dask_hpc.session.link import Link
 from dask_hpc.session.report import SchedulerReport, SessionStatus
@@ -230,16 +230,21 @@ def up(
         if workers:
             # Submitted before the scheduler is up: they may wait as long as it may take.
             early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
-            worker_spec_script = worker_script(
-                system,
-                early_spec,
-                session.scheduler_file,
-                python=config.python,
-                interface=interface,
-                tls=tls,
-            )
-            for _ in range(workers):  # one by one: those submitted before a failure are cancelled too
-                early.append(system.submit(worker_spec_script, session.scripts))
+            # One by one (an array at a time): those submitted before a failure are cancelled too.
+            for tasks in system.batches(workers, takes_arrays(early_spec)):
+                script = worker_script(
+                    system,
+                    early_spec,
+                    session.scheduler_file,
+                    python=config.python,
+                    interface=interface,
+                    tls=tls,
+                    tasks=tasks,
+                )
+                if tasks == 1:
+                    early.append(system.submit(script, session.scripts))
+                else:
+                    early += system.submit_array(script, session.scripts, tasks)
         started = _wait_for_scheduler(session, config, system, t0, timeout, progress)
         if jupyter:
             started = _wait_for_jupyter(started, system, t0, timeout)
@@ -413,10 +418,12 @@ def _submitted(
     cannot submit, they are submitted from here and handed over to the keeper."""
     if isinstance(answer, protocol.Jobs):
         return list(answer.job_ids)
-    system = get_system(config.system)
+    system = get_system(config.system, config.system_settings)
     ids: list[str] = []
     try:
-        for _ in range(answer.n):
+        for tasks, script in answer.arrays:
+            ids += system.submit_array(script, session.scripts, int(tasks))
+        for _ in range(answer.n - sum(int(tasks) for tasks, _ in answer.arrays)):
             ids.append(system.submit(answer.script, session.scripts))
     finally:
         if ids:

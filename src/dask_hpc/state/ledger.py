@@ -46,6 +46,7 @@ class JobRecord:
     # Its spec (JobSpec.to_dict) where it differs from the session's (add with options):
     # a replacement gets the same, after a restart of the scheduler too.
     spec: dict[str, Any] | None = None
+    array: str | None = None  # a task of an array: the id of the array's first task (status groups)
 
     @property
     def live(self) -> bool:

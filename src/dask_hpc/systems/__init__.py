@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dask_hpc.errors import NotInJobError, UnknownSystemError
-from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, JobContext, JobState, JobStatus
+from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, Cap, JobContext, JobState, JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem
 from dask_hpc.systems.local import LocalSystem
 from dask_hpc.systems.lsf import LSFSystem
@@ -19,6 +19,7 @@ from dask_hpc.systems.slurm import SlurmSystem
 __all__ = [
     "SYSTEMS",
     "BatchSystem",
+    "Cap",
     "JobContext",
     "JobState",
     "JobStatus",

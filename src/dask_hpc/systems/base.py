@@ -14,10 +14,10 @@ import re
 import shlex
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from dask_hpc import _process
 from dask_hpc.errors import (
@@ -35,6 +35,7 @@ from dask_hpc.spec import JobSpec
 
 __all__ = [
     "BatchSystem",
+    "Cap",
     "Expanded",
     "JobContext",
     "JobState",
@@ -43,6 +44,9 @@ __all__ = [
     "shell_command",
     "shell_value",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class JobState(str, enum.Enum):
@@ -73,6 +77,16 @@ class JobStatus:
     reason: str | None = None  # why pending, or why it failed, in the system's words
     node: str | None = None  # the (first) node it runs or ran on
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A limit of the site's on how many jobs this user may have, in its own words."""
+
+    limit: int
+    running_only: bool  # True: jobs running at once (SLURM MaxJobs); False: pending or running
+    words: str  # "MaxSubmitJobs=5 (association of root, account dask-hpc)"
+    arrays_count_once: bool = False  # Grid Engine's max_u_jobs counts an array as one job
 
 
 @dataclass(frozen=True)
@@ -185,9 +199,15 @@ class BatchSystem(ABC):
         line = directive.strip()
         return {key for key, pattern in self.directive_keys.items() if re.search(pattern, line)}
 
-    #: What only dask-hpc's own options may set: the walltime, since workers retire and
-    #: replacements are planned by it (a directive would change the job, not the plan).
-    own_keys: ClassVar[frozenset[str]] = frozenset({"walltime"})
+    #: What only dask-hpc's own options may set, and how to ask for it instead: the walltime,
+    #: since workers retire and replacements are planned by it (a directive would change the
+    #: job, not the plan); an array, since each of its tasks is a job the keeper follows.
+    own_keys: ClassVar[frozenset[str]] = frozenset({"walltime", "array"})
+    OWN_KEY_FIX: ClassVar[Mapping[str, str]] = {
+        "walltime": "give it with --walltime (walltime= in Python), by which dask-hpc retires "
+        "workers and plans their replacements",
+        "array": "dask-hpc submits arrays itself: add N (or scale) submits one array of N jobs",
+    }
 
     def header(self, spec: JobSpec) -> list[str]:
         """Our directives, less those the user's extra directives replace or
@@ -196,13 +216,12 @@ class BatchSystem(ABC):
         Raises SpecError for an extra directive that sets one of :attr:`own_keys`.
         """
         for d in spec.job_extra_directives:
-            own = self.sets(d) & self.own_keys
+            own = sorted(self.sets(d) & self.own_keys)
             if own:
                 raise SpecError(
                     "job_extra_directives",
                     d,
-                    f"sets the {' and '.join(sorted(own))}: give it with --walltime (walltime= in "
-                    "Python), by which dask-hpc retires workers and plans their replacements",
+                    f"sets the {' and '.join(own)}: " + "; ".join(self.OWN_KEY_FIX[k] for k in own),
                 )
         dropped = set(self.replaced(spec))
         return [*(d for d in self.directives(spec) if d not in dropped), *spec.job_extra_directives]
@@ -223,10 +242,16 @@ class BatchSystem(ABC):
         (OAR without a memory property): printed by ``up``, warned by BatchCluster."""
         return []
 
-    def render(self, spec: JobSpec, command: Sequence[str]) -> str:
-        """The job script that runs ``command`` with ``spec``'s resources."""
+    def render(self, spec: JobSpec, command: Sequence[str], tasks: int = 1) -> str:
+        """The job script that runs ``command`` with ``spec``'s resources; with ``tasks`` > 1,
+        an array of that many tasks, each a job of its own (:meth:`array_header`)."""
+        header = self.header(spec)
+        if tasks > 1:
+            if not self.arrays:
+                raise SpecError("tasks", tasks, f"{self.name} has no job arrays here: submit single jobs")
+            header = self.array_header(header, spec, tasks)
         lines = [spec.shebang]
-        lines += [f"{self.directive_prefix} {d}" for d in self.header(spec)]
+        lines += [f"{self.directive_prefix} {d}" for d in header]
         lines += self.body(spec, command)
         return "\n".join(lines) + "\n"
 
@@ -245,6 +270,76 @@ class BatchSystem(ABC):
         if spec.job_script_epilogue:
             lines += ["", *spec.job_script_epilogue]
         return lines
+
+    # ---- job arrays: one submission, many jobs ---------------------------------
+
+    #: Whether this system takes job arrays (:meth:`array_header`, :meth:`task_ids`).
+    arrays: ClassVar[bool] = False
+    #: The most tasks of one array when the site's own limit cannot be read (its manual's default).
+    default_array_limit: ClassVar[int] = 1000
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        """``header`` (our directives and the user's) for an array of ``tasks`` tasks: the
+        array's directive added, the log files named per task."""
+        raise SpecError("tasks", tasks, f"{self.name} has no job arrays here: submit single jobs")
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        """The ids of an array's tasks, from the submit command's answer: each is the id the
+        system's own commands take for that task (SLURM ``4711_3``, Grid Engine ``48.3``)."""
+        raise ParseError(f"{self.name} has no job arrays here")
+
+    def array_limit_argv(self) -> list[str] | None:
+        """The command whose answer holds the site's largest array; None: not asked."""
+        return None
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        """The most tasks of one array, from :meth:`array_limit_argv`'s answer."""
+        return None
+
+    def array_limit(self) -> int:
+        """The most tasks this site takes in one array: asked once (a big request is split
+        into several arrays); the system's default when the answer cannot be read; 1 where
+        the site turned arrays off (SLURM's MaxArraySize=0): single jobs."""
+        if not self.arrays:
+            return 1
+        cached = getattr(self, "_array_limit", None)
+        if cached is None:
+            argv = self.array_limit_argv()
+            cached = None
+            if argv is not None:
+                try:
+                    cached = self.parse_array_limit(_process.run(argv, timeout=self.query_timeout).stdout)
+                except CommandError:
+                    cached = None
+            cached = self.default_array_limit if cached is None else max(1, cached)
+            self._array_limit: int | None = cached
+        return cached
+
+    def batches(self, n: int, arrays: bool = True) -> list[int]:
+        """How ``n`` jobs are submitted: the tasks of each submission. Arrays of at most
+        :meth:`array_limit` tasks where this system has them and ``arrays`` (a lone job is a
+        job of its own); else ``n`` single jobs. Asks the site's limit once (a command)."""
+        if n < 2 or not (arrays and self.arrays):
+            return [1] * max(0, n)
+        limit = max(1, self.array_limit())
+        return [limit] * (n // limit) + ([n % limit] if n % limit else [])
+
+    # ---- the site's caps on a user's jobs ------------------------------------------------
+
+    def caps(self, account: str | None = None) -> list[Cap]:
+        """The site's limits on this user's jobs (charged to ``account``), where the system
+        tells them (SLURM's associations and QOS, Grid Engine's max_u_jobs); [] where it does
+        not or cannot be asked. Runs commands."""
+        return []
+
+    def user_jobs(self) -> int | None:
+        """How many jobs (array tasks each) this user has pending or running, in every session
+        and outside them; None where it cannot be asked. One command."""
+        return None
+
+    def job_id_from_env(self, env: Mapping[str, str]) -> str | None:
+        """The job's id as this system's commands take it (an array task's own id), from inside."""
+        return env.get(self.job_id_variable) or None
 
     # ---- commands (pure) ----------------------------------------------------
 
@@ -272,6 +367,13 @@ class BatchSystem(ABC):
 
     def submit(self, script: str, directory: Path, *, timeout: float = 60.0) -> str:
         """Write ``script`` into ``directory`` and submit it; return the job id."""
+        return self._submitted(script, directory, timeout, self.parse_job_id)
+
+    def submit_array(self, script: str, directory: Path, tasks: int, *, timeout: float = 60.0) -> list[str]:
+        """Submit ``script`` (rendered with ``tasks``) as one array; return its tasks' ids."""
+        return self._submitted(script, directory, timeout, lambda out: self.task_ids(out, tasks))
+
+    def _submitted(self, script: str, directory: Path, timeout: float, read: Callable[[str], _T]) -> _T:
         self.check_commands()
         private_directory(directory)
         path = write_new_script(directory, script)
@@ -295,7 +397,7 @@ class BatchSystem(ABC):
                 f"{self.find_hint(path)}"
             ) from None
         try:
-            return self.parse_job_id(done.stdout)
+            return read(done.stdout)
         except ParseError:
             answer = " ".join((done.stdout + " " + done.stderr).split())[:200]
             raise SubmitUnclearError(
@@ -410,7 +512,7 @@ class BatchSystem(ABC):
     def job_context(self, env: Mapping[str, str] | None = None) -> JobContext:
         """The job's id, nodes and walltime end, read from inside the job."""
         env = os.environ if env is None else env
-        job_id = env.get(self.job_id_variable)
+        job_id = self.job_id_from_env(env)
         if not job_id:
             raise NotInJobError(f"not inside a {self.name} job: ${self.job_id_variable} is not set")
         return JobContext(self.name, job_id, self.nodes_from_env(env), self.end_time(job_id, env))

@@ -157,7 +157,7 @@ class HTCondorSystem(BatchSystem):
             d.append(f"log = {base}/$(Cluster).$(Process).log")
         return d
 
-    def render(self, spec: JobSpec, command: Sequence[str]) -> str:
+    def render(self, spec: JobSpec, command: Sequence[str], tasks: int = 1) -> str:
         # Values naming the node's variables ($TMPDIR) are exported by the job's shell; the
         # environment command would pass them on literally.
         exports = [f"export {k}={shell_value(v)}" for k, v in spec.environment if has_references(v)]
@@ -183,7 +183,8 @@ class HTCondorSystem(BatchSystem):
             f'environment = {condor_environment(env)[:-1]} {JOB_ID_VARIABLE}=$(Cluster).$(Process)"',
             "getenv = False",
             *self.header(spec),
-            "queue 1",
+            # One cluster of ``tasks`` jobs: each its own $(Process), condor_q and condor_rm id.
+            f"queue {max(1, tasks)}",
         ]
         return "\n".join(lines) + "\n"
 
@@ -193,6 +194,14 @@ class HTCondorSystem(BatchSystem):
     def parse_job_id(self, stdout: str) -> str:
         # -terse prints "123.0 - 123.0".
         return must_match(r"^\s*(\d+\.\d+)", stdout, "an HTCondor job id")[1]
+
+    arrays = True
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        # -terse prints the first and last: "123.0 - 123.4".
+        match = must_match(r"^\s*(\d+)\.(\d+)\s*-\s*\d+\.(\d+)", stdout, "an HTCondor job range")
+        cluster, first, last = match[1], int(match[2]), int(match[3])
+        return [f"{cluster}.{p}" for p in range(first, last + 1)]
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["condor_q", "-json", "-attributes", ATTRIBUTES, *job_ids]

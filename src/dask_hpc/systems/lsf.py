@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +27,8 @@ STATES: dict[str, JobState] = {
     "EXIT": JobState.FAILED,  # refined by EXIT_REASON: see _finished_state
     "ZOMBI": JobState.FAILED,
 }
-QUERY_FIELDS = "jobid stat exit_code exec_host pend_reason exit_reason"
+# jobindex: an array element's index (0 for a job of its own): its id is jobid[index].
+QUERY_FIELDS = "jobid jobindex stat exit_code exec_host pend_reason exit_reason"
 
 
 class LSFSystem(BatchSystem):
@@ -111,6 +113,47 @@ class LSFSystem(BatchSystem):
             d.append(f"-e {self.quote(logs + '/%J.err')}")
         return d
 
+    # ---- arrays: -J "name[1-N]"; element 3 of job 123 is 123[3] (bjobs, bkill, its logs)
+
+    arrays = True
+    default_array_limit = 1000  # MAX_JOB_ARRAY_SIZE's default (lsb.params)
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        name = f"-J {self.quote(self.job_name(spec))}"
+        ours = {d for d in self.directives(spec) if self.sets(d) & {"output", "error"}}
+        out = []
+        for d in header:
+            if d == name:
+                d = f'-J "{self.job_name(spec)}[1-{tasks}]"'
+            elif d in ours:
+                d = d.replace("%J.", "%J[%I].")  # each element's own log files
+            out.append(d)
+        if name not in header:  # the user named the job: their name, our range
+            raise SpecError(
+                "job_extra_directives",
+                next((d for d in header if self.sets(d) & {"job_name"}), "-J"),
+                "names the job, which makes an LSF array (-J name[1-N]): give the name with "
+                "--job-name (job_name= in Python)",
+            )
+        return out
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        job_id = self.parse_job_id(stdout)
+        return [f"{job_id}[{i}]" for i in range(1, tasks + 1)]
+
+    def array_limit_argv(self) -> list[str]:
+        return ["bparams", "-a"]
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        match = re.search(r"^\s*MAX_JOB_ARRAY_SIZE\s*=\s*(\d+)", stdout, re.M)
+        return int(match[1]) if match else None
+
+    def job_id_from_env(self, env: Mapping[str, str]) -> str | None:
+        job, index = env.get("LSB_JOBID"), env.get("LSB_JOBINDEX", "0")
+        if job and index.isdigit() and index != "0":  # 0 outside an array
+            return f"{job}[{index}]"
+        return super().job_id_from_env(env)
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["bsub"] if self.script_on_stdin else ["bsub", str(script)]
 
@@ -133,13 +176,16 @@ class LSFSystem(BatchSystem):
                 raise ParseError(f"could not read bjobs -json output: {exc}") from None
             for rec in records:
                 job_id = str(rec.get("JOBID", ""))
+                index = str(rec.get("JOBINDEX") or "0")
+                if index.isdigit() and index != "0":
+                    job_id = f"{job_id}[{index}]"
                 if not job_id or rec.get("ERROR"):
                     continue
                 found[job_id] = _status(job_id, rec)
         return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
 
     def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
-        return f"{job_id}.out", f"{job_id}.err"
+        return f"{job_id}.out", f"{job_id}.err"  # an array element's: 123[3].out
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["bkill", *job_ids]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from dask_hpc.errors import SpecError
+from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
 
@@ -58,6 +58,7 @@ class OARSystem(BatchSystem):
         "properties": r"^(-p|--property)\s",
         "output": r"^(-O|--stdout)\s",
         "error": r"^(-E|--stderr)\s",
+        "array": r"^--array(-param-file)?\s",
     }
     # oardel: "Cannot frag 5 ; This job was already killed." for a job already being deleted;
     # "... You are not the right user." for an id OAR does not know (ours are always ours).
@@ -149,6 +150,19 @@ class OARSystem(BatchSystem):
     def replaced(self, spec: JobSpec) -> dict[str, str]:
         # The user's -p is joined with ours (properties), not a replacement of it.
         return {d: by for d, by in super().replaced(spec).items() if not d.startswith("-p ")}
+
+    # ---- arrays: --array N; each task is a job of its own id (OAR_JOB_ID), its array OAR_ARRAY_ID
+
+    arrays = True
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        return [*header, f"--array {tasks}"]
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        ids = re.findall(r"(?m)^OAR_JOB_ID=(\d+)\s*$", stdout)
+        if len(ids) != tasks:
+            raise ParseError(f"oarsub --array {tasks} answered {len(ids)} job ids: {stdout.strip()[:200]!r}")
+        return ids
 
     def submit_argv(self, script: Path) -> list[str]:
         # -S: read the #OAR lines. The script stays in the session's folder, which the nodes

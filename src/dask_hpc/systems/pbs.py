@@ -3,6 +3,7 @@ over Torque (``moab``): msub, qstat -f, canceljob."""
 
 from __future__ import annotations
 
+import getpass
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,8 +11,17 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
+from dask_hpc.errors import CommandError, ParseError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
+from dask_hpc.systems.base import (
+    BatchSystem,
+    Cap,
+    JobState,
+    JobStatus,
+    must_match,
+    read_lines,
+    setting_line,
+)
 
 __all__ = ["MoabSystem", "PBSSystem", "TorqueSystem", "parse_qstat_full"]
 
@@ -52,6 +62,7 @@ class PBSSystem(BatchSystem):
         "account": r"^-A\b",
         "output": r"^-o\b",
         "error": r"^-e\b",
+        "array": r"^-J\b",
     }
     cancel_gone_phrases = ("Unknown Job Id", "Job has finished")
 
@@ -82,6 +93,47 @@ class PBSSystem(BatchSystem):
             d.append(f"-e {self.quote(logs + '/')}")
         return d
 
+    # ---- arrays: PBS Pro's -J 1-N; subjob 3 of 123[].server is 123[3].server (its PBS_JOBID)
+
+    arrays = True
+    default_array_limit = 10000  # the server's max_array_size default
+    array_flag: ClassVar[str] = "-J"
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        return [*header, f"{self.array_flag} 1-{tasks}"]
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        job_id = self.parse_job_id(stdout)  # "123[].server"
+        head, sep, tail = job_id.partition("[]")
+        if not sep:
+            raise ParseError(f"qsub answered {job_id!r} for an array, not an array id (123[].server)")
+        return [f"{head}[{i}]{tail}" for i in range(1, tasks + 1)]
+
+    def array_limit_argv(self) -> list[str]:
+        return ["qmgr", "-c", "list server"]
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        # PBS Pro's max_array_size, Torque's max_job_array_size.
+        match = re.search(r"^\s*max_(?:job_)?array_size\s*=\s*(\d+)", stdout, re.M)
+        return int(match[1]) if match else None
+
+    # ---- caps: the server's limits per user (qmgr -c "list server"), as PBS Pro writes them
+
+    def caps(self, account: str | None = None) -> list[Cap]:
+        try:
+            done = _process.run(["qmgr", "-c", "list server"], timeout=30)
+        except CommandError:
+            return []
+        return parse_server_caps(done.stdout, getpass.getuser())
+
+    def user_jobs(self) -> int | None:
+        try:
+            done = _process.run(["qstat", "-u", getpass.getuser(), "-t"], timeout=self.query_timeout)
+        except CommandError:
+            return None
+        # One line per job or subjob after the header's dashes: "7001.pbs01  alice  workq ..."
+        return sum(1 for line in done.stdout.splitlines() if re.match(r"^\d+(\[\d*\])?\.", line))
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["qsub", str(script)]
 
@@ -110,9 +162,15 @@ class PBSSystem(BatchSystem):
         }
 
     def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
-        # -o/-e name a directory: PBS writes <name>.o<sequence number> there.
+        # -o/-e name a directory: PBS writes <name>.o<sequence number> there; a subjob's
+        # (123[3]) are <name>.o123.3.
         number = job_id.split(".")[0]
+        subjob = re.fullmatch(r"(\d+)\[(\d+)\]", number)
+        if subjob:
+            number = f"{subjob[1]}{self.subjob_log_separator}{subjob[2]}"
         return f"{job_name}.o{number}", f"{job_name}.e{number}"
+
+    subjob_log_separator: ClassVar[str] = "."
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qdel", *job_ids]
@@ -126,11 +184,6 @@ class TorqueSystem(PBSSystem):
 
     name = "torque"
     job_name_max = 15  # older Torque servers cut or refuse longer names
-    directive_keys: ClassVar[Mapping[str, str]] = {
-        **{k: v for k, v in PBSSystem.directive_keys.items() if k != "resources"},
-        "nodes": r"^-l\s.*\b(nodes|ncpus|procs)=",
-        "memory": r"^-l\s.*\b(p?v?mem)=",
-    }
 
     def resources(self, spec: JobSpec) -> list[str]:
         if self.resource_spec:
@@ -139,6 +192,19 @@ class TorqueSystem(PBSSystem):
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qstat", "-f", *job_ids]  # Torque has no -x; completed jobs stay as C
+
+    # Torque's arrays: -t 1-N; its ids as PBS Pro's (123[3].server); logs <name>.o123-3.
+    array_flag = "-t"
+    subjob_log_separator = "-"
+    directive_keys: ClassVar[Mapping[str, str]] = {
+        **{k: v for k, v in PBSSystem.directive_keys.items() if k not in ("resources", "array")},
+        "nodes": r"^-l\s.*\b(nodes|ncpus|procs)=",
+        "memory": r"^-l\s.*\b(p?v?mem)=",
+        "array": r"^-t\b",
+    }
+
+    def array_limit_argv(self) -> list[str]:
+        return ["qmgr", "-c", "list server"]  # max_job_array_size
 
 
 class MoabSystem(TorqueSystem):
@@ -154,6 +220,7 @@ class MoabSystem(TorqueSystem):
 
     name = "moab"
     list_jobs = "showq -u $USER"
+    arrays = False  # msub's arrays are Moab's own ids, which Torque's qstat does not know
 
     def submit_argv(self, script: Path) -> list[str]:
         return ["msub", str(script)]
@@ -178,6 +245,25 @@ class MoabSystem(TorqueSystem):
         states = self.query(ids)
         if any(not states[j].state.finished and states[j].state is not JobState.UNKNOWN for j in ids):
             raise done.failure(f"{self.name} could not cancel")
+
+
+def parse_server_caps(text: str, user: str) -> list[Cap]:
+    """The caps on ``user``'s jobs in ``qmgr -c "list server"``: PBS Pro's ``max_queued`` and
+    ``max_run`` (``[u:PBS_GENERIC=20]`` for every user, ``[u:alice=5]`` for one; the user's own
+    wins) and the older ``max_user_run`` (Torque's too)."""
+    attributes = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.M))
+    caps: list[Cap] = []
+    for name, running in (("max_queued", False), ("max_run", True)):
+        value = attributes.get(name, "")
+        mine = re.search(rf"\[u:{re.escape(user)}=(\d+)\]", value)
+        generic = re.search(r"\[u:PBS_GENERIC=(\d+)\]", value)
+        found = mine or generic
+        if found:
+            caps.append(Cap(int(found[1]), running, f"{name} = {found[0]} (qmgr list server)"))
+    if attributes.get("max_user_run", "").isdigit():
+        value = attributes["max_user_run"]
+        caps.append(Cap(int(value), True, f"max_user_run = {value} (qmgr list server)"))
+    return caps
 
 
 def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import ParseError, SpecError
+from dask_hpc.errors import CommandError, ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
+from dask_hpc.systems.base import BatchSystem, Cap, JobState, JobStatus, must_match, read_lines, setting_line
 
 __all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem"]
 
@@ -61,6 +61,7 @@ class SGESystem(BatchSystem):
         "account": r"^-P\b",
         "output": r"^-o\b",
         "error": r"^-e\b",
+        "array": r"^-t\b",
     }
     setting_keys: ClassVar[Mapping[str, str]] = {
         "sge-parallel-environment": "parallel_environment",
@@ -121,6 +122,56 @@ class SGESystem(BatchSystem):
             d.append(f"-e {self.quote(logs + '/')}")
         return d
 
+    # ---- arrays: -t 1-N; task 3 of job 48 is 48.3 (qstat's ja-task-ID, qacct -t, log names)
+
+    arrays = True
+    default_array_limit = 75000  # max_aj_tasks's default (sge_conf(5))
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        # -o DIR/: Grid Engine names each task's logs <name>.o<job>.<task> (log_files).
+        return [*header, f"-t 1-{tasks}"]
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        # -terse prints "48.1-5:1" for an array.
+        job_id = self.parse_job_id(stdout)
+        return [f"{job_id}.{i}" for i in range(1, tasks + 1)]
+
+    def array_limit_argv(self) -> list[str]:
+        return ["qconf", "-sconf"]
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        match = re.search(r"^max_aj_tasks\s+(\d+)", stdout, re.M)
+        if match is None:
+            return None
+        return int(match[1]) or None  # 0: no limit (the default is used, to keep arrays small)
+
+    def job_id_from_env(self, env: Mapping[str, str]) -> str | None:
+        job, task = env.get("JOB_ID"), env.get("SGE_TASK_ID", "")
+        if job and task.isdigit():  # "undefined" outside an array
+            return f"{job}.{task}"
+        return super().job_id_from_env(env)
+
+    # ---- caps: max_u_jobs, the jobs (an array is one) each user may have (sge_conf(5)) ----
+
+    def caps(self, account: str | None = None) -> list[Cap]:
+        try:
+            done = _process.run(["qconf", "-sconf"], timeout=30)
+        except CommandError:
+            return []
+        match = re.search(r"^max_u_jobs\s+(\d+)", done.stdout, re.M)
+        if match is None or match[1] == "0":  # 0: no limit
+            return []
+        return [Cap(int(match[1]), False, f"max_u_jobs={match[1]} (qconf -sconf)", arrays_count_once=True)]
+
+    def user_jobs(self) -> int | None:
+        """Jobs, not tasks: what max_u_jobs counts."""
+        try:
+            done = _process.run(self.query_argv([]), timeout=self.query_timeout)
+            root = ET.fromstring(done.stdout)
+        except (CommandError, ET.ParseError):
+            return None
+        return len({(j.findtext("JB_job_number") or "").strip() for j in root.iter("job_list")})
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["qsub", "-terse", str(script)]
 
@@ -147,7 +198,9 @@ class SGESystem(BatchSystem):
             reason = next((STATE_REASONS[c] for c in "hq" if c in letters), None)
             if state is JobState.PENDING:
                 reason = f"{reason} ({letters})" if reason else letters
-            found[job_id] = JobStatus(job_id, state, reason=reason, node=node)
+            tasks = (job.findtext("tasks") or "").strip()
+            for one in [f"{job_id}.{t}" for t in _task_numbers(tasks)] if tasks else [job_id]:
+                found[one] = JobStatus(one, state, reason=reason, node=node)
         return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
 
     def complete_query(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
@@ -156,7 +209,9 @@ class SGESystem(BatchSystem):
         # just left are looked up, once each.
         for job_id, status in statuses.items():
             if status.state is JobState.UNKNOWN:
-                done = _process.run(["qacct", "-j", job_id], timeout=self.query_timeout, check=False)
+                job, _, task = job_id.partition(".")
+                argv = ["qacct", "-j", job, *(["-t", task] if task else [])]
+                done = _process.run(argv, timeout=self.query_timeout, check=False)
                 if done.returncode == 0:
                     statuses[job_id] = parse_qacct(job_id, done.stdout)
         return statuses
@@ -174,6 +229,17 @@ class SGESystem(BatchSystem):
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         nodes = read_lines(env.get("PE_HOSTFILE"))
         return nodes or tuple(h for h in [env.get("HOSTNAME", "")] if h)
+
+
+def _task_numbers(tasks: str) -> list[int]:
+    """An array's task numbers as qstat shows them: ``3``, ``2-5:1``, ``2-9:2``, ``1,4-5:1``."""
+    numbers: list[int] = []
+    for part in tasks.split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        if match:
+            first, last, step = int(match[1]), int(match[2] or match[1]), int(match[3] or 1)
+            numbers += range(first, last + 1, max(1, step))
+    return numbers
 
 
 def parse_qacct(job_id: str, stdout: str) -> JobStatus:

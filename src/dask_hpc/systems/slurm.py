@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,15 @@ from typing import ClassVar
 from dask_hpc import _process
 from dask_hpc.errors import CommandError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_line, setting_whole
+from dask_hpc.systems.base import (
+    BatchSystem,
+    Cap,
+    JobState,
+    JobStatus,
+    must_match,
+    setting_line,
+    setting_whole,
+)
 
 __all__ = ["SlurmSystem", "expand_hostlist"]
 
@@ -44,8 +53,9 @@ STATES: dict[str, JobState] = {
     "TIMEOUT": JobState.TIMEOUT,
 }
 
-# One squeue call for all jobs; "|" ends every field so that empty ones survive.
-QUERY_FIELDS = "JobID:|,State:|,Reason:|,NodeList:|,exit_code:|"
+# One squeue call for all jobs; "|" ends every field so that empty ones survive. An array
+# task's id is ArrayJobID_ArrayTaskID (JobID is a number of its own for each task).
+QUERY_FIELDS = "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,Reason:|,NodeList:|,exit_code:|"
 
 
 class SlurmSystem(BatchSystem):
@@ -67,6 +77,7 @@ class SlurmSystem(BatchSystem):
         "account": r"^(--account(=|\s|$)|-A)",
         "output": r"^(--output(=|\s|$)|-o)",
         "error": r"^(--error(=|\s|$)|-e)",
+        "array": r"^(--array(=|\s|$)|-a)",
     }
     cancel_gone_phrases = ("already completing or completed", "Invalid job id specified")
     # dask-jobqueue's SLURMCluster job_cpu and job_mem: what the job asks SLURM for, where it
@@ -99,6 +110,63 @@ class SlurmSystem(BatchSystem):
             d.append(f"--error={self.quote(logs + '/%x-%j.err')}")
         return d
 
+    # ---- arrays: --array=1-N; task 3 of job 4711 is 4711_3 in squeue, scancel and its logs
+
+    arrays = True
+    default_array_limit = 1000  # MaxArraySize's default is 1001: indices 0 to 1000
+
+    def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
+        # %j is each task's own number; %A_%a is the array's and the index: the task's id.
+        ours = {d for d in self.directives(spec) if self.sets(d) & {"output", "error"}}
+        named = [d.replace("%j", "%A_%a") if d in ours else d for d in header]
+        return [*named, f"--array=1-{tasks}"]
+
+    def task_ids(self, stdout: str, tasks: int) -> list[str]:
+        job_id = self.parse_job_id(stdout)
+        return [f"{job_id}_{i}" for i in range(1, tasks + 1)]
+
+    def array_limit_argv(self) -> list[str]:
+        return ["scontrol", "show", "config"]
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        # "MaxArraySize            = 1001": the largest index is one less; we number from 1.
+        match = re.search(r"^MaxArraySize\s*=\s*(\d+)", stdout, re.M)
+        return int(match[1]) - 1 if match else None
+
+    def job_id_from_env(self, env: Mapping[str, str]) -> str | None:
+        array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        if array and task:
+            return f"{array}_{task}"
+        return super().job_id_from_env(env)
+
+    # ---- caps: the association's and its QOS's limits on this user's jobs (sacctmgr) -----
+
+    def caps(self, account: str | None = None) -> list[Cap]:
+        user = getpass.getuser()
+        try:
+            assoc = _process.run(
+                [*SACCTMGR, "list", "association", "where", f"user={user}", ASSOC_FORMAT], timeout=30
+            )
+            qos = _process.run([*SACCTMGR, "list", "qos", QOS_FORMAT], timeout=30)
+            if account is None:  # the job is charged to the user's default account
+                default = _process.run(
+                    [*SACCTMGR, "list", "user", "where", f"name={user}", "format=DefaultAccount"], timeout=30
+                )
+                account = default.stdout.strip() or None
+        except CommandError:
+            return []  # no accounting here (or no answer): no caps known
+        return parse_caps(assoc.stdout, qos.stdout, user, account)
+
+    def user_jobs(self) -> int | None:
+        try:
+            done = _process.run(
+                ["squeue", "--noheader", "--array", f"--user={getpass.getuser()}", "--format=%i"],
+                timeout=self.query_timeout,
+            )
+        except CommandError:
+            return None
+        return len(done.stdout.split())
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["sbatch", "--parsable", str(script)]
 
@@ -111,6 +179,7 @@ class SlurmSystem(BatchSystem):
             "squeue",
             "--noheader",
             "--states=all",
+            "--array",  # one line per array task, pending ones too (not 4711_[3-10])
             "--jobs",
             ",".join(job_ids),
             "-O",
@@ -124,9 +193,10 @@ class SlurmSystem(BatchSystem):
         found: dict[str, JobStatus] = {}
         for line in stdout.splitlines():
             fields = [f.strip() for f in line.split("|")]
-            if len(fields) < 5 or not fields[0]:
+            if len(fields) < 7 or not fields[0]:
                 continue
-            job_id, state_name, reason, nodes, raw_exit = fields[:5]
+            number, array_id, task, state_name, reason, nodes, raw_exit = fields[:7]
+            job_id = f"{array_id}_{task}" if task.isdigit() else number
             state = STATES.get(state_name.split()[0] if state_name else "", JobState.UNKNOWN)
             found[job_id] = JobStatus(
                 job_id,
@@ -157,6 +227,41 @@ class SlurmSystem(BatchSystem):
             return datetime.fromisoformat(done.stdout.strip().rstrip("|")).timestamp()
         except (CommandError, ValueError):
             return super().end_time(job_id, env)
+
+
+SACCTMGR = ("sacctmgr", "--noheader", "--parsable2")
+ASSOC_FORMAT = "format=Account,Partition,MaxJobs,MaxSubmitJobs,DefaultQOS,QOS"
+QOS_FORMAT = "format=Name,MaxJobsPU,MaxSubmitJobsPU"
+
+
+def parse_caps(associations: str, qos: str, user: str, account: str | None = None) -> list[Cap]:
+    """The caps on ``user``'s jobs from ``sacctmgr -n -P list association where user=U
+    format=Account,Partition,MaxJobs,MaxSubmitJobs,DefaultQOS,QOS`` and ``list qos
+    format=Name,MaxJobsPU,MaxSubmitJobsPU``: the association's MaxJobs and MaxSubmitJobs
+    (those of ``account``, the job's: the user's default unless given; else every one of the
+    user's, so that the most restrictive binds), and its default QOS's
+    MaxJobsPU and MaxSubmitJobsPU (SLURM applies both; the lower binds)."""
+    rows = [line.split("|") for line in associations.splitlines() if line.count("|") >= 5]
+    if account:
+        rows = [r for r in rows if r[0] == account] or rows
+    limits = {
+        name: (jobs, submit)
+        for name, jobs, submit, *_ in (line.split("|") for line in qos.splitlines() if line.count("|") >= 2)
+    }
+    caps: list[Cap] = []
+    for acct, _partition, max_jobs, max_submit, default_qos, qos_list in rows:
+        where = f"association of {user} in account {acct}"
+        if max_submit.isdigit():
+            caps.append(Cap(int(max_submit), False, f"MaxSubmitJobs={max_submit} ({where})"))
+        if max_jobs.isdigit():
+            caps.append(Cap(int(max_jobs), True, f"MaxJobs={max_jobs} ({where})"))
+        name = default_qos or (qos_list.split(",")[0] if qos_list else "normal")
+        jobs, submit = limits.get(name, ("", ""))
+        if submit.isdigit():
+            caps.append(Cap(int(submit), False, f"MaxSubmitJobsPerUser={submit} (QOS {name})"))
+        if jobs.isdigit():
+            caps.append(Cap(int(jobs), True, f"MaxJobsPerUser={jobs} (QOS {name})"))
+    return caps
 
 
 def _exit_code(raw: str) -> int | None:

@@ -22,6 +22,7 @@ value ``dask-hpc.retire-margin`` (seconds, or a duration such as ``"2 minutes"``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -120,10 +121,26 @@ def job_end() -> float | None:
         return None
 
 
+def named_after_the_job(name: object, job_id: str) -> object:
+    """The worker's name as the keeper knows its job: ``dask worker`` makes a name that
+    ``int()`` reads a number, and ``int("4711_3")`` (a SLURM array task) is 47113; the task's
+    id comes back (``4711_3``, ``4711_3-1`` for the second of several workers)."""
+    compact = job_id.replace("_", "")
+    if "_" not in job_id or not compact.isdigit():
+        return name
+    head, sep, tail = str(name).partition("-")
+    if head == compact and (not sep or tail.isdigit()):
+        return job_id + sep + tail
+    return name
+
+
 def dask_setup(worker: Worker) -> None:
-    """distributed's preload hook: watch the walltime of the job this worker runs in."""
+    """distributed's preload hook, before the worker registers: its name as its job's id,
+    and a watch on the walltime of the job this worker runs in."""
     from tornado.ioloop import PeriodicCallback
 
+    with contextlib.suppress(DaskHPCError):  # outside a dask-hpc job distributed's name stays
+        worker.name = named_after_the_job(worker.name, current_job().job_id)
     end = job_end()
     if end is None:
         return

@@ -1,0 +1,95 @@
+"""The site's caps on a user's jobs, set for real (issue 22): SLURM's association limits with
+sacctmgr (accounting by slurmdbd over MariaDB, scripts/local-slurm), Grid Engine's max_u_jobs
+with qconf. Read, respected by add and adapt, and said in one line with the way out."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from dask_hpc.systems import get_system
+
+from .conftest import HPC, bring_up, live_jobs, poll
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def sacctmgr(*args: str) -> None:
+    subprocess.run(["sacctmgr", "--immediate", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def slurm_limit(setting: str) -> Iterator[None]:
+    """``sacctmgr modify user root set <setting>`` for the test, undone after it."""
+    name = setting.split("=")[0]
+    sacctmgr("modify", "user", "root", "set", setting)
+    try:
+        yield
+    finally:
+        sacctmgr("modify", "user", "root", "set", f"{name}=-1")
+
+
+@pytest.mark.slurm
+def test_slurm_max_submit_jobs_is_read_respected_and_said(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
+) -> None:
+    bring_up("slurm", request)
+    hpc = hpc_for("slurm")
+    name = "capped"
+    hpc.up(name)  # the scheduler's job is one of root's jobs: 4 left under the cap of 5
+    with slurm_limit("MaxSubmitJobs=5"):
+        caps = get_system("slurm").caps()
+        assert [(c.limit, c.running_only) for c in caps] == [(5, False)]
+        assert caps[0].words == "MaxSubmitJobs=5 (association of root in account dask-hpc)"
+        refused = hpc("add", "6", "--name", name, "--walltime", "5m", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "MaxSubmitJobs=5 (association of root in account dask-hpc)" in line
+        assert re.search(r"who has 1; at most 4 more", line), line
+        assert "--processes" in line  # the way out: more workers per job
+        assert not live_jobs(hpc.status(name))  # nothing was submitted
+        hpc("add", "4", "--name", name, "--walltime", "5m")  # one array, up to the cap
+        report = hpc.status(name)
+        assert len(live_jobs(report)) == 4 and len({j["array"] for j in report["jobs"]}) == 1
+        # adapt asks for more than the cap leaves: it stays at the cap, and status says so.
+        hpc("remove", "4", "--name", name)
+        hpc("adapt", "--min", "8", "--max", "8", "--name", name)
+        poll("adapt to reach the cap", lambda: len(live_jobs(hpc.status(name))) == 4 or None, 60)
+        text = hpc("status", "--name", name).stdout
+        assert "held back by the site's cap: at most 4 jobs by MaxSubmitJobs=5" in text, text
+    hpc("down", "--name", name)
+
+
+@pytest.mark.sge
+def test_sge_max_u_jobs_counts_an_array_once(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC], tmp_path: Path
+) -> None:
+    bring_up("sge", request)
+    hpc = hpc_for("sge")
+    global_conf = subprocess.run(["qconf", "-sconf"], check=True, capture_output=True, text=True).stdout
+    # One "name value" a line (qconf continues long values with a backslash); qconf -Mconf
+    # takes the configuration's name from the file's: "global".
+    joined = re.sub(r"\\\n\s*", " ", global_conf)
+    (tmp_path / "capped").mkdir()
+    (tmp_path / "original").mkdir()
+    capped, original = tmp_path / "capped" / "global", tmp_path / "original" / "global"
+    capped.write_text(re.sub(r"(?m)^max_u_jobs\s+\d+", "max_u_jobs                   2", joined))
+    original.write_text(joined)
+    subprocess.run(["qconf", "-Mconf", str(capped)], check=True, capture_output=True)
+    try:
+        caps = get_system("sge").caps()
+        assert [(c.limit, c.arrays_count_once) for c in caps] == [(2, True)]
+        name = "capped-sge"
+        hpc.up(name)  # the scheduler's job is one: one more job (an array of any size) fits
+        hpc("add", "3", "--name", name, "--walltime", "5m")
+        refused = hpc("add", "1", "--name", name, check=False)
+        assert refused.returncode != 0 and "max_u_jobs=2" in refused.stderr
+        assert "an array counts once" in refused.stderr
+        hpc("down", "--name", name)
+    finally:
+        subprocess.run(["qconf", "-Mconf", str(original)], check=True, capture_output=True)
