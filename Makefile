@@ -9,6 +9,7 @@
 #   make bench-mpi       mpirun -np 4 until all workers are seen, against dask-mpi (bench/)
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
 #   make bench-churn     worker jobs shorter than the work on the local SLURM, against dask-jobqueue (bench/)
+#   make bench-scale     1000 worker jobs on the local SLURM (arrays), against dask-jobqueue's scale(1000) (bench/)
 #   make bench-network   worker to worker over mpi://, tcp and tls, against MPI Send/Recv (mpirun -np 4)
 #   make bench-network-tcp  the same with MPI over its TCP transport (the path between nodes without a fast network)
 #   make bench-phases    where the time of one fetch over mpi:// goes, phase by phase (mpirun -np 4)
@@ -16,7 +17,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint typecheck docs pytest bench-startup bench-mpi bench-open bench-churn bench-network bench-network-tcp bench-phases clean
+.PHONY: demo test test-fast lint typecheck docs pytest bench-startup bench-mpi bench-open bench-scale bench-churn bench-network bench-network-tcp bench-phases clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,11 @@ bench-mpi: $(BIN)/.installed
 
 bench-open: $(BIN)/.installed
 	$(BIN)/python bench/open_many.py
+
+bench-scale: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	scripts/local-slurm up
+	$(BIN)/python bench/scale.py
 
 bench-churn: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

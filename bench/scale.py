@@ -2,10 +2,12 @@
 
 Measured in one run, on the same SLURM, one after the other:
 
-  submit    `dask-hpc add N` against dask-jobqueue's `SLURMCluster.scale(jobs=N)`: seconds
-            until all N jobs are in SLURM's queue (squeue, one line per array task), and how
-            many submissions it took. Every job is submitted held (`sbatch --hold`), so that
-            none starts: this measures submission, not 2 cores starting N workers.
+  submit    `dask-hpc add N` (a command: its Python start and TLS connection included) and
+            `BatchCluster.scale(N)` in this process, against dask-jobqueue's
+            `SLURMCluster.scale(jobs=N)`: seconds until all N jobs are in SLURM's queue
+            (squeue, one line per array task), and how many submissions it took. Every job
+            is submitted held (`sbatch --hold`), so that none starts: this measures
+            submission, not 2 cores starting N workers.
   status    `dask-hpc status` of the session with N jobs: seconds per call (the keeper asks
             SLURM about all of them in one squeue per refresh).
   decisions the keeper's decision cycle over 10,000 jobs, in process (no batch system):
@@ -82,6 +84,33 @@ def dask_hpc(args: argparse.Namespace, env: dict[str, str]) -> dict[str, object]
         cancel_named(name)
 
 
+def dask_hpc_python(args: argparse.Namespace, env: dict[str, str]) -> dict[str, object]:
+    """dask-hpc's BatchCluster in this process, as dask-jobqueue's class runs: scale(N)."""
+    os.environ["DASK_HPC_SESSIONS"] = env["DASK_HPC_SESSIONS"]
+    from dask_hpc import BatchCluster
+
+    name = "dask-hpc-py-scale"
+    cluster = BatchCluster(
+        "slurm",
+        scheduler="local",
+        name="scale-bench-py",
+        interface="lo",
+        job_name=name,
+        job_extra_directives=["--hold"],
+        **JOB,
+    )
+    try:
+        t0 = time.perf_counter()
+        cluster.scale(args.jobs)
+        seconds = time.perf_counter() - t0
+        in_queue = queued(name)
+        arrays = {r.array or r.job_id for r in cluster.status_report().keeper.jobs}  # type: ignore[union-attr]
+        return {"submit_s": seconds, "queued": in_queue, "submissions": len(arrays), "status_s": None}
+    finally:
+        cluster.close()
+        cancel_named(name)
+
+
 def dask_jobqueue(args: argparse.Namespace) -> dict[str, object]:
     from dask_jobqueue import SLURMCluster
 
@@ -149,14 +178,19 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--decision-jobs", type=int, default=10_000)
-    parser.add_argument("--variants", default="dask-hpc,dask-jobqueue")
+    parser.add_argument("--variants", default="dask-hpc,dask-hpc-python,dask-jobqueue")
     args = parser.parse_args()
     env = {**os.environ, "DASK_HPC_SESSIONS": tempfile.mkdtemp(prefix="dask-hpc-scale-")}
 
     rows = []
     for variant in args.variants.split(","):
         print(f"{variant}: {args.jobs} held jobs on the local SLURM", flush=True)
-        result = dask_hpc(args, env) if variant == "dask-hpc" else dask_jobqueue(args)
+        if variant == "dask-hpc":
+            result = dask_hpc(args, env)
+        elif variant == "dask-hpc-python":
+            result = dask_hpc_python(args, env)
+        else:
+            result = dask_jobqueue(args)
         rows.append({"how": variant, **result})
         print(json.dumps(rows[-1]), flush=True)
     cycle = decisions(args.decision_jobs)
@@ -166,12 +200,12 @@ def main() -> None:
     for r in rows:
         status = "" if r["status_s"] is None else f"{r['status_s']:.2f}s"
         print(f"{r['how']:<16}{r['queued']:>10}{r['submit_s']:9.1f}s{r['submissions']:>13}{status:>10}")
-    ours = next((r for r in rows if r["how"] == "dask-hpc"), None)
+    ours = next((r for r in rows if r["how"] == "dask-hpc-python"), None)
     theirs = next((r for r in rows if r["how"] == "dask-jobqueue"), None)
     ratio = None
     if ours and theirs:
         ratio = float(theirs["submit_s"]) / float(ours["submit_s"])  # type: ignore[arg-type]
-        print(f"dask-jobqueue / dask-hpc, seconds until all are queued: {ratio:.1f}x")
+        print(f"dask-jobqueue / dask-hpc (both in Python), seconds until all are queued: {ratio:.1f}x")
     print(f"keeper decision cycle over {cycle['jobs']} jobs: {1000 * float(cycle['cycle_s']):.1f} ms")  # type: ignore[arg-type]
     write(
         "scale",

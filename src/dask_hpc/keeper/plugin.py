@@ -15,6 +15,7 @@ import getpass
 import json
 import logging
 import shutil
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -97,6 +98,7 @@ class Keeper(SchedulerPlugin):
         # The most jobs the site's caps leave this session, and the cap: adapt stays below it.
         self.adapt_cap: tuple[int, Cap] | None = None
         self._caps_cache: tuple[float, str | None, list[Cap]] | None = None
+        self._caps_lock = threading.Lock()
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
             j: JobSpec.from_dict(r.spec) for j, r in self.jobs.items() if r.spec is not None
@@ -141,6 +143,8 @@ class Keeper(SchedulerPlugin):
             protocol.Down: self.down,
         }
         assert set(methods) == set(protocol.REQUESTS)
+        if self.can_submit:
+            self._asking = asyncio.ensure_future(asyncio.to_thread(self._ask_the_site))
         scheduler.handlers.update({kind.op: self._handler(kind, m) for kind, m in methods.items()})
         for callback, seconds in (
             (self._refresh, self.config.refresh),
@@ -519,12 +523,23 @@ class Keeper(SchedulerPlugin):
     # ---- the site's caps on the user's jobs ----------------------------------------------
 
     def _caps(self, account: str | None) -> list[Cap]:
-        """The site's caps (a command), asked at most every CAPS_TTL seconds."""
-        now = time.monotonic()
-        cached = self._caps_cache
-        if cached is None or cached[1] != account or now - cached[0] > CAPS_TTL:
-            cached = self._caps_cache = (now, account, self.system.caps(account))
-        return cached[2]
+        """The site's caps (commands: sacctmgr takes 0.2 s a call here), asked at most every
+        CAPS_TTL seconds; one asker at a time, the others get its answer."""
+        with self._caps_lock:
+            now = time.monotonic()
+            cached = self._caps_cache
+            if cached is None or cached[1] != account or now - cached[0] > CAPS_TTL:
+                cached = self._caps_cache = (now, account, self.system.caps(account))
+            return cached[2]
+
+    def _ask_the_site(self) -> None:
+        """What the first submission needs from the batch system, asked while nobody waits:
+        its caps and its largest array (called in a thread when the keeper starts)."""
+        try:
+            self._caps(self.config.spec.account)
+            self.system.array_limit()
+        except DaskHPCError as exc:  # asked again when a submission needs it
+            logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
 
     def _check_caps(self, n: int, submissions: int, spec: JobSpec) -> None:
         """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
