@@ -80,6 +80,7 @@ OWN_KEYS: dict[str, str] = {
     "select=1:ncpus=36:mem=100GB (OAR: /nodes=1/core=16)",
     "job-cpu": "SLURM: --cpus-per-task, when it differs from the cores",
     "job-mem": "SLURM: --mem as sbatch reads it, e.g. 16G, when it differs from the memory",
+    "array-throttle": "SLURM: at most this many tasks of an array run at once (--array=1-N%K)",
     "ncpus": "LSF: -n, when it differs from the cores",
     "mem": "LSF: the memory asked of LSF, bytes or a size such as 25GB",
     "lsf-units": "LSF: the unit memory is written in: kb, mb, gb or tb",
@@ -106,6 +107,7 @@ SETTING_KEYWORDS = {
     "submit_command_extra": "submit-command-extra",
     "cancel_command_extra": "cancel-command-extra",
     "memory_per_core_property_name": "memory-per-core-property-name",
+    "array_throttle": "array-throttle",
 }
 #: Config keys by JobSpec option name (``job_name`` -> ``job-name``).
 OPTION_KEYS = {option: key for key, option in SPEC_KEYS.items()}

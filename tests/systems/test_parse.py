@@ -475,3 +475,12 @@ def test_pbs_server_caps_for_every_user_and_one() -> None:
     assert [c.limit for c in parse_server_caps(text, "bob")] == [20, 10]
     assert parse_server_caps("Server pbs01\n    max_user_run = 4\n", "bob")[0].limit == 4
     assert parse_server_caps("Server pbs01\n    server_state = Active\n", "bob") == []
+
+
+def test_a_slurm_site_may_throttle_its_arrays() -> None:
+    """array-throttle (dask-hpc's configuration, BatchCluster's keyword): --array=1-N%K."""
+    from dask_hpc import JobSpec
+
+    script = get_system("slurm", {"array-throttle": 4}).render(JobSpec(), ["true"], tasks=100)
+    assert "#SBATCH --array=1-100%4\n" in script
+    assert "#SBATCH --array=1-100\n" in get_system("slurm").render(JobSpec(), ["true"], tasks=100)

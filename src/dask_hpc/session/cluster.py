@@ -138,10 +138,11 @@ class BatchCluster(Cluster):
         Python (this one); the module ``python -m`` runs (``dask worker``, ours, which
         names workers after their job and retires them before the walltime).
     resource_spec, job_cpu, job_mem, ncpus, mem, lsf_units, use_stdin, disk, \
-submit_command_extra, cancel_command_extra, memory_per_core_property_name
+submit_command_extra, cancel_command_extra, memory_per_core_property_name, array_throttle
         One batch system's own, as dask-jobqueue's class for it takes them (refused for
         another): PBS, Grid Engine and OAR's ``-l`` line of resources; OAR's property of
-        MiB per core (``memcore``: ``-p memcore>=N``); SLURM's
+        MiB per core (``memcore``: ``-p memcore>=N``); SLURM's most tasks of an array
+        running at once (``--array=1-N%K``, dask-hpc's own); SLURM's
         ``--cpus-per-task`` and ``--mem``; LSF's ``-n``, ``-M`` (bytes), the unit memory is
         written in, ``bsub < script`` (True) or ``bsub script``; HTCondor's disk (bytes or
         ``"1GB"``) and arguments added to ``condor_submit`` and ``condor_rm``.
@@ -227,6 +228,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name
         submit_command_extra: Sequence[str] | None = None,
         cancel_command_extra: Sequence[str] | None = None,
         memory_per_core_property_name: str | None = None,
+        array_throttle: int | None = None,
         n_workers: int = 0,
         interface: str | None = None,
         protocol: str | None = None,
@@ -285,6 +287,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name
             "submit_command_extra": submit_command_extra,
             "cancel_command_extra": cancel_command_extra,
             "memory_per_core_property_name": memory_per_core_property_name,
+            "array_throttle": array_throttle,
         }
         keywords = {k: v for k, v in given.items() if v is not None}
         settings = {SETTING_KEYWORDS[k]: v for k, v in system_keywords.items() if v is not None}

@@ -82,13 +82,26 @@ class SlurmSystem(BatchSystem):
     cancel_gone_phrases = ("already completing or completed", "Invalid job id specified")
     # dask-jobqueue's SLURMCluster job_cpu and job_mem: what the job asks SLURM for, where it
     # differs from what its workers use (cores, memory).
-    setting_keys: ClassVar[Mapping[str, str]] = {"job-cpu": "job_cpu", "job-mem": "job_mem"}
+    setting_keys: ClassVar[Mapping[str, str]] = {
+        "job-cpu": "job_cpu",
+        "job-mem": "job_mem",
+        "array-throttle": "array_throttle",
+    }
 
-    def __init__(self, job_cpu: int | str | None = None, job_mem: str | None = None) -> None:
+    def __init__(
+        self,
+        job_cpu: int | str | None = None,
+        job_mem: str | None = None,
+        array_throttle: int | str | None = None,
+    ) -> None:
         #: --cpus-per-task, instead of the cores.
         self.job_cpu = None if job_cpu is None else setting_whole("job_cpu", job_cpu)
         #: --mem as sbatch reads it (``16G``; a bare number is MiB), instead of the memory.
         self.job_mem = None if job_mem is None else setting_line("job_mem", str(job_mem))
+        #: --array=1-N%K: at most K tasks of an array run at once (a site's request, or yours).
+        self.array_throttle = (
+            None if array_throttle is None else setting_whole("array_throttle", array_throttle)
+        )
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
@@ -119,7 +132,8 @@ class SlurmSystem(BatchSystem):
         # %j is each task's own number; %A_%a is the array's and the index: the task's id.
         ours = {d for d in self.directives(spec) if self.sets(d) & {"output", "error"}}
         named = [d.replace("%j", "%A_%a") if d in ours else d for d in header]
-        return [*named, f"--array=1-{tasks}"]
+        throttle = f"%{self.array_throttle}" if self.array_throttle else ""
+        return [*named, f"--array=1-{tasks}{throttle}"]
 
     def task_ids(self, stdout: str, tasks: int) -> list[str]:
         job_id = self.parse_job_id(stdout)
