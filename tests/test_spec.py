@@ -72,7 +72,7 @@ def test_extra_directives_as_a_mapping_keep_their_values() -> None:
 
 
 def test_bare_number_walltime_says_why() -> None:
-    with pytest.raises(SpecError, match=r"ambiguous.*90m or 90s"):
+    with pytest.raises(SpecError, match=r"ambiguous.*OAR hours.*90m, 90s or 90h"):
         parse_walltime("90")
 
 

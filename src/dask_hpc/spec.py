@@ -95,7 +95,8 @@ def _walltime_from_text(text: str, two_fields: str = "MM:SS") -> float:
         raise SpecError(
             "walltime",
             text,
-            f"a bare number is ambiguous (SLURM reads minutes); write {text}m or {text}s",
+            f"a bare number is ambiguous (SLURM and LSF read minutes, PBS and Grid Engine seconds, "
+            f"OAR hours); write {text}m, {text}s or {text}h",
         )
     match = _UNITS.match(text)
     if text and match and any(match.groups()):

@@ -6,6 +6,7 @@ import time
 
 from dask_hpc.keeper.decisions import (
     adapt_target_jobs,
+    cap_message,
     cap_refusal,
     capped_jobs,
     choose_removals,
@@ -186,5 +187,30 @@ def test_cap_refusal_counts_tasks_or_submissions_as_the_cap_does() -> None:
 def test_capped_jobs_is_the_tightest_cap_less_the_jobs_of_other_sessions() -> None:
     submit, running = Cap(10, False, "MaxSubmitJobs=10"), Cap(4, True, "MaxJobsPerUser=4 (QOS normal)")
     assert capped_jobs([], in_queue=3, session_jobs=1) is None
-    assert capped_jobs([submit, running], in_queue=3, session_jobs=1) == (2, running)  # 2 elsewhere
+    assert capped_jobs([submit, running], in_queue=3, session_jobs=1) == (4, running)
     assert capped_jobs([submit], in_queue=12, session_jobs=0) == (0, submit)
+    assert capped_jobs([submit], in_queue=3, session_jobs=1) == (8, submit)  # 2 jobs elsewhere
+    # An array counts once there: adapt's arrays are not bounded in tasks by it.
+    assert capped_jobs([Cap(2, False, "max_u_jobs=2", arrays_count_once=True)], 5, 5) is None
+
+
+def test_the_tightest_cap_is_the_one_said() -> None:
+    """Association MaxSubmitJobs=10 and QOS MaxSubmitJobsPU=5: add 12 is refused by the QOS's."""
+    association, qos = Cap(10, False, "MaxSubmitJobs=10"), Cap(5, False, "MaxSubmitJobsPerUser=5")
+    assert cap_refusal([association, qos], in_queue=1, n=12, submissions=1) == (qos, 4)
+
+
+def test_the_cap_line_says_the_cap_what_the_user_has_and_the_way_out() -> None:
+    line = cap_message(
+        Cap(5, False, "MaxSubmitJobs=5 (association of alice in account a1)"), 4, 6, 1, "alice", 1, 1
+    )
+    assert line == (
+        "6 more worker jobs would pass the site's cap MaxSubmitJobs=5 (association of alice in "
+        "account a1), which allows alice 5 jobs pending or running; alice has 1 in the queue now, "
+        "so at most 4 more. For more workers, ask for more workers per job (dask-hpc add --cores 4 "
+        "--processes 4; cores= and processes= in Python): 4 workers a job"
+    )
+    once = cap_message(
+        Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True), 0, 1, 2, "bob", 1, 1
+    )
+    assert "jobs (an array counts once)" in once and "one array counts once" in once

@@ -609,7 +609,7 @@ def test_add_past_the_sites_submit_cap_is_refused_in_one_line_and_submits_nothin
                 await h.ask(protocol.Add(4))
             line = str(refused.value)
             assert "MaxSubmitJobs=5 (association of alice in account a1)" in line
-            assert "who has 2; at most 3 more" in line and "--processes 8" in line
+            assert "has 2 in the queue now, so at most 3 more" in line and "--processes" in line
             assert "\n" not in line and system.submit_calls == 0
             assert len((await h.ask(protocol.Add(3))).job_ids) == 3  # up to the cap: fine
             with pytest.raises(CapError, match="at most 0 more"):
@@ -631,20 +631,77 @@ def test_a_cap_that_counts_an_array_once_lets_one_array_through(tmp_path: Path) 
     asyncio.run(run())
 
 
-def test_adapt_stays_under_the_caps_and_status_says_so(tmp_path: Path) -> None:
-    """Adapt asked for up to 8 jobs on a site whose cap leaves 3: it holds 3, no refusals."""
+def test_adapt_stays_under_the_caps_says_so_and_grows_when_they_leave_room(tmp_path: Path) -> None:
+    """Adapt asked for 8 jobs where a cap of 4 submitted jobs leaves 3 (one is the user's job
+    elsewhere): it holds 3, no refusals; once that job has left, it grows to 4 by itself."""
     system = FakeSystem()
-    system.site_caps = [Cap(4, True, "MaxJobsPerUser=4 (QOS normal)")]
+    system.site_caps = [Cap(4, False, "MaxSubmitJobs=4 (association of alice in account a1)")]
     system.other_jobs = 1
 
     async def run() -> None:
         async with keeper_over(tmp_path, system) as h:
             await h.ask(protocol.Adapt(8, 8))
             await h.steps_pass("adapt")
-            live = [r for r in h.keeper.jobs.values() if r.live]
-            assert len(live) == 3 and h.keeper.last_refusal is None
+            assert len([r for r in h.keeper.jobs.values() if r.live]) == 3
+            assert h.keeper.last_refusal is None and h.keeper.backoff.failures == 0
             status = await h.status()
-            assert status.capped == "at most 3 jobs by MaxJobsPerUser=4 (QOS normal)"
+            assert status.capped == "at most 3 jobs by MaxSubmitJobs=4 (association of alice in account a1)"
+            system.other_jobs = 0  # the user's other job ended
+            await until(lambda: len([r for r in h.keeper.jobs.values() if r.live]) == 4, "adapt to grow")
+            assert h.keeper.backoff.failures == 0
+
+    asyncio.run(run())
+
+
+def test_a_cap_set_during_the_session_is_read_again_once_the_system_refuses(tmp_path: Path) -> None:
+    """The caps are asked when the keeper starts; a limit set since (sacctmgr) makes sbatch
+    refuse: the next add reads the caps again and says the cap, instead of failing again."""
+    system = FakeSystem()
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            await h.ask(protocol.Add(1))
+            system.site_caps = [Cap(1, False, "MaxSubmitJobs=1")]
+            system.refuse("sbatch: error: AssocMaxSubmitJobLimit")
+            with pytest.raises(SubmitError):
+                await h.ask(protocol.Add(1))
+            system.accept()
+            with pytest.raises(CapError, match="MaxSubmitJobs=1"):
+                await h.ask(protocol.Add(1))
+
+    asyncio.run(run())
+
+
+def test_a_cap_holds_for_jobs_the_client_submits_too(tmp_path: Path) -> None:
+    """Where the scheduler's node cannot submit, the keeper still refuses past the cap."""
+    system = FakeSystem(submit_program=str(tmp_path / "no-such-sbatch"))
+    system.site_caps = [Cap(2, False, "MaxSubmitJobs=2")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            with pytest.raises(CapError, match="at most 2 more"):
+                await h.ask(protocol.Add(3))
+            assert isinstance(await h.ask(protocol.Add(2)), protocol.SubmitHere)
+
+    asyncio.run(run())
+
+
+def test_replacements_at_the_cap_wait_without_counting_as_failures(tmp_path: Path) -> None:
+    """A kept job near its walltime on a site at its cap: no replacement, no backoff (nothing
+    storms); once it has ended, it is replaced in the room it left."""
+    system = FakeSystem()
+    system.site_caps = [Cap(1, False, "MaxSubmitJobs=1")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            (old,) = (await h.ask(protocol.Add(1, keep=True))).job_ids
+            system.start(old)
+            await h.join(old, end=time.time() + 8)  # due now, and the cap is full
+            await h.steps_pass("keep", 5)
+            assert h.keeper.jobs[old].replaced_by is None and h.keeper.backoff.failures == 0
+            system.finish(old, JobState.TIMEOUT)
+            await until(lambda: h.keeper.jobs[old].replaced_by is not None, "a replacement once it ended")
+            assert h.keeper.backoff.failures == 0
 
     asyncio.run(run())
 

@@ -484,3 +484,50 @@ def test_a_slurm_site_may_throttle_its_arrays() -> None:
     script = get_system("slurm", {"array-throttle": 4}).render(JobSpec(), ["true"], tasks=100)
     assert "#SBATCH --array=1-100%4\n" in script
     assert "#SBATCH --array=1-100\n" in get_system("slurm").render(JobSpec(), ["true"], tasks=100)
+
+
+def test_pbs_counts_the_users_jobs_and_subjobs_not_arrays_or_finished_ones() -> None:
+    """qstat -u alice -t, in the layout of PBS Professional's reference guide."""
+    from dask_hpc.systems.pbs import count_user_jobs
+
+    text = """
+pbs01:
+                                                            Req'd  Req'd   Elap
+Job ID          Username Queue    Jobname    SessID NDS TSK Memory Time  S Time
+--------------- -------- -------- ---------- ------ --- --- ------ ----- - -----
+7001.pbs01      alice    workq    dask-worke  12345   1   4    8gb 00:30 R 00:01
+7002[].pbs01    alice    workq    dask-worke    --    1   4    8gb 00:30 B   --
+7002[1].pbs01   alice    workq    dask-worke  12346   1   4    8gb 00:30 R 00:01
+7002[2].pbs01   alice    workq    dask-worke    --    1   4    8gb 00:30 Q   --
+7000.pbs01      alice    workq    dask-worke    --    1   4    8gb 00:30 F   --
+"""
+    assert count_user_jobs(text) == 3
+
+
+def test_slurm_caps_from_the_association_and_its_qos() -> None:
+    """Recorded with MaxSubmitJobs=5 and MaxJobs=3 on root's associations and
+    MaxSubmitJobsPerUser=4 on QOS normal (no default QOS: normal, as SLURM's jobs get)."""
+    from dask_hpc.systems.slurm import parse_caps
+
+    assoc, qos = read("slurm/sacctmgr-association.txt"), read("slurm/sacctmgr-qos.txt")
+    caps = parse_caps(assoc, qos, "root", "dask-hpc")
+    assert [(c.limit, c.running_only, c.words) for c in caps] == [
+        (5, False, "MaxSubmitJobs=5 (association of root in account dask-hpc)"),
+        (3, True, "MaxJobs=3 (association of root in account dask-hpc)"),
+        (4, False, "MaxSubmitJobsPerUser=4 (QOS normal)"),
+    ]
+    assert parse_caps("dask-hpc|||||normal\n", "normal||\n", "root", "dask-hpc") == []  # no limits
+
+
+def test_lsf_array_elements_by_their_index() -> None:
+    """bjobs -json -o "jobid jobindex stat ...": an element's id is jobid[index]; 0 is a job of its own."""
+    import json
+
+    records = [
+        {"JOBID": "812", "JOBINDEX": "3", "STAT": "RUN", "EXEC_HOST": "n01"},
+        {"JOBID": "812", "JOBINDEX": "4", "STAT": "PEND", "PEND_REASON": "Job's requirements not met;"},
+        {"JOBID": "813", "JOBINDEX": "0", "STAT": "DONE", "EXEC_HOST": "n02"},
+    ]
+    out = get_system("lsf").parse_query(json.dumps({"RECORDS": records}), ["812[3]", "812[4]", "813"])
+    assert brief(out["812[3]"]) == (JobState.RUNNING, "n01", None)
+    assert out["812[4]"].state is JobState.PENDING and out["813"].state is JobState.COMPLETED

@@ -36,6 +36,11 @@ def script(system: str | None, scheduler_file: str | None, **options: Any) -> No
     spec = JobSpec.from_options(job_options, walltime_fields=batch.walltime_fields)
     path = Path(scheduler_file).expanduser() if scheduler_file else Session().scheduler_file
     click.echo(batch.render(spec, worker_command(spec, path)), nl=False)
+    # What up would say of it, on stderr: the script on stdout stays a script.
+    from dask_hpc.session.lifecycle import replaced_note
+
+    for note in filter(None, [replaced_note(batch, spec), *batch.notes(spec)]):
+        click.echo(note, err=True)
 
 
 @cli.command()

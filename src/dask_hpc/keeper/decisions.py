@@ -14,6 +14,7 @@ from dask_hpc.systems import Cap, JobState
 __all__ = [
     "Backoff",
     "adapt_target_jobs",
+    "cap_message",
     "cap_refusal",
     "capped_jobs",
     "choose_removals",
@@ -81,26 +82,52 @@ def adapt_target_jobs(
 
 
 def cap_refusal(caps: Sequence[Cap], in_queue: int, n: int, submissions: int) -> tuple[Cap, int] | None:
-    """The cap that ``n`` more jobs (in ``submissions`` submissions: arrays) would pass, with
-    how many more it allows; None when none would. ``in_queue``: the user's jobs pending or
-    running now (what the caps count: tasks, or jobs where an array counts once). Caps on
-    running jobs only are not submission caps: jobs past them wait in the queue."""
+    """The tightest cap that ``n`` more jobs (in ``submissions`` submissions: arrays) would
+    pass, with how many more it allows; None when none would. ``in_queue``: the user's jobs
+    pending or running now (what the caps count: tasks, or jobs where an array counts once).
+    Caps on running jobs only are not submission caps: jobs past them wait in the queue."""
+    passed = []
     for cap in caps:
         if cap.running_only:
             continue
         need = submissions if cap.arrays_count_once else n
         if in_queue + need > cap.limit:
-            return cap, max(0, cap.limit - in_queue)
-    return None
+            passed.append((cap, max(0, cap.limit - in_queue)))
+    return min(passed, key=lambda p: p[1]) if passed else None
+
+
+def cap_message(cap: Cap, more: int, n: int, in_queue: int, user: str, cores: int, processes: int) -> str:
+    """The one line that refuses ``n`` jobs past ``cap``: the cap in the system's words, what
+    the user has, how many more fit, and the way out (more workers per job; for a cap that
+    counts an array once, one call: one array)."""
+    counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
+    if cap.arrays_count_once:
+        way_out = "ask for them in one call: one array counts once"
+    else:
+        more_processes = processes * 4
+        way_out = (
+            f"ask for more workers per job (dask-hpc add --cores {max(cores, more_processes)} --processes "
+            f"{more_processes}; cores= and processes= in Python): {more_processes} workers a job"
+        )
+    return (
+        f"{n} more worker job{'s' if n != 1 else ''} would pass the site's cap {cap.words}, which "
+        f"allows {user} {cap.limit} {counted} pending or running; {user} has {in_queue} in the "
+        f"queue now, so at most {more} more. For more workers, {way_out}"
+    )
 
 
 def capped_jobs(caps: Sequence[Cap], in_queue: int, session_jobs: int) -> tuple[int, Cap] | None:
-    """The most jobs this session may hold under the caps (its own ``session_jobs`` among the
-    user's ``in_queue``), and the cap that sets it; None without caps. Running caps count too:
-    adapt asking for jobs that could only wait would hold the queue for nothing."""
+    """The most jobs (tasks each) this session may hold under the caps, and the cap that sets
+    it; None without caps that bound it. A cap on submitted jobs leaves the session its own
+    ``session_jobs`` plus what the user's ``in_queue`` leaves free; a cap on running jobs
+    bounds the session at its limit (jobs past it could only wait; the user's jobs pending
+    elsewhere do not run, so they are not counted). A cap that counts an array once does
+    not bound the tasks: adapt's submissions are arrays, each refused alone if it passes."""
     best: tuple[int, Cap] | None = None
     for cap in caps:
-        most = max(0, cap.limit - (in_queue - session_jobs))
+        if cap.arrays_count_once:
+            continue
+        most = cap.limit if cap.running_only else max(0, cap.limit - (in_queue - session_jobs))
         if best is None or most < best[0]:
             best = (most, cap)
     return best

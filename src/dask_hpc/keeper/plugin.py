@@ -38,6 +38,7 @@ from dask_hpc.keeper import protocol
 from dask_hpc.keeper.decisions import (
     Backoff,
     adapt_target_jobs,
+    cap_message,
     cap_refusal,
     capped_jobs,
     choose_removals,
@@ -99,6 +100,7 @@ class Keeper(SchedulerPlugin):
         self.adapt_cap: tuple[int, Cap] | None = None
         self._caps_cache: tuple[float, str | None, list[Cap]] | None = None
         self._caps_lock = threading.Lock()
+        self._user_jobs_cache: tuple[float, int | None] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
             j: JobSpec.from_dict(r.spec) for j, r in self.jobs.items() if r.spec is not None
@@ -300,7 +302,8 @@ class Keeper(SchedulerPlugin):
                     f"--keep needs to submit jobs from the scheduler's node, but jobs are "
                     f"submitted from {self.submit_note}; add jobs without --keep"
                 )
-            sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec))
+            sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec, self.system))
+            await asyncio.to_thread(self._check_caps, n, len(sizes), spec)
             arrays = [[tasks, self.job_script(spec, tasks)] for tasks in sizes if tasks > 1]
             return protocol.SubmitHere(self.job_script(spec), n, arrays)
         try:
@@ -485,7 +488,7 @@ class Keeper(SchedulerPlugin):
         """Submit ``n`` jobs: as arrays where the system has them (one submission for up to
         its largest array, each task a job of the ledger), else single jobs a few at a time:
         faster than one by one, gentle on the batch system."""
-        sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec))
+        sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec, self.system))
         await asyncio.to_thread(self._check_caps, n, len(sizes), spec)
         scripts = {tasks: self.job_script(spec, tasks) for tasks in set(sizes)}
         gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
@@ -513,6 +516,8 @@ class Keeper(SchedulerPlugin):
         self._save()
         ids = [job_id for r in results if isinstance(r, list) for job_id in r]
         errors = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(e, SubmitError) for e in errors):
+            self._caps_cache = None  # a limit set since we asked (AssocMaxSubmitJobLimit): ask again
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
             raise PartlySubmittedError(ids, n, errors[0])
@@ -538,37 +543,38 @@ class Keeper(SchedulerPlugin):
         try:
             self._caps(self.config.spec.account)
             self.system.array_limit()
-        except DaskHPCError as exc:  # asked again when a submission needs it
+        except Exception as exc:  # a prefetch: asked again when a submission needs it, and said then
             logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
+
+    def _user_jobs(self) -> int | None:
+        """The user's jobs in the queue (a command), asked at most once per refresh."""
+        with self._caps_lock:
+            now = time.monotonic()
+            cached = self._user_jobs_cache
+            if cached is None or now - cached[0] > self.config.refresh:
+                cached = self._user_jobs_cache = (now, self.system.user_jobs())
+            return cached[1]
 
     def _check_caps(self, n: int, submissions: int, spec: JobSpec) -> None:
         """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
         caps = self._caps(spec.account)
-        in_queue = self.system.user_jobs() if caps else None
+        in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return
         refusal = cap_refusal(caps, in_queue, n, submissions)
-        if refusal is None:
-            return
-        cap, more = refusal
-        user = getpass.getuser()
-        counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
-        way_out = (
-            "one array counts once: add them in one call"
-            if cap.arrays_count_once
-            else f"more workers per job: --cores {spec.cores * 8} --processes {spec.processes * 8} gives "
-            f"{spec.processes * 8} workers in one job"
-        )
-        raise CapError(
-            f"{n} more worker jobs would pass the site's cap {cap.words}: {cap.limit} {counted} "
-            f"pending or running for {user}, who has {in_queue}; at most {more} more. For more "
-            f"workers, {way_out}"
-        )
+        if refusal is not None:
+            cap, more = refusal
+            user = getpass.getuser()
+            raise CapError(cap_message(cap, more, n, in_queue, user, spec.cores, spec.processes))
+        with self._caps_lock:  # these jobs are in the queue now, for the next ask within the refresh
+            if self._user_jobs_cache is not None:
+                at, count = self._user_jobs_cache
+                self._user_jobs_cache = (at, None if count is None else count + n)
 
     def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
         """The most jobs this session may hold under the caps (call in a thread)."""
         caps = self._caps(self.adapt_spec.account)
-        in_queue = self.system.user_jobs() if caps else None
+        in_queue = self._user_jobs() if caps else None
         return None if in_queue is None else capped_jobs(caps, in_queue, session_jobs)
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
@@ -645,10 +651,10 @@ class Keeper(SchedulerPlugin):
             return
         self._adapted_at = now
         live = [r for r in self.jobs.values() if r.live and not r.removed]
-        up, down = scale_steps(live, self._adapt_target())
-        if up:
+        up, down = scale_steps(live, self._adapt_target(capped=False))
+        if up:  # the caps bound what adapt asks for, never what it keeps
             await self._cap_adapt(live)
-            up, down = scale_steps(live, self._adapt_target())
+            up, _ = scale_steps(live, self._adapt_target())
         if not down:
             self.close_counts.clear()
         try:
@@ -662,11 +668,13 @@ class Keeper(SchedulerPlugin):
         except DaskHPCError as exc:
             self._failed(f"adapt: {exc}")
 
-    def _adapt_target(self) -> int:
+    def _adapt_target(self, capped: bool = True) -> int:
+        """The jobs adapt wants; ``capped``: no more than the site's caps leave the session
+        (as last asked: :meth:`_cap_adapt`, whenever adapt wants more than it has)."""
         assert self.scheduler is not None and self.adapt_bounds is not None
         lo, hi = self.adapt_bounds
         target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
-        return target if self.adapt_cap is None else min(target, self.adapt_cap[0])
+        return target if self.adapt_cap is None or not capped else min(target, self.adapt_cap[0])
 
     async def _cap_adapt(self, live: list[JobRecord]) -> None:
         """Before adapt asks for more jobs: the most the site's caps leave this session
@@ -677,7 +685,7 @@ class Keeper(SchedulerPlugin):
     async def _adapt_up(self) -> list[str]:
         """Submit what adapt's target asks for beyond the live jobs (call under the lock)."""
         live = [r for r in self.jobs.values() if r.live and not r.removed]
-        up, _ = scale_steps(live, self._adapt_target())
+        up, _ = scale_steps(live, self._adapt_target(capped=False))
         if up:
             await self._cap_adapt(live)
             up, _ = scale_steps(live, self._adapt_target())
@@ -765,6 +773,12 @@ class Keeper(SchedulerPlugin):
             for spec, olds in by_spec.values():
                 try:
                     news = await self._submit(len(olds), spec, keep=True)
+                except CapError as exc:
+                    # At the site's cap: the old jobs run to their walltime's margin and leave,
+                    # then they are lost kept jobs, replaced once there is room. Not a failure
+                    # of the backoff's: nothing was refused, nothing storms.
+                    logger.info("replacements of %s wait for room under the cap: %s", ", ".join(olds), exc)
+                    break
                 except PartlySubmittedError as exc:
                     news = exc.job_ids  # those accepted replace as many; the others wait for the backoff
                     self._failed(f"the replacement of jobs {', '.join(olds)}: {exc}")

@@ -96,8 +96,10 @@ def worker_script(
     return system.render(spec, command, tasks)
 
 
-def takes_arrays(spec: JobSpec) -> bool:
+def takes_arrays(spec: JobSpec, system: BatchSystem | None = None) -> bool:
     """Whether the spec's workers may be the tasks of an array: ours name themselves after
     their task (``4711_3``); another worker module is named from the job id variable, which
-    an array's tasks do not carry in the form the batch system's commands take."""
-    return (spec.worker_command or "dask_hpc.worker") in DASK_WORKER_MODULES
+    an array's tasks do not carry in the form the batch system's commands take. And the
+    system's say (:meth:`~dask_hpc.systems.BatchSystem.takes_arrays`)."""
+    ours = (spec.worker_command or "dask_hpc.worker") in DASK_WORKER_MODULES
+    return ours and (system is None or system.takes_arrays(spec))

@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import shutil
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Generator, Mapping, Sequence
@@ -326,7 +327,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
         for note in self.system.notes(self.spec):
-            warnings.warn(note, UserWarning, stacklevel=2)
+            warnings.warn(note, UserWarning, stacklevel=_callers_level())
         self._in_job = scheduler == "job"
         _check_cluster_keywords(security, silence_logs, scheduler_options)
         tls = _choose_security(security, protocol, insecure, self._tls_by_default, self._in_job)
@@ -693,6 +694,15 @@ class _Silence:
 
 
 _QUIET = _Silence()
+
+
+def _callers_level() -> int:
+    """The stacklevel of the first frame outside dask_hpc, from the function that calls this:
+    a warning points at the user's line (``OARCluster(...)``), whichever class they built."""
+    frame, level = sys._getframe(1), 1  # the caller's own frame is stacklevel 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("dask_hpc"):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 def _check_cluster_keywords(security: Any, silence_logs: Any, scheduler_options: Any) -> None:

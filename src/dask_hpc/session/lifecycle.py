@@ -8,6 +8,7 @@ read the ledger and talk to the batch system themselves, to report and clean up.
 
 from __future__ import annotations
 
+import getpass
 import importlib
 import importlib.util
 import os
@@ -18,8 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dask_hpc.errors import DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
+from dask_hpc.errors import CapError, DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
 from dask_hpc.keeper import protocol
+from dask_hpc.keeper.decisions import cap_message, cap_refusal
 from dask_hpc.keeper.scripts import scheduler_command, takes_arrays, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
 from dask_hpc.session.link import Link
@@ -230,8 +232,10 @@ def up(
         if workers:
             # Submitted before the scheduler is up: they may wait as long as it may take.
             early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
+            batches = system.batches(workers, takes_arrays(early_spec, system))
+            _refuse_past_caps(system, workers, len(batches), early_spec)  # the scheduler's job is in
             # One by one (an array at a time): those submitted before a failure are cancelled too.
-            for tasks in system.batches(workers, takes_arrays(early_spec)):
+            for tasks in batches:
                 script = worker_script(
                     system,
                     early_spec,
@@ -255,6 +259,17 @@ def up(
         system.cancel([job_id, *early])
         session.write_config(config.but(down=True))
         raise
+
+
+def _refuse_past_caps(system: BatchSystem, n: int, submissions: int, spec: JobSpec) -> None:
+    """Raise CapError for ``n`` worker jobs that would pass one of the site's caps on the
+    user's jobs (the keeper checks its own submissions the same way)."""
+    caps = system.caps(spec.account)
+    in_queue = system.user_jobs() if caps else None
+    refusal = None if in_queue is None else cap_refusal(caps, in_queue, n, submissions)
+    if refusal is not None and in_queue is not None:
+        cap, more = refusal
+        raise CapError(cap_message(cap, more, n, in_queue, getpass.getuser(), spec.cores, spec.processes))
 
 
 def _wait_for_scheduler(

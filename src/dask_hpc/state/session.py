@@ -158,9 +158,13 @@ class Session:
         new scheduler starts with no jobs (an old live one would be counted and scaled on)."""
         if not self.ledger_file.exists():
             return None
-        aside = self.directory / f"jobs-{int(time.time())}.json"
-        self.ledger_file.replace(aside)
-        return aside
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1000):  # two lives ending in one second keep both ledgers
+            aside = self.directory / f"jobs-{stamp}{'' if n == 0 else f'-{n}'}.json"
+            if not aside.exists():
+                self.ledger_file.replace(aside)
+                return aside
+        raise SessionError(f"session {self.name!r}: no free name for its old ledger in {self.directory}")
 
     def read_config(self) -> SessionConfig:
         try:

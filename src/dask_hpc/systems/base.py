@@ -216,6 +216,13 @@ class BatchSystem(ABC):
         Raises SpecError for an extra directive that sets one of :attr:`own_keys`.
         """
         for d in spec.job_extra_directives:
+            if d.lstrip().startswith("#"):
+                raise SpecError(
+                    "job_extra_directives",
+                    d,
+                    f"give it without its prefix: dask-hpc writes {self.directive_prefix} before each, "
+                    f"so '-q debug' becomes '{self.directive_prefix} -q debug'",
+                )
             own = sorted(self.sets(d) & self.own_keys)
             if own:
                 raise SpecError(
@@ -314,6 +321,10 @@ class BatchSystem(ABC):
             cached = self.default_array_limit if cached is None else max(1, cached)
             self._array_limit: int | None = cached
         return cached
+
+    def takes_arrays(self, spec: JobSpec) -> bool:
+        """Whether ``spec``'s jobs may be an array here (LSF: not where the user's -J names them)."""
+        return self.arrays
 
     def batches(self, n: int, arrays: bool = True) -> list[int]:
         """How ``n`` jobs are submitted: the tasks of each submission. Arrays of at most
@@ -634,6 +645,21 @@ def setting_whole(name: str, value: Any) -> int:
     if isinstance(value, bool) or not str(value).strip().isdigit() or int(value) < 1:
         raise SpecError(name, value, "must be a whole number >= 1")
     return int(value)
+
+
+def resource_line(name: str, value: Any, walltime: str) -> str:
+    """A ``resource_spec``: one line, without the walltime (``walltime``: the pattern of the
+    system's walltime resource), which dask-hpc writes itself: the batch system and the
+    keeper would otherwise disagree on when the job ends."""
+    line = setting_line(name, value)
+    if re.search(walltime, line):
+        raise SpecError(
+            name,
+            value,
+            "holds a walltime: give it with --walltime (walltime= in Python), by which dask-hpc "
+            "retires workers and plans their replacements; leave it out of the resources",
+        )
+    return line
 
 
 def setting_line(name: str, value: Any) -> str:

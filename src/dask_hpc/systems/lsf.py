@@ -52,6 +52,7 @@ class LSFSystem(BatchSystem):
         "account": r"^-P\b",
         "output": r"^-oo?\b",
         "error": r"^-eo?\b",
+        "array": r"^-J\s+\S*\[",  # -J "name[1-10]": an array
     }
     cancel_gone_phrases = ("Job has already finished", "No matching job found", "is not found")
     cancel_done_phrases = ("is being terminated", "is being signaled")
@@ -128,14 +129,11 @@ class LSFSystem(BatchSystem):
             elif d in ours:
                 d = d.replace("%J.", "%J[%I].")  # each element's own log files
             out.append(d)
-        if name not in header:  # the user named the job: their name, our range
-            raise SpecError(
-                "job_extra_directives",
-                next((d for d in header if self.sets(d) & {"job_name"}), "-J"),
-                "names the job, which makes an LSF array (-J name[1-N]): give the name with "
-                "--job-name (job_name= in Python)",
-            )
         return out
+
+    def takes_arrays(self, spec: JobSpec) -> bool:
+        # LSF's array is its -J: where the user's -J names the job, single jobs (their name kept).
+        return not any(self.sets(d) & {"job_name"} for d in spec.job_extra_directives)
 
     def task_ids(self, stdout: str, tasks: int) -> list[str]:
         job_id = self.parse_job_id(stdout)

@@ -17,7 +17,15 @@ from typing import ClassVar
 
 from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, read_lines, setting_line
+from dask_hpc.systems.base import (
+    BatchSystem,
+    JobState,
+    JobStatus,
+    must_match,
+    read_lines,
+    resource_line,
+    setting_line,
+)
 
 __all__ = ["OARSystem", "parse_oarstat_full"]
 
@@ -91,8 +99,9 @@ class OARSystem(BatchSystem):
         # As dask-jobqueue's OARCluster warns: OAR has no memory request of its own.
         return [
             "worker jobs: OAR is not asked for the memory (it has no memory request of its own): "
-            "set memory-per-core-property-name to the resources' property of MiB per core "
-            "(oarnodes lists them, e.g. memcore), or to not_applicable to say there is none"
+            "name the resources' property of MiB per core (oarnodes lists them, e.g. memcore) with "
+            "memory_per_core_property_name= in Python or memory-per-core-property-name in "
+            "dask-hpc's configuration, or say not_applicable where there is none"
         ]
 
     def resources(self, spec: JobSpec) -> str:
@@ -267,15 +276,7 @@ def _value(directive: str) -> str:
 
 
 def _resources(value: str) -> str:
-    text = setting_line("resource_spec", value)
-    if re.search(r"\bwalltime\s*=", text):
-        raise SpecError(
-            "resource_spec",
-            value,
-            "holds a walltime: give it with --walltime (walltime= in Python), by which dask-hpc "
-            "retires workers; resource_spec is the resources alone, e.g. /nodes=1/core=16",
-        )
-    return text
+    return resource_line("resource_spec", value, r"\bwalltime\s*=")
 
 
 def _property_name(value: str) -> str:

@@ -20,7 +20,7 @@ from dask_hpc.systems.base import (
     JobStatus,
     must_match,
     read_lines,
-    setting_line,
+    resource_line,
 )
 
 __all__ = ["MoabSystem", "PBSSystem", "TorqueSystem", "parse_qstat_full"]
@@ -71,7 +71,11 @@ class PBSSystem(BatchSystem):
 
     def __init__(self, resource_spec: str | None = None) -> None:
         #: Replaces our resource line (``select=1:ncpus=36:mem=100GB``) as dask-jobqueue does.
-        self.resource_spec = None if resource_spec is None else setting_line("resource_spec", resource_spec)
+        self.resource_spec = (
+            None
+            if resource_spec is None
+            else resource_line("resource_spec", resource_spec, r"\bwalltime\s*=")
+        )
 
     def resources(self, spec: JobSpec) -> list[str]:
         if self.resource_spec:
@@ -131,8 +135,7 @@ class PBSSystem(BatchSystem):
             done = _process.run(["qstat", "-u", getpass.getuser(), "-t"], timeout=self.query_timeout)
         except CommandError:
             return None
-        # One line per job or subjob after the header's dashes: "7001.pbs01  alice  workq ..."
-        return sum(1 for line in done.stdout.splitlines() if re.match(r"^\d+(\[\d*\])?\.", line))
+        return count_user_jobs(done.stdout)
 
     def submit_argv(self, script: Path) -> list[str]:
         return ["qsub", str(script)]
@@ -245,6 +248,19 @@ class MoabSystem(TorqueSystem):
         states = self.query(ids)
         if any(not states[j].state.finished and states[j].state is not JobState.UNKNOWN for j in ids):
             raise done.failure(f"{self.name} could not cancel")
+
+
+def count_user_jobs(text: str) -> int:
+    """Jobs pending or running in ``qstat -u USER -t``: one line per job or subjob after the
+    header's dashes (``7001.pbs01  alice  workq ... R 00:01``); an array's own line
+    (``7002[].pbs01``) is not a job of its own, and finished ones (F, X; Torque's C) are not
+    pending or running. The state is the last but one column."""
+    count = 0
+    for line in text.splitlines():
+        words = line.split()
+        if re.match(r"^\d+(\[\d+\])?\.", line) and len(words) > 2 and words[-2] not in ("C", "F", "X"):
+            count += 1
+    return count
 
 
 def parse_server_caps(text: str, user: str) -> list[Cap]:

@@ -13,7 +13,16 @@ from typing import ClassVar
 from dask_hpc import _process
 from dask_hpc.errors import CommandError, ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
-from dask_hpc.systems.base import BatchSystem, Cap, JobState, JobStatus, must_match, read_lines, setting_line
+from dask_hpc.systems.base import (
+    BatchSystem,
+    Cap,
+    JobState,
+    JobStatus,
+    must_match,
+    read_lines,
+    resource_line,
+    setting_line,
+)
 
 __all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem"]
 
@@ -78,7 +87,9 @@ class SGESystem(BatchSystem):
         )
         #: dask-jobqueue's resource_spec: a ``-l`` line of the user's (``h_vmem=8G,mem_free=8G``);
         #: where it asks for memory, ours is left out.
-        self.resource_spec = None if resource_spec is None else setting_line("resource_spec", resource_spec)
+        self.resource_spec = (
+            None if resource_spec is None else resource_line("resource_spec", resource_spec, r"\b[hs]_rt\s*=")
+        )
 
     def slots(self, spec: JobSpec) -> int:
         """The slots the job asks for, among which a per-slot request is shared: the cores

@@ -269,7 +269,9 @@ def parse_caps(associations: str, qos: str, user: str, account: str | None = Non
             caps.append(Cap(int(max_submit), False, f"MaxSubmitJobs={max_submit} ({where})"))
         if max_jobs.isdigit():
             caps.append(Cap(int(max_jobs), True, f"MaxJobs={max_jobs} ({where})"))
-        name = default_qos or (qos_list.split(",")[0] if qos_list else "normal")
+        # No default QOS: SLURM's jobs get "normal" where the association may use it.
+        listed = [q for q in qos_list.split(",") if q]
+        name = default_qos or ("normal" if not listed or "normal" in listed else listed[0])
         jobs, submit = limits.get(name, ("", ""))
         if submit.isdigit():
             caps.append(Cap(int(submit), False, f"MaxSubmitJobsPerUser={submit} (QOS {name})"))
