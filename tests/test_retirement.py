@@ -132,3 +132,18 @@ def test_a_slurm_array_tasks_workers_keep_the_tasks_id_as_their_name() -> None:
     assert named_after_the_job(4712, "4712") == 4712  # a job of its own: as distributed made it
     assert named_after_the_job("48.3-0", "48.3") == "48.3-0"
     assert named_after_the_job(99, "4711_3") == 99  # not this task's: left alone
+
+
+def test_a_worker_of_a_job_of_several_nodes_is_named_after_its_node() -> None:
+    """Issue 22: srun starts the workers on each node; each set is named <job>@<node>."""
+    from dask_hpc.worker.entry import worker_arguments
+
+    env = {
+        "DASK_HPC_SYSTEM": "slurm",
+        "SLURM_JOB_ID": "4711",
+        "SLURMD_NODENAME": "node2",
+        "DASK_HPC_NODES": "2",
+    }
+    assert worker_arguments(["--nthreads", "1"], env)[2:4] == ["--name", "4711@node2"]
+    one = {k: v for k, v in env.items() if k != "DASK_HPC_NODES"}
+    assert worker_arguments(["--nthreads", "1"], one)[2:4] == ["--name", "4711"]

@@ -46,6 +46,7 @@ SPEC_KEYS: dict[str, str] = {
     "cores": "cores",
     "memory": "memory",
     "processes": "processes",
+    "nodes": "nodes",
     "walltime": "walltime",
     "queue": "queue",
     "account": "account",

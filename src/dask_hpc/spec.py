@@ -177,6 +177,9 @@ class JobSpec:
     python: str | None = None
     #: The module ``python -m`` runs as a worker; None: dask-hpc's ``dask worker``.
     worker_command: str | None = None
+    #: Nodes per job: ``cores``, ``memory`` and ``processes`` on each, a worker (processes of them)
+    #: on every node, started by the system's launcher (SLURM's srun).
+    nodes: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
@@ -191,6 +194,8 @@ class JobSpec:
                 self.processes,
                 f"must be a whole number from 1 to cores ({self.cores})",
             )
+        if not isinstance(self.nodes, int) or isinstance(self.nodes, bool) or self.nodes < 1:
+            raise SpecError("nodes", self.nodes, "must be a whole number >= 1")
         for name in ("queue", "account", "log_directory"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -249,6 +254,11 @@ class JobSpec:
     def memory_per_process(self) -> int:
         return self.memory // self.processes
 
+    @property
+    def workers(self) -> int:
+        """Workers one job brings: ``processes`` on each of its ``nodes``."""
+        return self.processes * self.nodes
+
     @classmethod
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
@@ -294,7 +304,9 @@ class JobSpec:
         processes = f"{self.processes} worker process{'es' if self.processes > 1 else ''}"
         from dask.utils import format_bytes
 
-        return f"{cores}, {format_bytes(self.memory)}, walltime {format_walltime(self.walltime)}, {processes}"
+        nodes = f" on each of {self.nodes} nodes" if self.nodes > 1 else ""
+        walltime = format_walltime(self.walltime)
+        return f"{cores}, {format_bytes(self.memory)}, walltime {walltime}, {processes}{nodes}"
 
 
 def _identity(value: Any) -> Any:
@@ -446,6 +458,7 @@ def make_log_directory(path: str) -> str:
 _PARSERS: dict[str, Any] = {
     "cores": _whole("cores"),
     "processes": _whole("processes"),
+    "nodes": _whole("nodes"),
     "memory": parse_memory,
     "walltime": parse_walltime,
     "job_extra_directives": _lines("job_extra_directives", mapping_lines=True),

@@ -132,7 +132,7 @@ def test_deprecated_names_warn_as_dask_jobqueue_and_yield_to_the_new_ones() -> N
     assert "--qos=high" in script and "--exclusive" not in script
     # SGE and LSF call the account a project: no warning there.
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        warnings.simplefilter("error", FutureWarning)  # (distributed may warn of a busy dashboard port)
         assert read_script("sge", script_of(SGECluster, project="abc"))["-P"] == "abc"
         assert read_script("lsf", script_of(LSFCluster, project="abc"))["-P"] == "abc"
 
@@ -226,10 +226,11 @@ def test_lsf_keywords() -> None:
 
 
 def test_oar_warns_as_dask_jobqueue_when_no_memory_property_is_named() -> None:
-    with pytest.warns(UserWarning, match="OAR is not asked for the memory.*memory-per-core-property-name"):
+    with pytest.warns(UserWarning, match="OAR is not asked for the memory.*memory_per_core_property_name="):
         script_of(OARCluster, cores=4, memory="16GB")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
+        # Only ours: distributed warns of a dashboard port in use when another cluster runs here.
+        warnings.filterwarnings("error", message="worker jobs: OAR")
         job = read_script(
             "oar", script_of(OARCluster, cores=4, memory="16GB", memory_per_core_property_name="memcore")
         )

@@ -147,6 +147,10 @@ class FakeSystem(BatchSystem):
             self.array_sizes.append(tasks)
             return ids
 
+    def node_launcher(self, spec: JobSpec) -> list[str]:
+        """Jobs of several nodes, as SLURM's (its srun): a fake launcher's name."""
+        return [] if spec.nodes == 1 else ["fake-launch", f"--nodes={spec.nodes}"]
+
     def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
         return [*header, f"--array=1-{tasks}"]
 

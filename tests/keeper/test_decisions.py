@@ -214,3 +214,12 @@ def test_the_cap_line_says_the_cap_what_the_user_has_and_the_way_out() -> None:
         Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True), 0, 1, 2, "bob", 1, 1
     )
     assert "jobs (an array counts once)" in once and "one array counts once" in once
+
+
+def test_the_workers_of_a_job_of_several_nodes_are_its_own() -> None:
+    """`<job id>@<node>` (one worker on each node), `<job id>@<node>-<n>` (several there)."""
+    jobs = {"4711": 1, "4712_3": 2}
+    assert job_of_worker("4711@node1", jobs) == "4711"
+    assert job_of_worker("4711@node2-1", jobs) == "4711"
+    assert job_of_worker("4712_3@gpu-07", jobs) == "4712_3"  # a node name with a dash
+    assert job_of_worker("4713@node1", jobs) is None

@@ -269,6 +269,24 @@ def test_a_worker_module_of_the_users_own_is_never_an_array(tmp_path: Path) -> N
     asyncio.run(run())
 
 
+def test_a_job_of_two_nodes_is_one_job_with_a_worker_on_each(tmp_path: Path) -> None:
+    """Issue 22: add 1 --nodes 2 is one job, two workers (<job>@<node>), removed as one."""
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            (job,) = (await h.ask(protocol.Add(1, {"nodes": 2}))).job_ids
+            assert h.keeper.jobs[job].processes == 2  # workers the job brings
+            h.system.start(job)
+            await h.join(f"{job}@node1")
+            await h.join(f"{job}@node2")
+            await until(lambda: len(h.keeper.workers_of[job]) == 2, "both workers counted as the job's")
+            await h.ask(protocol.Remove(job_ids=[job]))
+            assert h.system.cancelled == [job]
+            await until(lambda: not h.scheduler.workers, "both workers retired")
+
+    asyncio.run(run())
+
+
 def test_add_with_options_changes_the_script_and_records(tmp_path: Path) -> None:
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:

@@ -223,3 +223,34 @@ def test_bench_network_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Pat
     hpc("remove", "1", "--name", "net")
     line = hpc("bench", "network", "--session", "net", "--no-mpi", "--sizes", "1MiB", check=False).stderr
     assert line.strip().startswith("error: bench network needs two workers; the cluster has 1")
+
+
+@pytest.mark.parametrize("system", systems("slurm"))
+def test_a_worker_job_of_two_nodes_computes_with_a_worker_on_each(
+    system: str, request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
+) -> None:
+    """Issue 22: `add 1 --nodes 2` is one job holding two of the virtual nodes; srun starts a
+    worker on each, named after the job and its node; a sum computes on both; down ends it."""
+    import dask.array as da
+
+    import dask_hpc
+
+    bring_up(system, request)
+    hpc = hpc_for(system)
+    name = "two-nodes"
+    hpc.up(name)
+    hpc("add", "1", "--nodes", "2", "--name", name, "--wait", "90")
+    report = hpc.status(name)
+    (job,) = live_jobs(report)
+    assert report["workers"] == 2 and job["workers"] == 2
+    with dask_hpc.connect(name) as client:
+        names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
+        nodes = [n.partition("@")[2] for n in names]
+        assert [n.partition("@")[0] for n in names] == [job["job_id"]] * 2 and len(set(nodes)) == 2, names
+        n = 1_000_000
+        x = da.arange(n, chunks=n // 8).persist()
+        held = client.has_what()
+        assert all(held.values()), held  # both workers hold a part
+        assert int(x.sum().compute()) == n * (n - 1) // 2
+    out = hpc("down", "--name", name)
+    assert "ended 1 worker job" in out.stderr

@@ -88,6 +88,8 @@ SCHEDULER_DIRECTIVES = {"slurm": ["--qos=interactive"], "pbs": ["-l place=shared
 SESSION_CASES = ("session-scheduler", "session-worker")
 #: An array of 5 worker jobs (issue 22): the array's directive, logs named per task.
 ARRAY_CASES = ("array",)
+#: A job of 2 nodes (issue 22): SLURM's srun starts the workers on each; refused elsewhere.
+NODE_CASES = ("nodes",)
 
 
 #: A site's settings (dask-hpc's configuration), as our test Grid Engine has them: every
@@ -125,6 +127,12 @@ def render_session(system: str, case: str) -> str:
 def render(system: str, case: str) -> str:
     if case in SESSION_CASES:
         return render_session(system, case)
+    if case in NODE_CASES:
+        spec = JobSpec.from_options(cores=8, processes=2, memory="16GB", nodes=2, walltime="1h")
+        try:
+            return get_system(system, SITE).render(spec, worker_command(spec, SCHEDULER_FILE, python=PYTHON))
+        except SpecError as exc:
+            return f"SpecError: {exc}\n"
     if case in ARRAY_CASES:
         options = {**SESSION_OPTIONS, "log_directory": "/scratch/alice/logs"}
         if system in ("htcondor", "local"):
@@ -157,7 +165,7 @@ def render(system: str, case: str) -> str:
         return f"SpecError: {exc}\n"
 
 
-@pytest.mark.parametrize("case", [*sorted(CASES), *SESSION_CASES, *ARRAY_CASES])
+@pytest.mark.parametrize("case", [*sorted(CASES), *SESSION_CASES, *ARRAY_CASES, *NODE_CASES])
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
     path = GOLDEN / f"{system}-{case}.txt"
@@ -170,7 +178,7 @@ def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
 
 def test_every_system_has_golden_files() -> None:
     names = {p.name for p in GOLDEN.glob("*.txt")}
-    expected = {f"{s}-{c}.txt" for s in SYSTEMS for c in [*CASES, *SESSION_CASES, *ARRAY_CASES]}
+    expected = {f"{s}-{c}.txt" for s in SYSTEMS for c in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES]}
     assert names == expected
 
 
@@ -184,7 +192,7 @@ def test_htcondor_refuses_a_queue() -> None:
 def test_scripts_are_valid_bash(system: str, tmp_path: Path) -> None:
     import subprocess
 
-    for case in [*CASES, *SESSION_CASES, *ARRAY_CASES]:
+    for case in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES]:
         script = tmp_path / f"{case}.sh"
         text = render(system, case)
         if text.startswith("SpecError"):

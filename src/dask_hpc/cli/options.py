@@ -22,6 +22,11 @@ def spec_options(func: F) -> F:
         click.option("--memory", help="memory per job, e.g. 8GB, 8GiB [2GiB]"),
         click.option("--walltime", help="e.g. 1:00:00, 90m, 1h30m, 2-00:00:00 [1:00:00]"),
         click.option("--processes", help="worker processes per job, sharing its cores [1]"),
+        click.option(
+            "--nodes",
+            help="nodes per job: a worker (x --processes) on each, started by srun; --cores, "
+            "--memory and --processes are per node [1]",
+        ),
         click.option("--queue", help="queue or partition"),
         click.option("--account", help="account or project to charge"),
         click.option("--job-name", help="name of the job [dask-worker]"),

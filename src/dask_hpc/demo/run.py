@@ -184,7 +184,7 @@ def _start_session(
     lifecycle.up(session, batch, spec, scheduler_spec, workers=workers, timeout=timeout)
     client = control_client(session)
     with client:
-        client.wait_for_workers(workers * spec.processes, timeout=timeout)
+        client.wait_for_workers(workers * spec.workers, timeout=timeout)
 
 
 def _write_synthetic(client: Client, directory: Path, n: int, steps: Steps) -> list[str]:

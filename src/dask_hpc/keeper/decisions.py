@@ -36,9 +36,10 @@ LEAD_SLACK = 5.0
 
 
 def job_of_worker(name: str, jobs: Mapping[str, object]) -> str | None:
-    """The job a worker belongs to, from its name: ``<job id>`` or ``<job id>-<n>``.
+    """The job a worker belongs to, from its name: ``<job id>``, ``<job id>-<n>``, and in a
+    job of several nodes ``<job id>@<node>`` or ``<job id>@<node>-<n>``.
 
-    Workers started by ``python -m dask_hpc.worker`` are named after their job;
+    Workers started by ``python -m dask_hpc.worker`` are named after their job (and node);
     distributed appends ``-<n>`` when a job runs several worker processes.
     """
     if name in jobs:
@@ -46,6 +47,9 @@ def job_of_worker(name: str, jobs: Mapping[str, object]) -> str | None:
     head, sep, tail = name.rpartition("-")
     if sep and tail.isdigit() and head in jobs:
         return head
+    job, at, _node = (head if sep and tail.isdigit() else name).rpartition("@")
+    if at and job in jobs:
+        return job
     return None
 
 

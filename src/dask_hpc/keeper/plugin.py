@@ -226,7 +226,7 @@ class Keeper(SchedulerPlugin):
             return None  # not started by python -m dask_hpc.worker in a job: a worker of the user's
         name = str(ws.name)
         head, sep, tail = name.rpartition("-")
-        job_id = head if sep and tail.isdigit() else name
+        job_id = (head if sep and tail.isdigit() else name).partition("@")[0]  # <job>@<node>
         if not job_id or job_id.startswith(("tcp://", "tls://", "mpi://")):
             return None
         logger.warning("job %s's worker joined, but the ledger had no such job: adopted", job_id)
@@ -279,7 +279,7 @@ class Keeper(SchedulerPlugin):
             other_workers=len([ws for ws in workers if ws.address not in mine]),
             threads=sum(ws.nthreads for ws in workers),
             memory=sum(ws.memory_limit or 0 for ws in workers),
-            processes=self.config.spec.processes,
+            processes=self.config.spec.workers,
             scheduler_walltime_left=None if self.scheduler_end is None else self.scheduler_end - now,
             recomputed=self.recomputed,
             submit_trouble=self.backoff.trouble(now),
@@ -418,7 +418,7 @@ class Keeper(SchedulerPlugin):
             return None
         most, cap = self.adapt_cap
         lo, hi = self.adapt_bounds
-        wanted = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        wanted = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.workers, lo, hi)
         return f"at most {most} jobs by {cap.words}" if wanted > most else None
 
     def _bounds(self) -> protocol.AdaptBounds | None:
@@ -477,7 +477,7 @@ class Keeper(SchedulerPlugin):
         return JobRecord(
             job_id=job_id,
             job_name=self.system.job_name(spec),
-            processes=spec.processes,
+            processes=spec.workers,  # workers per job: processes on each of its nodes
             walltime=spec.walltime,
             submitted=now,
             keep=keep,
@@ -673,7 +673,7 @@ class Keeper(SchedulerPlugin):
         (as last asked: :meth:`_cap_adapt`, whenever adapt wants more than it has)."""
         assert self.scheduler is not None and self.adapt_bounds is not None
         lo, hi = self.adapt_bounds
-        target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.processes, lo, hi)
+        target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.workers, lo, hi)
         return target if self.adapt_cap is None or not capped else min(target, self.adapt_cap[0])
 
     async def _cap_adapt(self, live: list[JobRecord]) -> None:

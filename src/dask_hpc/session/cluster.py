@@ -119,10 +119,11 @@ class BatchCluster(Cluster):
     scheduler
         ``"job"``: the scheduler runs in its own small batch job (it outlives this process);
         ``"local"``: in this process (it ends with it).
-    cores, memory, processes, walltime
+    cores, memory, processes, walltime, nodes
         Per worker job: cores; memory (``"8GiB"``, ``"8GB"`` or bytes); worker processes
-        sharing them; walltime (``"HH:MM:SS"``, ``"90m"`` or seconds). Defaults: 1 core,
-        2 GiB, 1 process, 1 hour.
+        sharing them; walltime (``"HH:MM:SS"``, ``"90m"`` or seconds); nodes, each with
+        those cores, memory and processes (SLURM: srun starts the workers on every node;
+        they are named ``<job>@<node>``). Defaults: 1 core, 2 GiB, 1 process, 1 hour, 1 node.
     queue, account, job_name
         The queue (partition), the account (project) to charge, the jobs' name.
     job_extra_directives, job_script_prologue, job_script_epilogue, job_directives_skip
@@ -201,6 +202,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         cores: int | None = None,
         memory: str | int | None = None,
         processes: int | None = None,
+        nodes: int | None = None,
         walltime: str | int | None = None,
         queue: str | None = None,
         account: str | None = None,
@@ -258,6 +260,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             "cores": cores,
             "memory": memory,
             "processes": processes,
+            "nodes": nodes,
             "walltime": walltime,
             "queue": queue,
             "account": account,
@@ -399,7 +402,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             self._quiet.close()
             raise
         if start.n_workers:
-            jobs = math.ceil(start.n_workers / self.spec.processes)
+            jobs = math.ceil(start.n_workers / self.spec.workers)
             await asyncio.to_thread(lifecycle.scale, self.session, jobs)
 
     # ---- what the subclasses of dask_hpc.jobqueue change --------------------------
@@ -498,7 +501,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         # As distributed's (and so dask-jobqueue's) scale: the most that any of them asks for.
         wanted = [jobs]
         if n is not None:
-            wanted.append(math.ceil(n / self.spec.processes))
+            wanted.append(math.ceil(n / self.spec.workers))
         if memory is not None:
             wanted.append(math.ceil(JobSpec.from_options(memory=memory).memory / self.spec.memory))
         if cores is not None:
@@ -565,9 +568,12 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         """A bound given in jobs, workers, cores or memory, as jobs (an infinite one left out)."""
         found = [] if jobs is None else [jobs]
         for amount, per_job in (
-            (workers, self.spec.processes),
-            (cores, self.spec.cores),
-            (None if memory is None else JobSpec.from_options(memory=memory).memory, self.spec.memory),
+            (workers, self.spec.workers),
+            (cores, self.spec.cores * self.spec.nodes),
+            (
+                None if memory is None else JobSpec.from_options(memory=memory).memory,
+                self.spec.memory * self.spec.nodes,
+            ),
         ):
             if amount is not None and math.isfinite(amount):
                 found.append(math.ceil(amount / per_job))

@@ -12,6 +12,7 @@ import enum
 import os
 import re
 import shlex
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -109,6 +110,8 @@ class JobContext:
 ENV_SYSTEM = "DASK_HPC_SYSTEM"
 ENV_WALLTIME = "DASK_HPC_WALLTIME"
 ENV_START = "DASK_HPC_JOB_START"
+#: Exported by a job of several nodes: its workers are named after the job and their node.
+ENV_NODES = "DASK_HPC_NODES"
 
 #: Submit with this umask: the systems pass it on to the job, so that its logs
 #: and files are the user's only (SLURM, PBS and LSF take the submitter's umask).
@@ -259,8 +262,25 @@ class BatchSystem(ABC):
             header = self.array_header(header, spec, tasks)
         lines = [spec.shebang]
         lines += [f"{self.directive_prefix} {d}" for d in header]
-        lines += self.body(spec, command)
+        lines += self.body(spec, [*self.node_launcher(spec), *command])
         return "\n".join(lines) + "\n"
+
+    def node_launcher(self, spec: JobSpec) -> list[str]:
+        """The command that runs the worker command once on each node of a job of several
+        (``spec.nodes``); [] for one node. Here only SLURM's srun: refused elsewhere."""
+        if spec.nodes == 1:
+            return []
+        raise SpecError(
+            "nodes",
+            spec.nodes,
+            f"a {self.name} worker job holds one node here (jobs of several nodes: SLURM, for now); "
+            "ask for more jobs instead, or more workers per job with --cores and --processes",
+        )
+
+    def node_name_from_env(self, env: Mapping[str, str]) -> str:
+        """The name of the node this process runs on, as the system calls it (workers of a job
+        of several nodes are named after it)."""
+        return socket.gethostname().split(".")[0]
 
     def body(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
         lines = [
@@ -270,6 +290,8 @@ class BatchSystem(ABC):
             f"export {ENV_WALLTIME}={spec.walltime}",
             f'export {ENV_START}="$(date +%s)"',
         ]
+        if spec.nodes > 1:
+            lines.append(f"export {ENV_NODES}={spec.nodes}")
         lines += [f"export {key}={shell_value(value)}" for key, value in spec.environment]
         if spec.job_script_prologue:
             lines += ["", *spec.job_script_prologue]

@@ -158,6 +158,7 @@ class HTCondorSystem(BatchSystem):
         return d
 
     def render(self, spec: JobSpec, command: Sequence[str], tasks: int = 1) -> str:
+        command = [*self.node_launcher(spec), *command]  # one node: refused for several
         # Values naming the node's variables ($TMPDIR) are exported by the job's shell; the
         # environment command would pass them on literally.
         exports = [f"export {k}={shell_value(v)}" for k, v in spec.environment if has_references(v)]

@@ -106,8 +106,9 @@ class SlurmSystem(BatchSystem):
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
             f"--job-name={self.quote(self.job_name(spec))}",
-            "--nodes=1",
-            "--ntasks=1",
+            f"--nodes={spec.nodes}",
+            f"--ntasks={spec.nodes}",  # a task per node: its workers (srun starts them on each)
+            *(["--ntasks-per-node=1"] if spec.nodes > 1 else []),
             f"--cpus-per-task={self.job_cpu or spec.cores}",
             # SLURM's M is MiB; round up so that the worker's limit fits inside.
             f"--mem={self.job_mem or f'{math.ceil(spec.memory / 2**20)}M'}",
@@ -226,6 +227,21 @@ class SlurmSystem(BatchSystem):
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
+
+    def node_launcher(self, spec: JobSpec) -> list[str]:
+        if spec.nodes == 1:
+            return []
+        # One task per node, each with the node's cores (srun does not take sbatch's
+        # --cpus-per-task from the environment since Slurm 22.05: given again).
+        return [
+            "srun",
+            f"--nodes={spec.nodes}",
+            "--ntasks-per-node=1",
+            f"--cpus-per-task={self.job_cpu or spec.cores}",
+        ]
+
+    def node_name_from_env(self, env: Mapping[str, str]) -> str:
+        return env.get("SLURMD_NODENAME") or super().node_name_from_env(env)
 
     def nodes_argv(self) -> list[str]:
         # NodeAddr (%o), by which SLURM itself reaches each node; one line a node.

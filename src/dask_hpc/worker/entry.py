@@ -11,22 +11,29 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 
 from dask_hpc.errors import DaskHPCError
-from dask_hpc.systems import current_job
+from dask_hpc.systems import current_job, get_system
+from dask_hpc.systems.base import ENV_NODES
 
 __all__ = ["fork_workers", "main"]
 
 
-def worker_arguments(argv: list[str]) -> list[str]:
-    """``argv`` plus, inside a dask-hpc job, ``--name <job id>`` (unless a name is given)
-    and ``--preload dask_hpc.worker.retirement``."""
+def worker_arguments(argv: list[str], env: Mapping[str, str] | None = None) -> list[str]:
+    """``argv`` plus, inside a dask-hpc job, ``--name <job id>`` (``<job id>@<node>`` in a
+    job of several nodes, one worker set on each) unless a name is given, and
+    ``--preload dask_hpc.worker.retirement``."""
+    env = os.environ if env is None else env
     try:
-        job = current_job()
+        job = current_job(env)
     except DaskHPCError:
         return argv  # not in a job: distributed names the worker by its address
+    name = job.job_id
+    if env.get(ENV_NODES, "1") not in ("", "1"):
+        name = f"{job.job_id}@{get_system(job.system).node_name_from_env(env)}"
     named = "--name" in argv or any(a.startswith("--name=") for a in argv)
-    return [*argv, *([] if named else ["--name", job.job_id]), "--preload", "dask_hpc.worker.retirement"]
+    return [*argv, *([] if named else ["--name", name]), "--preload", "dask_hpc.worker.retirement"]
 
 
 #: Set this (to spawn, fork or forkserver) to choose how a nanny starts its worker.
