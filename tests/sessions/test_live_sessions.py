@@ -232,6 +232,7 @@ def test_a_worker_job_of_two_nodes_computes_with_a_worker_on_each(
     """Issue 22: `add 1 --nodes 2` is one job holding two of the virtual nodes; srun starts a
     worker on each, named after the job and its node; a sum computes on both; down ends it."""
     import dask.array as da
+    from distributed import wait
 
     import dask_hpc
 
@@ -249,6 +250,7 @@ def test_a_worker_job_of_two_nodes_computes_with_a_worker_on_each(
         assert [n.partition("@")[0] for n in names] == [job["job_id"]] * 2 and len(set(nodes)) == 2, names
         n = 1_000_000
         x = da.arange(n, chunks=n // 8).persist()
+        wait(x)
         held = client.has_what()
         assert all(held.values()), held  # both workers hold a part
         assert int(x.sum().compute()) == n * (n - 1) // 2

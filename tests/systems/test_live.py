@@ -214,7 +214,7 @@ def test_an_array_is_one_submission_and_each_task_a_job(
     spec = JobSpec.from_options(
         job_name="dask-hpc-array", walltime="5m", memory="256MiB", log_directory=str(logs)
     )
-    script = system.render(spec, [sys.executable, "-c", PROBE, "20", "0"], tasks=3)
+    script = system.render(spec, [sys.executable, "-c", PROBE, "8", "0"], tasks=3)  # running 8 s
     ids = system.submit_array(script, tmp_path / "scripts", 3)
     try:
         assert len(set(ids)) == 3
