@@ -55,6 +55,7 @@ async def one_run(protocol: str, n: int, directory: Path) -> dict[str, object]:
 
     security, tls = None, []
     if protocol == "tls":
+        directory.mkdir(parents=True, exist_ok=True)
         files = create_tls_files(directory, "join-bench")
         security, tls = files.security(), files.worker_arguments()
     async with Scheduler(
@@ -104,6 +105,9 @@ def one_worker_alone(protocol: str, directory: Path) -> float:
 
 
 def main() -> None:
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # workers stopped at the end: noise
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
