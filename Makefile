@@ -10,6 +10,7 @@
 #   make bench-open      opening 100-1000 NetCDF files on the workers, against serial xarray (bench/)
 #   make bench-churn     worker jobs shorter than the work on the local SLURM, against dask-jobqueue (bench/)
 #   make bench-scale     1000 worker jobs on the local SLURM (arrays), against dask-jobqueue's scale(1000) (bench/)
+#   make bench-join      100 workers joining one scheduler at once on loopback, TLS against TCP (bench/)
 #   make bench-network   worker to worker over mpi://, tcp and tls, against MPI Send/Recv (mpirun -np 4)
 #   make bench-network-tcp  the same with MPI over its TCP transport (the path between nodes without a fast network)
 #   make bench-phases    where the time of one fetch over mpi:// goes, phase by phase (mpirun -np 4)
@@ -17,7 +18,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint typecheck docs pytest bench-startup bench-mpi bench-open bench-scale bench-churn bench-network bench-network-tcp bench-phases clean
+.PHONY: demo test test-fast lint typecheck docs pytest bench-startup bench-mpi bench-open bench-scale bench-join bench-churn bench-network bench-network-tcp bench-phases clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,9 @@ bench-scale: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	scripts/local-slurm up
 	$(BIN)/python bench/scale.py
+
+bench-join: $(BIN)/.installed
+	$(BIN)/python bench/join.py
 
 bench-churn: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
