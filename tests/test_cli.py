@@ -242,3 +242,14 @@ def test_session_is_another_spelling_of_name_in_the_session_commands(tmp_path: P
             env=env,
         )
         assert done.returncode != 0 and "nosuch" in done.stderr and "no such option" not in done.stderr
+
+
+def test_script_says_on_stderr_what_up_would_say() -> None:
+    """A directive of the user's that replaces ours, and OAR without a memory property: said
+    beside the script (on stderr), not only by up."""
+    out = run("script", "--system", "slurm", "--job-extra-directive=--mem=4G")
+    assert out.returncode == 0, out.stderr
+    assert "your directives replace dask-hpc's --mem=" in out.stderr and "--mem=4G" in out.stdout
+    oar = run("script", "--system", "oar", "--memory", "8GB")
+    assert oar.returncode == 0 and "OAR is not asked for the memory" in oar.stderr
+    assert oar.stdout.startswith("#!") and "OAR is not asked" not in oar.stdout

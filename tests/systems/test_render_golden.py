@@ -331,3 +331,31 @@ def test_grid_engine_assumes_no_parallel_environment() -> None:
         "sge-parallel-environment": "mpi"
     }
     assert get_system("slurm", {"sge-parallel-environment": "mpi"}).settings() == {}
+
+
+@pytest.mark.parametrize(
+    ("system", "resource_spec"),
+    [
+        ("pbs", "select=1:ncpus=4:mem=8gb,walltime=01:00:00"),
+        ("torque", "nodes=1:ppn=4,walltime=01:00:00"),
+        ("moab", "nodes=1:ppn=4,walltime=01:00:00"),
+        ("sge", "h_vmem=4G,h_rt=3600"),
+        ("sge", "s_rt=3600"),
+        ("oar", "/nodes=1/core=4,walltime=1"),
+    ],
+)
+def test_a_walltime_inside_resource_spec_is_refused(system: str, resource_spec: str) -> None:
+    """The walltime is dask-hpc's (it retires workers by it): a second one in the resources
+    would make the batch system and the keeper disagree on when the job ends."""
+    with pytest.raises(SpecError, match="holds a walltime: give it with --walltime"):
+        get_system(system, {"resource-spec": resource_spec})
+
+
+@pytest.mark.parametrize("system", sorted(set(SYSTEMS) - {"local", "htcondor"}))  # HTCondor: no prefix
+def test_an_extra_directive_with_its_prefix_is_refused(system: str) -> None:
+    """`#OAR -t besteffort` given whole would be written `#OAR #OAR -t besteffort`."""
+    batch = get_system(system, SITE)
+    directive = f"{batch.directive_prefix} -q debug"
+    spec = JobSpec.from_options(job_extra_directives=[directive])
+    with pytest.raises(SpecError, match="give it without its prefix"):
+        batch.render(spec, ["true"])
