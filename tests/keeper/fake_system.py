@@ -27,6 +27,7 @@ from pathlib import Path
 from dask_hpc.errors import CommandError, SubmitError
 from dask_hpc.spec import JobSpec
 from dask_hpc.systems import BatchSystem, Cap, JobState, JobStatus
+from dask_hpc.systems.base import shell_command
 
 __all__ = ["FakeSystem"]
 
@@ -147,9 +148,9 @@ class FakeSystem(BatchSystem):
             self.array_sizes.append(tasks)
             return ids
 
-    def node_launcher(self, spec: JobSpec) -> list[str]:
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
         """Jobs of several nodes, as SLURM's (its srun): a fake launcher's name."""
-        return [] if spec.nodes == 1 else ["fake-launch", f"--nodes={spec.nodes}"]
+        return [shell_command(["fake-launch", f"--nodes={spec.nodes}", *command])]
 
     def array_header(self, header: list[str], spec: JobSpec, tasks: int) -> list[str]:
         return [*header, f"--array=1-{tasks}"]

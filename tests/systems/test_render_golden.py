@@ -88,7 +88,8 @@ SCHEDULER_DIRECTIVES = {"slurm": ["--qos=interactive"], "pbs": ["-l place=shared
 SESSION_CASES = ("session-scheduler", "session-worker")
 #: An array of 5 worker jobs (issue 22): the array's directive, logs named per task.
 ARRAY_CASES = ("array",)
-#: A job of 2 nodes (issue 22): SLURM's srun starts the workers on each; refused elsewhere.
+#: A job of 2 nodes (issue 22): each system's launcher starts the workers on each node;
+#: HTCondor and local refuse it.
 NODE_CASES = ("nodes",)
 
 

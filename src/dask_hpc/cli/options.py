@@ -24,8 +24,9 @@ def spec_options(func: F) -> F:
         click.option("--processes", help="worker processes per job, sharing its cores [1]"),
         click.option(
             "--nodes",
-            help="nodes per job: a worker (x --processes) on each, started by srun; --cores, "
-            "--memory and --processes are per node [1]",
+            help="nodes per job: a worker (x --processes) on each, started by the system's launcher "
+            "(srun, pbsdsh, blaunch, qrsh -inherit, oarsh); --cores, --memory and --processes are "
+            "per node [1]",
         ),
         click.option("--queue", help="queue or partition"),
         click.option("--account", help="account or project to charge"),

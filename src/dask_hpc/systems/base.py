@@ -262,19 +262,29 @@ class BatchSystem(ABC):
             header = self.array_header(header, spec, tasks)
         lines = [spec.shebang]
         lines += [f"{self.directive_prefix} {d}" for d in header]
-        lines += self.body(spec, [*self.node_launcher(spec), *command])
+        lines += self.body(spec, command)
         return "\n".join(lines) + "\n"
 
-    def node_launcher(self, spec: JobSpec) -> list[str]:
-        """The command that runs the worker command once on each node of a job of several
-        (``spec.nodes``); [] for one node. Here only SLURM's srun: refused elsewhere."""
+    #: The launcher that starts a worker on each node of a job of several (``spec.nodes``),
+    #: in the system's own words; None: this system's worker jobs hold one node here.
+    node_launch: ClassVar[str | None] = None
+
+    def launch_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        """The lines that run the worker ``command``: as it is in a job of one node; once on
+        each node of a job of several (``spec.nodes``), with :meth:`node_lines`."""
         if spec.nodes == 1:
-            return []
+            return [shell_command(command)]
+        return self.node_lines(spec, command)
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        """The lines that start ``command`` on every node of a job of ``spec.nodes`` nodes with
+        the system's own launcher (:attr:`node_launch`); refused where there is none."""
         raise SpecError(
             "nodes",
             spec.nodes,
-            f"a {self.name} worker job holds one node here (jobs of several nodes: SLURM, for now); "
-            "ask for more jobs instead, or more workers per job with --cores and --processes",
+            f"a {self.name} worker job holds one node (jobs of several nodes: SLURM, PBS, Torque, "
+            "Moab, LSF, Grid Engine, OAR); ask for more jobs instead, or more workers per job "
+            "with --cores and --processes",
         )
 
     def node_name_from_env(self, env: Mapping[str, str]) -> str:
@@ -295,7 +305,7 @@ class BatchSystem(ABC):
         lines += [f"export {key}={shell_value(value)}" for key, value in spec.environment]
         if spec.job_script_prologue:
             lines += ["", *spec.job_script_prologue]
-        lines += ["", shell_command(command)]
+        lines += ["", *self.launch_lines(spec, command)]
         if spec.job_script_epilogue:
             lines += ["", *spec.job_script_epilogue]
         return lines

@@ -26,7 +26,6 @@ from dask_hpc.systems.base import (
     JobStatus,
     has_references,
     must_match,
-    shell_command,
     shell_value,
 )
 
@@ -158,7 +157,6 @@ class HTCondorSystem(BatchSystem):
         return d
 
     def render(self, spec: JobSpec, command: Sequence[str], tasks: int = 1) -> str:
-        command = [*self.node_launcher(spec), *command]  # one node: refused for several
         # Values naming the node's variables ($TMPDIR) are exported by the job's shell; the
         # environment command would pass them on literally.
         exports = [f"export {k}={shell_value(v)}" for k, v in spec.environment if has_references(v)]
@@ -166,7 +164,7 @@ class HTCondorSystem(BatchSystem):
             f"export {ENV_START}=$(date +%s)",
             *exports,
             *spec.job_script_prologue,
-            shell_command(command),
+            *self.launch_lines(spec, command),  # one node: several are refused
             *spec.job_script_epilogue,
         ]
         env = {

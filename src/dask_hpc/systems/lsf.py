@@ -12,6 +12,7 @@ from typing import ClassVar
 from dask_hpc.errors import ParseError, SpecError
 from dask_hpc.spec import JobSpec, parse_boolean, parse_memory
 from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_whole
+from dask_hpc.systems.nodes import node_script_lines
 
 __all__ = ["LSFSystem"]
 
@@ -98,8 +99,9 @@ class LSFSystem(BatchSystem):
         minutes = math.ceil(spec.walltime / 60)  # -W is [HH:]MM: whole minutes
         d = [
             f"-J {self.quote(self.job_name(spec))}",
-            f"-n {self.ncpus or spec.cores}",
-            '-R "span[hosts=1]"',
+            # Slots: the cores of each node; several nodes: that many on each (span[ptile]).
+            f"-n {(self.ncpus or spec.cores) * spec.nodes}",
+            '-R "span[hosts=1]"' if spec.nodes == 1 else f'-R "span[ptile={self.ncpus or spec.cores}]"',
             f'-R "rusage[mem={memory}]"',
             f"-M {memory}",
             f"-W {minutes // 60:02d}:{minutes % 60:02d}",
@@ -130,6 +132,16 @@ class LSFSystem(BatchSystem):
                 d = d.replace("%J.", "%J[%I].")  # each element's own log files
             out.append(d)
         return out
+
+    # blaunch stands in for rsh: one task on each host it is given (-z); without hosts it
+    # would start one per slot. LSB_MCPU_HOSTS ("hostA 8 hostB 8") names each host once.
+    node_launch = "blaunch"
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        hosts = """hosts=$(echo $LSB_MCPU_HOSTS | awk '{for (i = 1; i < NF; i += 2) printf "%s ", $i}')"""
+        return node_script_lines(
+            command, self.node_launch, [hosts, 'blaunch -z "$hosts" /bin/bash "$node_script"']
+        )
 
     def takes_arrays(self, spec: JobSpec) -> bool:
         # LSF's array is its -J: where the user's -J names the job, single jobs (their name kept).

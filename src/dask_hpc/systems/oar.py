@@ -26,6 +26,7 @@ from dask_hpc.systems.base import (
     resource_line,
     setting_line,
 )
+from dask_hpc.systems.nodes import each_node, node_script_lines
 
 __all__ = ["OARSystem", "parse_oarstat_full"]
 
@@ -106,7 +107,15 @@ class OARSystem(BatchSystem):
 
     def resources(self, spec: JobSpec) -> str:
         # nodes=1: all the cores on one node (without it OAR may spread them over nodes).
-        return self.resource_spec or f"/nodes=1/core={spec.cores}"
+        return self.resource_spec or f"/nodes={spec.nodes}/core={spec.cores}"
+
+    # oarsh (OAR's ssh into the job's cpuset) to each host of $OAR_NODEFILE, which lists a
+    # host once per core.
+    node_launch = "oarsh"
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        start = 'oarsh "$node" /bin/bash "$node_script"'
+        return node_script_lines(command, self.node_launch, each_node('$(sort -u "$OAR_NODEFILE")', start))
 
     def properties(self, spec: JobSpec) -> str | None:
         """The ``-p`` line's SQL: the user's last ``-p`` and ours (OAR reads only the last

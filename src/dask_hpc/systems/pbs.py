@@ -22,6 +22,7 @@ from dask_hpc.systems.base import (
     read_lines,
     resource_line,
 )
+from dask_hpc.systems.nodes import node_script_lines
 
 __all__ = ["MoabSystem", "PBSSystem", "TorqueSystem", "parse_qstat_full"]
 
@@ -81,7 +82,11 @@ class PBSSystem(BatchSystem):
         if self.resource_spec:
             return [self.resource_spec]
         mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
-        return [f"select=1:ncpus={spec.cores}:mem={mem}mb"]
+        if spec.nodes == 1:
+            return [f"select=1:ncpus={spec.cores}:mem={mem}mb"]
+        # A chunk a node (place=scatter), each listed once in the node file (mpiprocs=1),
+        # so that pbsdsh starts one task on each.
+        return [f"select={spec.nodes}:ncpus={spec.cores}:mem={mem}mb:mpiprocs=1", "place=scatter"]
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [f"-N {self.quote(self.job_name(spec))}"]
@@ -181,6 +186,13 @@ class PBSSystem(BatchSystem):
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         return read_lines(env.get("PBS_NODEFILE"))
 
+    # PBS Pro's pbsdsh starts its program once on each of the job's chunks (its vnodes).
+    node_launch = "pbsdsh"
+    pbsdsh: ClassVar[str] = "pbsdsh"
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        return node_script_lines(command, self.node_launch, [f'{self.pbsdsh} /bin/bash "$node_script"'])
+
 
 class TorqueSystem(PBSSystem):
     """Torque keeps PBS's commands but asks for resources with nodes/ppn."""
@@ -191,7 +203,14 @@ class TorqueSystem(PBSSystem):
     def resources(self, spec: JobSpec) -> list[str]:
         if self.resource_spec:
             return [self.resource_spec]
-        return [f"nodes=1:ppn={spec.cores}", f"mem={math.ceil(spec.memory / 2**20)}mb"]
+        # Torque's mem is the job's, on all its nodes together.
+        return [
+            f"nodes={spec.nodes}:ppn={spec.cores}",
+            f"mem={math.ceil(spec.nodes * spec.memory / 2**20)}mb",
+        ]
+
+    # Torque's node file lists a node once per core: -u starts one task per node.
+    pbsdsh = "pbsdsh -u"
 
     def query_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["qstat", "-f", *job_ids]  # Torque has no -x; completed jobs stay as C

@@ -23,6 +23,7 @@ from dask_hpc.systems.base import (
     resource_line,
     setting_line,
 )
+from dask_hpc.systems.nodes import each_node, node_script_lines
 
 __all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem"]
 
@@ -118,11 +119,15 @@ class SGESystem(BatchSystem):
         if self.resource_spec:
             line = f"-l {self.resource_spec}"
             d = [x for x in d if not (self.sets(x) & self.sets(line) - {"walltime"})] + [line]
-        if spec.cores > 1:
+        if spec.nodes > 1:
+            _refuse_nodes_without_a_parallel_environment(spec, self.parallel_environment)
+        if spec.cores > 1 or spec.nodes > 1:
             if self.parallel_environment is None:
                 _refuse_cores_without_a_parallel_environment(spec)
             elif self.parallel_environment != NO_PARALLEL_ENVIRONMENT:
-                d.append(f"-pe {self.parallel_environment} {spec.cores}")
+                # Several nodes: the parallel environment's allocation_rule (the cores) puts
+                # that many slots on each node.
+                d.append(f"-pe {self.parallel_environment} {spec.cores * spec.nodes}")
         if spec.queue:
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
@@ -132,6 +137,16 @@ class SGESystem(BatchSystem):
             d.append(f"-o {self.quote(logs + '/')}")
             d.append(f"-e {self.quote(logs + '/')}")
         return d
+
+    # qrsh -inherit starts a task on a host of the job's parallel environment (its
+    # control_slaves must be TRUE); $PE_HOSTFILE lists each host once, with its slots.
+    node_launch = "qrsh -inherit"
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
+        start = 'qrsh -inherit -nostdin "$node" /bin/bash "$node_script"'
+        return node_script_lines(
+            command, self.node_launch, each_node("""$(awk '{print $1}' "$PE_HOSTFILE")""", start)
+        )
 
     # ---- arrays: -t 1-N; task 3 of job 48 is 48.3 (qstat's ja-task-ID, qacct -t, log names)
 
@@ -277,6 +292,21 @@ def parse_qacct(job_id: str, stdout: str) -> JobStatus:
     else:
         state = JobState.COMPLETED
     return JobStatus(job_id, state, reason=reason, node=node, exit_code=exit_code)
+
+
+def _refuse_nodes_without_a_parallel_environment(spec: JobSpec, parallel_environment: str | None) -> None:
+    """A job of several nodes is a parallel environment's slots spread over hosts: refused in
+    one line without one (the user's own ``-pe`` line counts)."""
+    own = any(re.match(r"^-pe\b", d) for d in spec.job_extra_directives)
+    if own or parallel_environment not in (None, NO_PARALLEL_ENVIRONMENT):
+        return
+    raise SpecError(
+        "nodes",
+        spec.nodes,
+        "a Grid Engine job holds several nodes only through a parallel environment that puts "
+        f"{spec.cores} slots on each host (allocation_rule {spec.cores}, control_slaves TRUE): "
+        "name it with sge-parallel-environment in dask-hpc's configuration (qconf -spl lists them)",
+    )
 
 
 def _refuse_cores_without_a_parallel_environment(spec: JobSpec) -> None:

@@ -21,6 +21,7 @@ from dask_hpc.systems.base import (
     must_match,
     setting_line,
     setting_whole,
+    shell_command,
 )
 
 __all__ = ["SlurmSystem", "expand_hostlist"]
@@ -228,17 +229,19 @@ class SlurmSystem(BatchSystem):
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
         return ["scancel", *job_ids]
 
-    def node_launcher(self, spec: JobSpec) -> list[str]:
-        if spec.nodes == 1:
-            return []
+    node_launch = "srun"
+
+    def node_lines(self, spec: JobSpec, command: Sequence[str]) -> list[str]:
         # One task per node, each with the node's cores (srun does not take sbatch's
-        # --cpus-per-task from the environment since Slurm 22.05: given again).
-        return [
+        # --cpus-per-task from the environment since Slurm 22.05: given again). srun gives
+        # each task the job's environment and argv as they are.
+        srun = [
             "srun",
             f"--nodes={spec.nodes}",
             "--ntasks-per-node=1",
             f"--cpus-per-task={self.job_cpu or spec.cores}",
         ]
+        return ["# Start the workers on each of the job's nodes.", shell_command([*srun, *command])]
 
     def node_name_from_env(self, env: Mapping[str, str]) -> str:
         return env.get("SLURMD_NODENAME") or super().node_name_from_env(env)

@@ -1,0 +1,196 @@
+"""Worker jobs of several nodes on PBS, Torque, LSF, Grid Engine and OAR (issue 22): the
+rendered job script run by bash, with stand-ins for the launchers that behave as their
+manuals say the real ones do.
+
+* ``pbsdsh`` runs its program's argv on each node, in the MOM's bare environment (not the
+  job's), with the node's own ``PBS_TASKNUM``;
+* ``blaunch -z HOSTS``, ``qrsh -inherit HOST`` and ``oarsh HOST`` stand in for rsh/ssh: the
+  command's words are joined with spaces and read again by a shell on the node, in that
+  node's environment.
+
+None of those servers can run here (SLURM's srun is tried for real, on the live SLURM: a
+2-node job in tests/sessions). What this proves is the script's own part: every node gets
+the job's environment (the prologue's too) and the worker command word for word, runs in
+the job's directory, keeps its own node variables; the node script is private and gone when
+the job ends, and a node whose worker fails fails the job where the script waits per node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dask_hpc.errors import SpecError
+from dask_hpc.spec import JobSpec
+from dask_hpc.systems import get_system
+
+pytestmark = pytest.mark.timeout(60)
+
+# What each node's "worker" records: its argv, the job's variables, where it runs, and the
+# node script it was started from (its mode).
+PROGRAM = r"""
+import json, os, stat, sys
+from pathlib import Path
+jobs = Path(os.environ["HOME"], ".dask-hpc", "jobs")
+scripts = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in jobs.iterdir()}
+node = os.environ.get("FAKE_NODE", "?")
+record = {
+    "argv": sys.argv[1:],
+    "prologue": os.environ.get("FROM_PROLOGUE"),
+    "environment": os.environ.get("FROM_SPEC"),
+    "nodes": os.environ.get("DASK_HPC_NODES"),
+    "tasknum": os.environ.get("PBS_TASKNUM"),
+    "cwd": os.getcwd(),
+    "scripts": scripts,
+    "jobs_mode": oct(stat.S_IMODE(jobs.stat().st_mode)),
+}
+Path(os.environ["RECORDS"], node + ".json").write_text(json.dumps(record))
+sys.exit(3 if node == os.environ.get("FAIL_ON") else 0)
+"""
+
+# The launchers' stand-ins. BARE: a node's own environment (nothing of the job's).
+BARE = 'env -i HOME="$HOME" PATH="$PATH" RECORDS="$RECORDS" FAIL_ON="$FAIL_ON"'
+FAKES = {
+    # pbsdsh [-u] program args...: exec'ed as is on each node (two here), bare environment.
+    "pbsdsh": f"""#!/bin/bash
+[ "$1" = -u ] && shift
+status=0
+for task in 0 1; do {BARE} FAKE_NODE="node$task" PBS_TASKNUM="$task" "$@" || status=$?; done
+exit $status
+""",
+    # blaunch -z "hostA hostB " command...: rsh's way, once on each host named.
+    "blaunch": f"""#!/bin/bash
+[ "$1" = -z ] || exit 64
+hosts=$2; shift 2
+status=0
+for host in $hosts; do {BARE} FAKE_NODE="$host" /bin/sh -c "$*" || status=$?; done
+exit $status
+""",
+    # qrsh -inherit -nostdin HOST command...
+    "qrsh": f"""#!/bin/bash
+[ "$1" = -inherit ] && [ "$2" = -nostdin ] || exit 64
+host=$3; shift 3
+exec {BARE} FAKE_NODE="$host" /bin/sh -c "$*"
+""",
+    # oarsh HOST command...
+    "oarsh": f"""#!/bin/bash
+host=$1; shift
+exec {BARE} FAKE_NODE="$host" /bin/sh -c "$*"
+""",
+}
+
+# What each system's job sees of its nodes (two, node0 and node1; listed as each lists them).
+JOB_ENV = {
+    "pbs": {"PBS_JOBID": "123.pbs01"},
+    "torque": {"PBS_JOBID": "123.torque01"},
+    "moab": {"PBS_JOBID": "123.torque01"},
+    "lsf": {"LSB_JOBID": "812", "LSB_MCPU_HOSTS": "node0 8 node1 8"},
+    "sge": {"JOB_ID": "48"},
+    "oar": {"OAR_JOB_ID": "7"},
+}
+NODE_FILES = {
+    "sge": ("PE_HOSTFILE", "node0 8 all.q@node0 UNDEFINED\nnode1 8 all.q@node1 UNDEFINED\n"),
+    "oar": ("OAR_NODEFILE", "node0\n" * 8 + "node1\n" * 8),
+}
+SITE = {"sge-parallel-environment": "mpi"}
+# Words a shell would take apart if the quoting were lost on the way to a node.
+ARGS = ["two words", 'it\'s "quoted"', "$HOME", "*"]
+
+
+def run_job(
+    tmp_path: Path, system: str, fail_on: str = ""
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    fakes = tmp_path / "bin"
+    fakes.mkdir()
+    for name, text in FAKES.items():
+        (fakes / name).write_text(text)
+        (fakes / name).chmod(0o755)
+    home, job_dir, records = tmp_path / "home", tmp_path / "job dir", tmp_path / "records"
+    for d in (home, job_dir, records):
+        d.mkdir()
+    spec = JobSpec.from_options(
+        cores=8,
+        memory="16GB",
+        nodes=2,
+        walltime="1h",
+        job_script_prologue=["export FROM_PROLOGUE='set by the prologue'"],
+        environment={"FROM_SPEC": "a b"},
+    )
+    script = tmp_path / "job.sh"
+    script.write_text(get_system(system, SITE).render(spec, [sys.executable, "-c", PROGRAM, *ARGS]))
+    env = {
+        "PATH": f"{fakes}:/usr/bin:/bin",
+        "HOME": str(home),
+        "RECORDS": str(records),
+        "FAIL_ON": fail_on,
+        **JOB_ENV[system],
+    }
+    if system in NODE_FILES:
+        name, text = NODE_FILES[system]
+        (tmp_path / "nodefile").write_text(text)
+        env[name] = str(tmp_path / "nodefile")
+    done = subprocess.run(
+        ["/bin/bash", str(script)], cwd=job_dir, env=env, capture_output=True, text=True, timeout=30
+    )
+    found = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")}
+    assert not list((home / ".dask-hpc" / "jobs").iterdir()), "the node script outlived the job"
+    return done, found
+
+
+@pytest.mark.parametrize("system", ["pbs", "torque", "moab", "lsf", "sge", "oar"])
+def test_each_node_runs_the_worker_with_the_jobs_environment(tmp_path: Path, system: str) -> None:
+    done, found = run_job(tmp_path, system)
+    assert done.returncode == 0, done.stderr
+    assert sorted(found) == ["node0", "node1"], (found, done.stderr)
+    for node, record in found.items():
+        assert record["argv"] == ARGS, node  # word for word, quoting kept
+        assert record["prologue"] == "set by the prologue" and record["environment"] == "a b"
+        assert record["nodes"] == "2"  # the workers are named after job and node
+        assert record["cwd"] == str(tmp_path / "job dir")
+        ((_script, mode),) = record["scripts"].items()
+        assert mode == "0o600" and record["jobs_mode"] == "0o700", record
+    if system in ("pbs", "torque", "moab"):
+        # Each pbsdsh task keeps its own PBS_TASKNUM: the job's is not written over it.
+        assert {r["tasknum"] for r in found.values()} == {"0", "1"}
+
+
+@pytest.mark.parametrize("system", ["sge", "oar", "lsf", "pbs"])
+def test_a_node_whose_worker_fails_fails_the_job(tmp_path: Path, system: str) -> None:
+    done, found = run_job(tmp_path, system, fail_on="node1")
+    assert sorted(found) == ["node0", "node1"]
+    assert done.returncode != 0
+
+
+@pytest.mark.parametrize("system", ["htcondor", "local"])
+def test_systems_without_a_launcher_refuse_several_nodes_in_one_line(system: str) -> None:
+    spec = JobSpec.from_options(cores=2, memory="4GB", nodes=2, walltime="1h")
+    with pytest.raises(SpecError, match=r"invalid nodes 2: .* holds one node .*--processes") as raised:
+        get_system(system).render(spec, ["true"])
+    assert "\n" not in str(raised.value)
+
+
+def test_grid_engine_needs_a_parallel_environment_for_several_nodes() -> None:
+    spec = JobSpec.from_options(cores=4, memory="4GB", nodes=2, walltime="1h")
+    for site in ({}, {"sge-parallel-environment": "none"}):
+        with pytest.raises(
+            SpecError, match=r"invalid nodes 2: .*allocation_rule 4.*sge-parallel-environment"
+        ):
+            get_system("sge", site).render(spec, ["true"])
+    script = get_system("sge", {"sge-parallel-environment": "mpi"}).render(spec, ["true"])
+    assert "#$ -pe mpi 8\n" in script  # 4 slots on each of 2 nodes
+
+
+def test_the_node_script_is_private_even_under_a_loose_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        done, found = run_job(tmp_path, "oar")
+    finally:
+        os.umask(old)
+    assert done.returncode == 0
+    assert all(stat.S_IMODE(int(str(r["jobs_mode"]), 8)) == 0o700 for r in found.values())
