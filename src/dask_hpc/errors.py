@@ -252,7 +252,8 @@ class PartlySubmittedError(SessionError):
 
 class CapError(SessionError):
     """A submission that would pass one of the site's caps on the user's jobs (SLURM's
-    MaxSubmitJobs, Grid Engine's max_u_jobs): refused before anything is submitted."""
+    MaxSubmitJobs, Grid Engine's max_u_jobs) or its limits on one job (a SLURM partition's
+    MaxTime): refused before anything is submitted."""
 
 
 class ProtocolError(SessionError):

@@ -22,6 +22,7 @@ from dask_hpc.files import private_directory
 __all__ = [
     "JobSpec",
     "absolute_path",
+    "format_memory",
     "format_walltime",
     "make_log_directory",
     "parse_arguments",
@@ -110,6 +111,15 @@ def format_walltime(seconds: int) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def format_memory(nbytes: int) -> str:
+    """``nbytes`` as ``--memory`` takes it back: ``20GiB``, ``1536MiB``, else whole MB
+    (rounded up, so that it is never less)."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if nbytes >= size and nbytes % size == 0:
+            return f"{nbytes // size}{unit}"
+    return f"{math.ceil(nbytes / 10**6)}MB"
 
 
 def parse_memory(value: str | int, field: str = "memory") -> int:

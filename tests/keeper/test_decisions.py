@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
+
+import pytest
 
 from dask_hpc.keeper.decisions import (
     adapt_target_jobs,
@@ -10,11 +13,14 @@ from dask_hpc.keeper.decisions import (
     cap_refusal,
     capped_jobs,
     choose_removals,
+    job_limit_message,
     job_of_worker,
+    more_workers_a_job,
     scale_steps,
 )
+from dask_hpc.spec import JobSpec, parse_memory
 from dask_hpc.state.ledger import JobRecord
-from dask_hpc.systems import Cap, JobState
+from dask_hpc.systems import Cap, JobLimit, JobState
 
 
 def record(job_id: str, submitted: float, started: float | None = None, **kw: object) -> JobRecord:
@@ -200,20 +206,58 @@ def test_the_tightest_cap_is_the_one_said() -> None:
     assert cap_refusal([association, qos], in_queue=1, n=12, submissions=1) == (qos, 4)
 
 
-def test_the_cap_line_says_the_cap_what_the_user_has_and_the_way_out() -> None:
-    line = cap_message(
-        Cap(5, False, "MaxSubmitJobs=5 (association of alice in account a1)"), 4, 6, 1, "alice", 1, 1
-    )
+def test_the_cap_line_says_the_cap_what_the_user_has_and_the_one_command_that_gets_the_workers() -> None:
+    """A site with a 5-job cap: 40 one-worker jobs asked for, 4 fit. The line gives one
+    command that gets 40 workers in 4 jobs: 10 nodes a job, or 10 workers on one node, each
+    worker keeping its threads and memory."""
+    spec = JobSpec.from_options(cores=2, processes=1, memory="4GiB")
+    cap = Cap(5, False, "MaxSubmitJobs=5 (association of alice in account a1)")
+    line = cap_message(cap, 4, 40, 1, "alice", spec, several_nodes=True)
     assert line == (
-        "6 more worker jobs would pass the site's cap MaxSubmitJobs=5 (association of alice in "
+        "40 more worker jobs would pass the site's cap MaxSubmitJobs=5 (association of alice in "
         "account a1), which allows alice 5 jobs pending or running; alice has 1 in the queue now, "
-        "so at most 4 more. For more workers, ask for more workers per job (dask-hpc add --cores 4 "
-        "--processes 4; cores= and processes= in Python): 4 workers a job"
+        "so at most 4 more. For 40 workers in 4 jobs: dask-hpc add 4 --nodes 10 (10 nodes a job) "
+        "or dask-hpc add 4 --cores 20 --processes 10 --memory 40GiB (10 workers a node); in "
+        "Python, the same as nodes=, cores=, processes=, memory="
     )
+    # No launcher for several nodes (HTCondor): only more workers on one node; a named session.
+    one_node = cap_message(cap, 4, 40, 1, "alice", spec, several_nodes=False, session="era5")
+    assert "--nodes" not in one_node
+    assert "dask-hpc add 4 --name era5 --cores 20 --processes 10 --memory 40GiB" in one_node
+    # Jobs of 2 nodes with 2 processes (4 workers a job): 9 jobs asked (36 workers), 3 fit.
+    wide = JobSpec.from_options(cores=8, processes=2, memory="16GiB", nodes=2)
+    line = cap_message(cap, 3, 9, 2, "alice", wide, several_nodes=True)
+    assert "For 36 workers in 3 jobs: dask-hpc add 3 --nodes 6 (6 nodes a job)" in line
+    assert "dask-hpc add 3 --cores 24 --processes 6 --memory 48GiB --nodes 2 (6 workers a node)" in line
     once = cap_message(
-        Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True), 0, 1, 2, "bob", 1, 1
+        Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True),
+        0,
+        1,
+        2,
+        "bob",
+        spec,
+        several_nodes=True,
     )
     assert "jobs (an array counts once)" in once and "one array counts once" in once
+    full = cap_message(cap, 0, 2, 5, "alice", spec, several_nodes=True)
+    assert "at most 0 more. End jobs of yours that you no longer need" in full
+
+
+@pytest.mark.parametrize(("workers", "jobs"), [(40, 4), (41, 4), (7, 3), (1, 1), (100, 7), (5, 9)])
+@pytest.mark.parametrize(("processes", "nodes"), [(1, 1), (2, 1), (1, 3), (4, 2)])
+def test_the_way_out_gets_at_least_the_workers_asked_for_in_the_jobs_that_fit(
+    workers: int, jobs: int, processes: int, nodes: int
+) -> None:
+    spec = JobSpec.from_options(cores=2 * processes, processes=processes, memory="2GiB", nodes=nodes)
+    line = more_workers_a_job(workers, jobs, spec, several_nodes=True)
+    for command in re.findall(r"dask-hpc add (\d+) ((?:--\S+ \S+ ?)+)", line):
+        count, options = int(command[0]), dict(re.findall(r"--(\S+) (\S+)", command[1]))
+        got_nodes = int(options.get("nodes", nodes))
+        got_processes = int(options.get("processes", processes))
+        assert count <= jobs and count * got_nodes * got_processes >= workers, line
+        if "cores" in options:  # each worker keeps its threads and its memory
+            assert int(options["cores"]) // got_processes == 2
+            assert parse_memory(options["memory"]) // got_processes == parse_memory("2GiB") // processes
 
 
 def test_the_workers_of_a_job_of_several_nodes_are_its_own() -> None:
@@ -223,3 +267,45 @@ def test_the_workers_of_a_job_of_several_nodes_are_its_own() -> None:
     assert job_of_worker("4711@node2-1", jobs) == "4711"
     assert job_of_worker("4712_3@gpu-07", jobs) == "4712_3"  # a node name with a dash
     assert job_of_worker("4713@node1", jobs) is None
+
+
+def test_a_cap_on_cpus_bounds_the_session_by_the_cpus_of_its_jobs() -> None:
+    """SLURM's MaxTRESPerUser=cpu=16: four jobs of 4 cores, or two of 4 cores on 2 nodes;
+    the tightest of it and a MaxJobs=3 binds."""
+    cpus = Cap(16, True, "MaxTRESPerUser=cpu=16 (QOS normal)", per="cpu")
+    jobs = Cap(3, True, "MaxJobs=3")
+    assert capped_jobs([cpus], 0, 0, JobSpec.from_options(cores=4)) == (4, cpus)
+    assert capped_jobs([cpus], 0, 0, JobSpec.from_options(cores=4, nodes=2)) == (2, cpus)
+    assert capped_jobs([cpus, jobs], 0, 0, JobSpec.from_options(cores=4)) == (3, jobs)
+    # A cap on running jobs is not a cap on submitting them: add is not refused by it.
+    assert cap_refusal([cpus, jobs], in_queue=0, n=10, submissions=1) is None
+
+
+def test_a_job_past_a_partitions_limit_is_refused_in_one_line_with_what_to_ask() -> None:
+    limits = [
+        JobLimit("walltime", 600, "MaxTime=00:10:00 (partition short)"),
+        JobLimit("node", 2, "MaxNodes=2 (partition short)"),
+    ]
+    within = JobSpec.from_options(walltime="10m", nodes=2)
+    assert job_limit_message(limits, within, "slurm") is None
+    line = job_limit_message(limits, JobSpec.from_options(walltime="1h"), "slurm")
+    assert line == (
+        "a worker job with a walltime of 01:00:00 would pass the site's limit MaxTime=00:10:00 "
+        "(partition short), so slurm would refuse it or hold it in the queue for ever; ask for "
+        "less (--walltime 00:10:00), or another queue"
+    )
+    line = job_limit_message(limits, JobSpec.from_options(walltime="1h"), "slurm", scheduler=True)
+    assert (
+        line is not None
+        and line.startswith("the scheduler's job")
+        and "--scheduler-walltime 00:10:00" in line
+    )
+    line = job_limit_message(limits, JobSpec.from_options(walltime="5m", nodes=3), "slurm")
+    assert (
+        line is not None and "3 nodes would pass the site's limit MaxNodes=2" in line and "--nodes 2" in line
+    )
+    mem = [JobLimit("mem", 4096, "MaxTRES=mem=4G (QOS normal)"), JobLimit("cpu", 8, "MaxTRES=cpu=8")]
+    line = job_limit_message(mem, JobSpec.from_options(memory="8GiB", cores=4), "slurm")
+    assert line is not None and "8192 MiB" in line and "--memory 4096MiB" in line
+    line = job_limit_message(mem, JobSpec.from_options(memory="2GiB", cores=8, nodes=2), "slurm")
+    assert line is not None and "16 CPUs" in line and "--cores 4" in line

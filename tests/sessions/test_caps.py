@@ -42,26 +42,50 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
     hpc = hpc_for("slurm")
     name = "capped"
     slurm = get_system("slurm")
+    # A job past a partition's limit on one job (short: MaxTime=00:10:00, set by
+    # scripts/local-slurm) is refused in one line before anything is submitted: by up...
+    refused = hpc.up(name, "--queue", "short", "--walltime", "1h", check=False)
+    assert refused.returncode != 0 and not slurm.user_jobs(), refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert (
+        "a worker job with a walltime of 01:00:00 would pass the site's limit "
+        "MaxTime=00:10:00 (partition short)" in line
+    )
+    assert "(--walltime 00:10:00)" in line
     with slurm_limit("MaxSubmitJobs=5"):  # set before up: the keeper reads the caps when it starts
         hpc.up(name)
+        # ... and by add, for a job unlike the session's.
+        refused = hpc("add", "1", "--name", name, "--queue", "short", "--walltime", "1h", check=False)
+        assert refused.returncode != 0 and "MaxTime=00:10:00 (partition short)" in refused.stderr
+        assert not live_jobs(hpc.status(name))
         mine = slurm.user_jobs()  # the scheduler's job, and whatever else root has in the queue
         assert mine is not None and 1 <= mine < 5, f"root has {mine} jobs queued: no room for a cap of 5"
         room = 5 - mine
         caps = slurm.caps()
         assert [(c.limit, c.running_only) for c in caps] == [(5, False)]
         assert caps[0].words == "MaxSubmitJobs=5 (association of root in account dask-hpc)"
-        refused = hpc("add", str(room + 1), "--name", name, "--walltime", "5m", check=False)
+        refused = hpc(
+            "add", str(room + 1), "--name", name, "--walltime", "5m", "--memory", "1GB", check=False
+        )
         assert refused.returncode != 0
         (line,) = refused.stderr.strip().splitlines()
         assert "MaxSubmitJobs=5 (association of root in account dask-hpc)" in line
         assert f"root has {mine} in the queue now, so at most {room} more" in line, line
-        assert "--processes" in line  # the way out: more workers per job
         assert not live_jobs(hpc.status(name))  # nothing was submitted
-        hpc("add", str(room), "--name", name, "--walltime", "5m")  # one array, up to the cap
+        # The way out, as the line gives it: the workers asked for in the jobs that fit (one
+        # array), more workers a job on one node (or more nodes a job: the other way it gives).
+        way_out = re.search(
+            rf"For (\d+) workers in (\d+) jobs: dask-hpc add \2 --name {name} --nodes \d+ \(.*\) or "
+            rf"dask-hpc (add \2 --name {name} --cores \d+ --processes \d+ --memory \S+) ",
+            line,
+        )
+        assert way_out and int(way_out[1]) >= room + 1 and int(way_out[2]) <= room, line
+        hpc(*way_out[3].split(), "--walltime", "5m")
         report = hpc.status(name)
-        assert len(live_jobs(report)) == room and len({j["array"] for j in report["jobs"]}) == 1
+        assert len(live_jobs(report)) == int(way_out[2]) and len({j["array"] for j in report["jobs"]}) == 1
+        poll("the workers asked for", lambda: hpc.status(name)["workers"] >= room + 1, 120)
         # adapt asks for more than the cap leaves: it stays at the cap, and status says so.
-        hpc("remove", str(room), "--name", name)
+        hpc("remove", way_out[2], "--name", name)
         hpc("adapt", "--min", "8", "--max", "8", "--name", name)
         poll("adapt to reach the cap", lambda: len(live_jobs(hpc.status(name))) == room or None, 60)
         text = hpc("status", "--name", name).stdout

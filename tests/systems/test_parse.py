@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dask_hpc.errors import CommandError, ParseError
+from dask_hpc.spec import JobSpec
 from dask_hpc.systems import JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
@@ -474,6 +475,12 @@ def test_pbs_server_caps_for_every_user_and_one() -> None:
     ]
     assert [c.limit for c in parse_server_caps(text, "bob")] == [20, 10]
     assert parse_server_caps("Server pbs01\n    max_user_run = 4\n", "bob")[0].limit == 4
+    # Torque's server attribute (its administrator guide): pending and running jobs per user.
+    torque = parse_server_caps("Server torque01\n    max_user_queuable = 100\n    max_user_run = 8\n", "bob")
+    assert [(c.limit, c.running_only, c.words) for c in torque] == [
+        (100, False, "max_user_queuable = 100 (qmgr list server)"),
+        (8, True, "max_user_run = 8 (qmgr list server)"),
+    ]
     assert parse_server_caps("Server pbs01\n    server_state = Active\n", "bob") == []
 
 
@@ -517,6 +524,42 @@ def test_slurm_caps_from_the_association_and_its_qos() -> None:
         (4, False, "MaxSubmitJobsPerUser=4 (QOS normal)"),
     ]
     assert parse_caps("dask-hpc|||||normal\n", "normal||\n", "root", "dask-hpc") == []  # no limits
+
+
+def test_slurm_caps_on_what_running_jobs_hold_bound_the_jobs_by_what_each_holds() -> None:
+    """Recorded with GrpJobs=6 and GrpTRES=cpu=12 on root, and on QOS normal
+    MaxTRESPerUser=cpu=16,node=3, GrpTRES=mem=8G and GrpJobs=20 (issue 22)."""
+    from dask_hpc.systems.slurm import parse_caps
+
+    assoc, qos = read("slurm/sacctmgr-association-grp.txt"), read("slurm/sacctmgr-qos-tres.txt")
+    caps = parse_caps(assoc, qos, "root", "dask-hpc")
+    assert [(c.limit, c.running_only, c.per, c.words) for c in caps] == [
+        (6, True, "job", "GrpJobs=6 (association of root in account dask-hpc)"),
+        (12, True, "cpu", "GrpTRES=cpu=12 (association of root in account dask-hpc)"),
+        (16, True, "cpu", "MaxTRESPerUser=cpu=16 (QOS normal)"),
+        (3, True, "node", "MaxTRESPerUser=node=3 (QOS normal)"),
+        (20, True, "job", "GrpJobs=20 (QOS normal, all its users)"),
+        (8192, True, "mem", "GrpTRES=mem=8G (QOS normal, all its users)"),
+    ]
+    # What each bounds, for jobs of 4 cores and 2 GiB on one node, then on two.
+    one = JobSpec.from_options(cores=4, memory="2GiB")
+    two = JobSpec.from_options(cores=4, memory="2GiB", nodes=2)
+    assert [c.jobs(one) for c in caps] == [6, 3, 4, 3, 20, 4]
+    assert [c.jobs(two) for c in caps] == [6, 1, 2, 1, 20, 2]
+
+
+def test_slurm_partition_limits_on_one_job() -> None:
+    """scontrol show partition --oneliner, recorded with MaxTime=00:10:00 and MaxNodes=2 on
+    partition short; debug (the default) has neither."""
+    from dask_hpc.systems.slurm import parse_partition_limits
+
+    text = read("slurm/scontrol-partition.txt")
+    assert parse_partition_limits(text, None) == []
+    assert [(x.what, x.most, x.words) for x in parse_partition_limits(text, "short")] == [
+        ("walltime", 600, "MaxTime=00:10:00 (partition short)"),
+        ("node", 2, "MaxNodes=2 (partition short)"),
+    ]
+    assert parse_partition_limits(text, "nosuch") == [] and parse_partition_limits(text, "debug,short") == []
 
 
 def test_lsf_array_elements_by_their_index() -> None:

@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from dask_hpc.keeper.protocol import SubmitTrouble
+from dask_hpc.spec import JobSpec, format_memory, format_walltime
 from dask_hpc.state.ledger import JobRecord
-from dask_hpc.systems import Cap, JobState
+from dask_hpc.state.session import DEFAULT_NAME
+from dask_hpc.systems import Cap, JobLimit, JobState
+from dask_hpc.systems.base import job_resources
 
 __all__ = [
     "Backoff",
@@ -18,8 +21,10 @@ __all__ = [
     "cap_refusal",
     "capped_jobs",
     "choose_removals",
+    "job_limit_message",
     "job_of_worker",
     "lost_kept_jobs",
+    "more_workers_a_job",
     "queue_wait",
     "replacement_lead",
     "replacement_times",
@@ -100,38 +105,110 @@ def cap_refusal(caps: Sequence[Cap], in_queue: int, n: int, submissions: int) ->
     return min(passed, key=lambda p: p[1]) if passed else None
 
 
-def cap_message(cap: Cap, more: int, n: int, in_queue: int, user: str, cores: int, processes: int) -> str:
-    """The one line that refuses ``n`` jobs past ``cap``: the cap in the system's words, what
-    the user has, how many more fit, and the way out (more workers per job; for a cap that
-    counts an array once, one call: one array)."""
+def cap_message(
+    cap: Cap,
+    more: int,
+    n: int,
+    in_queue: int,
+    user: str,
+    spec: JobSpec,
+    *,
+    several_nodes: bool,
+    session: str | None = None,
+) -> str:
+    """The one line that refuses ``n`` jobs of ``spec`` past ``cap``: the cap in the system's
+    words, what the user has, how many more fit, and the way out. That is one command that
+    gets the workers asked for (``n`` jobs' worth) within the jobs that fit: more workers a
+    job, on more nodes a job where the system has a launcher for them (``several_nodes``) or
+    more processes on one; for a cap that counts an array once, one call (one array).
+    ``session``: its name, given to the command unless it is the default session's."""
     counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
-    if cap.arrays_count_once:
-        way_out = "ask for them in one call: one array counts once"
-    else:
-        more_processes = processes * 4
-        way_out = (
-            f"ask for more workers per job (dask-hpc add --cores {max(cores, more_processes)} --processes "
-            f"{more_processes}; cores= and processes= in Python): {more_processes} workers a job"
-        )
-    return (
+    said = (
         f"{n} more worker job{'s' if n != 1 else ''} would pass the site's cap {cap.words}, which "
         f"allows {user} {cap.limit} {counted} pending or running; {user} has {in_queue} in the "
-        f"queue now, so at most {more} more. For more workers, {way_out}"
+        f"queue now, so at most {more} more."
+    )
+    if cap.arrays_count_once:
+        return f"{said} For more workers, ask for them in one call: one array counts once"
+    workers = n * spec.processes * spec.nodes
+    if more == 0:
+        return (
+            f"{said} End jobs of yours that you no longer need (dask-hpc status lists this "
+            "session's), or wait for some to end; a session with more workers a job "
+            "(--processes, --nodes) needs fewer jobs"
+        )
+    return f"{said} {more_workers_a_job(workers, more, spec, several_nodes=several_nodes, session=session)}"
+
+
+def job_limit_message(
+    limits: Sequence[JobLimit], spec: JobSpec, system: str, *, scheduler: bool = False
+) -> str | None:
+    """The one line that refuses a job of ``spec`` (a worker job, or the ``scheduler``'s)
+    past one of the site's ``limits`` on one job: its words, the job's value, what to ask
+    instead; None when it is within them all."""
+    held = job_resources(spec)
+    for limit in limits:
+        if limit.what == "walltime":
+            value, most = spec.walltime, limit.most
+            option = "--scheduler-walltime" if scheduler else "--walltime"
+            asked, fix = f"a walltime of {format_walltime(value)}", f"{option} {format_walltime(most)}"
+        else:
+            value, most = held[limit.what], limit.most
+            asked, fix = {
+                "node": (f"{value} nodes", f"--nodes {most}"),
+                "cpu": (f"{value} CPUs", f"--cores {max(1, most // spec.nodes)}"),
+                "mem": (f"{value} MiB", f"--memory {max(1, most // spec.nodes)}MiB"),
+            }[limit.what]
+        if value > most:
+            whose = "the scheduler's job" if scheduler else "a worker job"
+            return (
+                f"{whose} with {asked} would pass the site's limit {limit.words}, so {system} would "
+                f"refuse it or hold it in the queue for ever; ask for less ({fix}), or another queue"
+            )
+    return None
+
+
+def more_workers_a_job(
+    workers: int, jobs: int, spec: JobSpec, *, several_nodes: bool, session: str | None = None
+) -> str:
+    """How to get ``workers`` workers from at most ``jobs`` jobs of ``spec``'s kind: the
+    commands, each worker keeping its threads and memory."""
+    each = math.ceil(workers / jobs)  # workers a job
+    jobs = math.ceil(workers / each)
+    name = f" --name {session}" if session and session != DEFAULT_NAME else ""
+    threads = max(1, spec.cores // spec.processes)
+    processes = math.ceil(each / spec.nodes)
+    on_nodes = f" --nodes {spec.nodes}" if spec.nodes > 1 else ""
+    memory = format_memory(spec.memory // spec.processes * processes)
+    wider = (
+        f"dask-hpc add {jobs}{name} --cores {processes * threads} --processes {processes} "
+        f"--memory {memory}{on_nodes} ({processes} workers a node)"
+    )
+    ways = [wider]
+    if several_nodes:
+        nodes = math.ceil(each / spec.processes)
+        ways.insert(0, f"dask-hpc add {jobs}{name} --nodes {nodes} ({nodes} nodes a job)")
+    return (
+        f"For {jobs * each} workers in {jobs} jobs: {' or '.join(ways)}; in Python, the same "
+        "as nodes=, cores=, processes=, memory="
     )
 
 
-def capped_jobs(caps: Sequence[Cap], in_queue: int, session_jobs: int) -> tuple[int, Cap] | None:
-    """The most jobs (tasks each) this session may hold under the caps, and the cap that sets
-    it; None without caps that bound it. A cap on submitted jobs leaves the session its own
-    ``session_jobs`` plus what the user's ``in_queue`` leaves free; a cap on running jobs
-    bounds the session at its limit (jobs past it could only wait; the user's jobs pending
-    elsewhere do not run, so they are not counted). A cap that counts an array once does
-    not bound the tasks: adapt's submissions are arrays, each refused alone if it passes."""
+def capped_jobs(
+    caps: Sequence[Cap], in_queue: int, session_jobs: int, spec: JobSpec | None = None
+) -> tuple[int, Cap] | None:
+    """The most jobs (tasks each) of ``spec``'s kind this session may hold under the caps, and
+    the cap that sets it; None without caps that bound it. A cap on submitted jobs leaves the
+    session its own ``session_jobs`` plus what the user's ``in_queue`` leaves free; a cap on
+    running jobs (or on what they hold: SLURM's MaxTRESPerUser, GrpTRES) bounds the session
+    at that many (jobs past it could only wait; the user's jobs pending elsewhere do not
+    run, so they are not counted). A cap that counts an array once does not bound the tasks:
+    adapt's submissions are arrays, each refused alone if it passes."""
     best: tuple[int, Cap] | None = None
     for cap in caps:
         if cap.arrays_count_once:
             continue
-        most = cap.limit if cap.running_only else max(0, cap.limit - (in_queue - session_jobs))
+        most = cap.jobs(spec) if cap.running_only else max(0, cap.limit - (in_queue - session_jobs))
         if best is None or most < best[0]:
             best = (most, cap)
     return best

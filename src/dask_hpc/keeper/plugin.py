@@ -42,6 +42,7 @@ from dask_hpc.keeper.decisions import (
     cap_refusal,
     capped_jobs,
     choose_removals,
+    job_limit_message,
     job_of_worker,
     lost_kept_jobs,
     replacement_times,
@@ -296,6 +297,11 @@ class Keeper(SchedulerPlugin):
         self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
     ) -> protocol.Jobs | protocol.SubmitHere:
         spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
+        if spec != self.config.spec:  # the session's own were checked by up
+            limits = await asyncio.to_thread(self.system.job_limits, spec)
+            line = job_limit_message(limits, spec, self.system.name)
+            if line:
+                raise CapError(line)
         if not self.can_submit:
             if keep:
                 raise SessionError(
@@ -564,8 +570,11 @@ class Keeper(SchedulerPlugin):
         refusal = cap_refusal(caps, in_queue, n, submissions)
         if refusal is not None:
             cap, more = refusal
-            user = getpass.getuser()
-            raise CapError(cap_message(cap, more, n, in_queue, user, spec.cores, spec.processes))
+            user, several = getpass.getuser(), self.system.node_launch is not None
+            name = self.config.name
+            raise CapError(
+                cap_message(cap, more, n, in_queue, user, spec, several_nodes=several, session=name)
+            )
         with self._caps_lock:  # these jobs are in the queue now, for the next ask within the refresh
             if self._user_jobs_cache is not None:
                 at, count = self._user_jobs_cache
@@ -575,7 +584,7 @@ class Keeper(SchedulerPlugin):
         """The most jobs this session may hold under the caps (call in a thread)."""
         caps = self._caps(self.adapt_spec.account)
         in_queue = self._user_jobs() if caps else None
-        return None if in_queue is None else capped_jobs(caps, in_queue, session_jobs)
+        return None if in_queue is None else capped_jobs(caps, in_queue, session_jobs, self.adapt_spec)
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from dask_hpc.errors import CapError, DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
 from dask_hpc.keeper import protocol
-from dask_hpc.keeper.decisions import cap_message, cap_refusal
+from dask_hpc.keeper.decisions import cap_message, cap_refusal, job_limit_message
 from dask_hpc.keeper.scripts import scheduler_command, takes_arrays, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
 from dask_hpc.session.link import Link
@@ -196,6 +196,7 @@ def up(
         if logs:
             make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
+    _refuse_past_job_limits(system, spec, scheduler_spec)
     session.prepare()
     session.clear_scheduler_files()
     session.set_aside_ledger()
@@ -233,7 +234,7 @@ def up(
             # Submitted before the scheduler is up: they may wait as long as it may take.
             early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
             batches = system.batches(workers, takes_arrays(early_spec, system))
-            _refuse_past_caps(system, workers, len(batches), early_spec)  # the scheduler's job is in
+            _refuse_past_caps(system, workers, len(batches), early_spec, session.name)  # scheduler's job in
             # One by one (an array at a time): those submitted before a failure are cancelled too.
             for tasks in batches:
                 script = worker_script(
@@ -261,7 +262,9 @@ def up(
         raise
 
 
-def _refuse_past_caps(system: BatchSystem, n: int, submissions: int, spec: JobSpec) -> None:
+def _refuse_past_caps(
+    system: BatchSystem, n: int, submissions: int, spec: JobSpec, session: str | None = None
+) -> None:
     """Raise CapError for ``n`` worker jobs that would pass one of the site's caps on the
     user's jobs (the keeper checks its own submissions the same way)."""
     caps = system.caps(spec.account)
@@ -269,7 +272,21 @@ def _refuse_past_caps(system: BatchSystem, n: int, submissions: int, spec: JobSp
     refusal = None if in_queue is None else cap_refusal(caps, in_queue, n, submissions)
     if refusal is not None and in_queue is not None:
         cap, more = refusal
-        raise CapError(cap_message(cap, more, n, in_queue, getpass.getuser(), spec.cores, spec.processes))
+        several = system.node_launch is not None
+        line = cap_message(
+            cap, more, n, in_queue, getpass.getuser(), spec, several_nodes=several, session=session
+        )
+        raise CapError(line)
+
+
+def _refuse_past_job_limits(system: BatchSystem, spec: JobSpec, scheduler_spec: JobSpec) -> None:
+    """Raise CapError for a worker or scheduler job past one of the site's limits on one job
+    (SLURM's partition MaxTime), which would be refused or wait for ever."""
+    # The workers' first: the scheduler's walltime is theirs unless given.
+    for job, scheduler in ((spec, False), (scheduler_spec, True)):
+        line = job_limit_message(system.job_limits(job), job, system.name, scheduler=scheduler)
+        if line:
+            raise CapError(line)
 
 
 def _wait_for_scheduler(

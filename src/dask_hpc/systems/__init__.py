@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dask_hpc.errors import NotInJobError, UnknownSystemError
-from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, Cap, JobContext, JobState, JobStatus
+from dask_hpc.systems.base import ENV_SYSTEM, BatchSystem, Cap, JobContext, JobLimit, JobState, JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem
 from dask_hpc.systems.local import LocalSystem
 from dask_hpc.systems.lsf import LSFSystem
@@ -21,6 +21,7 @@ __all__ = [
     "BatchSystem",
     "Cap",
     "JobContext",
+    "JobLimit",
     "JobState",
     "JobStatus",
     "current_job",

@@ -88,6 +88,35 @@ class Cap:
     running_only: bool  # True: jobs running at once (SLURM MaxJobs); False: pending or running
     words: str  # "MaxSubmitJobs=5 (association of root, account dask-hpc)"
     arrays_count_once: bool = False  # Grid Engine's max_u_jobs counts an array as one job
+    #: What the limit counts: jobs; or a resource that the running jobs share (SLURM's TRES:
+    #: "cpu", "node", "mem" in MiB), which bounds the jobs by what each one takes of it.
+    per: str = "job"
+
+    def jobs(self, spec: JobSpec | None = None) -> int:
+        """The most jobs of ``spec``'s kind this cap allows: its limit where it counts jobs;
+        else the limit over what one such job takes of its resource."""
+        if self.per == "job" or spec is None:
+            return self.limit
+        return self.limit // max(1, job_resources(spec)[self.per])
+
+
+@dataclass(frozen=True)
+class JobLimit:
+    """A limit of the site's on one job, in its own words (SLURM's partition MaxTime): a job
+    past it is refused, or waits in the queue forever."""
+
+    what: str  # "walltime" (seconds), or a resource of the job's: "node", "cpu", "mem" (MiB)
+    most: int
+    words: str  # "MaxTime=1-00:00:00 (partition debug)"
+
+
+def job_resources(spec: JobSpec) -> dict[str, int]:
+    """What one job of ``spec`` holds, by SLURM's TRES names: its CPUs, nodes and MiB."""
+    return {
+        "cpu": spec.cores * spec.nodes,
+        "node": spec.nodes,
+        "mem": -(-spec.memory * spec.nodes // 2**20),
+    }
 
 
 @dataclass(frozen=True)
@@ -373,6 +402,12 @@ class BatchSystem(ABC):
         """The site's limits on this user's jobs (charged to ``account``), where the system
         tells them (SLURM's associations and QOS, Grid Engine's max_u_jobs); [] where it does
         not or cannot be asked. Runs commands."""
+        return []
+
+    def job_limits(self, spec: JobSpec) -> list[JobLimit]:
+        """The site's limits on one job of ``spec``'s (in its queue), where the system tells
+        them (SLURM's partition MaxTime and MaxNodes); [] where it does not or cannot be
+        asked. Runs commands."""
         return []
 
     def user_jobs(self) -> int | None:

@@ -285,7 +285,7 @@ def count_user_jobs(text: str) -> int:
 def parse_server_caps(text: str, user: str) -> list[Cap]:
     """The caps on ``user``'s jobs in ``qmgr -c "list server"``: PBS Pro's ``max_queued`` and
     ``max_run`` (``[u:PBS_GENERIC=20]`` for every user, ``[u:alice=5]`` for one; the user's own
-    wins) and the older ``max_user_run`` (Torque's too)."""
+    wins) and the older ``max_user_queuable`` and ``max_user_run`` (Torque's)."""
     attributes = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.M))
     caps: list[Cap] = []
     for name, running in (("max_queued", False), ("max_run", True)):
@@ -295,9 +295,12 @@ def parse_server_caps(text: str, user: str) -> list[Cap]:
         found = mine or generic
         if found:
             caps.append(Cap(int(found[1]), running, f"{name} = {found[0]} (qmgr list server)"))
-    if attributes.get("max_user_run", "").isdigit():
-        value = attributes["max_user_run"]
-        caps.append(Cap(int(value), True, f"max_user_run = {value} (qmgr list server)"))
+    # The older per-user limits (Torque's, which PBS Pro still reads): queued counts pending
+    # and running jobs, as max_queued does.
+    for name, running in (("max_user_queuable", False), ("max_user_run", True)):
+        value = attributes.get(name, "")
+        if value.isdigit():
+            caps.append(Cap(int(value), running, f"{name} = {value} (qmgr list server)"))
     return caps
 
 

@@ -25,7 +25,7 @@ from dask_hpc.systems.base import (
 )
 from dask_hpc.systems.nodes import each_node, node_script_lines
 
-__all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem"]
+__all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem", "parse_qacct", "parse_qacct_tasks"]
 
 #: ``sge-parallel-environment: none``: ask for no parallel environment; a job of several cores
 #: gets one slot, as dask-jobqueue's SGECluster writes it (and its SGECluster here, by default).
@@ -232,14 +232,23 @@ class SGESystem(BatchSystem):
     def complete_query(self, statuses: dict[str, JobStatus]) -> dict[str, JobStatus]:
         # Finished jobs leave qstat; their end is in the accounting file (written
         # a few seconds late: until then the job stays UNKNOWN). Only jobs that
-        # just left are looked up, once each.
+        # just left are looked up: one qacct for a job, or for all the tasks of an array
+        # that left together (qacct -j 48 lists every task's record).
+        left: dict[str, list[str]] = {}
         for job_id, status in statuses.items():
             if status.state is JobState.UNKNOWN:
-                job, _, task = job_id.partition(".")
-                argv = ["qacct", "-j", job, *(["-t", task] if task else [])]
-                done = _process.run(argv, timeout=self.query_timeout, check=False)
-                if done.returncode == 0:
-                    statuses[job_id] = parse_qacct(job_id, done.stdout)
+                left.setdefault(job_id.partition(".")[0], []).append(job_id)
+        for job, ids in left.items():
+            task = ids[0].partition(".")[2]
+            argv = ["qacct", "-j", job, *(["-t", task] if len(ids) == 1 and task else [])]
+            done = _process.run(argv, timeout=self.query_timeout, check=False)
+            if done.returncode != 0:
+                continue
+            if len(ids) == 1:
+                statuses[ids[0]] = parse_qacct(ids[0], done.stdout)
+            else:
+                found = parse_qacct_tasks(job, done.stdout)
+                statuses.update({j: found[j] for j in ids if j in found})
         return statuses
 
     def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
@@ -268,16 +277,40 @@ def _task_numbers(tasks: str) -> list[int]:
     return numbers
 
 
+def _qacct_records(stdout: str) -> list[dict[str, str]]:
+    """``qacct -j`` records (between lines of ``=``), each as {field: value}."""
+    records = []
+    for text in re.split(r"^=+\s*$", stdout, flags=re.M):
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key:
+                fields[key] = value.strip()
+        if "jobnumber" in fields:
+            records.append(fields)
+    return records
+
+
+def parse_qacct_tasks(job: str, stdout: str) -> dict[str, JobStatus]:
+    """The tasks of array ``job`` in ``qacct -j JOB``, by their ids (``48.3``): each task's
+    last record (ids are reused after a restart)."""
+    found: dict[str, JobStatus] = {}
+    for fields in _qacct_records(stdout):
+        task = fields.get("taskid", "undefined")
+        if task.isdigit():
+            found[f"{job}.{task}"] = _qacct_status(f"{job}.{task}", fields)
+    return found
+
+
 def parse_qacct(job_id: str, stdout: str) -> JobStatus:
     """The last record of ``qacct -j ID`` (ids are reused after a restart)."""
-    records = [r for r in re.split(r"^=+\s*$", stdout, flags=re.M) if "jobnumber" in r]
+    records = _qacct_records(stdout)
     if not records:
         return JobStatus(job_id, JobState.UNKNOWN)
-    fields: dict[str, str] = {}
-    for line in records[-1].splitlines():
-        key, _, value = line.partition(" ")
-        if key:
-            fields[key] = value.strip()
+    return _qacct_status(job_id, records[-1])
+
+
+def _qacct_status(job_id: str, fields: Mapping[str, str]) -> JobStatus:
     failed_text = fields.get("failed", "0")
     failed = int(failed_text.split()[0]) if failed_text.split() else 0
     exit_code = int(fields.get("exit_status", "0").split()[0])

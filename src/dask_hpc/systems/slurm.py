@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import CommandError
-from dask_hpc.spec import JobSpec, format_walltime
+from dask_hpc.errors import CommandError, SpecError
+from dask_hpc.spec import JobSpec, format_walltime, parse_walltime
 from dask_hpc.systems.base import (
     BatchSystem,
     Cap,
+    JobLimit,
     JobState,
     JobStatus,
     must_match,
@@ -24,7 +25,7 @@ from dask_hpc.systems.base import (
     shell_command,
 )
 
-__all__ = ["SlurmSystem", "expand_hostlist"]
+__all__ = ["SlurmSystem", "expand_hostlist", "parse_caps", "parse_partition_limits"]
 
 # squeue's %T names; everything not listed here is reported as UNKNOWN.
 STATES: dict[str, JobState] = {
@@ -173,6 +174,13 @@ class SlurmSystem(BatchSystem):
             return []  # no accounting here (or no answer): no caps known
         return parse_caps(assoc.stdout, qos.stdout, user, account)
 
+    def job_limits(self, spec: JobSpec) -> list[JobLimit]:
+        try:
+            done = _process.run(["scontrol", "show", "partition", "--oneliner"], timeout=30)
+        except CommandError:
+            return []  # no answer: sbatch will say
+        return parse_partition_limits(done.stdout, spec.queue)
+
     def user_jobs(self) -> int | None:
         try:
             done = _process.run(
@@ -263,40 +271,116 @@ class SlurmSystem(BatchSystem):
 
 
 SACCTMGR = ("sacctmgr", "--noheader", "--parsable2")
-ASSOC_FORMAT = "format=Account,Partition,MaxJobs,MaxSubmitJobs,DefaultQOS,QOS"
-QOS_FORMAT = "format=Name,MaxJobsPU,MaxSubmitJobsPU"
+ASSOC_FIELDS = ("Account", "Partition", "MaxJobs", "MaxSubmitJobs", "DefaultQOS", "QOS", "GrpJobs", "GrpTRES")
+QOS_FIELDS = ("Name", "MaxJobsPU", "MaxSubmitJobsPU", "MaxTRESPU", "GrpJobs", "GrpTRES")
+ASSOC_FORMAT = "format=" + ",".join(ASSOC_FIELDS)
+QOS_FORMAT = "format=" + ",".join(QOS_FIELDS)
+#: The TRES a cap of dask-hpc's counts jobs by (what one job holds of it: base.job_resources).
+TRES = ("cpu", "node", "mem")
 
 
 def parse_caps(associations: str, qos: str, user: str, account: str | None = None) -> list[Cap]:
-    """The caps on ``user``'s jobs from ``sacctmgr -n -P list association where user=U
-    format=Account,Partition,MaxJobs,MaxSubmitJobs,DefaultQOS,QOS`` and ``list qos
-    format=Name,MaxJobsPU,MaxSubmitJobsPU``: the association's MaxJobs and MaxSubmitJobs
-    (those of ``account``, the job's: the user's default unless given; else every one of the
-    user's, so that the most restrictive binds), and its default QOS's
-    MaxJobsPU and MaxSubmitJobsPU (SLURM applies both; the lower binds)."""
-    rows = [line.split("|") for line in associations.splitlines() if line.count("|") >= 5]
+    """The caps on ``user``'s jobs from ``sacctmgr -n -P list association where user=U``
+    (:data:`ASSOC_FIELDS`) and ``list qos`` (:data:`QOS_FIELDS`), for the jobs of
+    ``account`` (the user's default unless given; else every association of the user's, so
+    that the most restrictive binds):
+
+    * the association's MaxSubmitJobs, MaxJobs, GrpJobs and GrpTRES (cpu, node, mem);
+    * its default QOS's MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, and the
+      QOS's own GrpJobs and GrpTRES (shared by all its users: the bound is what is left
+      only when nobody else uses it).
+
+    SLURM applies all of them; the tightest binds (keeper/decisions.py)."""
+    rows = [
+        dict(zip(ASSOC_FIELDS, line.split("|"), strict=False))
+        for line in associations.splitlines()
+        if "|" in line
+    ]
     if account:
-        rows = [r for r in rows if r[0] == account] or rows
+        rows = [r for r in rows if r.get("Account") == account] or rows
     limits = {
-        name: (jobs, submit)
-        for name, jobs, submit, *_ in (line.split("|") for line in qos.splitlines() if line.count("|") >= 2)
+        q["Name"]: q
+        for q in (
+            dict(zip(QOS_FIELDS, line.split("|"), strict=False)) for line in qos.splitlines() if "|" in line
+        )
     }
     caps: list[Cap] = []
-    for acct, _partition, max_jobs, max_submit, default_qos, qos_list in rows:
-        where = f"association of {user} in account {acct}"
-        if max_submit.isdigit():
-            caps.append(Cap(int(max_submit), False, f"MaxSubmitJobs={max_submit} ({where})"))
-        if max_jobs.isdigit():
-            caps.append(Cap(int(max_jobs), True, f"MaxJobs={max_jobs} ({where})"))
+    for row in rows:
+        where = f"association of {user} in account {row['Account']}"
+        caps += _job_caps(row, where, {"MaxSubmitJobs": False, "MaxJobs": True, "GrpJobs": True})
+        caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
         # No default QOS: SLURM's jobs get "normal" where the association may use it.
-        listed = [q for q in qos_list.split(",") if q]
-        name = default_qos or ("normal" if not listed or "normal" in listed else listed[0])
-        jobs, submit = limits.get(name, ("", ""))
-        if submit.isdigit():
-            caps.append(Cap(int(submit), False, f"MaxSubmitJobsPerUser={submit} (QOS {name})"))
-        if jobs.isdigit():
-            caps.append(Cap(int(jobs), True, f"MaxJobsPerUser={jobs} (QOS {name})"))
+        listed = [q for q in row.get("QOS", "").split(",") if q]
+        name = row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
+        qos_row = limits.get(name, {})
+        per_user = {"MaxSubmitJobsPU": "MaxSubmitJobsPerUser", "MaxJobsPU": "MaxJobsPerUser"}
+        caps += _job_caps(qos_row, f"QOS {name}", {"MaxSubmitJobsPU": False, "MaxJobsPU": True}, per_user)
+        caps += _tres_caps(qos_row.get("MaxTRESPU", ""), "MaxTRESPerUser", f"QOS {name}")
+        caps += _job_caps(qos_row, f"QOS {name}, all its users", {"GrpJobs": True})
+        caps += _tres_caps(qos_row.get("GrpTRES", ""), "GrpTRES", f"QOS {name}, all its users")
     return caps
+
+
+def _job_caps(
+    row: Mapping[str, str], where: str, fields: Mapping[str, bool], names: Mapping[str, str] = {}
+) -> list[Cap]:
+    """Caps on a number of jobs: ``fields`` maps each limit's field to whether it counts
+    running jobs only; ``names`` gives the words SLURM's own messages use for a field."""
+    return [
+        Cap(int(row[field]), running, f"{names.get(field, field)}={row[field]} ({where})")
+        for field, running in fields.items()
+        if row.get(field, "").isdigit()
+    ]
+
+
+def _tres_caps(text: str, name: str, where: str) -> list[Cap]:
+    """Caps on running jobs from a TRES limit (``cpu=64,node=4,mem=100G``): one a TRES that
+    counts jobs here; memory in MiB (sacctmgr writes M, G or T)."""
+    caps = []
+    for item in text.split(","):
+        tres, _, value = item.partition("=")
+        match = re.fullmatch(r"(\d+)([KMGTP]?)", value)
+        if tres not in TRES or match is None:
+            continue
+        amount = int(match[1])
+        if tres == "mem":
+            amount = amount * 1024 ** "KMGTP".index(match[2] or "M") // 1024
+        caps.append(Cap(amount, True, f"{name}={item} ({where})", per=tres))
+    return caps
+
+
+def parse_partition_limits(text: str, partition: str | None) -> list[JobLimit]:
+    """The limits on one job in ``partition`` (the default one, for None) from ``scontrol show
+    partition --oneliner``: its MaxTime and MaxNodes. A job past them is refused by sbatch
+    where the site sets EnforcePartLimits, and waits forever (PartitionTimeLimit,
+    PartitionNodeLimit) where it does not. [] for a partition not listed, or a list of
+    several (sbatch picks one of them)."""
+    rows = [
+        dict(re.findall(r"(\w+)=(\S*)", line))
+        for line in text.splitlines()
+        if line.startswith("PartitionName=")
+    ]
+    if partition is None:
+        found = [r for r in rows if r.get("Default") == "YES"]
+    else:
+        found = [r for r in rows if r.get("PartitionName") == partition]
+    if len(found) != 1:
+        return []
+    row, limits = found[0], []
+    name = row["PartitionName"]
+    max_time = row.get("MaxTime", "UNLIMITED")
+    if max_time not in ("UNLIMITED", "INFINITE", ""):
+        try:
+            seconds = parse_walltime(max_time)
+        except SpecError:
+            seconds = None  # a form we do not read: sbatch will say
+        if seconds is not None:
+            limits.append(JobLimit("walltime", seconds, f"MaxTime={max_time} (partition {name})"))
+    if row.get("MaxNodes", "").isdigit():
+        limits.append(
+            JobLimit("node", int(row["MaxNodes"]), f"MaxNodes={row['MaxNodes']} (partition {name})")
+        )
+    return limits
 
 
 def _exit_code(raw: str) -> int | None:
