@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,8 @@ record = {
     "jobs_mode": oct(stat.S_IMODE(jobs.stat().st_mode)),
 }
 Path(os.environ["RECORDS"], node + ".json").write_text(json.dumps(record))
+if os.environ.get("FAIL_ON") == "hang":  # a worker that runs until the job is cancelled
+    import time; time.sleep(60)
 sys.exit(3 if node == os.environ.get("FAIL_ON") else 0)
 """
 
@@ -103,9 +107,8 @@ SITE = {"sge-parallel-environment": "mpi"}
 ARGS = ["two words", 'it\'s "quoted"', "$HOME", "*"]
 
 
-def run_job(
-    tmp_path: Path, system: str, fail_on: str = ""
-) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+def job(tmp_path: Path, system: str, fail_on: str = "") -> tuple[Path, dict[str, str]]:
+    """Write the job script and the launchers' stand-ins; return the script and its env."""
     fakes = tmp_path / "bin"
     fakes.mkdir()
     for name, text in FAKES.items():
@@ -113,7 +116,7 @@ def run_job(
         (fakes / name).chmod(0o755)
     home, job_dir, records = tmp_path / "home", tmp_path / "job dir", tmp_path / "records"
     for d in (home, job_dir, records):
-        d.mkdir()
+        d.mkdir(exist_ok=True)
     spec = JobSpec.from_options(
         cores=8,
         memory="16GB",
@@ -135,11 +138,25 @@ def run_job(
         name, text = NODE_FILES[system]
         (tmp_path / "nodefile").write_text(text)
         env[name] = str(tmp_path / "nodefile")
+    return script, env
+
+
+def run_job(
+    tmp_path: Path, system: str, fail_on: str = ""
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict]]:
+    script, env = job(tmp_path, system, fail_on)
+    jobs = tmp_path / "home" / ".dask-hpc" / "jobs"
+    before = set(jobs.glob("*.sh")) if jobs.exists() else set()
     done = subprocess.run(
-        ["/bin/bash", str(script)], cwd=job_dir, env=env, capture_output=True, text=True, timeout=30
+        ["/bin/bash", str(script)],
+        cwd=tmp_path / "job dir",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
-    found = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")}
-    assert not list((home / ".dask-hpc" / "jobs").iterdir()), "the node script outlived the job"
+    found = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")}
+    assert set(jobs.glob("*.sh")) <= before, "the node script outlived the job"
     return done, found
 
 
@@ -194,3 +211,48 @@ def test_the_node_script_is_private_even_under_a_loose_umask(tmp_path: Path) -> 
         os.umask(old)
     assert done.returncode == 0
     assert all(stat.S_IMODE(int(str(r["jobs_mode"]), 8)) == 0o700 for r in found.values())
+
+
+@pytest.mark.parametrize("system", ["pbs", "sge"])
+def test_a_cancelled_job_removes_its_node_script(tmp_path: Path, system: str) -> None:
+    # A batch system cancels a job by signalling its processes (SIGTERM, then SIGKILL after a
+    # grace time): the launcher dies with its workers, and bash must still run its EXIT trap.
+    script, env = job(tmp_path, system, fail_on="hang")
+    records, jobs = tmp_path / "records", tmp_path / "home" / ".dask-hpc" / "jobs"
+    running = subprocess.Popen(
+        ["/bin/bash", str(script)],
+        cwd=tmp_path / "job dir",
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):  # up to 30 s for the first node's worker to start
+            if list(records.glob("*.json")):
+                break
+            time.sleep(0.1)
+        assert list(jobs.glob("*.sh")), "the node script was not written"
+        os.killpg(running.pid, signal.SIGTERM)
+        assert running.wait(timeout=20) == 143
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+            running.wait(timeout=10)
+    assert not list(jobs.glob("*.sh")), "the node script outlived the cancelled job"
+
+
+def test_node_scripts_left_by_jobs_killed_outright_are_removed_a_day_later(
+    tmp_path: Path,
+) -> None:
+    jobs = tmp_path / "home" / ".dask-hpc" / "jobs"
+    jobs.mkdir(parents=True, mode=0o700)
+    stale, recent = jobs / "node9-111.sh", jobs / "node9-222.sh"
+    for path in (stale, recent):
+        path.write_text("exec true\n")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale, (two_days_ago, two_days_ago))
+    done, _found = run_job(tmp_path, "oar")
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists()
+    assert recent.exists()  # a job that may still be starting its nodes keeps its script

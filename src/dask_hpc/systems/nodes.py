@@ -15,7 +15,8 @@ So on those systems the first node writes a *node script*: this job's exported e
 quoted once, as it would have run here. Each node runs ``/bin/bash <node script>``. The
 file is private (umask 077) under ``~/.dask-hpc/jobs``, which must be on a file system the
 nodes share (the home directory, as dask-hpc's session directory already is), and removed
-when the job script ends.
+when the job script ends, cancelled too; one left by a job killed outright (SIGKILL) is
+removed by the next job of several nodes a day later (by then every node has read it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def node_script_lines(command: Sequence[str], launcher: str, launch: Sequence[st
     return [
         f"# Start the workers on each of the job's nodes with {launcher}, which gives them neither",
         "# this job's environment nor its quoting: each node runs a script of this job's",
-        "# environment and the worker command (private; removed when this job script ends).",
+        "# environment and the worker command (private; removed when this job script ends, and",
+        "# a day later by the next job if this one was killed outright).",
         'export DASK_HPC_JOB_DIR="$PWD"',
         f"node_script={NODE_SCRIPT}",
         '(umask 077 && mkdir -p "${node_script%/*}" && {',
@@ -55,7 +57,9 @@ def node_script_lines(command: Sequence[str], launcher: str, launch: Sequence[st
         f"exec {shell_command(command)}",
         _END,
         '} > "$node_script")',
+        """find "${node_script%/*}" -name '*.sh' -mmin +1440 -delete 2>/dev/null""",
         """trap 'rm -f "$node_script"' EXIT""",
+        "trap 'exit 143' TERM INT HUP  # cancelled: the EXIT trap still runs",
         *launch,
     ]
 
