@@ -94,8 +94,9 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
 
 
 @pytest.mark.sge
-def test_sge_max_u_jobs_counts_an_array_once(
-    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC], tmp_path: Path
+@pytest.mark.parametrize("setting", ["max_u_jobs", "max_jobs"])  # the user's; the cluster's
+def test_sge_job_caps_count_an_array_once(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC], tmp_path: Path, setting: str
 ) -> None:
     bring_up("sge", request)
     hpc = hpc_for("sge")
@@ -106,7 +107,7 @@ def test_sge_max_u_jobs_counts_an_array_once(
     (tmp_path / "capped").mkdir()
     (tmp_path / "original").mkdir()
     capped, original = tmp_path / "capped" / "global", tmp_path / "original" / "global"
-    capped.write_text(re.sub(r"(?m)^max_u_jobs\s+\d+", "max_u_jobs                   2", joined))
+    capped.write_text(re.sub(rf"(?m)^{setting}\s+\d+", f"{setting}  2", joined))
     original.write_text(joined)
     subprocess.run(["qconf", "-Mconf", str(capped)], check=True, capture_output=True)
     try:
@@ -116,7 +117,7 @@ def test_sge_max_u_jobs_counts_an_array_once(
         hpc.up(name)  # the scheduler's job is one: one more job (an array of any size) fits
         hpc("add", "3", "--name", name, "--walltime", "5m")
         refused = hpc("add", "1", "--name", name, check=False)
-        assert refused.returncode != 0 and "max_u_jobs=2" in refused.stderr
+        assert refused.returncode != 0 and f"{setting}=2" in refused.stderr
         assert "an array counts once" in refused.stderr
         hpc("down", "--name", name)
     finally:

@@ -4,6 +4,7 @@ tests/recorded/README.md)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from dask_hpc.systems import JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
 from dask_hpc.systems.pbs import parse_qstat_full
-from dask_hpc.systems.sge import parse_qacct
+from dask_hpc.systems.sge import count_jobs, parse_conf_caps, parse_qacct, parse_qacct_tasks
 from dask_hpc.systems.slurm import expand_hostlist
 
 RECORDED = Path(__file__).resolve().parent.parent / "recorded"
@@ -122,6 +123,55 @@ def test_sge_qacct() -> None:
         status = parse_qacct(job_id, read(f"sge/qacct-{job_id}.txt"))
         assert (status.state, status.exit_code, status.node) == (state, code, "vm"), key
     assert parse_qacct("99999", read("sge/qacct-unknown.txt")).state is JobState.UNKNOWN
+
+
+def test_sge_qacct_of_an_array_gives_each_task_its_end() -> None:
+    job = ids("sge/ids.txt")["array"]
+    found = parse_qacct_tasks(job, read("sge/qacct-array.txt"))
+    assert {task: brief(status) for task, status in found.items()} == {
+        f"{job}.1": (JobState.COMPLETED, "vm", 0),
+        f"{job}.2": (JobState.FAILED, "vm", 3),
+        f"{job}.3": (JobState.CANCELLED, "vm", 137),
+    }
+
+
+def test_sge_tasks_that_left_together_take_one_qacct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in qacct on PATH that logs its arguments and answers with the recording.
+    calls = tmp_path / "calls"
+    qacct = tmp_path / "qacct"
+    qacct.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncat {RECORDED / "sge/qacct-array.txt"}\n')
+    qacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    job = ids("sge/ids.txt")["array"]
+    left = {f"{job}.{t}": JobStatus(f"{job}.{t}", JobState.UNKNOWN) for t in (1, 2, 3)}
+    out = get_system("sge").complete_query(dict(left))
+    assert calls.read_text().splitlines() == [f"-j {job}"]
+    assert [out[j].state for j in left] == [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED]
+
+
+def test_sge_caps_of_the_user_and_of_the_whole_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert parse_conf_caps(read("sge/qconf-sconf.txt")) == (4, 10)
+    # Stand-ins: qconf answers with the recording; qstat -u '*' shows the recorded jobs with
+    # one of them (an array counts once) another user's.
+    others = read("sge/qstat-xml.txt").replace("<JB_owner>root</JB_owner>", "<JB_owner>ann</JB_owner>", 1)
+    (tmp_path / "qstat-all.xml").write_text(others)
+    for name, answer in {"qconf": "sge/qconf-sconf.txt", "qstat": None}.items():
+        path = tmp_path / name
+        text = f"cat {RECORDED / answer}" if answer else f"cat {tmp_path / 'qstat-all.xml'}"
+        path.write_text(f"#!/bin/sh\n{text}\n")
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    assert count_jobs(others, but="root") == 1
+    caps = get_system("sge").caps()
+    assert [(c.limit, c.words) for c in caps] == [
+        (4, "max_u_jobs=4 (qconf -sconf)"),
+        (9, "max_jobs=10 (qconf -sconf: all users together; others hold 1)"),
+    ]
+    assert all(c.arrays_count_once and not c.running_only for c in caps)
+    assert parse_conf_caps("max_u_jobs 0\nmax_jobs 0\n") == (0, 0)  # 0: no limit
 
 
 def test_sge_bad_xml_is_a_parse_error() -> None:

@@ -25,7 +25,14 @@ from dask_hpc.systems.base import (
 )
 from dask_hpc.systems.nodes import each_node, node_script_lines
 
-__all__ = ["NO_PARALLEL_ENVIRONMENT", "SGESystem", "parse_qacct", "parse_qacct_tasks"]
+__all__ = [
+    "NO_PARALLEL_ENVIRONMENT",
+    "SGESystem",
+    "count_jobs",
+    "parse_conf_caps",
+    "parse_qacct",
+    "parse_qacct_tasks",
+]
 
 #: ``sge-parallel-environment: none``: ask for no parallel environment; a job of several cores
 #: gets one slot, as dask-jobqueue's SGECluster writes it (and its SGECluster here, by default).
@@ -177,26 +184,43 @@ class SGESystem(BatchSystem):
             return f"{job}.{task}"
         return super().job_id_from_env(env)
 
-    # ---- caps: max_u_jobs, the jobs (an array is one) each user may have (sge_conf(5)) ----
+    # ---- caps (sge_conf(5)): max_u_jobs, the jobs each user may have; max_jobs, the jobs
+    # ---- the whole cluster may have, all users together. Both count an array once.
 
     def caps(self, account: str | None = None) -> list[Cap]:
         try:
             done = _process.run(["qconf", "-sconf"], timeout=30)
         except CommandError:
             return []
-        match = re.search(r"^max_u_jobs\s+(\d+)", done.stdout, re.M)
-        if match is None or match[1] == "0":  # 0: no limit
-            return []
-        return [Cap(int(match[1]), False, f"max_u_jobs={match[1]} (qconf -sconf)", arrays_count_once=True)]
+        user, cluster = parse_conf_caps(done.stdout)
+        caps = []
+        if user:
+            caps.append(Cap(user, False, f"max_u_jobs={user} (qconf -sconf)", arrays_count_once=True))
+        if cluster:
+            # What is left to this user is the cluster's cap less the other users' jobs, which
+            # change without us: read again with the caps (every minute, and after a refusal).
+            try:
+                everyone = _process.run(["qstat", "-xml", "-u", "*"], timeout=self.query_timeout)
+                others = count_jobs(everyone.stdout, but=getpass.getuser())
+            except (CommandError, ParseError):
+                others = 0
+            caps.append(
+                Cap(
+                    max(0, cluster - others),
+                    False,
+                    f"max_jobs={cluster} (qconf -sconf: all users together; others hold {others})",
+                    arrays_count_once=True,
+                )
+            )
+        return caps
 
     def user_jobs(self) -> int | None:
         """Jobs, not tasks: what max_u_jobs counts."""
         try:
             done = _process.run(self.query_argv([]), timeout=self.query_timeout)
-            root = ET.fromstring(done.stdout)
-        except (CommandError, ET.ParseError):
+            return count_jobs(done.stdout)
+        except (CommandError, ParseError):
             return None
-        return len({(j.findtext("JB_job_number") or "").strip() for j in root.iter("job_list")})
 
     def submit_argv(self, script: Path) -> list[str]:
         return ["qsub", "-terse", str(script)]
@@ -264,6 +288,32 @@ class SGESystem(BatchSystem):
     def nodes_from_env(self, env: Mapping[str, str]) -> tuple[str, ...]:
         nodes = read_lines(env.get("PE_HOSTFILE"))
         return nodes or tuple(h for h in [env.get("HOSTNAME", "")] if h)
+
+
+def parse_conf_caps(conf: str) -> tuple[int, int]:
+    """``max_u_jobs`` and ``max_jobs`` from ``qconf -sconf`` (0: no limit, or not there)."""
+
+    def value(name: str) -> int:
+        match = re.search(rf"^{name}\s+(\d+)\s*$", conf, re.M)
+        return int(match[1]) if match else 0
+
+    return value("max_u_jobs"), value("max_jobs")
+
+
+def count_jobs(qstat_xml: str, but: str | None = None) -> int:
+    """The jobs in ``qstat -xml`` (an array once, as Grid Engine's caps count it), leaving
+    out those of user ``but``. ParseError when it is not XML."""
+    try:
+        root = ET.fromstring(qstat_xml)
+    except ET.ParseError as exc:
+        raise ParseError(f"could not read qstat -xml output: {exc}") from None
+    return len(
+        {
+            (j.findtext("JB_job_number") or "").strip()
+            for j in root.iter("job_list")
+            if but is None or (j.findtext("JB_owner") or "").strip() != but
+        }
+    )
 
 
 def _task_numbers(tasks: str) -> list[int]:
