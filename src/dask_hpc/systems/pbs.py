@@ -285,8 +285,11 @@ def count_user_jobs(text: str) -> int:
 def parse_server_caps(text: str, user: str) -> list[Cap]:
     """The caps on ``user``'s jobs in ``qmgr -c "list server"``: PBS Pro's ``max_queued`` and
     ``max_run`` (``[u:PBS_GENERIC=20]`` for every user, ``[u:alice=5]`` for one; the user's own
-    wins) and the older ``max_user_queuable`` and ``max_user_run`` (Torque's)."""
-    attributes = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.M))
+    wins) and the older ``max_user_queuable`` and ``max_user_run`` (Torque's). qmgr lists an
+    entity limit one entry a line, each under the attribute's name: they are read together."""
+    attributes: dict[str, str] = {}
+    for name, value in re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.M):
+        attributes[name] = f"{attributes[name]},{value}" if name in attributes else value
     caps: list[Cap] = []
     for name, running in (("max_queued", False), ("max_run", True)):
         value = attributes.get(name, "")
