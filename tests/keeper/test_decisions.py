@@ -229,16 +229,12 @@ def test_the_cap_line_says_the_cap_what_the_user_has_and_the_one_command_that_ge
     line = cap_message(cap, 3, 9, 2, "alice", wide, several_nodes=True)
     assert "For 36 workers in 3 jobs: dask-hpc add 3 --nodes 6 (6 nodes a job)" in line
     assert "dask-hpc add 3 --cores 24 --processes 6 --memory 48GiB --nodes 2 (6 workers a node)" in line
-    once = cap_message(
-        Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True),
-        0,
-        1,
-        2,
-        "bob",
-        spec,
-        several_nodes=True,
-    )
+    max_u_jobs = Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True)
+    once = cap_message(max_u_jobs, 1, 3, 1, "bob", spec, several_nodes=True)
     assert "jobs (an array counts once)" in once and "one array counts once" in once
+    # Full: no call fits, so the line does not say to make one.
+    once_full = cap_message(max_u_jobs, 0, 1, 2, "bob", spec, several_nodes=True)
+    assert "at most 0 more. End jobs of yours" in once_full and "one call" not in once_full
     full = cap_message(cap, 0, 2, 5, "alice", spec, several_nodes=True)
     assert "at most 0 more. End jobs of yours that you no longer need" in full
 

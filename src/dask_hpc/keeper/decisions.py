@@ -128,9 +128,9 @@ def cap_message(
         f"allows {user} {cap.limit} {counted} pending or running; {user} has {in_queue} in the "
         f"queue now, so at most {more} more."
     )
-    if cap.arrays_count_once:
-        return f"{said} For more workers, ask for them in one call: one array counts once"
     workers = n * spec.processes * spec.nodes
+    if cap.arrays_count_once and more > 0:
+        return f"{said} For more workers, ask for them in one call: one array counts once"
     if more == 0:
         return (
             f"{said} End jobs of yours that you no longer need (dask-hpc status lists this "
