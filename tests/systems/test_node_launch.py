@@ -213,10 +213,12 @@ def test_the_node_script_is_private_even_under_a_loose_umask(tmp_path: Path) -> 
     assert all(stat.S_IMODE(int(str(r["jobs_mode"]), 8)) == 0o700 for r in found.values())
 
 
-@pytest.mark.parametrize("system", ["pbs", "sge"])
+@pytest.mark.parametrize("system", ["pbs", "lsf"])
 def test_a_cancelled_job_removes_its_node_script(tmp_path: Path, system: str) -> None:
-    # A batch system cancels a job by signalling its processes (SIGTERM, then SIGKILL after a
+    # PBS's qdel and LSF's bkill signal the job's processes (SIGTERM, then SIGKILL after a
     # grace time): the launcher dies with its workers, and bash must still run its EXIT trap.
+    # (Grid Engine's qdel sends SIGKILL unless the queue says otherwise: there only the
+    # day-later sweep below removes the script.)
     script, env = job(tmp_path, system, fail_on="hang")
     records, jobs = tmp_path / "records", tmp_path / "home" / ".dask-hpc" / "jobs"
     running = subprocess.Popen(

@@ -15,8 +15,9 @@ So on those systems the first node writes a *node script*: this job's exported e
 quoted once, as it would have run here. Each node runs ``/bin/bash <node script>``. The
 file is private (umask 077) under ``~/.dask-hpc/jobs``, which must be on a file system the
 nodes share (the home directory, as dask-hpc's session directory already is), and removed
-when the job script ends, cancelled too; one left by a job killed outright (SIGKILL) is
-removed by the next job of several nodes a day later (by then every node has read it).
+when the job script ends, cancelled with SIGTERM too (PBS, LSF); one left by a job killed
+outright (SIGKILL: Grid Engine's qdel by default) is removed by the next job of several
+nodes a day later (by then every node has read it).
 """
 
 from __future__ import annotations
