@@ -10,6 +10,7 @@ import functools
 import math
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
@@ -148,6 +149,28 @@ def _memory(value: str | int) -> int:
     if nbytes < 2**20:
         raise SpecError("memory", value, "must be at least 1 MiB; " + MEMORY_FORMS)
     return nbytes
+
+
+#: The fields ``dask-hpc add`` has an option for, and the option (cli/options.py's).
+COMMAND_OPTIONS = {
+    "nodes": "--nodes",
+    "cores": "--cores",
+    "processes": "--processes",
+    "memory": "--memory",
+    "walltime": "--walltime",
+    "queue": "--queue",
+    "account": "--account",
+    "job_name": "--job-name",
+    "job_extra_directives": "--job-extra-directive",
+    "job_script_prologue": "--prologue",
+    "job_script_epilogue": "--epilogue",
+    "job_directives_skip": "--job-directive-skip",
+    "environment": "--env",
+    "log_directory": "--log-directory",
+    "local_directory": "--local-directory",
+    "worker_extra_args": "--worker-extra-args",
+    "shebang": "--shebang",
+}
 
 
 @dataclass(frozen=True)
@@ -300,6 +323,30 @@ class JobSpec:
         """A copy with some options changed, parsed as in :meth:`from_options`."""
         changed = JobSpec.from_options(kwargs, walltime_fields=walltime_fields)
         return replace(self, **{k: getattr(changed, k) for k in kwargs if kwargs[k] is not None})
+
+    def command_options(self, base: JobSpec, leave_out: Iterable[str] = ()) -> list[str]:
+        """The ``dask-hpc add`` options that make ``base`` (the session's spec) into this one,
+        for a command line we print (a cap's way out: the add's own queue, walltime, extra
+        directives go with it). Fields the command line has no option for (``nanny``,
+        ``python``) are left out, and so are the fields named in ``leave_out``."""
+        options: list[str] = []
+        for name, flag in COMMAND_OPTIONS.items():
+            value = getattr(self, name)
+            if name in leave_out or value == getattr(base, name):
+                continue
+            if name == "walltime":
+                options += [flag, format_walltime(value)]
+            elif name == "memory":
+                options += [flag, format_memory(value)]
+            elif name == "environment":
+                options += [part for key, text in value for part in (flag, f"{key}={text}")]
+            elif name == "worker_extra_args":
+                options += [flag, shlex.join(value)]
+            elif isinstance(value, tuple):
+                options += [part for item in value for part in (flag, item)]
+            else:
+                options += [flag, str(value)]
+        return options
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for a JSON file; :meth:`from_dict` reads them back."""

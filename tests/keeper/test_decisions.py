@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 
 import pytest
 
+from dask_hpc.cli.options import given_options
 from dask_hpc.keeper.decisions import (
     adapt_target_jobs,
     cap_message,
@@ -16,7 +18,10 @@ from dask_hpc.keeper.decisions import (
     job_limit_message,
     job_of_worker,
     more_workers_a_job,
+    running_cap_message,
+    running_cap_refusal,
     scale_steps,
+    session_holds,
 )
 from dask_hpc.spec import JobSpec, parse_memory
 from dask_hpc.state.ledger import JobRecord
@@ -216,9 +221,9 @@ def test_the_cap_line_says_the_cap_what_the_user_has_and_the_one_command_that_ge
     assert line == (
         "40 more worker jobs would pass the site's cap MaxSubmitJobs=5 (association of alice in "
         "account a1), which allows alice 5 jobs pending or running; alice has 1 in the queue now, "
-        "so at most 4 more. For 40 workers in 4 jobs: dask-hpc add 4 --nodes 10 (10 nodes a job) "
-        "or dask-hpc add 4 --cores 20 --processes 10 --memory 40GiB (10 workers a node); in "
-        "Python, the same as nodes=, cores=, processes=, memory="
+        "so at most 4 more. For 40 workers in 4 jobs: dask-hpc add 4 --nodes 10 (10 nodes a job, "
+        "40 workers) or dask-hpc add 4 --cores 20 --processes 10 --memory 40GiB (10 workers a node, "
+        "40 workers); in Python, the same as nodes=, cores=, processes=, memory="
     )
     # No launcher for several nodes (HTCondor): only more workers on one node; a named session.
     one_node = cap_message(cap, 4, 40, 1, "alice", spec, several_nodes=False, session="era5")
@@ -227,8 +232,8 @@ def test_the_cap_line_says_the_cap_what_the_user_has_and_the_one_command_that_ge
     # Jobs of 2 nodes with 2 processes (4 workers a job): 9 jobs asked (36 workers), 3 fit.
     wide = JobSpec.from_options(cores=8, processes=2, memory="16GiB", nodes=2)
     line = cap_message(cap, 3, 9, 2, "alice", wide, several_nodes=True)
-    assert "For 36 workers in 3 jobs: dask-hpc add 3 --nodes 6 (6 nodes a job)" in line
-    assert "dask-hpc add 3 --cores 24 --processes 6 --memory 48GiB --nodes 2 (6 workers a node)" in line
+    assert "For 36 workers in 3 jobs: dask-hpc add 3 --nodes 6 (6 nodes a job, 36 workers)" in line
+    assert "dask-hpc add 3 --cores 24 --processes 6 --memory 48GiB (6 workers a node, 36 workers)" in line
     max_u_jobs = Cap(2, False, "max_u_jobs=2 (qconf -sconf)", arrays_count_once=True)
     once = cap_message(max_u_jobs, 1, 3, 1, "bob", spec, several_nodes=True)
     assert "jobs (an array counts once)" in once and "one array counts once" in once
@@ -239,21 +244,99 @@ def test_the_cap_line_says_the_cap_what_the_user_has_and_the_one_command_that_ge
     assert "at most 0 more. End jobs of yours that you no longer need" in full
 
 
+WAY = re.compile(r"(dask-hpc add \d+ [^(]*?) \((\d+) (?:nodes? a job|workers? a node), (\d+) workers?\)")
+
+
+def add_command(command: str, base: JobSpec) -> tuple[int, JobSpec, str | None]:
+    """What ``dask-hpc add`` makes of a command line in a session of ``base``'s jobs: its job
+    count, the spec of its jobs, its session; parsed by the CLI's own options, as the
+    keeper reads them (JobSpec.with_options)."""
+    from dask_hpc.cli import cli
+
+    argv = shlex.split(command)
+    assert argv[:2] == ["dask-hpc", "add"], command
+    context = cli.commands["add"].make_context("add", argv[2:])
+    params = context.params
+    return int(params["n"]), base.with_options(**given_options(params)), params.get("name")
+
+
 @pytest.mark.parametrize(("workers", "jobs"), [(40, 4), (41, 4), (7, 3), (1, 1), (100, 7), (5, 9)])
 @pytest.mark.parametrize(("processes", "nodes"), [(1, 1), (2, 1), (1, 3), (4, 2)])
 def test_the_way_out_gets_at_least_the_workers_asked_for_in_the_jobs_that_fit(
     workers: int, jobs: int, processes: int, nodes: int
 ) -> None:
+    """Each command of the line, read by the CLI's own parser, makes at most ``jobs`` jobs
+    and at least ``workers`` workers, as many as it says; each worker keeps its threads and
+    memory; the line's "For N workers" is what was asked for."""
     spec = JobSpec.from_options(cores=2 * processes, processes=processes, memory="2GiB", nodes=nodes)
-    line = more_workers_a_job(workers, jobs, spec, several_nodes=True)
-    for command in re.findall(r"dask-hpc add (\d+) ((?:--\S+ \S+ ?)+)", line):
-        count, options = int(command[0]), dict(re.findall(r"--(\S+) (\S+)", command[1]))
-        got_nodes = int(options.get("nodes", nodes))
-        got_processes = int(options.get("processes", processes))
-        assert count <= jobs and count * got_nodes * got_processes >= workers, line
-        if "cores" in options:  # each worker keeps its threads and its memory
-            assert int(options["cores"]) // got_processes == 2
-            assert parse_memory(options["memory"]) // got_processes == parse_memory("2GiB") // processes
+    line = more_workers_a_job(workers, jobs, spec, several_nodes=True, base=spec)
+    assert line.startswith(f"For {workers} worker{'s' if workers > 1 else ''} in "), line
+    ways = WAY.findall(line)
+    assert len(ways) == 2, line  # more nodes a job, more workers a node
+    for command, _, said in ways:
+        count, got, _ = add_command(command, spec)
+        assert count <= jobs and count * got.workers == int(said) >= workers, line
+        assert got.cores // got.processes == 2, line  # each worker keeps its threads...
+        assert got.memory // got.processes == parse_memory("2GiB") // processes, line  # ...and memory
+
+
+def test_the_way_out_carries_the_adds_own_options_and_the_sites_most_nodes() -> None:
+    """`add 40 --queue short --walltime 30m --job-extra-directive=--qos=high` on a session
+    of one-core jobs: each way out asks for the same kind of job (queue, walltime, extra
+    directives), and a partition's MaxNodes=4 leaves out the way of 10 nodes a job."""
+    base = JobSpec.from_options(cores=1, memory="2GiB", walltime="1h")
+    spec = base.with_options(
+        queue="short", walltime="30m", job_extra_directives=["--qos=high"], environment=["A=a b"]
+    )
+    line = more_workers_a_job(40, 4, spec, several_nodes=True, session="era5", base=base)
+    ways = WAY.findall(line)
+    assert [w[2] for w in ways] == ["40", "40"], line
+    for command, _, _ in ways:
+        count, got, name = add_command(command, base)
+        assert (count, name, got.queue, got.walltime) == (4, "era5", "short", 1800), command
+        assert (got.job_extra_directives, got.environment) == (("--qos=high",), (("A", "a b"),)), command
+    capped = more_workers_a_job(40, 4, spec, several_nodes=True, base=base, max_nodes=4)
+    assert "--nodes" not in capped and len(WAY.findall(capped)) == 1, capped
+    # A session of 2-node jobs, an add of 1-node jobs: the wider way says --nodes 1.
+    wide = JobSpec.from_options(cores=2, nodes=2)
+    one = wide.with_options(nodes=1)
+    (_, (command, _, said)) = WAY.findall(more_workers_a_job(8, 2, one, several_nodes=True, base=wide))
+    assert add_command(command, wide)[1].nodes == 1 and said == "8", command
+
+
+def test_summits_five_running_jobs_refuse_forty_jobs_and_say_the_one_command_for_forty_workers() -> None:
+    """Summit's MaxJobs-like cap of 5 running jobs (distributed #3691): the scheduler's job
+    holds one, so 40 one-worker jobs could never all run; 4 could. The line says so and
+    gives the command for 40 workers in 4 jobs. Adapt is bounded at 4, not 5."""
+    running = Cap(5, True, "MaxJobs=5 (association of alice in account a1)")
+    scheduler = JobSpec.from_options(cores=1, memory="4GiB")
+    spec = JobSpec.from_options(cores=2, memory="4GiB")
+    holds = session_holds([scheduler])
+    assert running_cap_refusal([running], spec, 40, holds) == (running, 4)
+    assert running_cap_refusal([running], spec, 4, holds) is None
+    # The session's worker jobs count too (not the user's jobs elsewhere: they end by themselves).
+    assert running_cap_refusal([running], spec, 2, session_holds([scheduler, spec, spec, spec])) == (
+        running,
+        1,
+    )
+    # Caps on submitted jobs are cap_refusal's.
+    assert running_cap_refusal([Cap(5, False, "MaxSubmitJobs=5")], spec, 40, holds) is None
+    line = running_cap_message(running, 4, 40, "alice", spec, several_nodes=True, base=spec)
+    assert line.startswith(
+        "40 more worker jobs could not all run at once under the site's cap MaxJobs=5 (association "
+        "of alice in account a1), which bounds what alice runs at once: beside this session's jobs "
+        "(its scheduler's and its workers'), at most 4 more could run"
+    ), line
+    ways = WAY.findall(line)
+    assert [add_command(w[0], spec)[0] for w in ways] == [4, 4] and [w[2] for w in ways] == ["40", "40"], line
+    full = running_cap_message(running, 0, 1, "alice", spec, several_nodes=True)
+    assert "at most 0 more could run" in full and "dask-hpc remove" in full
+    # Adapt: the scheduler's job leaves 4 (it was bounded at 5: one job always waited).
+    assert capped_jobs([running], 3, 0, spec, session_holds([scheduler])) == (4, running)
+    # A cap on CPUs: the scheduler's core leaves 15 of 16, seven jobs of 2 cores.
+    cpus = Cap(16, True, "MaxTRESPerUser=cpu=16 (QOS normal)", per="cpu")
+    assert capped_jobs([cpus], 1, 0, spec, session_holds([scheduler])) == (7, cpus)
+    assert running_cap_refusal([cpus], spec, 8, holds) == (cpus, 7)
 
 
 def test_the_workers_of_a_job_of_several_nodes_are_its_own() -> None:

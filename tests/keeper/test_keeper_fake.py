@@ -636,6 +636,59 @@ def test_add_past_the_sites_submit_cap_is_refused_in_one_line_and_submits_nothin
     asyncio.run(run())
 
 
+def test_a_cap_on_running_jobs_refuses_jobs_that_could_never_run_and_says_how_to_get_the_workers(
+    tmp_path: Path,
+) -> None:
+    """Summit's case (issue 22, distributed #3691): 5 running jobs a user. The scheduler's job
+    is one, so `add 40` could run 4 jobs and leave 36 waiting for the workers' walltimes: it
+    is refused in one line, nothing submitted, with one command for 40 workers in 4 jobs,
+    which is then accepted. A kept job's replacement is not refused: it waits for the job
+    it replaces, as it should."""
+    system = FakeSystem(array_limit=100)
+    system.site_caps = [Cap(5, True, "MaxJobs=5 (association of alice in account a1)")]
+    system.other_jobs = 3  # the user's jobs elsewhere wait their turn: they do not count
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            with pytest.raises(CapError) as refused:
+                await h.ask(protocol.Add(40, {"walltime": "30m", "queue": "short"}))
+            line = str(refused.value)
+            assert "\n" not in line and system.submit_calls == 0, line
+            assert "could not all run at once under the site's cap MaxJobs=5" in line, line
+            assert "at most 4 more could run" in line, line
+            way = re.search(r"dask-hpc (add 4 --name keeper-test --cores \S+ .*?) \(10 workers a node", line)
+            assert way is not None and "--walltime 00:30:00 --queue short" in way[1], line
+            options = dict(re.findall(r"--(\S+) (\S+)", way[1]))
+            del options["name"]
+            ids = (await h.ask(protocol.Add(4, options))).job_ids
+            assert len(ids) == 4 and sum(h.system.scripts[i].count("--nworkers 10") for i in ids) == 4
+            with pytest.raises(CapError, match="at most 0 more could run"):
+                await h.ask(protocol.Add(1))
+
+    asyncio.run(run())
+
+
+def test_adapt_under_a_cap_on_running_jobs_leaves_room_for_the_schedulers_job(tmp_path: Path) -> None:
+    """MaxJobs=5 with the scheduler in a job: adapt holds 4 worker jobs (it held 5, and the
+    fifth waited in the queue for ever); with the scheduler outside a job, 5."""
+    for scheduler_here, most in ((False, 4), (True, 5)):
+        system = FakeSystem()
+        system.site_caps = [Cap(5, True, "MaxJobs=5 (association of alice in account a1)")]
+
+        async def run(
+            system: FakeSystem = system, scheduler_here: bool = scheduler_here, most: int = most
+        ) -> None:
+            async with keeper_over(tmp_path / str(most), system, scheduler_here=scheduler_here) as h:
+                await h.ask(protocol.Adapt(8, 8))
+                await h.steps_pass("adapt")
+                assert len([r for r in h.keeper.jobs.values() if r.live]) == most
+                assert (
+                    await h.status()
+                ).capped == f"at most {most} jobs by MaxJobs=5 (association of alice in account a1)"
+
+        asyncio.run(run())
+
+
 def test_a_cap_that_counts_an_array_once_lets_one_array_through(tmp_path: Path) -> None:
     """Grid Engine's max_u_jobs counts jobs, an array once: 10 tasks in one array pass a cap of 3."""
     system = FakeSystem(array_limit=100)

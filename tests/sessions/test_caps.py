@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -73,14 +74,16 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
         assert f"root has {mine} in the queue now, so at most {room} more" in line, line
         assert not live_jobs(hpc.status(name))  # nothing was submitted
         # The way out, as the line gives it: the workers asked for in the jobs that fit (one
-        # array), more workers a job on one node (or more nodes a job: the other way it gives).
+        # array), more workers a job on one node (or more nodes a job: the other way it gives),
+        # with the add's own walltime and memory. Run as printed.
         way_out = re.search(
-            rf"For (\d+) workers in (\d+) jobs: dask-hpc add \2 --name {name} --nodes \d+ \(.*\) or "
-            rf"dask-hpc (add \2 --name {name} --cores \d+ --processes \d+ --memory \S+) ",
+            rf"For (\d+) workers in (\d+) jobs: dask-hpc add \2 --name {name} --nodes \d+ .* or "
+            rf"dask-hpc (add \2 --name {name} --cores .*?) \(\d+ workers a node, (\d+) workers\)",
             line,
         )
-        assert way_out and int(way_out[1]) >= room + 1 and int(way_out[2]) <= room, line
-        hpc(*way_out[3].split(), "--walltime", "5m")
+        assert way_out and int(way_out[1]) == room + 1 and int(way_out[2]) <= room, line
+        assert int(way_out[4]) >= room + 1 and "--walltime 00:05:00" in way_out[3], line
+        hpc(*shlex.split(way_out[3]))
         report = hpc.status(name)
         assert len(live_jobs(report)) == int(way_out[2]) and len({j["array"] for j in report["jobs"]}) == 1
         poll("the workers asked for", lambda: hpc.status(name)["workers"] >= room + 1, 120)
@@ -90,6 +93,43 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
         poll("adapt to reach the cap", lambda: len(live_jobs(hpc.status(name))) == room or None, 60)
         text = hpc("status", "--name", name).stdout
         assert f"held back by the site's cap: at most {room} jobs by MaxSubmitJobs=5" in text, text
+    hpc("down", "--name", name)
+
+
+@pytest.mark.slurm
+def test_slurm_max_jobs_refuses_what_could_never_run_and_gives_the_one_command_for_the_workers(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
+) -> None:
+    """Summit's case (5 running jobs a user) at MaxJobs=3: the scheduler's job is one, so
+    `add 6` could run 2 jobs and leave 4 waiting for the workers' walltimes. It is refused
+    in one line; its first way out (more nodes a job, launched by srun) is run as printed
+    and brings the 6 workers; adapt stays at 2 jobs and status says why."""
+    bring_up("slurm", request)
+    hpc = hpc_for("slurm")
+    name = "running-capped"
+    with slurm_limit("MaxJobs=3"):
+        hpc.up(name)
+        refused = hpc("add", "6", "--name", name, "--walltime", "5m", "--memory", "512MiB", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "could not all run at once under the site's cap MaxJobs=3 (association of root" in line
+        assert "at most 2 more could run" in line, line
+        assert not live_jobs(hpc.status(name))  # nothing was submitted
+        way_out = re.search(
+            rf"For 6 workers in 2 jobs: dask-hpc (add 2 --name {name} --nodes 3 .*?) "
+            r"\(3 nodes a job, 6 workers\)",
+            line,
+        )
+        assert way_out and "--memory 512MiB --walltime 00:05:00" in way_out[1], line
+        hpc(*shlex.split(way_out[1]))
+        poll("the 6 workers, on 3 nodes a job", lambda: hpc.status(name)["workers"] >= 6, 120)
+        report = hpc.status(name)
+        assert len(live_jobs(report)) == 2, report
+        hpc("remove", "2", "--name", name)
+        hpc("adapt", "--min", "4", "--max", "4", "--name", name)
+        poll("adapt to reach the cap", lambda: len(live_jobs(hpc.status(name))) == 2 or None, 60)
+        text = hpc("status", "--name", name).stdout
+        assert "held back by the site's cap: at most 2 jobs by MaxJobs=3" in text, text
     hpc("down", "--name", name)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,7 +29,10 @@ __all__ = [
     "queue_wait",
     "replacement_lead",
     "replacement_times",
+    "running_cap_message",
+    "running_cap_refusal",
     "scale_steps",
+    "session_holds",
 ]
 
 #: Seconds from submission to a connected worker assumed before any job of the session joined.
@@ -115,13 +119,16 @@ def cap_message(
     *,
     several_nodes: bool,
     session: str | None = None,
+    base: JobSpec | None = None,
+    max_nodes: int | None = None,
 ) -> str:
     """The one line that refuses ``n`` jobs of ``spec`` past ``cap``: the cap in the system's
     words, what the user has, how many more fit, and the way out. That is one command that
     gets the workers asked for (``n`` jobs' worth) within the jobs that fit: more workers a
     job, on more nodes a job where the system has a launcher for them (``several_nodes``) or
     more processes on one; for a cap that counts an array once, one call (one array).
-    ``session``: its name, given to the command unless it is the default session's."""
+    ``session``: its name, given to the command unless it is the default session's;
+    ``base``, ``max_nodes``: see :func:`more_workers_a_job`."""
     counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
     said = (
         f"{n} more worker job{'s' if n != 1 else ''} would pass the site's cap {cap.words}, which "
@@ -137,7 +144,76 @@ def cap_message(
             "session's), or wait for some to end; a session with more workers a job "
             "(--processes, --nodes) needs fewer jobs"
         )
-    return f"{said} {more_workers_a_job(workers, more, spec, several_nodes=several_nodes, session=session)}"
+    way = more_workers_a_job(
+        workers, more, spec, several_nodes=several_nodes, session=session, base=base, max_nodes=max_nodes
+    )
+    return f"{said} {way}"
+
+
+def session_holds(specs: Iterable[JobSpec]) -> dict[str, int]:
+    """What jobs of these specs (a session's scheduler's and worker jobs) count against the
+    caps on running jobs, by :attr:`Cap.per`: jobs, and SLURM's TRES (CPUs, nodes, MiB)."""
+    holds = {"job": 0, "cpu": 0, "node": 0, "mem": 0}
+    for spec in specs:
+        holds["job"] += 1
+        for what, value in job_resources(spec).items():
+            holds[what] += value
+    return holds
+
+
+def running_cap_refusal(
+    caps: Sequence[Cap], spec: JobSpec, n: int, session_holds: Mapping[str, int]
+) -> tuple[Cap, int] | None:
+    """The tightest cap on running jobs (SLURM's MaxJobs, MaxTRESPerUser; PBS's max_run)
+    under which ``n`` more jobs of ``spec`` and the jobs this session holds could never all
+    run at once, with how many more could; None when they could. ``session_holds``: what
+    the session's jobs (its scheduler's, its worker jobs) count against such caps, by
+    :attr:`Cap.per` ("job", "cpu", "node", "mem").
+
+    The user's jobs outside the session are not counted: they end by themselves, and jobs
+    waiting for them is what the queue is for. Jobs waiting for the session's own would
+    wait until its workers' walltimes: that is what this refuses (Summit's 5 running jobs)."""
+    passed = []
+    for cap in caps:
+        if not cap.running_only:
+            continue
+        room = cap.jobs(spec, taken=session_holds.get(cap.per, 0))
+        if n > room:
+            passed.append((cap, room))
+    return min(passed, key=lambda p: p[1]) if passed else None
+
+
+def running_cap_message(
+    cap: Cap,
+    more: int,
+    n: int,
+    user: str,
+    spec: JobSpec,
+    *,
+    several_nodes: bool,
+    session: str | None = None,
+    base: JobSpec | None = None,
+    max_nodes: int | None = None,
+) -> str:
+    """The one line that refuses ``n`` jobs of ``spec`` past a cap on running jobs
+    (:func:`running_cap_refusal`): the cap, how many more could run, and the way out, as
+    :func:`cap_message` gives it."""
+    said = (
+        f"{n} more worker job{'s' if n != 1 else ''} could not all run at once under the site's cap "
+        f"{cap.words}, which bounds what {user} runs at once: beside this session's jobs (its "
+        f"scheduler's and its workers'), at most {more} more could run, and the others would wait "
+        "in the queue until jobs of the session end (a worker job ends at its walltime)."
+    )
+    if more == 0:
+        return (
+            f"{said} Remove worker jobs you no longer need (dask-hpc remove), or ask for more "
+            "workers a job (--processes, --nodes) in place of them"
+        )
+    workers = n * spec.processes * spec.nodes
+    way = more_workers_a_job(
+        workers, more, spec, several_nodes=several_nodes, session=session, base=base, max_nodes=max_nodes
+    )
+    return f"{said} {way}"
 
 
 def job_limit_message(
@@ -169,46 +245,78 @@ def job_limit_message(
 
 
 def more_workers_a_job(
-    workers: int, jobs: int, spec: JobSpec, *, several_nodes: bool, session: str | None = None
+    workers: int,
+    jobs: int,
+    spec: JobSpec,
+    *,
+    several_nodes: bool,
+    session: str | None = None,
+    base: JobSpec | None = None,
+    max_nodes: int | None = None,
 ) -> str:
-    """How to get ``workers`` workers from at most ``jobs`` jobs of ``spec``'s kind: the
-    commands, each worker keeping its threads and memory."""
+    """How to get at least ``workers`` workers from at most ``jobs`` jobs of ``spec``'s kind:
+    the commands, each worker keeping its threads and memory, and each saying the workers
+    it brings (rounding up to whole nodes or processes can bring a few more).
+
+    ``base``: the session's spec; the commands carry ``spec``'s own options beside it (the
+    add's queue, walltime, extra directives), so that they ask for the same kind of job.
+    ``max_nodes``: the site's most nodes a job (SLURM's partition MaxNodes): a way needing
+    more is not given. ``several_nodes``: the system has a launcher for jobs of several nodes.
+    """
+    base = spec if base is None else base
     each = math.ceil(workers / jobs)  # workers a job
     jobs = math.ceil(workers / each)
-    name = f" --name {session}" if session and session != DEFAULT_NAME else ""
+    name = ["--name", session] if session and session != DEFAULT_NAME else []
+    ways = []
+    nodes = math.ceil(each / spec.processes)
+    if several_nodes and (max_nodes is None or nodes <= max_nodes):
+        argv = ["dask-hpc", "add", str(jobs), *name, "--nodes", str(nodes)]
+        argv += spec.command_options(base, leave_out=("nodes",))
+        got = jobs * nodes * spec.processes
+        ways.append(f"{shlex.join(argv)} ({_count(nodes, 'node')} a job, {_count(got, 'worker')})")
     threads = max(1, spec.cores // spec.processes)
     processes = math.ceil(each / spec.nodes)
-    on_nodes = f" --nodes {spec.nodes}" if spec.nodes > 1 else ""
     memory = format_memory(spec.memory // spec.processes * processes)
-    wider = (
-        f"dask-hpc add {jobs}{name} --cores {processes * threads} --processes {processes} "
-        f"--memory {memory}{on_nodes} ({processes} workers a node)"
-    )
-    ways = [wider]
-    if several_nodes:
-        nodes = math.ceil(each / spec.processes)
-        ways.insert(0, f"dask-hpc add {jobs}{name} --nodes {nodes} ({nodes} nodes a job)")
+    argv = ["dask-hpc", "add", str(jobs), *name, "--cores", str(processes * threads)]
+    argv += ["--processes", str(processes), "--memory", memory]
+    argv += ["--nodes", str(spec.nodes)] if spec.nodes != base.nodes else []
+    argv += spec.command_options(base, leave_out=("nodes", "cores", "processes", "memory"))
+    got = jobs * processes * spec.nodes
+    ways.append(f"{shlex.join(argv)} ({_count(processes, 'worker')} a node, {_count(got, 'worker')})")
     return (
-        f"For {jobs * each} workers in {jobs} jobs: {' or '.join(ways)}; in Python, the same "
-        "as nodes=, cores=, processes=, memory="
+        f"For {_count(workers, 'worker')} in {_count(jobs, 'job')}: {' or '.join(ways)}; in Python, "
+        "the same as nodes=, cores=, processes=, memory="
     )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def capped_jobs(
-    caps: Sequence[Cap], in_queue: int, session_jobs: int, spec: JobSpec | None = None
+    caps: Sequence[Cap],
+    in_queue: int,
+    session_jobs: int,
+    spec: JobSpec | None = None,
+    scheduler_holds: Mapping[str, int] | None = None,
 ) -> tuple[int, Cap] | None:
-    """The most jobs (tasks each) of ``spec``'s kind this session may hold under the caps, and
-    the cap that sets it; None without caps that bound it. A cap on submitted jobs leaves the
-    session its own ``session_jobs`` plus what the user's ``in_queue`` leaves free; a cap on
-    running jobs (or on what they hold: SLURM's MaxTRESPerUser, GrpTRES) bounds the session
-    at that many (jobs past it could only wait; the user's jobs pending elsewhere do not
+    """The most worker jobs (tasks each) of ``spec``'s kind this session may hold under the
+    caps, and the cap that sets it; None without caps that bound it. A cap on submitted jobs
+    leaves the session its own ``session_jobs`` plus what the user's ``in_queue`` leaves
+    free; a cap on running jobs (or on what they hold: SLURM's MaxTRESPerUser, GrpTRES)
+    bounds the session at what its scheduler's job leaves of it (``scheduler_holds``, by
+    :attr:`Cap.per`; jobs past it could only wait; the user's jobs pending elsewhere do not
     run, so they are not counted). A cap that counts an array once does not bound the tasks:
     adapt's submissions are arrays, each refused alone if it passes."""
+    holds = scheduler_holds or {}
     best: tuple[int, Cap] | None = None
     for cap in caps:
         if cap.arrays_count_once:
             continue
-        most = cap.jobs(spec) if cap.running_only else max(0, cap.limit - (in_queue - session_jobs))
+        if cap.running_only:
+            most = cap.jobs(spec, taken=holds.get(cap.per, 0))
+        else:
+            most = max(0, cap.limit - (in_queue - session_jobs))
         if best is None or most < best[0]:
             best = (most, cap)
     return best

@@ -46,7 +46,10 @@ from dask_hpc.keeper.decisions import (
     job_of_worker,
     lost_kept_jobs,
     replacement_times,
+    running_cap_message,
+    running_cap_refusal,
     scale_steps,
+    session_holds,
 )
 from dask_hpc.keeper.scripts import takes_arrays, worker_script
 from dask_hpc.launch import dashboard_port
@@ -302,6 +305,7 @@ class Keeper(SchedulerPlugin):
             line = job_limit_message(limits, spec, self.system.name)
             if line:
                 raise CapError(line)
+        await asyncio.to_thread(self._check_running_caps, n, spec, self._held_specs())
         if not self.can_submit:
             if keep:
                 raise SessionError(
@@ -570,21 +574,52 @@ class Keeper(SchedulerPlugin):
         refusal = cap_refusal(caps, in_queue, n, submissions)
         if refusal is not None:
             cap, more = refusal
-            user, several = getpass.getuser(), self.system.node_launch is not None
-            name = self.config.name
             raise CapError(
-                cap_message(cap, more, n, in_queue, user, spec, several_nodes=several, session=name)
+                cap_message(cap, more, n, in_queue, getpass.getuser(), spec, **self._way_out(spec))
             )
         with self._caps_lock:  # these jobs are in the queue now, for the next ask within the refresh
             if self._user_jobs_cache is not None:
                 at, count = self._user_jobs_cache
                 self._user_jobs_cache = (at, None if count is None else count + n)
 
+    def _check_running_caps(self, n: int, spec: JobSpec, held: list[JobSpec]) -> None:
+        """Refuse ``n`` jobs that could not all run at once beside this session's own under a
+        cap on running jobs (call in a thread): they would wait for the session's workers'
+        walltimes. ``held``: the specs of the session's jobs (:meth:`_held_specs`, taken in
+        the event loop). Replacements of kept jobs are not checked: they wait for the jobs
+        they replace to end, as they should."""
+        caps = [cap for cap in self._caps(spec.account) if cap.running_only]
+        refusal = running_cap_refusal(caps, spec, n, session_holds(held))
+        if refusal is not None:
+            cap, more = refusal
+            raise CapError(running_cap_message(cap, more, n, getpass.getuser(), spec, **self._way_out(spec)))
+
+    def _held_specs(self) -> list[JobSpec]:
+        """The specs of the jobs this session holds in the queue: its scheduler's (unless it
+        runs outside a job) and its live worker jobs'."""
+        scheduler = [] if self.config.scheduler_here else [self.config.scheduler_spec]
+        live = [job_id for job_id, r in self.jobs.items() if r.live and not r.removed]
+        return [*scheduler, *(self.specs.get(job_id, self.config.spec) for job_id in live)]
+
+    def _way_out(self, spec: JobSpec) -> dict[str, Any]:
+        """What a cap's line needs for its way out (call in a thread): the session's name and
+        spec (the commands carry the add's own options), the launcher, the most nodes a job."""
+        limits = self.system.job_limits(spec)
+        return {
+            "several_nodes": self.system.node_launch is not None,
+            "session": self.config.name,
+            "base": self.config.spec,
+            "max_nodes": min((limit.most for limit in limits if limit.what == "node"), default=None),
+        }
+
     def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
         """The most jobs this session may hold under the caps (call in a thread)."""
         caps = self._caps(self.adapt_spec.account)
         in_queue = self._user_jobs() if caps else None
-        return None if in_queue is None else capped_jobs(caps, in_queue, session_jobs, self.adapt_spec)
+        if in_queue is None:
+            return None
+        scheduler = session_holds([] if self.config.scheduler_here else [self.config.scheduler_spec])
+        return capped_jobs(caps, in_queue, session_jobs, self.adapt_spec, scheduler)
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from dask_hpc.errors import CapError, DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
 from dask_hpc.keeper import protocol
-from dask_hpc.keeper.decisions import cap_message, cap_refusal, job_limit_message
+from dask_hpc.keeper.decisions import (
+    cap_message,
+    cap_refusal,
+    job_limit_message,
+    running_cap_message,
+    running_cap_refusal,
+    session_holds,
+)
 from dask_hpc.keeper.scripts import scheduler_command, takes_arrays, worker_script
 from dask_hpc.security import check_private, create_tls_files, tls_files
 from dask_hpc.session.link import Link
@@ -234,7 +241,8 @@ def up(
             # Submitted before the scheduler is up: they may wait as long as it may take.
             early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
             batches = system.batches(workers, takes_arrays(early_spec, system))
-            _refuse_past_caps(system, workers, len(batches), early_spec, session.name)  # scheduler's job in
+            # The scheduler's job is in the queue: the caps count it.
+            _refuse_past_caps(system, workers, len(batches), early_spec, scheduler_spec, session.name)
             # One by one (an array at a time): those submitted before a failure are cancelled too.
             for tasks in batches:
                 script = worker_script(
@@ -263,20 +271,28 @@ def up(
 
 
 def _refuse_past_caps(
-    system: BatchSystem, n: int, submissions: int, spec: JobSpec, session: str | None = None
+    system: BatchSystem, n: int, submissions: int, spec: JobSpec, scheduler_spec: JobSpec, session: str
 ) -> None:
-    """Raise CapError for ``n`` worker jobs that would pass one of the site's caps on the
-    user's jobs (the keeper checks its own submissions the same way)."""
+    """Raise CapError for ``n`` worker jobs, the first of a session whose scheduler's job is
+    in the queue, that would pass one of the site's caps on the user's jobs, or could not
+    all run at once beside the scheduler's job (the keeper checks its own the same way)."""
     caps = system.caps(spec.account)
-    in_queue = system.user_jobs() if caps else None
+    if not caps:
+        return
+    user = getpass.getuser()
+    nodes = [limit.most for limit in system.job_limits(spec) if limit.what == "node"]
+    way_out: dict[str, Any] = {
+        "several_nodes": system.node_launch is not None,
+        "session": session,
+        "max_nodes": min(nodes, default=None),
+    }
+    running = running_cap_refusal(caps, spec, n, session_holds([scheduler_spec]))
+    if running is not None:
+        raise CapError(running_cap_message(running[0], running[1], n, user, spec, **way_out))
+    in_queue = system.user_jobs()
     refusal = None if in_queue is None else cap_refusal(caps, in_queue, n, submissions)
     if refusal is not None and in_queue is not None:
-        cap, more = refusal
-        several = system.node_launch is not None
-        line = cap_message(
-            cap, more, n, in_queue, getpass.getuser(), spec, several_nodes=several, session=session
-        )
-        raise CapError(line)
+        raise CapError(cap_message(refusal[0], refusal[1], n, in_queue, user, spec, **way_out))
 
 
 def _refuse_past_job_limits(system: BatchSystem, spec: JobSpec, scheduler_spec: JobSpec) -> None:

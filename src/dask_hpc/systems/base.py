@@ -92,12 +92,18 @@ class Cap:
     #: "cpu", "node", "mem" in MiB), which bounds the jobs by what each one takes of it.
     per: str = "job"
 
-    def jobs(self, spec: JobSpec | None = None) -> int:
+    def jobs(self, spec: JobSpec | None = None, taken: int = 0) -> int:
         """The most jobs of ``spec``'s kind this cap allows: its limit where it counts jobs;
-        else the limit over what one such job takes of its resource."""
+        else the limit over what one such job takes of its resource. ``taken``: what other
+        jobs hold of it already (in :meth:`takes`'s units)."""
+        return max(0, self.limit - taken) // self.takes(spec)
+
+    def takes(self, spec: JobSpec | None) -> int:
+        """What one job of ``spec`` counts against this cap: 1 where it counts jobs, else its
+        CPUs, nodes or MiB."""
         if self.per == "job" or spec is None:
-            return self.limit
-        return self.limit // max(1, job_resources(spec)[self.per])
+            return 1
+        return max(1, job_resources(spec)[self.per])
 
 
 @dataclass(frozen=True)
