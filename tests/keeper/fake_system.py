@@ -26,7 +26,7 @@ from pathlib import Path
 
 from dask_hpc.errors import CommandError, SubmitError
 from dask_hpc.spec import JobSpec
-from dask_hpc.systems import BatchSystem, Cap, JobState, JobStatus
+from dask_hpc.systems import BatchSystem, Cap, JobLimit, JobState, JobStatus
 from dask_hpc.systems.base import shell_command
 
 __all__ = ["FakeSystem"]
@@ -73,6 +73,7 @@ class FakeSystem(BatchSystem):
         self.default_array_limit = array_limit or 1  # type: ignore[misc]
         self.array_sizes: list[int] = []  # the tasks of each array submitted
         self.site_caps: list[Cap] = []  # what caps() answers: the site's limits on the user's jobs
+        self.site_limits: list[JobLimit] = []  # what job_limits() answers: on one job (MaxTime)
         self.other_jobs = 0  # the user's jobs outside this session, counted by user_jobs()
 
     # ---- played by the test ----------------------------------------------------
@@ -180,6 +181,9 @@ class FakeSystem(BatchSystem):
 
     def caps(self, account: str | None = None) -> list[Cap]:
         return list(self.site_caps)
+
+    def job_limits(self, spec: JobSpec) -> list[JobLimit]:
+        return list(self.site_limits)
 
     def user_jobs(self) -> int | None:
         """The user's jobs pending or running: this session's (tasks each) and the others."""

@@ -44,7 +44,7 @@ from dask_hpc.session.link import Link
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger
 from dask_hpc.state.session import Session, SessionConfig
-from dask_hpc.systems import Cap, JobState
+from dask_hpc.systems import Cap, JobLimit, JobState
 from dask_hpc.systems.base import ENV_SYSTEM
 from dask_hpc.worker.retirement import END_METRIC
 
@@ -687,6 +687,24 @@ def test_adapt_under_a_cap_on_running_jobs_leaves_room_for_the_schedulers_job(tm
                 ).capped == f"at most {most} jobs by MaxJobs=5 (association of alice in account a1)"
 
         asyncio.run(run())
+
+
+def test_a_scheduler_outside_a_job_checks_the_sessions_own_jobs_against_the_sites_limits(
+    tmp_path: Path,
+) -> None:
+    """BatchCluster(scheduler="local") has no `up` that checked the session's jobs against the
+    partition's MaxTime: its first add does, in one line, before anything is submitted."""
+    system = FakeSystem()
+    system.site_limits = [JobLimit("walltime", 600, "MaxTime=00:10:00 (partition short)")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system, scheduler_here=True) as h:
+            with pytest.raises(CapError, match=r"MaxTime=00:10:00 \(partition short\).*--walltime 00:10:00"):
+                await h.ask(protocol.Add(1))
+            assert system.submit_calls == 0
+            assert len((await h.ask(protocol.Add(1, {"walltime": "10m"}))).job_ids) == 1
+
+    asyncio.run(run())
 
 
 def test_a_cap_that_counts_an_array_once_lets_one_array_through(tmp_path: Path) -> None:

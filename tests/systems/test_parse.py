@@ -612,6 +612,35 @@ def test_slurm_partition_limits_on_one_job() -> None:
     assert parse_partition_limits(text, "nosuch") == [] and parse_partition_limits(text, "debug,short") == []
 
 
+@pytest.mark.parametrize(
+    "directives",
+    [
+        ["--partition=short"],
+        ["--partition short"],
+        ["-p short"],
+        ["-pshort"],
+        ["-p debug", "--partition='short'"],
+    ],
+)
+def test_slurm_limits_are_the_partition_the_job_goes_to(
+    directives: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition given in an extra directive is the job's (it replaces --queue's), and
+    $SBATCH_PARTITION overrides both, as sbatch reads them; likewise the account of the caps."""
+    slurm = get_system("slurm")
+    monkeypatch.delenv("SBATCH_PARTITION", raising=False)
+    monkeypatch.delenv("SBATCH_ACCOUNT", raising=False)
+    spec = JobSpec.from_options(queue="debug", account="a1", job_extra_directives=directives)
+    assert slurm.job_partition(spec) == "short"
+    assert slurm.job_partition(JobSpec.from_options(queue="debug")) == "debug"
+    assert slurm.job_partition(JobSpec()) is None
+    assert slurm.job_account(spec) == "a1"
+    assert slurm.job_account(JobSpec.from_options(account="a1", job_extra_directives=["-A a2"])) == "a2"
+    monkeypatch.setenv("SBATCH_PARTITION", "long")
+    monkeypatch.setenv("SBATCH_ACCOUNT", "a3")
+    assert slurm.job_partition(spec) == "long" and slurm.job_account(spec) == "a3"
+
+
 def test_lsf_array_elements_by_their_index() -> None:
     """bjobs -json -o "jobid jobindex stat ...": an element's id is jobid[index]; 0 is a job of its own."""
     import json

@@ -300,7 +300,8 @@ class Keeper(SchedulerPlugin):
         self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
     ) -> protocol.Jobs | protocol.SubmitHere:
         spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
-        if spec != self.config.spec:  # the session's own were checked by up
+        # The session's own were checked by up; a scheduler outside a job had no up.
+        if spec != self.config.spec or self.config.scheduler_here:
             limits = await asyncio.to_thread(self.system.job_limits, spec)
             line = job_limit_message(limits, spec, self.system.name)
             if line:
@@ -551,7 +552,7 @@ class Keeper(SchedulerPlugin):
         """What the first submission needs from the batch system, asked while nobody waits:
         its caps and its largest array (called in a thread when the keeper starts)."""
         try:
-            self._caps(self.config.spec.account)
+            self._caps(self.system.job_account(self.config.spec))
             self.system.array_limit()
         except Exception as exc:  # a prefetch: asked again when a submission needs it, and said then
             logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
@@ -567,7 +568,7 @@ class Keeper(SchedulerPlugin):
 
     def _check_caps(self, n: int, submissions: int, spec: JobSpec) -> None:
         """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
-        caps = self._caps(spec.account)
+        caps = self._caps(self.system.job_account(spec))
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return
@@ -588,7 +589,7 @@ class Keeper(SchedulerPlugin):
         walltimes. ``held``: the specs of the session's jobs (:meth:`_held_specs`, taken in
         the event loop). Replacements of kept jobs are not checked: they wait for the jobs
         they replace to end, as they should."""
-        caps = [cap for cap in self._caps(spec.account) if cap.running_only]
+        caps = [cap for cap in self._caps(self.system.job_account(spec)) if cap.running_only]
         refusal = running_cap_refusal(caps, spec, n, session_holds(held))
         if refusal is not None:
             cap, more = refusal
@@ -614,7 +615,7 @@ class Keeper(SchedulerPlugin):
 
     def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
         """The most jobs this session may hold under the caps (call in a thread)."""
-        caps = self._caps(self.adapt_spec.account)
+        caps = self._caps(self.system.job_account(self.adapt_spec))
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return None

@@ -237,6 +237,23 @@ class BatchSystem(ABC):
         line = directive.strip()
         return {key for key, pattern in self.directive_keys.items() if re.search(pattern, line)}
 
+    def directive_value(self, spec: JobSpec, key: str) -> str | None:
+        """What the user's extra directives set ``key`` (of :attr:`directive_keys`) to, the
+        last one winning as in the systems' own reading: ``--partition=short``,
+        ``--partition short``, ``-p short``, ``-pshort`` all give ``short``. None: not set."""
+        pattern, value = self.directive_keys.get(key), None
+        for directive in spec.job_extra_directives if pattern else ():
+            line = directive.strip()
+            found = re.search(pattern, line) if pattern else None
+            if found:
+                value = line[found.end() :].lstrip("= \t").strip().strip("'\"") or None
+        return value
+
+    def job_account(self, spec: JobSpec) -> str | None:
+        """The account a job of ``spec`` is charged to, as the batch system will read it: the
+        user's extra directive, else ``--account``; None: the user's default account."""
+        return self.directive_value(spec, "account") or spec.account
+
     #: What only dask-hpc's own options may set, and how to ask for it instead: the walltime,
     #: since workers retire and replacements are planned by it (a directive would change the
     #: job, not the plan); an array, since each of its tasks is a job the keeper follows.

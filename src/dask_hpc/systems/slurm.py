@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -179,7 +180,19 @@ class SlurmSystem(BatchSystem):
             done = _process.run(["scontrol", "show", "partition", "--oneliner"], timeout=30)
         except CommandError:
             return []  # no answer: sbatch will say
-        return parse_partition_limits(done.stdout, spec.queue)
+        return parse_partition_limits(done.stdout, self.job_partition(spec))
+
+    def job_partition(self, spec: JobSpec) -> str | None:
+        """The partition sbatch puts a job of ``spec`` in: ``$SBATCH_PARTITION`` where set
+        (sbatch's manual: input environment variables override the script's directives),
+        else the user's extra directive (``-p``, ``--partition``), else ``--queue``; None:
+        the default partition."""
+        return os.environ.get("SBATCH_PARTITION") or self.directive_value(spec, "queue") or spec.queue
+
+    def job_account(self, spec: JobSpec) -> str | None:
+        """As :meth:`BatchSystem.job_account`, ``$SBATCH_ACCOUNT`` first (it overrides the
+        script's directives, as ``$SBATCH_PARTITION`` does)."""
+        return os.environ.get("SBATCH_ACCOUNT") or super().job_account(spec)
 
     def user_jobs(self) -> int | None:
         try:
