@@ -48,6 +48,7 @@ record = {
     "environment": os.environ.get("FROM_SPEC"),
     "nodes": os.environ.get("DASK_HPC_NODES"),
     "tasknum": os.environ.get("PBS_TASKNUM"),
+    "own": [os.environ.get(v) for v in ("CUDA_VISIBLE_DEVICES", "LSB_BIND_CPU_LIST", "TMPDIR")],
     "cwd": os.getcwd(),
     "scripts": scripts,
     "jobs_mode": oct(stat.S_IMODE(jobs.stat().st_mode)),
@@ -58,14 +59,22 @@ if os.environ.get("FAIL_ON") == "hang":  # a worker that runs until the job is c
 sys.exit(3 if node == os.environ.get("FAIL_ON") else 0)
 """
 
-# The launchers' stand-ins. BARE: a node's own environment (nothing of the job's).
+# The launchers' stand-ins. BARE: a node's own environment (nothing of the job's); OWN, the
+# variables a node's launcher sets there: node0 its GPUs and CPU binding, node1 its TMPDIR.
 BARE = 'env -i HOME="$HOME" PATH="$PATH" RECORDS="$RECORDS" FAIL_ON="$FAIL_ON"'
+OWN = """own() {
+    if [ "$1" = node0 ]; then echo CUDA_VISIBLE_DEVICES=gpus-of-node0 LSB_BIND_CPU_LIST=0-7
+    else echo TMPDIR=/scratch/own-of-node1; fi
+}"""
 FAKES = {
     # pbsdsh [-u] program args...: exec'ed as is on each node (two here), bare environment.
     "pbsdsh": f"""#!/bin/bash
 [ "$1" = -u ] && shift
 status=0
-for task in 0 1; do {BARE} FAKE_NODE="node$task" PBS_TASKNUM="$task" "$@" || status=$?; done
+{OWN}
+for task in 0 1; do
+    {BARE} FAKE_NODE="node$task" PBS_TASKNUM="$task" $(own "node$task") "$@" || status=$?
+done
 exit $status
 """,
     # blaunch -z "hostA hostB " command...: rsh's way, once on each host named.
@@ -73,19 +82,22 @@ exit $status
 [ "$1" = -z ] || exit 64
 hosts=$2; shift 2
 status=0
-for host in $hosts; do {BARE} FAKE_NODE="$host" /bin/sh -c "$*" || status=$?; done
+{OWN}
+for host in $hosts; do {BARE} FAKE_NODE="$host" $(own "$host") /bin/sh -c "$*" || status=$?; done
 exit $status
 """,
     # qrsh -inherit -nostdin HOST command...
     "qrsh": f"""#!/bin/bash
 [ "$1" = -inherit ] && [ "$2" = -nostdin ] || exit 64
 host=$3; shift 3
-exec {BARE} FAKE_NODE="$host" /bin/sh -c "$*"
+{OWN}
+exec {BARE} FAKE_NODE="$host" $(own "$host") /bin/sh -c "$*"
 """,
     # oarsh HOST command...
     "oarsh": f"""#!/bin/bash
 host=$1; shift
-exec {BARE} FAKE_NODE="$host" /bin/sh -c "$*"
+{OWN}
+exec {BARE} FAKE_NODE="$host" $(own "$host") /bin/sh -c "$*"
 """,
 }
 
@@ -132,6 +144,10 @@ def job(tmp_path: Path, system: str, fail_on: str = "") -> tuple[Path, dict[str,
         "HOME": str(home),
         "RECORDS": str(records),
         "FAIL_ON": fail_on,
+        # The first node's own, which the job script sees: not the other nodes'.
+        "CUDA_VISIBLE_DEVICES": "gpus-of-the-first-node",
+        "LSB_BIND_CPU_LIST": "8-15",
+        "TMPDIR": "/scratch/the job's",
         **JOB_ENV[system],
     }
     if system in NODE_FILES:
@@ -170,6 +186,11 @@ def test_each_node_runs_the_worker_with_the_jobs_environment(tmp_path: Path, sys
         assert record["prologue"] == "set by the prologue" and record["environment"] == "a b"
         assert record["nodes"] == "2"  # the workers are named after job and node
         assert record["cwd"] == str(tmp_path / "job dir")
+    # Each node keeps its own GPUs and CPU binding (none where its launcher set none), and
+    # its own TMPDIR; the job's where it has none.
+    assert found["node0"]["own"] == ["gpus-of-node0", "0-7", "/scratch/the job's"]
+    assert found["node1"]["own"] == [None, None, "/scratch/own-of-node1"]
+    for record in found.values():
         ((_script, mode),) = record["scripts"].items()
         assert mode == "0o600" and record["jobs_mode"] == "0o700", record
     if system in ("pbs", "torque", "moab"):

@@ -33,8 +33,23 @@ __all__ = ["NODE_SCRIPT", "each_node", "node_script_lines"]
 NODE_SCRIPT = '"$HOME/.dask-hpc/jobs/$(hostname)-$$.sh"'
 
 #: Variables that are the node's own, not the job's: left out of the node script, so that
-#: each node keeps its value (pbsdsh sets PBS_TASKNUM... for each task it starts).
-NODE_OWN = r"HOSTNAME|PWD|OLDPWD|SHLVL|_|PBS_TASKNUM|PBS_NODENUM|PBS_VNODENUM|SSH_[A-Z_]*"
+#: each node keeps its value, or has none: pbsdsh sets PBS_TASKNUM... for each task it
+#: starts; the GPUs a node gives the job (CUDA_VISIBLE_DEVICES, set there by the batch
+#: system's cgroup or its GPU plugin, AMD's and Intel's likewise) and LSF's CPU binding of
+#: each host (LSB_BIND_*) are that node's, and the first node's would hide the others' GPUs
+#: or bind to CPUs they do not hold. TMPDIR is TMPDIR_LINE's.
+NODE_OWN = (
+    r"HOSTNAME|PWD|OLDPWD|SHLVL|_|PBS_TASKNUM|PBS_NODENUM|PBS_VNODENUM|SSH_[A-Z_]*|TMPDIR"
+    r"|CUDA_VISIBLE_DEVICES|ROCR_VISIBLE_DEVICES|HIP_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL"
+    r"|ZE_AFFINITY_MASK|LSB_BIND_[A-Z_]*"
+)
+
+#: The job's TMPDIR (node-local scratch: ``--local-directory '$TMPDIR'``) where a node's
+#: launcher gives it none; a node's own wins (PBS, Grid Engine and LSF make one per job on
+#: every node, under the same name on most sites, not all).
+TMPDIR_LINE = (
+    """    if [ -n "${TMPDIR-}" ]; then printf '[ -n "${TMPDIR-}" ] || export TMPDIR=%q\\n' "$TMPDIR"; fi"""
+)
 
 #: The here-document's end word: the worker command between them is written as it is.
 _END = "DASK_HPC_WORKER_COMMAND"
@@ -53,6 +68,7 @@ def node_script_lines(command: Sequence[str], launcher: str, launch: Sequence[st
         f"node_script={NODE_SCRIPT}",
         '(umask 077 && mkdir -p "${node_script%/*}" && {',
         f"    export -p | grep -Ev '^(declare -x|export) ({NODE_OWN})(=|$)'",
+        TMPDIR_LINE,
         """    echo 'cd "$DASK_HPC_JOB_DIR" 2>/dev/null || :'""",
         f"    cat <<'{_END}'",
         f"exec {shell_command(command)}",
