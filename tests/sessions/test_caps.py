@@ -162,3 +162,23 @@ def test_sge_job_caps_count_an_array_once(
         hpc("down", "--name", name)
     finally:
         subprocess.run(["qconf", "-Mconf", str(original)], check=True, capture_output=True)
+
+
+@pytest.mark.sge
+@pytest.mark.parametrize(
+    ("pe", "line"), [("mpi", "has allocation_rule $fill_up"), ("nosuch", "does not know")]
+)
+def test_sge_several_nodes_need_a_parallel_environment_that_puts_the_cores_on_each_host(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC], pe: str, line: str
+) -> None:
+    """The local Grid Engine's mpi parallel environment fills hosts as slots come ($fill_up):
+    `up --nodes 2` through it is refused in one line (qconf -sp read for real) before
+    anything is submitted, as is a parallel environment Grid Engine does not know."""
+    bring_up("sge", request)
+    hpc = hpc_for("sge")
+    hpc.env["DASK_DASK_HPC__SGE_PARALLEL_ENVIRONMENT"] = pe
+    refused = hpc.up("several-nodes", "--nodes", "2", "--cores", "2", check=False)
+    assert refused.returncode != 0
+    (said,) = refused.stderr.strip().splitlines()
+    assert said.startswith("error: invalid nodes 2: ") and line in said and "qconf -spl" in said, said
+    assert not get_system("sge").user_jobs()

@@ -224,6 +224,64 @@ def test_grid_engine_needs_a_parallel_environment_for_several_nodes() -> None:
     assert "#$ -pe mpi 8\n" in script  # 4 slots on each of 2 nodes
 
 
+RECORDED_SGE = Path(__file__).resolve().parent.parent / "recorded" / "sge"
+
+
+@pytest.mark.parametrize(
+    ("pe", "own", "refused"),
+    [
+        ("node4", None, None),  # allocation_rule 4: 4 slots on each host
+        ("mpi", None, r"parallel environment mpi has allocation_rule \$fill_up, which does not put 4 slots"),
+        ("nosuch", None, r"Grid Engine does not know the parallel environment nosuch"),
+        ("mpi", "-pe node4 8", None),  # the user's own -pe is the one checked
+        ("node4", "-pe mpi 8", r"parallel environment mpi has allocation_rule \$fill_up"),
+    ],
+)
+def test_grid_engine_reads_the_parallel_environment_of_a_job_of_several_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pe: str, own: str | None, refused: str | None
+) -> None:
+    """qconf -sp, recorded on the local Grid Engine (mpi: $fill_up; node4: a PE with
+    allocation_rule 4): a job of 2 nodes of 4 cores needs 4 slots on each host, or Grid
+    Engine puts all 8 on one and the second node's worker never starts."""
+    qconf = tmp_path / "qconf"
+    qconf.write_text(
+        f"""#!/bin/sh
+[ "$1" = -sp ] || exit 64
+[ -f "{RECORDED_SGE}/qconf-sp-$2.txt" ] || {{ echo "$2 is not a parallel environment" >&2; exit 1; }}
+cat "{RECORDED_SGE}/qconf-sp-$2.txt"
+"""
+    )
+    qconf.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    sge = get_system("sge", {"sge-parallel-environment": pe})
+    spec = JobSpec.from_options(cores=4, nodes=2, job_extra_directives=[own] if own else [])
+    sge.check_site(JobSpec.from_options(cores=4))  # one node: nothing to ask
+    if refused is None:
+        sge.check_site(spec)
+        return
+    with pytest.raises(SpecError, match=refused) as raised:
+        sge.check_site(spec)
+    assert "\n" not in str(raised.value) and "qconf -spl" in str(raised.value)
+
+
+def test_grid_engine_refuses_a_parallel_environment_without_control_slaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (
+        (RECORDED_SGE / "qconf-sp-node4.txt")
+        .read_text()
+        .replace("control_slaves     TRUE", "control_slaves     FALSE")
+    )
+    qconf = tmp_path / "qconf"
+    qconf.write_text(f"#!/bin/sh\ncat <<'EOF'\n{text}EOF\n")
+    qconf.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(SpecError, match="has control_slaves FALSE, so qrsh -inherit cannot start workers"):
+        get_system("sge", {"sge-parallel-environment": "node4"}).check_site(
+            JobSpec.from_options(cores=4, nodes=2)
+        )
+
+
 def test_the_node_script_is_private_even_under_a_loose_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

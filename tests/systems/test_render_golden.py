@@ -131,7 +131,9 @@ def render(system: str, case: str) -> str:
     if case in NODE_CASES:
         spec = JobSpec.from_options(cores=8, processes=2, memory="16GB", nodes=2, walltime="1h")
         try:
-            return get_system(system, SITE).render(spec, worker_command(spec, SCHEDULER_FILE, python=PYTHON))
+            # Grid Engine: a parallel environment that puts 8 slots on each host (allocation_rule 8).
+            site = {**SITE, "sge-parallel-environment": "node8"}
+            return get_system(system, site).render(spec, worker_command(spec, SCHEDULER_FILE, python=PYTHON))
         except SpecError as exc:
             return f"SpecError: {exc}\n"
     if case in ARRAY_CASES:

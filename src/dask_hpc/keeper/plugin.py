@@ -302,6 +302,7 @@ class Keeper(SchedulerPlugin):
         spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
         # The session's own were checked by up; a scheduler outside a job had no up.
         if spec != self.config.spec or self.config.scheduler_here:
+            await asyncio.to_thread(self.system.check_site, spec)
             limits = await asyncio.to_thread(self.system.job_limits, spec)
             line = job_limit_message(limits, spec, self.system.name)
             if line:

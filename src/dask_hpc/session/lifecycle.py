@@ -203,6 +203,7 @@ def up(
         if logs:
             make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
+    system.check_site(spec)
     _refuse_past_job_limits(system, spec, scheduler_spec)
     session.prepare()
     session.clear_scheduler_files()

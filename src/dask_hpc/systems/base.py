@@ -433,6 +433,12 @@ class BatchSystem(ABC):
         asked. Runs commands."""
         return []
 
+    def check_site(self, spec: JobSpec) -> None:
+        """Raise SpecError for a job of ``spec`` that the site is set up not to run as asked,
+        where its commands can tell (Grid Engine's parallel environment for several nodes);
+        nothing where they cannot, or cannot be asked. Runs commands."""
+        return None  # most systems tell nothing of the kind
+
     def user_jobs(self) -> int | None:
         """How many jobs (array tasks each) this user has pending or running, in every session
         and outside them; None where it cannot be asked. One command."""

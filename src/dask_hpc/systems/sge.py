@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import CommandError, ParseError, SpecError
+from dask_hpc.errors import CommandError, CommandNotFoundError, ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import (
     BatchSystem,
@@ -144,6 +144,51 @@ class SGESystem(BatchSystem):
             d.append(f"-o {self.quote(logs + '/')}")
             d.append(f"-e {self.quote(logs + '/')}")
         return d
+
+    def check_site(self, spec: JobSpec) -> None:
+        """A job of several nodes needs a parallel environment (ours, or the user's own
+        ``-pe NAME N``) that puts the same slots on each host, ``allocation_rule`` N (its
+        cores for ours; $fill_up or $round_robin spread them as they come, $pe_slots keeps
+        them on one host), and lets qrsh -inherit start tasks on them (``control_slaves
+        TRUE``): read with ``qconf -sp`` and refused in one line otherwise (sge_pe(5))."""
+        if spec.nodes == 1:
+            return
+        own = next((d.split() for d in spec.job_extra_directives if re.match(r"^-pe\s+\S+", d.strip())), None)
+        name = own[1] if own else self.parallel_environment
+        if name is None or name == NO_PARALLEL_ENVIRONMENT:
+            return  # refused when the script is rendered
+        try:
+            done = _process.run(["qconf", "-sp", name], timeout=30)
+        except CommandNotFoundError:
+            return  # not from here (jobs submitted from the login node): qsub will say
+        except CommandError as exc:
+            raise SpecError(
+                "nodes",
+                spec.nodes,
+                f"Grid Engine does not know the parallel environment {name} ({exc.stderr.strip() or exc}); "
+                "qconf -spl lists them: set sge-parallel-environment in dask-hpc's configuration",
+            ) from None
+        pe = parse_parallel_environment(done.stdout)
+        rule, slaves = pe.get("allocation_rule", "?"), pe.get("control_slaves", "?")
+        wanted = str(spec.cores)
+        fits = rule.isdigit() if own else rule == wanted
+        why = None
+        if not fits:
+            why = (
+                f"has allocation_rule {rule}, which does not put {wanted} slots on each of {spec.nodes} hosts"
+            )
+        elif slaves.upper() != "TRUE":
+            why = (
+                f"has control_slaves {slaves}, so qrsh -inherit cannot start workers on the job's other hosts"
+            )
+        if why:
+            raise SpecError(
+                "nodes",
+                spec.nodes,
+                f"parallel environment {name} {why} (qconf -sp {name}): a job of several nodes needs "
+                f"one with allocation_rule {wanted} and control_slaves TRUE (qconf -spl lists them; "
+                "set sge-parallel-environment), or --nodes 1 with more --processes",
+            )
 
     # qrsh -inherit starts a task on a host of the job's parallel environment (its
     # control_slaves must be TRUE); $PE_HOSTFILE lists each host once, with its slots.
@@ -375,6 +420,12 @@ def _qacct_status(job_id: str, fields: Mapping[str, str]) -> JobStatus:
     else:
         state = JobState.COMPLETED
     return JobStatus(job_id, state, reason=reason, node=node, exit_code=exit_code)
+
+
+def parse_parallel_environment(text: str) -> dict[str, str]:
+    """``qconf -sp NAME``: one ``name value`` a line (sge_pe(5))."""
+    pairs = (line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return {p[0]: p[1].strip() if len(p) > 1 else "" for p in pairs}
 
 
 def _refuse_nodes_without_a_parallel_environment(spec: JobSpec, parallel_environment: str | None) -> None:
