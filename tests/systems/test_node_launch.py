@@ -337,3 +337,52 @@ def test_node_scripts_left_by_jobs_killed_outright_are_removed_a_day_later(
     assert done.returncode == 0, done.stderr
     assert not stale.exists()
     assert recent.exists()  # a job that may still be starting its nodes keeps its script
+
+
+@pytest.mark.parametrize(
+    ("system", "resource_spec", "extra", "refused"),
+    [
+        ("pbs", "select=1:ncpus=8:mem=16gb", [], "asks for 1 nodes"),
+        ("pbs", "select=2:ncpus=8:mem=16gb:mpiprocs=1", [], "does not place its chunks on separate hosts"),
+        ("pbs", "select=2:ncpus=8:mem=16gb:mpiprocs=1,place=scatter", [], None),
+        ("pbs", None, ["-l select=2:ncpus=8:mpiprocs=1", "-l place=scatter"], None),
+        ("pbs", None, ["-l select=1:ncpus=8"], "asks for 1 nodes"),
+        ("pbs", "ncpus=8", [], "names no nodes"),
+        ("torque", "nodes=1:ppn=8", [], "asks for 1 nodes"),
+        ("torque", "nodes=2:ppn=8", [], None),
+        ("moab", None, ["-l nodes=4:ppn=8"], "asks for 4 nodes"),
+        ("oar", "/nodes=1/core=8", [], "asks for 1 nodes"),
+        ("oar", "/nodes=2/core=8", [], None),
+    ],
+)
+def test_a_job_of_several_nodes_whose_own_resources_do_not_hold_them_is_refused_in_one_line(
+    system: str, resource_spec: str | None, extra: list[str], refused: str | None
+) -> None:
+    """dask-jobqueue's resource_spec (or an extra directive) replaces our resources: with
+    --nodes 2 they must ask for 2 nodes (PBS Pro: chunks on separate hosts), or the launcher
+    would start fewer workers, or two of one name on one host."""
+    site = {"resource-spec": resource_spec} if resource_spec else {}
+    spec = JobSpec.from_options(cores=8, memory="16GB", nodes=2, walltime="1h", job_extra_directives=extra)
+    if refused is None:
+        get_system(system, site).render(spec, ["true"])
+        return
+    with pytest.raises(SpecError, match=rf"invalid nodes 2: the job's own resources .* {refused}") as raised:
+        get_system(system, site).render(spec, ["true"])
+    assert "\n" not in str(raised.value) and "leave resource_spec" in str(raised.value)
+    # One node: the user's resources are theirs to write.
+    get_system(system, site).render(JobSpec.from_options(cores=8, memory="16GB", walltime="1h"), ["true"])
+
+
+def test_a_worker_command_of_its_own_cannot_span_nodes() -> None:
+    """dask-cuda's worker (any worker_command of the user's) is named after the job only: on
+    several nodes every worker would have one name, and the scheduler keeps one of them."""
+    from dask_hpc.keeper.scripts import worker_command
+
+    spec = JobSpec.from_options(nodes=2, worker_command="dask_cuda.cli.dask_cuda_worker")
+    with pytest.raises(
+        SpecError, match=r"invalid nodes 2: worker_command dask_cuda.cli.dask_cuda_worker names"
+    ):
+        worker_command(spec, "/s.json", job_id_variable="PBS_JOBID")
+    assert "--nworkers" in worker_command(
+        JobSpec.from_options(nodes=2), "/s.json", job_id_variable="PBS_JOBID"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from dask_hpc.errors import SpecError
 from dask_hpc.security import TLSFiles
 from dask_hpc.spec import DASK_WORKER_MODULES, JobSpec
 from dask_hpc.systems.base import BatchSystem, Expanded
@@ -35,6 +36,15 @@ def worker_command(
     """
     module = spec.worker_command or "dask_hpc.worker"
     ours = module in DASK_WORKER_MODULES
+    if not ours and spec.nodes > 1:
+        raise SpecError(
+            "nodes",
+            spec.nodes,
+            f"worker_command {module} names its workers after the job (--name ${job_id_variable}), the "
+            "same name on every node, and the scheduler takes one worker of a name: leave "
+            "worker_command out for jobs of several nodes (dask-hpc's worker names them after job "
+            "and node), or ask for --nodes 1 with more --processes",
+        )
     command = [
         spec.python or python,
         "-m",

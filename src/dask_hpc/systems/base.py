@@ -646,6 +646,34 @@ _REFERENCE = re.compile(
 )
 
 
+def own_resources_hold_the_nodes(
+    resources: Sequence[str], spec: JobSpec, count: str, example: str, also: tuple[str, str] | None = None
+) -> None:
+    """A job of several nodes whose resources the user wrote (``resource_spec``, or an extra
+    directive that replaces ours): they must ask for those nodes, or the job gets fewer and
+    the launcher starts fewer workers (or two on one node, under one name). ``count``: a
+    pattern whose group is the number of nodes (PBS's ``select=N``); ``also``: a pattern they
+    must match too, and what it is (PBS Pro's ``place=scatter``). SpecError in one line."""
+    if spec.nodes == 1 or not resources:
+        return
+    text = " ".join(resources)
+    found = re.search(count, text)
+    if found is None:
+        wrong: str | None = "names no nodes"
+    else:
+        wrong = f"asks for {found[1]} nodes" if int(found[1]) != spec.nodes else None
+    if wrong is None and also is not None and not re.search(also[0], text):
+        wrong = f"does not {also[1]}"
+    if wrong:
+        raise SpecError(
+            "nodes",
+            spec.nodes,
+            f"the job's own resources ({text}) {wrong}, so the workers would not be one set on each "
+            f"of {spec.nodes} nodes: write {example} there, or leave resource_spec and the resource "
+            "directive out (--nodes, --cores and --memory make them)",
+        )
+
+
 def has_references(value: str) -> bool:
     """Whether ``value`` names a variable of the job's environment (``\\$NAME`` is plain text)."""
     return any(m[0] != "\\$" for m in _REFERENCE.finditer(value))

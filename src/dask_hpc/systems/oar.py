@@ -22,6 +22,7 @@ from dask_hpc.systems.base import (
     JobState,
     JobStatus,
     must_match,
+    own_resources_hold_the_nodes,
     read_lines,
     resource_line,
     setting_line,
@@ -106,6 +107,9 @@ class OARSystem(BatchSystem):
         ]
 
     def resources(self, spec: JobSpec) -> str:
+        own = [self.resource_spec] if self.resource_spec else []
+        own += [d.strip() for d in spec.job_extra_directives if "resources" in self.sets(d)]
+        own_resources_hold_the_nodes(own, spec, r"/nodes=(\d+)", f"/nodes={spec.nodes}/core={spec.cores}")
         # nodes=1: all the cores on one node (without it OAR may spread them over nodes).
         return self.resource_spec or f"/nodes={spec.nodes}/core={spec.cores}"
 
