@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import faulthandler
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,6 +45,9 @@ LAUNCHER_GONE_GRACE = 5.0
 failed = False
 #: This rank closed because a rank it serves (the script's, the scheduler's) died.
 orphaned = False
+#: This rank is in MPI's finalize, no rank known dead: it waits for ranks still at work,
+#: however long, and the watchdog's timer lets it.
+finalize_waits_for_work = False
 
 
 def send_close_signal() -> None:
@@ -95,7 +100,34 @@ def finalize_mpi() -> None:
     engine = sys.modules.get("dask_hpc.comm.engine")  # not imported now: at exit, nothing may import
     if engine is not None and engine.Engine._instance is not None:
         engine.Engine._instance.stop()
-    MPI.Finalize()
+    global finalize_waits_for_work
+    finalize_waits_for_work = not failure_known()  # not asked during finalize: MPI is busy then
+    library = _loaded_libmpi()
+    if library is None:
+        MPI.Finalize()
+    else:
+        # MPI_Finalize itself, through ctypes, which lets go of the GIL while it waits
+        # (mpi4py's MPI.Finalize holds it): the watchdog's Python timer can then end a
+        # finalize that never finishes with this rank's own exit code, not faulthandler's 1
+        # (seen in CI: a rank killed under ULFM, the others waiting in finalize). mpi4py
+        # asks MPI whether it is finalized, so it does not finalize again at exit.
+        library.MPI_Finalize()
+
+
+def _loaded_libmpi() -> ctypes.CDLL | None:
+    """The MPI library mpi4py loaded into this process (Open MPI's libmpi.so.40, MPICH's
+    libmpi.so.12), from the process's memory map; None where it cannot be found there."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if re.search(r"/libmpi\.so(\.\d+)*$", line.strip())}
+    except OSError:
+        return None
+    if len(paths) != 1:
+        return None
+    try:
+        return ctypes.CDLL(paths.pop())
+    except OSError:
+        return None
 
 
 def abandon(code: int) -> NoReturn:
@@ -139,14 +171,18 @@ def exit_bounded(code: int) -> None:
 def watchdog(code: int) -> None:
     """In FINALIZE_GRACE seconds, exit with ``code`` whatever this rank is doing then.
 
-    Two guards, because mpi4py's MPI.Finalize holds the GIL while it waits (seen under
-    gdb): a Python timer, which exits with ``code`` and says why, ends a wait in Python
-    (a cluster that does not answer its close); and, when a rank is known to have died
+    Two guards: a Python timer, which exits with ``code`` and says why, ends a wait in
+    Python (a cluster that does not answer its close) and one in MPI's finalize, which
+    :func:`finalize_mpi` calls without the GIL; and, when a rank is known to have died
     (:func:`failure_known`), faulthandler's watchdog, a C thread that needs no GIL, ends a
-    wait inside MPI a little later, with exit code 1 and the stack of where it waited.
+    wait inside MPI a little later, with exit code 1 and the stack of where it waited,
+    where MPI is finalized holding the GIL (mpi4py's MPI.Finalize does: seen under gdb;
+    its library not found).
     """
 
     def expire() -> None:
+        if finalize_waits_for_work:  # MPI's finalize waits for live ranks still at work: let it
+            return
         say(f"dask-hpc: MPI did not finish within {FINALIZE_GRACE:g} s (another rank died?); exiting")
         os._exit(code)
 
