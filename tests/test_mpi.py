@@ -350,7 +350,8 @@ print("RANK 0 DONE", flush=True)
 
 def test_the_finalize_guard_exits_a_rank_that_cannot_finish(mpirun: Path, tmp_path: Path) -> None:
     """A rank done with its work whose MPI cannot finalize because another rank died (under
-    ``--with-ft ulfm``) exits anyway soon after FINALIZE_GRACE, with its own exit code (5).
+    ``--with-ft ulfm``) exits anyway soon after FINALIZE_GRACE, by the guard's timer, which
+    exits with the rank's own code (mpirun's own code also counts the rank it killed).
     mpi4py finalized among Python's last exit functions, and holds the GIL while it waits:
     the guard's Python timer never fired, and the rank waited forever; then the C watchdog
     ended it with exit code 1 (a job whose ranks all finished failed in CI). MPI_Finalize,

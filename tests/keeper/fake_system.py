@@ -74,6 +74,7 @@ class FakeSystem(BatchSystem):
         self.array_sizes: list[int] = []  # the tasks of each array submitted
         self.site_caps: list[Cap] = []  # what caps() answers: the site's limits on the user's jobs
         self.site_limits: list[JobLimit] = []  # what job_limits() answers: on one job (MaxTime)
+        self.limit_asks = 0  # how many times job_limits() was asked
         self.other_jobs = 0  # the user's jobs outside this session, counted by user_jobs()
 
     # ---- played by the test ----------------------------------------------------
@@ -183,6 +184,7 @@ class FakeSystem(BatchSystem):
         return list(self.site_caps)
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:
+        self.limit_asks += 1
         return list(self.site_limits)
 
     def user_jobs(self) -> int | None:

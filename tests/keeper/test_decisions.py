@@ -388,3 +388,47 @@ def test_a_job_past_a_partitions_limit_is_refused_in_one_line_with_what_to_ask()
     assert line is not None and "8192 MiB" in line and "--memory 4096MiB" in line
     line = job_limit_message(mem, JobSpec.from_options(memory="2GiB", cores=8, nodes=2), "slurm")
     assert line is not None and "16 CPUs" in line and "--cores 4" in line
+
+
+def printed_commands(line: str) -> list[str]:
+    return re.findall(r"(dask-hpc (?:add|up) .*?)(?: \(| or |; |$)", line)
+
+
+def test_the_way_out_gives_only_commands_that_pass_every_cap_on_running_jobs() -> None:
+    """Caps on what running jobs hold (CPUs, nodes) are not passed by more workers a job:
+    a way past any cap is not printed; where none is left, the line says how many workers
+    fit, in a command that does (the review's case: a command refused again)."""
+    scheduler, spec = JobSpec.from_options(cores=1), JobSpec.from_options(cores=2)
+    holds = session_holds([scheduler])
+    cpus = Cap(16, True, "MaxTRESPerUser=cpu=16 (QOS normal)", per="cpu")
+    cap, more = running_cap_refusal([cpus], spec, 40, holds) or (None, 0)
+    assert (cap, more) == (cpus, 7)  # 15 CPUs left, 2 a job
+
+    def fits(caps: list[Cap]) -> object:
+        return lambda way, count: running_cap_refusal(caps, way, count, holds) is None
+
+    line = running_cap_message(cpus, more, 40, "alice", spec, several_nodes=True, fits=fits([cpus]))
+    assert "at most 7 workers fit, in dask-hpc add 7" in line, line
+    for caps in ([cpus], [Cap(5, True, "MaxJobs=5"), Cap(8, True, "GrpTRES=node=8", per="node")]):
+        cap, more = running_cap_refusal(caps, spec, 40, holds) or (None, 0)
+        assert cap is not None
+        line = running_cap_message(cap, more, 40, "alice", spec, several_nodes=True, fits=fits(caps))
+        commands = printed_commands(line)
+        assert commands, line
+        for command in commands:
+            count, way, _ = add_command(command, spec)
+            assert running_cap_refusal(caps, way, count, holds) is None, command
+
+
+def test_the_way_out_of_up_is_ups_and_kept_jobs_stay_kept() -> None:
+    """`up --workers 40` past a cap does not start the session: the way out is up's own
+    command; a refused `scale` (kept jobs) gives commands with --keep."""
+    spec = JobSpec.from_options(cores=1)
+    cap = Cap(5, True, "MaxJobs=5")
+    line = running_cap_message(cap, 4, 40, "alice", spec, several_nodes=True, session="era5", up=True)
+    assert "dask-hpc up --name era5 --workers 4 --nodes 10 (10 nodes a job, 40 workers)" in line, line
+    assert "give up's other options again" in line
+    kept = running_cap_message(cap, 4, 40, "alice", spec, several_nodes=True, keep=True)
+    assert all(c.endswith("--keep") for c in printed_commands(kept)) and len(printed_commands(kept)) == 2, (
+        kept
+    )

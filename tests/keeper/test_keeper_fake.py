@@ -642,8 +642,7 @@ def test_a_cap_on_running_jobs_refuses_jobs_that_could_never_run_and_says_how_to
     """Summit's case (issue 22, distributed #3691): 5 running jobs a user. The scheduler's job
     is one, so `add 40` could run 4 jobs and leave 36 waiting for the workers' walltimes: it
     is refused in one line, nothing submitted, with one command for 40 workers in 4 jobs,
-    which is then accepted. A kept job's replacement is not refused: it waits for the job
-    it replaces, as it should."""
+    which is then accepted."""
     system = FakeSystem(array_limit=100)
     system.site_caps = [Cap(5, True, "MaxJobs=5 (association of alice in account a1)")]
     system.other_jobs = 3  # the user's jobs elsewhere wait their turn: they do not count
@@ -664,6 +663,26 @@ def test_a_cap_on_running_jobs_refuses_jobs_that_could_never_run_and_says_how_to
             assert len(ids) == 4 and sum(h.system.scripts[i].count("--nworkers 10") for i in ids) == 4
             with pytest.raises(CapError, match="at most 0 more could run"):
                 await h.ask(protocol.Add(1))
+
+    asyncio.run(run())
+
+
+def test_a_kept_jobs_replacement_is_submitted_at_a_cap_on_running_jobs(tmp_path: Path) -> None:
+    """MaxJobs=2 with the scheduler's job and one kept worker job: its replacement is not
+    refused (it waits in the queue for the job it replaces, which leaves at its margin)."""
+    system = FakeSystem()
+    system.site_caps = [Cap(2, True, "MaxJobs=2")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            (old,) = (await h.ask(protocol.Add(1, keep=True))).job_ids
+            with pytest.raises(CapError, match="at most 0 more could run"):
+                await h.ask(protocol.Add(1))  # the user's add is refused...
+            system.start(old)
+            await h.join(old, end=time.time() + 8)  # due now
+            # ...the replacement is not.
+            await until(lambda: h.keeper.jobs[old].replaced_by is not None, "a replacement at the cap")
+            assert h.keeper.backoff.failures == 0
 
     asyncio.run(run())
 
@@ -703,6 +722,13 @@ def test_a_scheduler_outside_a_job_checks_the_sessions_own_jobs_against_the_site
                 await h.ask(protocol.Add(1))
             assert system.submit_calls == 0
             assert len((await h.ask(protocol.Add(1, {"walltime": "10m"}))).job_ids) == 1
+            asks = system.limit_asks
+            assert len((await h.ask(protocol.Add(1, {"walltime": "10m"}))).job_ids) == 1
+            assert system.limit_asks == asks  # once a spec: not a command for every add
+            # adapt with options of its own is checked too (it submitted jobs that pended forever).
+            with pytest.raises(SessionError, match=r"MaxTime=00:10:00 \(partition short\)"):
+                await h.ask(protocol.Adapt(1, 2, options={"walltime": "1h"}))
+            assert h.keeper.adapt_bounds is None
 
     asyncio.run(run())
 

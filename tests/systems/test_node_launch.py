@@ -235,6 +235,7 @@ RECORDED_SGE = Path(__file__).resolve().parent.parent / "recorded" / "sge"
         ("nosuch", None, r"Grid Engine does not know the parallel environment nosuch"),
         ("mpi", "-pe node4 8", None),  # the user's own -pe is the one checked
         ("node4", "-pe mpi 8", r"parallel environment mpi has allocation_rule \$fill_up"),
+        ("mpi", "-pe node4 4", r"node4 has allocation_rule 4, which does not put 2 slots on each"),
     ],
 )
 def test_grid_engine_reads_the_parallel_environment_of_a_job_of_several_nodes(
@@ -276,7 +277,9 @@ def test_grid_engine_refuses_a_parallel_environment_without_control_slaves(
     qconf.write_text(f"#!/bin/sh\ncat <<'EOF'\n{text}EOF\n")
     qconf.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    with pytest.raises(SpecError, match="has control_slaves FALSE, so qrsh -inherit cannot start workers"):
+    with pytest.raises(
+        SpecError, match="has control_slaves FALSE, so qrsh -inherit cannot start workers on its"
+    ):
         get_system("sge", {"sge-parallel-environment": "node4"}).check_site(
             JobSpec.from_options(cores=4, nodes=2)
         )
@@ -342,33 +345,38 @@ def test_node_scripts_left_by_jobs_killed_outright_are_removed_a_day_later(
 @pytest.mark.parametrize(
     ("system", "resource_spec", "extra", "refused"),
     [
-        ("pbs", "select=1:ncpus=8:mem=16gb", [], "asks for 1 nodes"),
-        ("pbs", "select=2:ncpus=8:mem=16gb:mpiprocs=1", [], "does not place its chunks on separate hosts"),
+        ("pbs", "select=1:ncpus=8:mem=16gb", [], "ask for 1 nodes"),
+        ("pbs", "select=2:ncpus=8:mem=16gb:mpiprocs=1", [], "do not place the chunks on separate hosts"),
         ("pbs", "select=2:ncpus=8:mem=16gb:mpiprocs=1,place=scatter", [], None),
-        ("pbs", None, ["-l select=2:ncpus=8:mpiprocs=1", "-l place=scatter"], None),
-        ("pbs", None, ["-l select=1:ncpus=8"], "asks for 1 nodes"),
-        ("pbs", "ncpus=8", [], "names no nodes"),
-        ("torque", "nodes=1:ppn=8", [], "asks for 1 nodes"),
+        ("pbs", None, ["-l select=2:ncpus=8:mpiprocs=1"], None),  # our place=scatter stays
+        ("pbs", None, ["-l select=1:ncpus=8"], "ask for 1 nodes"),
+        ("pbs", "ncpus=8", [], "name no nodes"),
+        ("torque", "nodes=1:ppn=8", [], "ask for 1 nodes"),
         ("torque", "nodes=2:ppn=8", [], None),
-        ("moab", None, ["-l nodes=4:ppn=8"], "asks for 4 nodes"),
-        ("oar", "/nodes=1/core=8", [], "asks for 1 nodes"),
+        ("torque", None, ["-l pmem=4gb"], None),  # replaces our pmem, not our nodes
+        ("moab", None, ["-l nodes=4:ppn=8"], "ask for 4 nodes"),
+        ("oar", "/nodes=1/core=8", [], "ask for 1 nodes"),
         ("oar", "/nodes=2/core=8", [], None),
+        ("oar", "nodes=2/core=4", [], None),
+        ("oar", "/host=2/core=4", [], None),  # Grid'5000's words
+        ("slurm", None, ["-N 3"], "ask for 3 nodes"),
+        ("slurm", None, ["--nodes=2"], None),
     ],
 )
-def test_a_job_of_several_nodes_whose_own_resources_do_not_hold_them_is_refused_in_one_line(
+def test_a_job_of_several_nodes_whose_directives_do_not_ask_for_them_is_refused_in_one_line(
     system: str, resource_spec: str | None, extra: list[str], refused: str | None
 ) -> None:
     """dask-jobqueue's resource_spec (or an extra directive) replaces our resources: with
-    --nodes 2 they must ask for 2 nodes (PBS Pro: chunks on separate hosts), or the launcher
-    would start fewer workers, or two of one name on one host."""
+    --nodes 2 the job's directives, as rendered, must ask for 2 nodes (PBS Pro: chunks on
+    separate hosts), or the launcher would start fewer workers, or two of one name on a host."""
     site = {"resource-spec": resource_spec} if resource_spec else {}
     spec = JobSpec.from_options(cores=8, memory="16GB", nodes=2, walltime="1h", job_extra_directives=extra)
     if refused is None:
         get_system(system, site).render(spec, ["true"])
         return
-    with pytest.raises(SpecError, match=rf"invalid nodes 2: the job's own resources .* {refused}") as raised:
+    with pytest.raises(SpecError, match=rf"invalid nodes 2: the job's directives .* {refused}") as raised:
         get_system(system, site).render(spec, ["true"])
-    assert "\n" not in str(raised.value) and "leave resource_spec" in str(raised.value)
+    assert "\n" not in str(raised.value) and "leave them out" in str(raised.value)
     # One node: the user's resources are theirs to write.
     get_system(system, site).render(JobSpec.from_options(cores=8, memory="16GB", walltime="1h"), ["true"])
 
@@ -385,4 +393,20 @@ def test_a_worker_command_of_its_own_cannot_span_nodes() -> None:
         worker_command(spec, "/s.json", job_id_variable="PBS_JOBID")
     assert "--nworkers" in worker_command(
         JobSpec.from_options(nodes=2), "/s.json", job_id_variable="PBS_JOBID"
+    )
+
+
+def test_grid_engine_leaves_a_job_to_qsub_where_qconf_cannot_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qconf refused for another reason than an unknown parallel environment (a host that is
+    neither submit nor admin host): nothing refused here; qsub will say what it says."""
+    qconf = tmp_path / "qconf"
+    qconf.write_text(
+        "#!/bin/sh\necho 'denied: host \"node7\" is neither submit nor admin host' >&2\nexit 1\n"
+    )
+    qconf.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    get_system("sge", {"sge-parallel-environment": "node4"}).check_site(
+        JobSpec.from_options(cores=4, nodes=2)
     )

@@ -7,6 +7,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from dask_hpc.keeper.protocol import SubmitTrouble
 from dask_hpc.spec import JobSpec, format_memory, format_walltime
@@ -116,19 +117,15 @@ def cap_message(
     in_queue: int,
     user: str,
     spec: JobSpec,
-    *,
-    several_nodes: bool,
-    session: str | None = None,
-    base: JobSpec | None = None,
-    max_nodes: int | None = None,
+    **way: Any,
 ) -> str:
     """The one line that refuses ``n`` jobs of ``spec`` past ``cap``: the cap in the system's
     words, what the user has, how many more fit, and the way out. That is one command that
     gets the workers asked for (``n`` jobs' worth) within the jobs that fit: more workers a
     job, on more nodes a job where the system has a launcher for them (``several_nodes``) or
     more processes on one; for a cap that counts an array once, one call (one array).
-    ``session``: its name, given to the command unless it is the default session's;
-    ``base``, ``max_nodes``: see :func:`more_workers_a_job`."""
+    ``way``: what the way out needs (:func:`more_workers_a_job`'s keywords: the session's
+    name, its spec, the launcher, the site's limits)."""
     counted = "jobs (an array counts once)" if cap.arrays_count_once else "jobs"
     said = (
         f"{n} more worker job{'s' if n != 1 else ''} would pass the site's cap {cap.words}, which "
@@ -144,10 +141,7 @@ def cap_message(
             "session's), or wait for some to end; a session with more workers a job "
             "(--processes, --nodes) needs fewer jobs"
         )
-    way = more_workers_a_job(
-        workers, more, spec, several_nodes=several_nodes, session=session, base=base, max_nodes=max_nodes
-    )
-    return f"{said} {way}"
+    return f"{said} {more_workers_a_job(workers, more, spec, **way)}"
 
 
 def session_holds(specs: Iterable[JobSpec]) -> dict[str, int]:
@@ -189,11 +183,7 @@ def running_cap_message(
     n: int,
     user: str,
     spec: JobSpec,
-    *,
-    several_nodes: bool,
-    session: str | None = None,
-    base: JobSpec | None = None,
-    max_nodes: int | None = None,
+    **way: Any,
 ) -> str:
     """The one line that refuses ``n`` jobs of ``spec`` past a cap on running jobs
     (:func:`running_cap_refusal`): the cap, how many more could run, and the way out, as
@@ -210,10 +200,7 @@ def running_cap_message(
             "workers a job (--processes, --nodes) in place of them"
         )
     workers = n * spec.processes * spec.nodes
-    way = more_workers_a_job(
-        workers, more, spec, several_nodes=several_nodes, session=session, base=base, max_nodes=max_nodes
-    )
-    return f"{said} {way}"
+    return f"{said} {more_workers_a_job(workers, more, spec, **way)}"
 
 
 def job_limit_message(
@@ -253,39 +240,67 @@ def more_workers_a_job(
     session: str | None = None,
     base: JobSpec | None = None,
     max_nodes: int | None = None,
+    keep: bool = False,
+    up: bool = False,
+    fits: Callable[[JobSpec, int], bool] | None = None,
 ) -> str:
     """How to get at least ``workers`` workers from at most ``jobs`` jobs of ``spec``'s kind:
     the commands, each worker keeping its threads and memory, and each saying the workers
     it brings (rounding up to whole nodes or processes can bring a few more).
 
     ``base``: the session's spec; the commands carry ``spec``'s own options beside it (the
-    add's queue, walltime, extra directives), so that they ask for the same kind of job.
-    ``max_nodes``: the site's most nodes a job (SLURM's partition MaxNodes): a way needing
-    more is not given. ``several_nodes``: the system has a launcher for jobs of several nodes.
+    add's queue, walltime, extra directives; ``--keep`` for kept jobs), so that they ask
+    for the same kind of job. ``max_nodes``: the site's most nodes a job (SLURM's partition
+    MaxNodes); ``fits(spec, jobs)``: whether that many jobs of that spec pass the site's
+    caps on what running jobs hold (CPUs, nodes): a way past either is not given, and
+    where none is left, the line says how many workers fit. ``several_nodes``: the system
+    has a launcher for jobs of several nodes. ``up``: the refusal is ``up --workers``'s,
+    whose session did not start: the commands are ``up``'s.
     """
     base = spec if base is None else base
+    most = jobs
     each = math.ceil(workers / jobs)  # workers a job
     jobs = math.ceil(workers / each)
     name = ["--name", session] if session and session != DEFAULT_NAME else []
+    kept = ["--keep"] if keep else []
+
+    def command(count: int, options: list[str]) -> str:
+        verb = ["up", *name, "--workers", str(count)] if up else ["add", str(count), *name]
+        return shlex.join(["dask-hpc", *verb, *options, *kept])
+
+    def allowed(way: JobSpec, count: int) -> bool:
+        return (max_nodes is None or way.nodes <= max_nodes) and (fits is None or fits(way, count))
+
     ways = []
     nodes = math.ceil(each / spec.processes)
-    if several_nodes and (max_nodes is None or nodes <= max_nodes):
-        argv = ["dask-hpc", "add", str(jobs), *name, "--nodes", str(nodes)]
-        argv += spec.command_options(base, leave_out=("nodes",))
+    if several_nodes and allowed(replace(spec, nodes=nodes), jobs):
+        options = ["--nodes", str(nodes), *spec.command_options(base, leave_out=("nodes",))]
         got = jobs * nodes * spec.processes
-        ways.append(f"{shlex.join(argv)} ({_count(nodes, 'node')} a job, {_count(got, 'worker')})")
+        ways.append(f"{command(jobs, options)} ({_count(nodes, 'node')} a job, {_count(got, 'worker')})")
     threads = max(1, spec.cores // spec.processes)
     processes = math.ceil(each / spec.nodes)
-    memory = format_memory(spec.memory // spec.processes * processes)
-    argv = ["dask-hpc", "add", str(jobs), *name, "--cores", str(processes * threads)]
-    argv += ["--processes", str(processes), "--memory", memory]
-    argv += ["--nodes", str(spec.nodes)] if spec.nodes != base.nodes else []
-    argv += spec.command_options(base, leave_out=("nodes", "cores", "processes", "memory"))
-    got = jobs * processes * spec.nodes
-    ways.append(f"{shlex.join(argv)} ({_count(processes, 'worker')} a node, {_count(got, 'worker')})")
+    memory = spec.memory // spec.processes * processes
+    wider = replace(spec, cores=processes * threads, processes=processes, memory=memory)
+    if allowed(wider, jobs):
+        options = ["--cores", str(wider.cores), "--processes", str(processes)]
+        options += ["--memory", format_memory(memory)]
+        options += ["--nodes", str(spec.nodes)] if spec.nodes != base.nodes else []
+        options += spec.command_options(base, leave_out=("nodes", "cores", "processes", "memory"))
+        got = jobs * processes * spec.nodes
+        a_node = _count(processes, "worker")
+        ways.append(f"{command(jobs, options)} ({a_node} a node, {_count(got, 'worker')})")
+    more = "; give up's other options again" if up else ""
+    if not ways:
+        # More workers a job hold more of what the cap counts (CPUs, nodes): as many jobs
+        # as fit are the most workers there are.
+        options = spec.command_options(base)
+        return (
+            f"More workers a job would hold more of what the cap counts: at most "
+            f"{_count(most * spec.workers, 'worker')} fit, in {command(most, options)}{more}"
+        )
     return (
-        f"For {_count(workers, 'worker')} in {_count(jobs, 'job')}: {' or '.join(ways)}; in Python, "
-        "the same as nodes=, cores=, processes=, memory="
+        f"For {_count(workers, 'worker')} in {_count(jobs, 'job')}: {' or '.join(ways)}{more}; in "
+        "Python, the same as nodes=, cores=, processes=, memory="
     )
 
 

@@ -104,6 +104,7 @@ class Keeper(SchedulerPlugin):
         self.adapt_cap: tuple[int, Cap] | None = None
         self._caps_cache: tuple[float, str | None, list[Cap]] | None = None
         self._caps_lock = threading.Lock()
+        self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
         self._user_jobs_cache: tuple[float, int | None] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
@@ -296,18 +297,26 @@ class Keeper(SchedulerPlugin):
         async with self._lock:
             return await self._add(request.n, request.options, request.keep)
 
+    async def _check_job(self, spec: JobSpec) -> None:
+        """Refuse, in one line, jobs of ``spec`` that the site would refuse or hold forever
+        (its parallel environment, a partition's MaxTime and MaxNodes): once a spec. The
+        session's own were checked by up; a scheduler outside a job had no up."""
+        key = json.dumps(spec.to_dict(), sort_keys=True)
+        if key in self._checked or (spec == self.config.spec and not self.config.scheduler_here):
+            return
+        await asyncio.to_thread(self.system.check_site, spec)
+        limits = await asyncio.to_thread(self.system.job_limits, spec)
+        line = job_limit_message(limits, spec, self.system.name)
+        if line:
+            raise CapError(line)
+        self._checked.add(key)
+
     async def _add(
         self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
     ) -> protocol.Jobs | protocol.SubmitHere:
         spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
-        # The session's own were checked by up; a scheduler outside a job had no up.
-        if spec != self.config.spec or self.config.scheduler_here:
-            await asyncio.to_thread(self.system.check_site, spec)
-            limits = await asyncio.to_thread(self.system.job_limits, spec)
-            line = job_limit_message(limits, spec, self.system.name)
-            if line:
-                raise CapError(line)
-        await asyncio.to_thread(self._check_running_caps, n, spec, self._held_specs())
+        await self._check_job(spec)
+        await asyncio.to_thread(self._check_running_caps, n, spec, keep)
         if not self.can_submit:
             if keep:
                 raise SessionError(
@@ -315,7 +324,7 @@ class Keeper(SchedulerPlugin):
                     f"submitted from {self.submit_note}; add jobs without --keep"
                 )
             sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec, self.system))
-            await asyncio.to_thread(self._check_caps, n, len(sizes), spec)
+            await asyncio.to_thread(self._check_caps, n, len(sizes), spec, keep)
             arrays = [[tasks, self.job_script(spec, tasks)] for tasks in sizes if tasks > 1]
             return protocol.SubmitHere(self.job_script(spec), n, arrays)
         try:
@@ -401,9 +410,9 @@ class Keeper(SchedulerPlugin):
                 f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
                 f"from {self.submit_note}; use dask-hpc add/remove instead"
             )
-        self.adapt_spec = self.config.spec.with_options(
-            walltime_fields=self.system.walltime_fields, **request.options
-        )
+        spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **request.options)
+        await self._check_job(spec)
+        self.adapt_spec = spec
         self.adapt_bounds = (lo, hi)
         self.adapt_interval, self.adapt_wait_count = float(interval), wait_count
         self.close_counts.clear()
@@ -501,7 +510,7 @@ class Keeper(SchedulerPlugin):
         its largest array, each task a job of the ledger), else single jobs a few at a time:
         faster than one by one, gentle on the batch system."""
         sizes = await asyncio.to_thread(self.system.batches, n, takes_arrays(spec, self.system))
-        await asyncio.to_thread(self._check_caps, n, len(sizes), spec)
+        await asyncio.to_thread(self._check_caps, n, len(sizes), spec, keep)
         scripts = {tasks: self.job_script(spec, tasks) for tasks in set(sizes)}
         gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
@@ -567,7 +576,7 @@ class Keeper(SchedulerPlugin):
                 cached = self._user_jobs_cache = (now, self.system.user_jobs())
             return cached[1]
 
-    def _check_caps(self, n: int, submissions: int, spec: JobSpec) -> None:
+    def _check_caps(self, n: int, submissions: int, spec: JobSpec, keep: bool = False) -> None:
         """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
         caps = self._caps(self.system.job_account(spec))
         in_queue = self._user_jobs() if caps else None
@@ -577,41 +586,49 @@ class Keeper(SchedulerPlugin):
         if refusal is not None:
             cap, more = refusal
             raise CapError(
-                cap_message(cap, more, n, in_queue, getpass.getuser(), spec, **self._way_out(spec))
+                cap_message(
+                    cap, more, n, in_queue, getpass.getuser(), spec, **self._way_out(spec, caps, keep)
+                )
             )
         with self._caps_lock:  # these jobs are in the queue now, for the next ask within the refresh
             if self._user_jobs_cache is not None:
                 at, count = self._user_jobs_cache
                 self._user_jobs_cache = (at, None if count is None else count + n)
 
-    def _check_running_caps(self, n: int, spec: JobSpec, held: list[JobSpec]) -> None:
+    def _check_running_caps(self, n: int, spec: JobSpec, keep: bool) -> None:
         """Refuse ``n`` jobs that could not all run at once beside this session's own under a
         cap on running jobs (call in a thread): they would wait for the session's workers'
-        walltimes. ``held``: the specs of the session's jobs (:meth:`_held_specs`, taken in
-        the event loop). Replacements of kept jobs are not checked: they wait for the jobs
-        they replace to end, as they should."""
-        caps = [cap for cap in self._caps(self.system.job_account(spec)) if cap.running_only]
-        refusal = running_cap_refusal(caps, spec, n, session_holds(held))
+        walltimes. Replacements of kept jobs are not checked: they wait for the jobs they
+        replace to end, as they should."""
+        caps = self._caps(self.system.job_account(spec))
+        refusal = running_cap_refusal(caps, spec, n, session_holds(self._held_specs()))
         if refusal is not None:
             cap, more = refusal
-            raise CapError(running_cap_message(cap, more, n, getpass.getuser(), spec, **self._way_out(spec)))
+            way = self._way_out(spec, caps, keep)
+            raise CapError(running_cap_message(cap, more, n, getpass.getuser(), spec, **way))
 
     def _held_specs(self) -> list[JobSpec]:
-        """The specs of the jobs this session holds in the queue: its scheduler's (unless it
-        runs outside a job) and its live worker jobs'."""
+        """The specs of the jobs this session holds: its scheduler's (unless it runs outside
+        a job) and its worker jobs' (a job being replaced not counted: it is leaving)."""
         scheduler = [] if self.config.scheduler_here else [self.config.scheduler_spec]
-        live = [job_id for job_id, r in self.jobs.items() if r.live and not r.removed]
-        return [*scheduler, *(self.specs.get(job_id, self.config.spec) for job_id in live)]
+        jobs, specs = dict(self.jobs), dict(self.specs)  # copies: read from a thread, changed in the loop
+        held = [job_id for job_id, record in jobs.items() if record.counted]
+        return [*scheduler, *(specs.get(job_id, self.config.spec) for job_id in held)]
 
-    def _way_out(self, spec: JobSpec) -> dict[str, Any]:
+    def _way_out(self, spec: JobSpec, caps: list[Cap], keep: bool) -> dict[str, Any]:
         """What a cap's line needs for its way out (call in a thread): the session's name and
-        spec (the commands carry the add's own options), the launcher, the most nodes a job."""
+        spec (the commands carry the add's own options), the launcher, the most nodes a job,
+        and whether a command's jobs fit under the caps on what running jobs hold."""
         limits = self.system.job_limits(spec)
+        running = [cap for cap in caps if cap.running_only]
+        holds = session_holds(self._held_specs())
         return {
             "several_nodes": self.system.node_launch is not None,
             "session": self.config.name,
             "base": self.config.spec,
             "max_nodes": min((limit.most for limit in limits if limit.what == "node"), default=None),
+            "keep": keep,
+            "fits": lambda way, count: running_cap_refusal(running, way, count, holds) is None,
         }
 
     def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:

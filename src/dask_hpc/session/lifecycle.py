@@ -282,12 +282,15 @@ def _refuse_past_caps(
         return
     user = getpass.getuser()
     nodes = [limit.most for limit in system.job_limits(spec) if limit.what == "node"]
+    holds = session_holds([scheduler_spec])
     way_out: dict[str, Any] = {
         "several_nodes": system.node_launch is not None,
         "session": session,
         "max_nodes": min(nodes, default=None),
+        "up": True,  # the session does not start: the way out is up's
+        "fits": lambda way, count: running_cap_refusal(caps, way, count, holds) is None,
     }
-    running = running_cap_refusal(caps, spec, n, session_holds([scheduler_spec]))
+    running = running_cap_refusal(caps, spec, n, holds)
     if running is not None:
         raise CapError(running_cap_message(running[0], running[1], n, user, spec, **way_out))
     in_queue = system.user_jobs()

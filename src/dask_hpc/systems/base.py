@@ -304,10 +304,46 @@ class BatchSystem(ABC):
         (OAR without a memory property): printed by ``up``, warned by BatchCluster."""
         return []
 
+    #: How a job's directives ask for its nodes: a pattern whose group is their number
+    #: (PBS Pro's ``select=N``), what to write (``{nodes}``, ``{cores}`` filled in), and a
+    #: pattern they must match too with what it means (PBS Pro's ``place=scatter``); None:
+    #: not read here (LSF's slots, Grid Engine's parallel environment: check_site).
+    nodes_asked: ClassVar[tuple[str, str] | None] = None
+    nodes_placed: ClassVar[tuple[str, str] | None] = None
+
+    def check_nodes_asked(self, spec: JobSpec, header: Sequence[str]) -> None:
+        """A job of several nodes whose directives, as rendered, do not ask for them (the
+        user's resource_spec, or a directive of theirs that replaced ours) would get fewer
+        nodes, and the launcher would start fewer workers, or two of one name on a node:
+        SpecError in one line. Ours always do."""
+        if spec.nodes == 1 or self.nodes_asked is None:
+            return
+        pattern, example = self.nodes_asked
+        text = "\n".join(header)
+        found = [int(m[1]) for m in re.finditer(pattern, text, re.M)]
+        wrong = None
+        if not found:
+            wrong = "name no nodes"
+        elif found[-1] != spec.nodes:
+            wrong = f"ask for {found[-1]} nodes"
+        elif self.nodes_placed is not None and not re.search(self.nodes_placed[0], text, re.M):
+            wrong = f"do not {self.nodes_placed[1]}"
+        if wrong:
+            asked = "; ".join(header)
+            raise SpecError(
+                "nodes",
+                spec.nodes,
+                f"the job's directives ({asked}) {wrong}, so the workers would not be one set on "
+                f"each of {spec.nodes} nodes: write {example.format(nodes=spec.nodes, cores=spec.cores)} "
+                "in resource_spec or your directive, or leave them out (--nodes, --cores and --memory "
+                "make them)",
+            )
+
     def render(self, spec: JobSpec, command: Sequence[str], tasks: int = 1) -> str:
         """The job script that runs ``command`` with ``spec``'s resources; with ``tasks`` > 1,
         an array of that many tasks, each a job of its own (:meth:`array_header`)."""
         header = self.header(spec)
+        self.check_nodes_asked(spec, header)
         if tasks > 1:
             if not self.arrays:
                 raise SpecError("tasks", tasks, f"{self.name} has no job arrays here: submit single jobs")
@@ -644,34 +680,6 @@ class BatchSystem(ABC):
 _REFERENCE = re.compile(
     r"\\\$(?=[A-Za-z_{])|\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*(?::?[-=+?][^}$`\"\\]*)?\})"
 )
-
-
-def own_resources_hold_the_nodes(
-    resources: Sequence[str], spec: JobSpec, count: str, example: str, also: tuple[str, str] | None = None
-) -> None:
-    """A job of several nodes whose resources the user wrote (``resource_spec``, or an extra
-    directive that replaces ours): they must ask for those nodes, or the job gets fewer and
-    the launcher starts fewer workers (or two on one node, under one name). ``count``: a
-    pattern whose group is the number of nodes (PBS's ``select=N``); ``also``: a pattern they
-    must match too, and what it is (PBS Pro's ``place=scatter``). SpecError in one line."""
-    if spec.nodes == 1 or not resources:
-        return
-    text = " ".join(resources)
-    found = re.search(count, text)
-    if found is None:
-        wrong: str | None = "names no nodes"
-    else:
-        wrong = f"asks for {found[1]} nodes" if int(found[1]) != spec.nodes else None
-    if wrong is None and also is not None and not re.search(also[0], text):
-        wrong = f"does not {also[1]}"
-    if wrong:
-        raise SpecError(
-            "nodes",
-            spec.nodes,
-            f"the job's own resources ({text}) {wrong}, so the workers would not be one set on each "
-            f"of {spec.nodes} nodes: write {example} there, or leave resource_spec and the resource "
-            "directive out (--nodes, --cores and --memory make them)",
-        )
 
 
 def has_references(value: str) -> bool:

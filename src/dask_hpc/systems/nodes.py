@@ -48,7 +48,7 @@ NODE_OWN = (
 #: launcher gives it none; a node's own wins (PBS, Grid Engine and LSF make one per job on
 #: every node, under the same name on most sites, not all).
 TMPDIR_LINE = (
-    """    if [ -n "${TMPDIR-}" ]; then printf '[ -n "${TMPDIR-}" ] || export TMPDIR=%q\\n' "$TMPDIR"; fi"""
+    """    export -p | grep -E '^(declare -x|export) TMPDIR=' | sed 's/^/[ -n "${TMPDIR-}" ] || /'"""
 )
 
 #: The here-document's end word: the worker command between them is written as it is.

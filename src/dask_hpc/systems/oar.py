@@ -22,7 +22,6 @@ from dask_hpc.systems.base import (
     JobState,
     JobStatus,
     must_match,
-    own_resources_hold_the_nodes,
     read_lines,
     resource_line,
     setting_line,
@@ -106,10 +105,10 @@ class OARSystem(BatchSystem):
             "dask-hpc's configuration, or say not_applicable where there is none"
         ]
 
+    # OAR's hierarchy names hosts as nodes, host or network_address (Grid'5000: /host=2).
+    nodes_asked = (r"(?:^|[\s/{}])(?:nodes|host|network_address)=(\d+)", "/nodes={nodes}/core={cores}")
+
     def resources(self, spec: JobSpec) -> str:
-        own = [self.resource_spec] if self.resource_spec else []
-        own += [d.strip() for d in spec.job_extra_directives if "resources" in self.sets(d)]
-        own_resources_hold_the_nodes(own, spec, r"/nodes=(\d+)", f"/nodes={spec.nodes}/core={spec.cores}")
         # nodes=1: all the cores on one node (without it OAR may spread them over nodes).
         return self.resource_spec or f"/nodes={spec.nodes}/core={spec.cores}"
 

@@ -19,7 +19,6 @@ from dask_hpc.systems.base import (
     JobState,
     JobStatus,
     must_match,
-    own_resources_hold_the_nodes,
     read_lines,
     resource_line,
 )
@@ -79,26 +78,16 @@ class PBSSystem(BatchSystem):
             else resource_line("resource_spec", resource_spec, r"\bwalltime\s*=")
         )
 
-    def own_resources(self, spec: JobSpec) -> list[str]:
-        """The resources the user wrote, where they replace ours (resource_spec, or an extra
-        directive that does): those, and the user's other ``-l`` lines (``-l place=scatter``)."""
-        keys = {"resources", "nodes", "memory"}
-        if not self.resource_spec and not any(self.sets(d) & keys for d in spec.job_extra_directives):
-            return []
-        mine = [self.resource_spec] if self.resource_spec else []
-        return mine + [d.strip() for d in spec.job_extra_directives if d.strip().startswith("-l")]
-
-    def check_own_resources(self, spec: JobSpec) -> None:
-        own_resources_hold_the_nodes(
-            self.own_resources(spec),
-            spec,
-            r"\bselect=(\d+)",
-            f"select={spec.nodes}:ncpus={spec.cores}:mpiprocs=1 with place=scatter",
-            (r"\bplace=\S*\bv?scatter", "place its chunks on separate hosts (place=scatter)"),
-        )
+    nodes_asked: ClassVar[tuple[str, str] | None] = (
+        r"\bselect=(\d+)",
+        "select={nodes}:ncpus={cores}:mpiprocs=1 with place=scatter",
+    )
+    nodes_placed: ClassVar[tuple[str, str] | None] = (
+        r"\bplace=\S*\bv?scatter",
+        "place the chunks on separate hosts (place=scatter)",
+    )
 
     def resources(self, spec: JobSpec) -> list[str]:
-        self.check_own_resources(spec)
         if self.resource_spec:
             return [self.resource_spec]
         mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
@@ -220,13 +209,10 @@ class TorqueSystem(PBSSystem):
     name = "torque"
     job_name_max = 15  # older Torque servers cut or refuse longer names
 
-    def check_own_resources(self, spec: JobSpec) -> None:
-        own_resources_hold_the_nodes(
-            self.own_resources(spec), spec, r"\bnodes=(\d+)", f"nodes={spec.nodes}:ppn={spec.cores}"
-        )
+    nodes_asked = (r"\bnodes=(\d+)", "nodes={nodes}:ppn={cores}")
+    nodes_placed = None  # Torque's nodes=K are K hosts
 
     def resources(self, spec: JobSpec) -> list[str]:
-        self.check_own_resources(spec)
         if self.resource_spec:
             return [self.resource_spec]
         if spec.nodes == 1:

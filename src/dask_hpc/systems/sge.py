@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import CommandError, CommandNotFoundError, ParseError, SpecError
+from dask_hpc.errors import CommandError, ParseError, SpecError
 from dask_hpc.spec import JobSpec, format_walltime
 from dask_hpc.systems.base import (
     BatchSystem,
@@ -150,44 +150,45 @@ class SGESystem(BatchSystem):
         ``-pe NAME N``) that puts the same slots on each host, ``allocation_rule`` N (its
         cores for ours; $fill_up or $round_robin spread them as they come, $pe_slots keeps
         them on one host), and lets qrsh -inherit start tasks on them (``control_slaves
-        TRUE``): read with ``qconf -sp`` and refused in one line otherwise (sge_pe(5))."""
+        TRUE``): read with ``qconf -sp`` and refused in one line otherwise (sge_pe(5)). With
+        the user's own ``-pe NAME N``, each host's slots are N over the nodes."""
         if spec.nodes == 1:
             return
         own = next((d.split() for d in spec.job_extra_directives if re.match(r"^-pe\s+\S+", d.strip())), None)
         name = own[1] if own else self.parallel_environment
         if name is None or name == NO_PARALLEL_ENVIRONMENT:
             return  # refused when the script is rendered
+        # The slots each host must get: the cores (ours), or the user's -pe slots over the nodes.
+        slots = spec.cores
+        if own and len(own) > 2 and own[2].isdigit():
+            slots = int(own[2]) // spec.nodes if int(own[2]) % spec.nodes == 0 else 0
         try:
             done = _process.run(["qconf", "-sp", name], timeout=30)
-        except CommandNotFoundError:
-            return  # not from here (jobs submitted from the login node): qsub will say
         except CommandError as exc:
+            said = " ".join(f"{exc.stderr} {exc.stdout}".split())
+            if "is not a parallel environment" not in said:
+                return  # no answer, or not from this host (neither submit nor admin): qsub will say
             raise SpecError(
                 "nodes",
                 spec.nodes,
-                f"Grid Engine does not know the parallel environment {name} ({exc.stderr.strip() or exc}); "
-                "qconf -spl lists them: set sge-parallel-environment in dask-hpc's configuration",
+                f"Grid Engine does not know the parallel environment {name} ({said}); qconf -spl "
+                "lists them: set sge-parallel-environment in dask-hpc's configuration",
             ) from None
         pe = parse_parallel_environment(done.stdout)
         rule, slaves = pe.get("allocation_rule", "?"), pe.get("control_slaves", "?")
-        wanted = str(spec.cores)
-        fits = rule.isdigit() if own else rule == wanted
         why = None
-        if not fits:
-            why = (
-                f"has allocation_rule {rule}, which does not put {wanted} slots on each of {spec.nodes} hosts"
-            )
+        if rule != str(slots) or slots == 0:
+            each = f"{slots} slots" if slots else "the same slots"
+            why = f"has allocation_rule {rule}, which does not put {each} on each of {spec.nodes} hosts"
         elif slaves.upper() != "TRUE":
-            why = (
-                f"has control_slaves {slaves}, so qrsh -inherit cannot start workers on the job's other hosts"
-            )
+            why = f"has control_slaves {slaves}, so qrsh -inherit cannot start workers on its other hosts"
         if why:
             raise SpecError(
                 "nodes",
                 spec.nodes,
                 f"parallel environment {name} {why} (qconf -sp {name}): a job of several nodes needs "
-                f"one with allocation_rule {wanted} and control_slaves TRUE (qconf -spl lists them; "
-                "set sge-parallel-environment), or --nodes 1 with more --processes",
+                f"one with allocation_rule {slots or spec.cores} and control_slaves TRUE (qconf -spl lists "
+                "them; set sge-parallel-environment), or --nodes 1 with more --processes",
             )
 
     # qrsh -inherit starts a task on a host of the job's parallel environment (its

@@ -106,6 +106,8 @@ class SlurmSystem(BatchSystem):
             None if array_throttle is None else setting_whole("array_throttle", array_throttle)
         )
 
+    nodes_asked = (r"^(?:--nodes[= ]\s*|-N\s*)(\d+)", "--nodes={nodes}")
+
     def directives(self, spec: JobSpec) -> list[str]:
         d = [
             f"--job-name={self.quote(self.job_name(spec))}",
