@@ -180,7 +180,7 @@ class FakeSystem(BatchSystem):
         self.states[job_id] = JobStatus(job_id, JobState.PENDING, reason="Priority")
         return job_id
 
-    def caps(self, account: str | None = None) -> list[Cap]:
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
         return list(self.site_caps)
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:

@@ -576,6 +576,33 @@ def test_slurm_caps_from_the_association_and_its_qos() -> None:
     assert parse_caps("dask-hpc|||||normal\n", "normal||\n", "root", "dask-hpc") == []  # no limits
 
 
+def test_slurm_caps_are_the_partitions_association_and_the_qos_the_job_asks_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recorded with an association of root in partition short (MaxJobs=1) beside the
+    account's own, and QOS high (MaxJobsPerUser=2) root may use: a job in short gets its
+    association's cap, others the account's (none); a job with --qos=high gets high's."""
+    from dask_hpc.systems.slurm import parse_caps
+
+    assoc, qos = read("slurm/sacctmgr-association-partition.txt"), read("slurm/sacctmgr-qos-high.txt")
+    words = lambda caps: [c.words for c in caps]  # noqa: E731
+    assert words(parse_caps(assoc, qos, "root", "dask-hpc", "short")) == [
+        "MaxJobs=1 (association of root in account dask-hpc)"
+    ]
+    assert words(parse_caps(assoc, qos, "root", "dask-hpc", "debug")) == []
+    assert words(parse_caps(assoc, qos, "root", "dask-hpc", None)) == []
+    assert words(parse_caps(assoc, qos, "root", "dask-hpc", None, "high")) == ["MaxJobsPerUser=2 (QOS high)"]
+    # Which partition and QOS a job asks for: its directives, or sbatch's environment.
+    slurm = get_system("slurm")
+    for name in ("SBATCH_QOS", "SBATCH_PARTITION", "SBATCH_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    spec = JobSpec.from_options(queue="short", job_extra_directives=["--qos=high"])
+    assert slurm.caps_scope(spec) == (None, "short", "high")
+    assert slurm.caps_scope(JobSpec.from_options(job_extra_directives=["-q high"])) == (None, None, "high")
+    monkeypatch.setenv("SBATCH_QOS", "low")
+    assert slurm.caps_scope(spec) == (None, "short", "low")
+
+
 def test_slurm_caps_on_what_running_jobs_hold_bound_the_jobs_by_what_each_holds() -> None:
     """Recorded with GrpJobs=6 and GrpTRES=cpu=12 on root, and on QOS normal
     MaxTRESPerUser=cpu=16,node=3, GrpTRES=mem=8G and GrpJobs=20 (issue 22)."""

@@ -102,7 +102,7 @@ class Keeper(SchedulerPlugin):
         self.adapt_spec: JobSpec = config.spec
         # The most jobs the site's caps leave this session, and the cap: adapt stays below it.
         self.adapt_cap: tuple[int, Cap] | None = None
-        self._caps_cache: tuple[float, str | None, list[Cap]] | None = None
+        self._caps_cache: tuple[float, tuple[str | None, ...], list[Cap]] | None = None
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
         self._user_jobs_cache: tuple[float, int | None] | None = None
@@ -548,21 +548,23 @@ class Keeper(SchedulerPlugin):
 
     # ---- the site's caps on the user's jobs ----------------------------------------------
 
-    def _caps(self, account: str | None) -> list[Cap]:
-        """The site's caps (commands: sacctmgr takes 0.2 s a call here), asked at most every
-        CAPS_TTL seconds; one asker at a time, the others get its answer."""
+    def _caps(self, spec: JobSpec) -> list[Cap]:
+        """The site's caps on jobs of ``spec`` (commands: sacctmgr takes 0.2 s a call here),
+        asked at most every CAPS_TTL seconds for each scope (account, partition, QOS); one
+        asker at a time, the others get its answer."""
         with self._caps_lock:
             now = time.monotonic()
+            scope = self.system.caps_scope(spec)
             cached = self._caps_cache
-            if cached is None or cached[1] != account or now - cached[0] > CAPS_TTL:
-                cached = self._caps_cache = (now, account, self.system.caps(account))
+            if cached is None or cached[1] != scope or now - cached[0] > CAPS_TTL:
+                cached = self._caps_cache = (now, scope, self.system.caps(spec))
             return cached[2]
 
     def _ask_the_site(self) -> None:
         """What the first submission needs from the batch system, asked while nobody waits:
         its caps and its largest array (called in a thread when the keeper starts)."""
         try:
-            self._caps(self.system.job_account(self.config.spec))
+            self._caps(self.config.spec)
             self.system.array_limit()
         except Exception as exc:  # a prefetch: asked again when a submission needs it, and said then
             logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
@@ -578,7 +580,7 @@ class Keeper(SchedulerPlugin):
 
     def _check_caps(self, n: int, submissions: int, spec: JobSpec, keep: bool = False) -> None:
         """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
-        caps = self._caps(self.system.job_account(spec))
+        caps = self._caps(spec)
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return
@@ -600,7 +602,7 @@ class Keeper(SchedulerPlugin):
         cap on running jobs (call in a thread): they would wait for the session's workers'
         walltimes. Replacements of kept jobs are not checked: they wait for the jobs they
         replace to end, as they should."""
-        caps = self._caps(self.system.job_account(spec))
+        caps = self._caps(spec)
         refusal = running_cap_refusal(caps, spec, n, session_holds(self._held_specs()))
         if refusal is not None:
             cap, more = refusal
@@ -633,7 +635,7 @@ class Keeper(SchedulerPlugin):
 
     def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
         """The most jobs this session may hold under the caps (call in a thread)."""
-        caps = self._caps(self.system.job_account(self.adapt_spec))
+        caps = self._caps(self.adapt_spec)
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return None

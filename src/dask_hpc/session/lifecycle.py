@@ -277,7 +277,7 @@ def _refuse_past_caps(
     """Raise CapError for ``n`` worker jobs, the first of a session whose scheduler's job is
     in the queue, that would pass one of the site's caps on the user's jobs, or could not
     all run at once beside the scheduler's job (the keeper checks its own the same way)."""
-    caps = system.caps(system.job_account(spec))
+    caps = system.caps(spec)
     if not caps:
         return
     user = getpass.getuser()

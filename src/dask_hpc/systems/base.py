@@ -457,11 +457,16 @@ class BatchSystem(ABC):
 
     # ---- the site's caps on a user's jobs ------------------------------------------------
 
-    def caps(self, account: str | None = None) -> list[Cap]:
-        """The site's limits on this user's jobs (charged to ``account``), where the system
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
+        """The site's limits on this user's jobs of ``spec``'s kind (its account, partition,
+        QOS where the system tells them apart; None: the user's defaults), where the system
         tells them (SLURM's associations and QOS, Grid Engine's max_u_jobs); [] where it does
         not or cannot be asked. Runs commands."""
         return []
+
+    def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
+        """What the caps of jobs of ``spec`` depend on (the keeper asks once for each)."""
+        return (self.job_account(spec),)
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:
         """The site's limits on one job of ``spec``'s (in its queue), where the system tells

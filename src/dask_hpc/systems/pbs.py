@@ -137,7 +137,7 @@ class PBSSystem(BatchSystem):
 
     # ---- caps: the server's limits per user (qmgr -c "list server"), as PBS Pro writes them
 
-    def caps(self, account: str | None = None) -> list[Cap]:
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
         try:
             done = _process.run(["qmgr", "-c", "list server"], timeout=30)
         except CommandError:

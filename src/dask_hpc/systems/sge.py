@@ -233,7 +233,7 @@ class SGESystem(BatchSystem):
     # ---- caps (sge_conf(5)): max_u_jobs, the jobs each user may have; max_jobs, the jobs
     # ---- the whole cluster may have, all users together. Both count an array once.
 
-    def caps(self, account: str | None = None) -> list[Cap]:
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
         try:
             done = _process.run(["qconf", "-sconf"], timeout=30)
         except CommandError:

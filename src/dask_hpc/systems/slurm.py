@@ -78,6 +78,7 @@ class SlurmSystem(BatchSystem):
         "walltime": r"^(--time(=|\s|$)|-t)",
         "queue": r"^(--partition(=|\s|$)|-p)",
         "account": r"^(--account(=|\s|$)|-A)",
+        "qos": r"^(--qos(=|\s|$)|-q)",
         "output": r"^(--output(=|\s|$)|-o)",
         "error": r"^(--error(=|\s|$)|-e)",
         "array": r"^(--array(=|\s|$)|-a)",
@@ -161,8 +162,11 @@ class SlurmSystem(BatchSystem):
 
     # ---- caps: the association's and its QOS's limits on this user's jobs (sacctmgr) -----
 
-    def caps(self, account: str | None = None) -> list[Cap]:
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
+        """The caps of the association the job's account and partition select, and of the
+        QOS it asks for (``--qos``, ``$SBATCH_QOS``) or else its association's default QOS."""
         user = getpass.getuser()
+        account, partition, qos_name = self.caps_scope(spec or JobSpec())
         try:
             assoc = _process.run(
                 [*SACCTMGR, "list", "association", "where", f"user={user}", ASSOC_FORMAT], timeout=30
@@ -175,7 +179,12 @@ class SlurmSystem(BatchSystem):
                 account = default.stdout.strip() or None
         except CommandError:
             return []  # no accounting here (or no answer): no caps known
-        return parse_caps(assoc.stdout, qos.stdout, user, account)
+        return parse_caps(assoc.stdout, qos.stdout, user, account, partition, qos_name)
+
+    def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
+        """Account, partition, QOS: each may have its own limits."""
+        qos = os.environ.get("SBATCH_QOS") or self.directive_value(spec, "qos")
+        return (self.job_account(spec), self.job_partition(spec), qos)
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:
         try:
@@ -294,11 +303,20 @@ QOS_FORMAT = "format=" + ",".join(QOS_FIELDS)
 TRES = ("cpu", "node", "mem")
 
 
-def parse_caps(associations: str, qos: str, user: str, account: str | None = None) -> list[Cap]:
+def parse_caps(
+    associations: str,
+    qos: str,
+    user: str,
+    account: str | None = None,
+    partition: str | None = None,
+    qos_name: str | None = None,
+) -> list[Cap]:
     """The caps on ``user``'s jobs from ``sacctmgr -n -P list association where user=U``
     (:data:`ASSOC_FIELDS`) and ``list qos`` (:data:`QOS_FIELDS`), for the jobs of
     ``account`` (the user's default unless given; else every association of the user's, so
-    that the most restrictive binds):
+    that the most restrictive binds) in ``partition`` (an association of that partition
+    where there is one, as SLURM picks it; else the account's own), asking for ``qos_name``
+    (None: the association's default QOS):
 
     * the association's MaxSubmitJobs, MaxJobs, GrpJobs and GrpTRES (cpu, node, mem);
     * its default QOS's MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, and the
@@ -313,6 +331,11 @@ def parse_caps(associations: str, qos: str, user: str, account: str | None = Non
     ]
     if account:
         rows = [r for r in rows if r.get("Account") == account] or rows
+    rows = (
+        [r for r in rows if partition and r.get("Partition") == partition]
+        or [r for r in rows if not r.get("Partition")]
+        or rows
+    )
     limits = {
         q["Name"]: q
         for q in (
@@ -326,7 +349,9 @@ def parse_caps(associations: str, qos: str, user: str, account: str | None = Non
         caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
         # No default QOS: SLURM's jobs get "normal" where the association may use it.
         listed = [q for q in row.get("QOS", "").split(",") if q]
-        name = row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
+        name = (
+            qos_name or row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
+        )
         qos_row = limits.get(name, {})
         per_user = {"MaxSubmitJobsPU": "MaxSubmitJobsPerUser", "MaxJobsPU": "MaxJobsPerUser"}
         caps += _job_caps(qos_row, f"QOS {name}", {"MaxSubmitJobsPU": False, "MaxJobsPU": True}, per_user)
