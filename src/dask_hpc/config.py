@@ -47,6 +47,7 @@ SPEC_KEYS: dict[str, str] = {
     "memory": "memory",
     "processes": "processes",
     "nodes": "nodes",
+    "gpus": "gpus",
     "walltime": "walltime",
     "queue": "queue",
     "account": "account",
@@ -76,6 +77,8 @@ OWN_KEYS: dict[str, str] = {
     "mpi-buffer-pool": "a size such as 1GiB",
     "sge-parallel-environment": "the Grid Engine parallel environment for jobs of several cores "
     "(qconf -spl lists them)",
+    "sge-gpu-resource": "Grid Engine: the site's consumable of GPUs that --gpus asks for, "
+    "e.g. gpu (qconf -sc lists them)",
     # The batch systems' own (dask-jobqueue's names), each read by the systems named:
     "resource-spec": "PBS, Grid Engine and OAR: the -l line of a job's resources, e.g. "
     "select=1:ncpus=36:mem=100GB (OAR: /nodes=1/core=16)",

@@ -48,6 +48,8 @@ _MEMORY = re.compile(r"^\d+(?:\.\d*)?\s*[a-zA-Z]+$")
 # Names of environment variables a job script may export.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+#: A pool's name: it names a worker resource (pool-<name>) and goes on command lines.
+_POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
 def parse_walltime(value: str | int | float | timedelta, *, two_fields: str = "MM:SS") -> int:
@@ -154,6 +156,8 @@ def _memory(value: str | int) -> int:
 #: The fields ``dask-hpc add`` has an option for, and the option (cli/options.py's).
 COMMAND_OPTIONS = {
     "nodes": "--nodes",
+    "gpus": "--gpus",
+    "pool": "--pool",
     "cores": "--cores",
     "processes": "--processes",
     "memory": "--memory",
@@ -213,6 +217,14 @@ class JobSpec:
     #: Nodes per job: ``cores``, ``memory`` and ``processes`` on each, a worker (processes of them)
     #: on every node, started by the system's launcher (SLURM's srun).
     nodes: int = 1
+    #: GPUs on each node, asked in each system's own words (SLURM's --gres=gpu:N, PBS's
+    #: ngpus, LSF's -gpu, HTCondor's request_gpus); the workers share them: each gets the
+    #: resource ``GPU`` (distributed's name), gpus / processes of it.
+    gpus: int = 0
+    #: The pool of workers these jobs belong to (``himem``, ``gpu``): each worker carries
+    #: the resource ``pool-<name>``, one unit a thread, so that ``dask.annotate(resources=
+    #: {"pool-himem": 1})`` routes tasks there; the keeper remembers each pool's spec.
+    pool: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
@@ -229,6 +241,21 @@ class JobSpec:
             )
         if not isinstance(self.nodes, int) or isinstance(self.nodes, bool) or self.nodes < 1:
             raise SpecError("nodes", self.nodes, "must be a whole number >= 1")
+        if self.pool is not None and (not isinstance(self.pool, str) or not _POOL.match(self.pool)):
+            raise SpecError(
+                "pool",
+                self.pool,
+                "a pool's name is a letter, then letters, digits, - or _ (it names a worker resource)",
+            )
+        if not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 0:
+            raise SpecError("gpus", self.gpus, "must be a whole number >= 0")
+        if self.gpus % self.processes:
+            raise SpecError(
+                "gpus",
+                self.gpus,
+                f"the {self.processes} worker processes of a node share its GPUs evenly: give "
+                f"--processes {self.gpus} (one worker a GPU) or a number of GPUs they divide",
+            )
         for name in ("queue", "account", "log_directory"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -362,8 +389,9 @@ class JobSpec:
         from dask.utils import format_bytes
 
         nodes = f" on each of {self.nodes} nodes" if self.nodes > 1 else ""
+        gpus = f", {self.gpus} GPU{'s' if self.gpus > 1 else ''}" if self.gpus else ""
         walltime = format_walltime(self.walltime)
-        return f"{cores}, {format_bytes(self.memory)}, walltime {walltime}, {processes}{nodes}"
+        return f"{cores}{gpus}, {format_bytes(self.memory)}, walltime {walltime}, {processes}{nodes}"
 
 
 def _identity(value: Any) -> Any:
@@ -516,6 +544,7 @@ _PARSERS: dict[str, Any] = {
     "cores": _whole("cores"),
     "processes": _whole("processes"),
     "nodes": _whole("nodes"),
+    "gpus": _whole("gpus"),
     "memory": parse_memory,
     "walltime": parse_walltime,
     "job_extra_directives": _lines("job_extra_directives", mapping_lines=True),

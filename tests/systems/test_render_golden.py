@@ -91,6 +91,10 @@ ARRAY_CASES = ("array",)
 #: A job of 2 nodes (issue 22): each system's launcher starts the workers on each node;
 #: HTCondor and local refuse it.
 NODE_CASES = ("nodes",)
+#: Two GPUs a node, one worker each (issue 23), in each system's words; on 2 nodes too.
+#: Grid Engine with the site's consumable named (sge-gpu-resource), OAR refuses without
+#: resource_spec (its hierarchy is the site's).
+GPU_CASES = ("gpus", "gpus-nodes")
 
 
 #: A site's settings (dask-hpc's configuration), as our test Grid Engine has them: every
@@ -128,6 +132,14 @@ def render_session(system: str, case: str) -> str:
 def render(system: str, case: str) -> str:
     if case in SESSION_CASES:
         return render_session(system, case)
+    if case in GPU_CASES:
+        nodes = 2 if case == "gpus-nodes" else 1
+        spec = JobSpec.from_options(cores=8, processes=2, gpus=2, memory="32GB", nodes=nodes, walltime="1h")
+        site = {**SITE, "sge-parallel-environment": "node8", "sge-gpu-resource": "gpu"}
+        try:
+            return get_system(system, site).render(spec, worker_command(spec, SCHEDULER_FILE, python=PYTHON))
+        except SpecError as exc:
+            return f"SpecError: {exc}\n"
     if case in NODE_CASES:
         spec = JobSpec.from_options(cores=8, processes=2, memory="16GB", nodes=2, walltime="1h")
         try:
@@ -168,7 +180,7 @@ def render(system: str, case: str) -> str:
         return f"SpecError: {exc}\n"
 
 
-@pytest.mark.parametrize("case", [*sorted(CASES), *SESSION_CASES, *ARRAY_CASES, *NODE_CASES])
+@pytest.mark.parametrize("case", [*sorted(CASES), *SESSION_CASES, *ARRAY_CASES, *NODE_CASES, *GPU_CASES])
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
     path = GOLDEN / f"{system}-{case}.txt"
@@ -181,7 +193,11 @@ def test_golden(system: str, case: str, request: pytest.FixtureRequest) -> None:
 
 def test_every_system_has_golden_files() -> None:
     names = {p.name for p in GOLDEN.glob("*.txt")}
-    expected = {f"{s}-{c}.txt" for s in SYSTEMS for c in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES]}
+    expected = {
+        f"{s}-{c}.txt"
+        for s in SYSTEMS
+        for c in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES, *GPU_CASES]
+    }
     assert names == expected
 
 
@@ -195,7 +211,7 @@ def test_htcondor_refuses_a_queue() -> None:
 def test_scripts_are_valid_bash(system: str, tmp_path: Path) -> None:
     import subprocess
 
-    for case in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES]:
+    for case in [*CASES, *SESSION_CASES, *ARRAY_CASES, *NODE_CASES, *GPU_CASES]:
         script = tmp_path / f"{case}.sh"
         text = render(system, case)
         if text.startswith("SpecError"):

@@ -28,6 +28,16 @@ def spec_options(func: F) -> F:
             "(srun, pbsdsh, blaunch, qrsh -inherit, oarsh); --cores, --memory and --processes are "
             "per node [1]",
         ),
+        click.option(
+            "--gpus",
+            help="GPUs on each node, asked as the batch system asks for them; the worker "
+            "processes share them (resource GPU) [0]",
+        ),
+        click.option(
+            "--pool",
+            help="the pool of workers these jobs join (e.g. himem, gpu): their workers carry the "
+            "resource pool-NAME; the pool keeps the options it was first given",
+        ),
         click.option("--queue", help="queue or partition"),
         click.option("--account", help="account or project to charge"),
         click.option("--job-name", help="name of the job [dask-worker]"),

@@ -223,11 +223,14 @@ def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
 @click.argument("n", type=click.IntRange(1), required=False)
 @name_option
 @click.option("--job", "job_ids", multiple=True, help="a worker job to remove (repeatable)")
-def remove(name: str, n: int | None, job_ids: tuple[str, ...]) -> None:
+@click.option("--pool", help="remove N jobs of this pool (without it: of the session's own jobs)")
+def remove(name: str, n: int | None, job_ids: tuple[str, ...], pool: str | None) -> None:
     """Retire the workers of N jobs (or of --job ID) gracefully, then end those jobs."""
     if (n is None) == (not job_ids):
         raise click.UsageError("give either N (how many jobs) or --job ID, not both and not neither")
-    ids = lifecycle.remove(Session(name), n, list(job_ids) or None)
+    if pool is not None and job_ids:
+        raise click.UsageError("give --pool with N, not with --job (a job id names its pool)")
+    ids = lifecycle.remove(Session(name), n, list(job_ids) or None, pool)
     console.print(f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}")
 
 

@@ -135,15 +135,26 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
     ended = [j for j in jobs if j.ended is not None]
     shown = live + ending + (ended if show_all else ended[-RECENT_ENDED:])
     table = Table(title=None)
-    for column in ("job", "state", "node", "walltime left", "workers", "replacement", "reason / exit"):
+    # A pool column where the session has pools (issue 23): each job's, "-" for the session's own.
+    pools = any(_pool(j) for j in shown)
+    columns = ("job", *(["pool"] if pools else []), "state", "node", "walltime left", "workers")
+    for column in (*columns, "replacement", "reason / exit"):
         table.add_column(column)
     for group in _array_groups(shown):
         j = group[0]
         state = j.state.value + ((" (removed)" if j.ended else " (ending)") if j.removed else "")
         detail = j.reason or ("" if j.exit_code is None else f"exit {j.exit_code}")
+        pool = [_pool(j) or "-"] if pools else []
         if len(group) == 1:
             table.add_row(
-                j.job_id, state, j.node or "", _left(j.walltime_left), str(j.workers), _replacement(j), detail
+                j.job_id,
+                *pool,
+                state,
+                j.node or "",
+                _left(j.walltime_left),
+                str(j.workers),
+                _replacement(j),
+                detail,
             )
             continue
         # The tasks of one array in one state, for one reason: one row (status --json: each).
@@ -151,6 +162,7 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         lefts = [g.walltime_left for g in group if g.walltime_left is not None]
         table.add_row(
             f"{j.job_id} … {group[-1].job_id} ({len(group)} tasks)",
+            *pool,
             state,
             nodes[0] if len(nodes) == 1 else (f"{len(nodes)} nodes" if nodes else ""),
             _left(min(lefts)) if lefts else _left(None),
@@ -175,6 +187,10 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
     if keeper and keeper.recomputed:
         totals += f"; {keeper.recomputed} tasks computed again (their results were lost)"
     return Group(Text("\n".join(head)), table, Text(totals))
+
+
+def _pool(job: JobReport) -> str | None:
+    return (job.spec or {}).get("pool")
 
 
 def _array_groups(jobs: list[JobReport]) -> list[list[JobReport]]:

@@ -105,6 +105,7 @@ class Keeper(SchedulerPlugin):
         self._caps_cache: tuple[float, tuple[str | None, ...], list[Cap]] | None = None
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
+        self.pools: dict[str, JobSpec] = {}  # each pool's spec, as its first add gave it
         self._user_jobs_cache: tuple[float, int | None] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
@@ -311,10 +312,29 @@ class Keeper(SchedulerPlugin):
             raise CapError(line)
         self._checked.add(key)
 
+    def _pool_jobs(self, pool: str | None) -> list[JobRecord]:
+        """The live jobs of a pool (None: the session's own, of no pool) not being removed."""
+        return [r for r in self.jobs.values() if r.live and not r.removed and pool_of(r) == pool]
+
+    def _pool_spec(self, options: dict[str, Any]) -> JobSpec:
+        """The spec of jobs asked with ``options``: a pool's (``pool`` among them) is the one
+        it was first given, which later options change for their jobs only; else the
+        session's. A pool first seen in the ledger (a keeper restarted) is its jobs'."""
+        fields = self.system.walltime_fields
+        pool = options.get("pool")
+        if pool is None:
+            return self.config.spec.with_options(walltime_fields=fields, **options)
+        if pool not in self.pools:
+            known = [self.specs.get(j, self.config.spec) for j, r in self.jobs.items() if pool_of(r) == pool]
+            self.pools[pool] = (
+                known[-1] if known else self.config.spec.with_options(walltime_fields=fields, **options)
+            )
+        return self.pools[pool].with_options(walltime_fields=fields, **options)
+
     async def _add(
         self, n: int, options: dict[str, Any], keep: bool, by: str = "add"
     ) -> protocol.Jobs | protocol.SubmitHere:
-        spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **options)
+        spec = self._pool_spec(options)
         await self._check_job(spec)
         await asyncio.to_thread(self._check_running_caps, n, spec, keep)
         if not self.can_submit:
@@ -360,9 +380,11 @@ class Keeper(SchedulerPlugin):
     async def remove(self, request: protocol.Remove) -> protocol.Jobs:
         """End worker jobs, after moving their workers' data elsewhere."""
         async with self._lock:
-            return await self._remove(request.n, request.job_ids)
+            return await self._remove(request.n, request.job_ids, request.pool)
 
-    async def _remove(self, n: int | None, job_ids: list[str] | None = None) -> protocol.Jobs:
+    async def _remove(
+        self, n: int | None, job_ids: list[str] | None = None, pool: str | None = None
+    ) -> protocol.Jobs:
         if job_ids:
             unknown = [j for j in job_ids if j not in self.jobs]
             if unknown:
@@ -370,7 +392,7 @@ class Keeper(SchedulerPlugin):
                 raise SessionError(f"no job {', '.join(unknown)} in this session; its jobs: {known}")
             chosen = [j for j in job_ids if self.jobs[j].live]
         else:
-            chosen = choose_removals(self.jobs.values(), n or 0, self._held_bytes())
+            chosen = choose_removals(self._pool_jobs(pool), n or 0, self._held_bytes())
         await self._end_jobs(chosen, retire=True)
         return protocol.Jobs(chosen)
 
@@ -383,13 +405,13 @@ class Keeper(SchedulerPlugin):
         self.backoff = Backoff()  # the user acts: automatic submissions (replacements) may go again
         # Counted and changed under the lock: two scales at once must not both submit the difference.
         async with self._lock:
-            live = [r for r in self.jobs.values() if r.live and not r.removed]
-            up, down = scale_steps(live, jobs)
+            pool = request.options.get("pool")  # a pool's jobs; without one, the session's own
+            up, down = scale_steps(self._pool_jobs(pool), jobs)
             if up:
                 # Kept (the size holds through walltimes) where the keeper may submit replacements.
                 return await self._add(up, request.options, keep=self.can_submit, by="scale")
             if down:
-                return await self._remove(down)
+                return await self._remove(down, pool=pool)
             return protocol.Jobs([])
 
     async def adapt(self, request: protocol.Adapt) -> protocol.Adapting:
@@ -410,7 +432,12 @@ class Keeper(SchedulerPlugin):
                 f"adapt needs to submit jobs from the scheduler's node, but jobs are submitted "
                 f"from {self.submit_note}; use dask-hpc add/remove instead"
             )
-        spec = self.config.spec.with_options(walltime_fields=self.system.walltime_fields, **request.options)
+        spec = self._pool_spec(request.options)
+        if spec.pool is not None:
+            raise SessionError(
+                f"adapt follows the session's own jobs, not a pool's yet (pool {spec.pool}): size a "
+                "pool with add, remove and scale --pool"
+            )
         await self._check_job(spec)
         self.adapt_spec = spec
         self.adapt_bounds = (lo, hi)
@@ -715,7 +742,7 @@ class Keeper(SchedulerPlugin):
         if now - self._adapted_at < self.adapt_interval - 0.01:  # steps come every ADAPT_INTERVAL
             return
         self._adapted_at = now
-        live = [r for r in self.jobs.values() if r.live and not r.removed]
+        live = self._pool_jobs(self.adapt_spec.pool)  # adapt's pool only: the others are theirs
         up, down = scale_steps(live, self._adapt_target(capped=False))
         if up:  # the caps bound what adapt asks for, never what it keeps
             await self._cap_adapt(live)
@@ -749,7 +776,7 @@ class Keeper(SchedulerPlugin):
 
     async def _adapt_up(self) -> list[str]:
         """Submit what adapt's target asks for beyond the live jobs (call under the lock)."""
-        live = [r for r in self.jobs.values() if r.live and not r.removed]
+        live = self._pool_jobs(self.adapt_spec.pool)
         up, _ = scale_steps(live, self._adapt_target(capped=False))
         if up:
             await self._cap_adapt(live)
@@ -903,3 +930,8 @@ def _ended_before_joining(record: JobRecord, session: str) -> str:
 
 
 _RECORD_FIELDS = [f.name for f in fields(JobRecord)]
+
+
+def pool_of(record: JobRecord) -> str | None:
+    """The pool a job of the ledger belongs to (None: the session's own jobs)."""
+    return (record.spec or {}).get("pool")

@@ -263,6 +263,7 @@ class Remove(Request[Jobs]):
     op: ClassVar[str] = "dask_hpc_remove"
     n: int | None = None
     job_ids: list[str] | None = None
+    pool: str | None = None  # the n are this pool's jobs (None: the session's own)
 
 
 @dataclass(frozen=True)

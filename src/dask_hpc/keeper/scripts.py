@@ -73,7 +73,33 @@ def worker_command(
         command += ["--protocol", protocol]
     if tls is not None:
         command += tls.worker_arguments()
-    return [*command, *(Expanded(a) for a in spec.worker_extra_args)]
+    resources, rest = worker_resources(spec)
+    return [*command, *resources, *(Expanded(a) for a in rest)]
+
+
+def worker_resources(spec: JobSpec) -> tuple[list[str], list[str]]:
+    """The workers' ``--resources`` (distributed's abstract resources, by which tasks are
+    routed: ``client.submit(f, resources={"GPU": 1})``), and the rest of
+    ``worker_extra_args``: ``GPU`` for a job's GPUs (each worker process its share), with
+    ``pool-<name>`` for a pool's, with the user's own ``--resources`` in one argument
+    (dask worker reads only the last)."""
+    ours = [f"GPU={spec.gpus // spec.processes}"] if spec.gpus else []
+    if spec.pool:  # a unit a thread: as many of the pool's tasks at once as it has threads
+        ours.append(f"pool-{spec.pool}={spec.threads_per_process}")
+    rest: list[str] = []
+    args = list(spec.worker_extra_args)
+    theirs: list[str] = []
+    while args:
+        arg = args.pop(0)
+        if arg == "--resources" and args:
+            theirs += args.pop(0).replace(",", " ").split()
+        elif arg.startswith("--resources="):
+            theirs += arg.split("=", 1)[1].replace(",", " ").split()
+        else:
+            rest.append(arg)
+    named = {entry.split("=")[0] for entry in theirs}
+    merged = [*theirs, *(entry for entry in ours if entry.split("=")[0] not in named)]
+    return (["--resources", " ".join(merged)] if merged else []), rest
 
 
 def scheduler_command(state_dir: str | Path, *, python: str = sys.executable) -> list[str]:

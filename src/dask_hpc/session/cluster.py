@@ -124,6 +124,12 @@ class BatchCluster(Cluster):
         sharing them; walltime (``"HH:MM:SS"``, ``"90m"`` or seconds); nodes, each with
         those cores, memory and processes (SLURM: srun starts the workers on every node;
         they are named ``<job>@<node>``). Defaults: 1 core, 2 GiB, 1 process, 1 hour, 1 node.
+    gpus
+        GPUs on each node of a worker job, asked as the batch system asks for them (SLURM
+        ``--gres=gpu:N``, PBS Pro ``ngpus``, Torque ``gpus``, LSF ``-gpu "num=N"``, HTCondor
+        ``request_gpus``, Grid Engine the site's consumable ``sge-gpu-resource``); the worker
+        processes share them evenly as the resource ``GPU``, for
+        ``client.submit(f, resources={"GPU": 1})``. Default 0.
     queue, account, job_name
         The queue (partition), the account (project) to charge, the jobs' name.
     job_extra_directives, job_script_prologue, job_script_epilogue, job_directives_skip
@@ -203,6 +209,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         memory: str | int | None = None,
         processes: int | None = None,
         nodes: int | None = None,
+        gpus: int | None = None,
         walltime: str | int | None = None,
         queue: str | None = None,
         account: str | None = None,
@@ -261,6 +268,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             "memory": memory,
             "processes": processes,
             "nodes": nodes,
+            "gpus": gpus,
             "walltime": walltime,
             "queue": queue,
             "account": account,
@@ -493,11 +501,13 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         jobs: int = 0,
         memory: str | None = None,
         cores: int | None = None,
+        pool: str | None = None,
     ) -> asyncio.Future[Any] | None:
         """Make the session run ``jobs`` worker jobs, or enough for ``n`` workers,
         ``memory`` or ``cores`` in total (given several: the most jobs). Turns adapt off.
-        In an asynchronous cluster, a future of it (awaiting it is optional, as with
-        distributed's ``scale``)."""
+        ``pool``: that pool's jobs (the spec its first ``add --pool`` gave it), not the
+        session's own. In an asynchronous cluster, a future of it (awaiting it is optional,
+        as with distributed's ``scale``)."""
         # As distributed's (and so dask-jobqueue's) scale: the most that any of them asks for.
         wanted = [jobs]
         if n is not None:
@@ -507,9 +517,10 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         if cores is not None:
             wanted.append(math.ceil(cores / self.spec.cores))
         jobs = max(wanted)
+        options = {"pool": pool} if pool is not None else None
         if self._async_mode:  # the keeper answers on this loop: ask from a thread; await it or not
-            return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs))
-        lifecycle.scale(self.session, jobs)
+            return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs, options))
+        lifecycle.scale(self.session, jobs, options)
         return None
 
     def adapt(  # type: ignore[override]

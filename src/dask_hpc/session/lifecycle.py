@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dask_hpc.errors import CapError, DaskHPCError, ProtocolError, SchedulerUnreachableError, SessionError
+from dask_hpc.errors import (
+    CapError,
+    DaskHPCError,
+    ProtocolError,
+    SchedulerUnreachableError,
+    SessionError,
+    SpecError,
+)
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.decisions import (
     cap_message,
@@ -119,6 +126,12 @@ def session_specs(
     given.setdefault("job_name", f"dask-worker-{name}")
     given.setdefault("log_directory", str(logs))
     spec = JobSpec.from_options(given, walltime_fields=walltime_fields)
+    if spec.pool is not None:
+        raise SpecError(
+            "pool",
+            spec.pool,
+            "the session's own jobs are of no pool: give --pool to add, scale or remove (pool= in Python)",
+        )
     scheduler = replace(
         JobSpec.from_options(
             walltime_fields=walltime_fields,
@@ -483,10 +496,13 @@ def _submitted(
     return ids
 
 
-def remove(session: Session, n: int | None = None, job_ids: list[str] | None = None) -> list[str]:
-    """Retire the workers of ``n`` jobs (or of ``job_ids``), then end those jobs."""
+def remove(
+    session: Session, n: int | None = None, job_ids: list[str] | None = None, pool: str | None = None
+) -> list[str]:
+    """Retire the workers of ``n`` jobs (of ``pool``'s; None: the session's own), or of
+    ``job_ids``, then end those jobs."""
     _, scheduler = open_live(session)
-    return list(scheduler.ask(protocol.Remove(n, job_ids), timeout=600).job_ids)
+    return list(scheduler.ask(protocol.Remove(n, job_ids, pool), timeout=600).job_ids)
 
 
 def scale(session: Session, jobs: int, options: dict[str, Any] | None = None) -> list[str]:

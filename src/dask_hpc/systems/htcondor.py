@@ -80,6 +80,7 @@ class HTCondorSystem(BatchSystem):
             "periodic_remove_reason",
             "accounting_group",
             "request_disk",
+            "request_gpus",
             "output",
             "error",
             "log",
@@ -139,6 +140,7 @@ class HTCondorSystem(BatchSystem):
             f"batch_name = {literal(self.job_name(spec))}",
             f"request_cpus = {spec.cores}",
             f"request_memory = {math.ceil(spec.memory / 2**20)}MB",
+            *([f"request_gpus = {spec.gpus}"] if spec.gpus else []),
             *([f"request_disk = {math.ceil(self.disk / 1024)}"] if self.disk else []),
             # No walltime in HTCondor: remove the job when its run time is up.
             f"periodic_remove = (JobStatus == 2) && (time() - EnteredCurrentStatus > {spec.walltime})",

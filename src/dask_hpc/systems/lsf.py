@@ -51,6 +51,7 @@ class LSFSystem(BatchSystem):
         "walltime": r"^-W\b",
         "queue": r"^-q\b",
         "account": r"^-P\b",
+        "gpus": r"^-gpu\b",
         "output": r"^-oo?\b",
         "error": r"^-eo?\b",
         "array": r"^-J\s+\S*\[",  # -J "name[1-10]": an array
@@ -106,6 +107,8 @@ class LSFSystem(BatchSystem):
             f"-M {memory}",
             f"-W {minutes // 60:02d}:{minutes % 60:02d}",
         ]
+        if spec.gpus:
+            d.append(f'-gpu "num={spec.gpus}"')  # LSF 10.1's GPUs, on each host of the job
         if spec.queue:
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:

@@ -109,6 +109,14 @@ class OARSystem(BatchSystem):
     nodes_asked = (r"(?:^|[\s/{}])(?:nodes|host|network_address)=(\d+)", "/nodes={nodes}/core={cores}")
 
     def resources(self, spec: JobSpec) -> str:
+        if spec.gpus and not self.resource_spec:
+            raise SpecError(
+                "gpus",
+                spec.gpus,
+                "OAR asks for GPUs in its resource hierarchy, whose levels are the site's: write "
+                "them in resource_spec, e.g. /nodes=1/gpu=2 (oarnodes lists the resources); "
+                "--gpus then gives the workers their share",
+            )
         # nodes=1: all the cores on one node (without it OAR may spread them over nodes).
         return self.resource_spec or f"/nodes={spec.nodes}/core={spec.cores}"
 

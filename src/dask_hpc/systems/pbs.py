@@ -91,11 +91,12 @@ class PBSSystem(BatchSystem):
         if self.resource_spec:
             return [self.resource_spec]
         mem = math.ceil(spec.memory / 2**20)  # PBS's mb is MiB
+        gpus = f":ngpus={spec.gpus}" if spec.gpus else ""  # PBS Pro's GPUs, in each chunk
         if spec.nodes == 1:
-            return [f"select=1:ncpus={spec.cores}:mem={mem}mb"]
+            return [f"select=1:ncpus={spec.cores}{gpus}:mem={mem}mb"]
         # A chunk a node (place=scatter), each listed once in the node file (mpiprocs=1),
         # so that pbsdsh starts one task on each.
-        return [f"select={spec.nodes}:ncpus={spec.cores}:mem={mem}mb:mpiprocs=1", "place=scatter"]
+        return [f"select={spec.nodes}:ncpus={spec.cores}{gpus}:mem={mem}mb:mpiprocs=1", "place=scatter"]
 
     def directives(self, spec: JobSpec) -> list[str]:
         d = [f"-N {self.quote(self.job_name(spec))}"]
@@ -215,14 +216,13 @@ class TorqueSystem(PBSSystem):
     def resources(self, spec: JobSpec) -> list[str]:
         if self.resource_spec:
             return [self.resource_spec]
+        # Torque's GPUs: nodes=K:ppn=C:gpus=N, on each node.
+        nodes = f"nodes={spec.nodes}:ppn={spec.cores}" + (f":gpus={spec.gpus}" if spec.gpus else "")
         if spec.nodes == 1:
-            return [f"nodes=1:ppn={spec.cores}", f"mem={math.ceil(spec.memory / 2**20)}mb"]
+            return [nodes, f"mem={math.ceil(spec.memory / 2**20)}mb"]
         # Torque ignores mem on Linux for a job of several nodes (its manual, "Requesting
         # resources"): pmem, the memory of each process, a core's share of the node's.
-        return [
-            f"nodes={spec.nodes}:ppn={spec.cores}",
-            f"pmem={math.ceil(spec.memory / spec.cores / 2**20)}mb",
-        ]
+        return [nodes, f"pmem={math.ceil(spec.memory / spec.cores / 2**20)}mb"]
 
     # Torque's node file lists a node once per core: -u starts one task per node.
     pbsdsh = "pbsdsh -u"

@@ -83,9 +83,18 @@ class SGESystem(BatchSystem):
     setting_keys: ClassVar[Mapping[str, str]] = {
         "sge-parallel-environment": "parallel_environment",
         "resource-spec": "resource_spec",
+        "sge-gpu-resource": "gpu_resource",
     }
 
-    def __init__(self, parallel_environment: str | None = None, resource_spec: str | None = None) -> None:
+    def __init__(
+        self,
+        parallel_environment: str | None = None,
+        resource_spec: str | None = None,
+        gpu_resource: str | None = None,
+    ) -> None:
+        #: The site's consumable complex of GPUs (qconf -sc lists them, often ``gpu``): Grid
+        #: Engine has no GPU request of its own. Asked as the job's (consumable JOB).
+        self.gpu_resource = None if gpu_resource is None else setting_line("sge_gpu_resource", gpu_resource)
         #: The parallel environment that gives a job several slots on one host: its name is
         #: the site's (qconf -spl lists them), so none is assumed (as dask-jobqueue).
         self.parallel_environment = (
@@ -135,6 +144,8 @@ class SGESystem(BatchSystem):
                 # Several nodes: the parallel environment's allocation_rule (the cores) puts
                 # that many slots on each node.
                 d.append(f"-pe {self.parallel_environment} {spec.cores * spec.nodes}")
+        if spec.gpus:
+            d.append(self._gpus(spec))
         if spec.queue:
             d.append(f"-q {self.quote(spec.queue)}")
         if spec.account:
@@ -190,6 +201,26 @@ class SGESystem(BatchSystem):
                 f"one with allocation_rule {slots or spec.cores} and control_slaves TRUE (qconf -spl lists "
                 "them; set sge-parallel-environment), or --nodes 1 with more --processes",
             )
+
+    def _gpus(self, spec: JobSpec) -> str:
+        """``-l <the site's GPU complex>=N``: refused in one line where none is configured
+        (its name is the site's) or for several nodes (a job's consumable is its first host's)."""
+        if self.gpu_resource is None:
+            raise SpecError(
+                "gpus",
+                spec.gpus,
+                "Grid Engine has no GPU request of its own: name the site's consumable of GPUs "
+                "(qconf -sc lists them, e.g. gpu) with sge-gpu-resource in dask-hpc's "
+                "configuration, or give -l yourself in job_extra_directives",
+            )
+        if spec.nodes > 1:
+            raise SpecError(
+                "gpus",
+                spec.gpus,
+                "a Grid Engine job's consumable is counted on its first host: GPUs on several "
+                "nodes are not asked here; use --nodes 1, or give -l yourself",
+            )
+        return f"-l {self.gpu_resource}={spec.gpus}"
 
     # qrsh -inherit starts a task on a host of the job's parallel environment (its
     # control_slaves must be TRUE); $PE_HOSTFILE lists each host once, with its slots.

@@ -78,6 +78,7 @@ class SlurmSystem(BatchSystem):
         "walltime": r"^(--time(=|\s|$)|-t)",
         "queue": r"^(--partition(=|\s|$)|-p)",
         "account": r"^(--account(=|\s|$)|-A)",
+        "gpus": r"^(--gres(=|\s)\S*gpu|--gpus(-per-node|-per-task)?(=|\s|$)|-G)",
         "qos": r"^(--qos(=|\s|$)|-q)",
         "output": r"^(--output(=|\s|$)|-o)",
         "error": r"^(--error(=|\s|$)|-e)",
@@ -120,6 +121,8 @@ class SlurmSystem(BatchSystem):
             f"--mem={self.job_mem or f'{math.ceil(spec.memory / 2**20)}M'}",
             f"--time={format_walltime(spec.walltime)}",
         ]
+        if spec.gpus:
+            d.append(f"--gres=gpu:{spec.gpus}")  # on each node, in every SLURM since GRES came
         if spec.queue:
             d.append(f"--partition={self.quote(spec.queue)}")
         if spec.account:
@@ -272,6 +275,7 @@ class SlurmSystem(BatchSystem):
             f"--nodes={spec.nodes}",
             "--ntasks-per-node=1",
             f"--cpus-per-task={self.job_cpu or spec.cores}",
+            *([f"--gres=gpu:{spec.gpus}"] if spec.gpus else []),  # each task its node's GPUs
         ]
         return ["# Start the workers on each of the job's nodes.", shell_command([*srun, *command])]
 
