@@ -74,3 +74,45 @@ def test_the_sessions_own_jobs_are_of_no_pool() -> None:
 
     with pytest.raises(SpecError, match="invalid pool 'gpu': the session's own jobs are of no pool"):
         session_specs("s", {"pool": "gpu"}, logs=Path("/tmp/logs"))
+
+
+@pytest.mark.parametrize(
+    ("visible", "index", "per", "share"),
+    [("0,1,2,3", 0, 1, "0"), ("0,1,2,3", 3, 1, "3"), ("0,1,2,3", 1, 2, "2,3"), ("4,6", 1, 1, "6"),
+     ("GPU-a,GPU-b", 1, 1, "GPU-b"), ("", 0, 1, None), ("0", 1, 1, None), ("0,1", 0, 0, None)],
+)  # fmt: skip
+def test_each_worker_process_gets_its_share_of_the_jobs_gpus(
+    visible: str, index: int, per: int, share: str | None
+) -> None:
+    from dask_hpc.worker.gpus import gpu_share
+
+    assert gpu_share(visible, index, per) == share
+
+
+@pytest.mark.timeout(90)
+def test_the_worker_processes_of_a_job_see_one_gpu_each(tmp_path: object) -> None:
+    """`dask worker --nworkers 2 --resources GPU=1` with dask-hpc's preload, in a job whose
+    batch system set CUDA_VISIBLE_DEVICES=3,5: each worker process sees its own GPU (no
+    GPU needed: it is the variable CUDA reads when it starts)."""
+    import os
+    import subprocess
+    import sys
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=None, protocol="tcp") as cluster:
+        argv = [sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address]
+        argv += ["--nworkers", "2", "--nthreads", "1", "--resources", "GPU=1", "--no-dashboard"]
+        argv += ["--preload", "dask_hpc.worker.retirement", "--host", "127.0.0.1", "--name", "4711"]
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "3,5"}
+        env.pop("DASK_HPC_SYSTEM", None)  # outside a dask-hpc job: the names stay distributed's
+        workers = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with Client(cluster) as client:
+                client.wait_for_workers(2, timeout=60)
+                seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+                names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+                assert {names[a]: v for a, v in seen.items()} == {"4711-0": "3", "4711-1": "5"}
+        finally:
+            workers.terminate()
+            workers.wait(timeout=30)

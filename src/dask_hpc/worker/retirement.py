@@ -135,10 +135,15 @@ def named_after_the_job(name: object, job_id: str) -> object:
 
 
 def dask_setup(worker: Worker) -> None:
-    """distributed's preload hook, before the worker registers: its name as its job's id,
-    and a watch on the walltime of the job this worker runs in."""
+    """distributed's preload hook, before the worker registers: its share of the job's GPUs
+    (dask_hpc.worker.gpus), its name as its job's id, and a watch on the walltime of the
+    job this worker runs in."""
     from tornado.ioloop import PeriodicCallback
 
+    from dask_hpc.worker.gpus import share_gpus
+
+    # Before the worker's name becomes the job's: its "-<i>" says which share of GPUs is its.
+    share_gpus(str(worker.name), worker.state.total_resources)
     with contextlib.suppress(DaskHPCError):  # outside a dask-hpc job distributed's name stays
         worker.name = named_after_the_job(worker.name, current_job().job_id)
     end = job_end()
