@@ -458,3 +458,22 @@ def test_a_name_used_before_starts_with_no_jobs_and_keeps_the_old_ledger(tmp_pat
         assert cluster.status_report().keeper.jobs == []  # type: ignore[union-attr]
     (aside,) = session.directory.glob("jobs-*.json")
     assert list(load_ledger(aside)) == ["41"]
+
+
+def test_a_clusters_pools_are_checked_when_it_is_made_and_sent_with_their_scale(
+    own_config: dict[str, Path],
+) -> None:
+    """BatchCluster(pools=...) (issue 23): a pool whose options this system cannot take is
+    refused in one line before anything starts; a good one's options go with its scale."""
+    with pytest.raises(SpecError, match="invalid gpus 3"):
+        dask_hpc.BatchCluster(
+            "slurm",
+            scheduler="local",
+            interface="lo",
+            name="p1",
+            pools={"gpu": {"gpus": 3, "processes": 2, "cores": 2}},
+        )
+    with dask_hpc.BatchCluster(
+        "slurm", scheduler="local", interface="lo", name="p2", pools={"himem": {"memory": "8GiB"}}
+    ) as cluster:
+        assert cluster._pools == {"himem": {"memory": "8GiB", "pool": "himem"}}

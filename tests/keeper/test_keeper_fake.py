@@ -90,11 +90,15 @@ class Harness:
     workers: list[Worker] = field(default_factory=list)
     steps: Counter[str] = field(default_factory=Counter)  # keeper steps done: "adapt", "keep"
 
-    async def join(self, name: str, *, end: float | None = None) -> Worker:
+    async def join(
+        self, name: str, *, end: float | None = None, resources: dict[str, float] | None = None
+    ) -> Worker:
         """Start a worker named ``name`` (a job id, or ``<job id>-<n>``); ``end``: the walltime
-        end it reports, as dask_hpc.worker.retirement does in a job."""
+        end it reports, as dask_hpc.worker.retirement does in a job; ``resources``: its own
+        (a pool's worker carries pool-<name>)."""
         worker = Worker(
             self.scheduler.address,
+            resources=resources,
             name=name,
             nthreads=1,
             host="127.0.0.1",
@@ -1345,7 +1349,35 @@ def test_remove_scale_and_adapt_keep_to_their_pool(tmp_path: Path) -> None:
             await h.ask(protocol.Adapt(0, 0))  # the session's own to none; the pool's stay
             await until(lambda: not h.keeper._pool_jobs(None), "adapt to end the session's own job")
             assert len(h.keeper._pool_jobs("gpu")) == 3
-            with pytest.raises(SessionError, match="adapt follows the session's own jobs, not a pool's yet"):
-                await h.ask(protocol.Adapt(0, 2, options={"pool": "gpu"}))
+
+    asyncio.run(run())
+
+
+def test_adapt_of_a_pool_follows_the_tasks_that_ask_for_it(tmp_path: Path) -> None:
+    """adapt --pool gpu --min 0 --max 3: no task of the pool, no job; 4 tasks that ask for
+    pool-gpu (a job holds 2 threads of it) want 2 jobs; once they are done, the idle jobs
+    end; the session's own adapt (off here) and jobs are not touched."""
+    from distributed import Client
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            (own,) = (await h.ask(protocol.Add(1))).job_ids
+            answer = await h.ask(protocol.Adapt(0, 3, options={"pool": "gpu"}))
+            assert answer.bounds is not None and answer.bounds.maximum_jobs == 3
+            await h.steps_pass("adapt")
+            assert h.keeper._pool_jobs("gpu") == []
+            assert (await h.status()).pool_adapt["gpu"].maximum_jobs == 3
+            async with Client(h.scheduler.address, asynchronous=True) as client:
+                futures = client.map(lambda i: i * 2, range(4), resources={"pool-gpu": 1}, pure=False)
+                await until(lambda: len(h.keeper._pool_jobs("gpu")) == 2, "2 jobs for 4 tasks")
+                first = h.keeper._pool_jobs("gpu")[0].job_id
+                assert "--resources pool-gpu=2" in h.system.scripts[first]
+                h.system.start(first)
+                await h.join(first, resources={"pool-gpu": 2})
+                assert await client.gather(futures) == [0, 2, 4, 6]
+            await until(lambda: not h.keeper._pool_jobs("gpu"), "the idle pool jobs to end")
+            assert [r.job_id for r in h.keeper._pool_jobs(None)] == [own]
+            await h.ask(protocol.Adapt(off=True, options={"pool": "gpu"}))
+            assert (await h.status()).pool_adapt == {}
 
     asyncio.run(run())

@@ -110,6 +110,9 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         if keeper.capped:
             adapting += f"; held back by the site's cap: {keeper.capped}"
         head.append(adapting)
+        for name, b in sorted(keeper.pool_adapt.items()):
+            top = "no upper bound" if b.maximum_jobs is None else b.maximum_jobs
+            head.append(f"adapt of pool {name}: {b.minimum_jobs} to {top} jobs, by the tasks that ask for it")
         trouble = keeper.submit_trouble
         if trouble:
             head.append(_trouble(trouble))

@@ -27,6 +27,7 @@ __all__ = [
     "job_of_worker",
     "lost_kept_jobs",
     "more_workers_a_job",
+    "pool_target_jobs",
     "queue_wait",
     "replacement_lead",
     "replacement_times",
@@ -92,6 +93,15 @@ def adapt_target_jobs(
     """How many jobs the scheduler's wish for ``target_workers`` workers means, within bounds
     (``maximum_jobs`` None: no upper bound)."""
     wanted = math.ceil(max(0, target_workers) / max(1, processes))
+    return max(minimum_jobs, wanted if maximum_jobs is None else min(maximum_jobs, wanted))
+
+
+def pool_target_jobs(tasks: int, spec: JobSpec, minimum_jobs: int, maximum_jobs: int | None) -> int:
+    """How many jobs of a pool's ``spec`` its ``tasks`` want (tasks that ask for the pool's
+    resource: waiting for a worker of it, or running on one), within bounds: a thread for
+    each (a pool worker holds ``pool-<name>`` one unit a thread), whole jobs."""
+    threads = max(1, spec.threads_per_process * spec.workers)
+    wanted = math.ceil(max(0, tasks) / threads)
     return max(minimum_jobs, wanted if maximum_jobs is None else min(maximum_jobs, wanted))
 
 

@@ -45,6 +45,7 @@ from dask_hpc.keeper.decisions import (
     job_limit_message,
     job_of_worker,
     lost_kept_jobs,
+    pool_target_jobs,
     replacement_times,
     running_cap_message,
     running_cap_refusal,
@@ -106,6 +107,9 @@ class Keeper(SchedulerPlugin):
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
         self.pools: dict[str, JobSpec] = {}  # each pool's spec, as its first add gave it
+        # The pools adapted beside the session's own jobs: spec, fewest and most jobs.
+        self.pool_adapts: dict[str, tuple[JobSpec, int, int | None]] = {}
+        self.pool_close_counts: dict[str, int] = {}  # a pool's idle jobs: steps in a row idle
         self._user_jobs_cache: tuple[float, int | None] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
@@ -291,6 +295,10 @@ class Keeper(SchedulerPlugin):
             submit_trouble=self.backoff.trouble(now),
             last_refusal=self.last_refusal,
             capped=self._capped_words(),
+            pool_adapt={
+                pool: protocol.AdaptBounds(lo, hi, ADAPT_INTERVAL, ADAPT_WAIT_COUNT)
+                for pool, (_, lo, hi) in self.pool_adapts.items()
+            },
         )
 
     async def add(self, request: protocol.Add) -> protocol.Jobs | protocol.SubmitHere:
@@ -311,6 +319,63 @@ class Keeper(SchedulerPlugin):
         if line:
             raise CapError(line)
         self._checked.add(key)
+
+    async def _adapt_pool(self, spec: JobSpec, lo: int, hi: int | None) -> protocol.Adapting:
+        """Adapt a pool (``spec.pool``) between ``lo`` and ``hi`` jobs by the tasks that ask
+        for its resource (:meth:`_pool_adapt_step`), beside the session's own adapt; it
+        decides every ADAPT_INTERVAL seconds and ends a job idle ADAPT_WAIT_COUNT in a row."""
+        assert spec.pool is not None
+        self.pool_adapts[spec.pool] = (spec, lo, hi)
+        self.backoff = Backoff()  # the user acts: a fresh start
+        async with self._lock:
+            try:
+                await self._pool_adapt_step(spec.pool)
+            except DaskHPCError as exc:
+                self._refused("adapt", exc)
+                del self.pool_adapts[spec.pool]  # nothing could be submitted: say so, do not storm
+                raise SessionError(f"{exc}; adapt of pool {spec.pool} is off") from None
+        return protocol.Adapting(protocol.AdaptBounds(lo, hi, ADAPT_INTERVAL, ADAPT_WAIT_COUNT))
+
+    def _pool_tasks(self, pool: str) -> int:
+        """The tasks that ask for a pool's resource and have their inputs: waiting for a
+        worker of the pool (unrunnable: none has it yet), or on one (processing: running,
+        or ready there until its resource is free)."""
+        assert self.scheduler is not None
+        key = f"pool-{pool}"
+        waiting = sum(1 for ts in self.scheduler.unrunnable if key in (ts.resource_restrictions or {}))
+        running = sum(len(ws.processing) for ws in self.scheduler.workers.values() if key in ws.resources)
+        return waiting + running
+
+    async def _pool_adapt_step(self, only: str | None = None) -> None:
+        """Each adapted pool (or ``only`` that one) to the jobs its tasks want, within its
+        bounds: more submitted (kept, as adapt's), or jobs whose workers have had no task of
+        the pool for ``ADAPT_WAIT_COUNT`` steps in a row ended (call under the lock)."""
+        assert self.scheduler is not None
+        for pool, (spec, lo, hi) in list(self.pool_adapts.items()):
+            if only is not None and pool != only:
+                continue
+            live = self._pool_jobs(pool)
+            up, down = scale_steps(live, pool_target_jobs(self._pool_tasks(pool), spec, lo, hi))
+            if up and self.backoff.may_submit(time.time()):
+                await self._submit(up, spec, keep=self.can_submit)
+                continue
+            busy = {
+                job_of_worker(str(ws.name), self.jobs)
+                for ws in self.scheduler.workers.values()
+                if ws.processing
+            }
+            idle = [r for r in live if r.job_id not in busy]
+            chosen = choose_removals(idle, down, self._held_bytes()) if down else []
+            counts = self.pool_close_counts
+            for job_id in [r.job_id for r in live if r.job_id in counts and r.job_id not in chosen]:
+                del counts[job_id]  # busy again: its count starts over
+            firm = []
+            for job_id in chosen:
+                counts[job_id] = counts.get(job_id, 0) + 1
+                if counts[job_id] >= ADAPT_WAIT_COUNT:
+                    firm.append(job_id)
+                    del counts[job_id]
+            await self._end_jobs(firm, retire=True)
 
     def _pool_jobs(self, pool: str | None) -> list[JobRecord]:
         """The live jobs of a pool (None: the session's own, of no pool) not being removed."""
@@ -415,6 +480,10 @@ class Keeper(SchedulerPlugin):
             return protocol.Jobs([])
 
     async def adapt(self, request: protocol.Adapt) -> protocol.Adapting:
+        pool = request.options.get("pool")
+        if request.off and pool is not None:
+            self.pool_adapts.pop(pool, None)
+            return protocol.Adapting(None)
         if request.off:
             self.adapt_bounds = None
             return protocol.Adapting(None)
@@ -433,12 +502,9 @@ class Keeper(SchedulerPlugin):
                 f"from {self.submit_note}; use dask-hpc add/remove instead"
             )
         spec = self._pool_spec(request.options)
-        if spec.pool is not None:
-            raise SessionError(
-                f"adapt follows the session's own jobs, not a pool's yet (pool {spec.pool}): size a "
-                "pool with add, remove and scale --pool"
-            )
         await self._check_job(spec)
+        if spec.pool is not None:
+            return await self._adapt_pool(spec, lo, hi)
         self.adapt_spec = spec
         self.adapt_bounds = (lo, hi)
         self.adapt_interval, self.adapt_wait_count = float(interval), wait_count
@@ -728,6 +794,12 @@ class Keeper(SchedulerPlugin):
             self._save()
 
     async def _adapt_step(self) -> None:
+        if self.pool_adapts and self.scheduler is not None and not self._lock.locked():
+            try:
+                async with self._lock:
+                    await self._pool_adapt_step()
+            except DaskHPCError as exc:
+                self._failed(f"adapt of a pool: {exc}")
         # Why not distributed's AdaptiveCore (whose target, adaptive_target(), this uses):
         # it counts workers and scales down by naming workers to close, after its wait_count
         # of intervals. Here the unit is a batch job: a pending job has no worker yet (it

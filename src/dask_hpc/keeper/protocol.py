@@ -181,6 +181,7 @@ class KeeperStatus:
     submit_trouble: SubmitTrouble | None
     last_refusal: LastRefusal | None
     capped: str | None = None  # adapt held back by the site's caps on the user's jobs: by which
+    pool_adapt: dict[str, AdaptBounds] = field(default_factory=dict)  # adapt of each pool that has one
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
@@ -197,6 +198,10 @@ class KeeperStatus:
                 **_known(cls, data),
                 "interface": interface,
                 "adapt": nested(AdaptBounds, data.get("adapt")),
+                "pool_adapt": {
+                    pool: AdaptBounds(**_known(AdaptBounds, bounds))
+                    for pool, bounds in (data.get("pool_adapt") or {}).items()
+                },
                 "jobs": [JobReport.from_dict(j) for j in data["jobs"]],
                 "submit_trouble": nested(SubmitTrouble, data.get("submit_trouble")),
                 "last_refusal": nested(LastRefusal, data.get("last_refusal")),

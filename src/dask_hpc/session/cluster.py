@@ -156,6 +156,11 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         ``"1GB"``) and arguments added to ``condor_submit`` and ``condor_rm``.
     n_workers
         Workers to start with (0: none until :meth:`scale` or :meth:`adapt`).
+    pools
+        Pools of workers beside the session's own, each a name and its jobs' options as
+        above (``{"himem": {"memory": "500GB", "queue": "bigmem"}, "gpu": {"gpus": 1}}``):
+        ``scale(4, pool="gpu")`` and ``adapt(..., pool="gpu")`` size them; their workers
+        carry the resource ``pool-<name>`` (``resources={"pool-gpu": 1}`` routes tasks).
     interface, protocol
         The network interface the scheduler listens on (``ib0``; chosen if None); its
         protocol (``tcp://``, ``tls://``, ``ucx://``...; workers get ``--protocol``).
@@ -240,6 +245,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         memory_per_core_property_name: str | None = None,
         array_throttle: int | None = None,
         n_workers: int = 0,
+        pools: Mapping[str, Mapping[str, Any]] | None = None,
         interface: str | None = None,
         protocol: str | None = None,
         security: Security | bool | None = None,
@@ -337,6 +343,12 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             logs=self.session.logs,
         )
         self.system.render(self.spec, [])  # refuse what this system cannot take, before any job
+        #: Each pool's options, sent with every scale or adapt of it (the keeper keeps the first).
+        self._pools = {name: {**dict(options), "pool": name} for name, options in (pools or {}).items()}
+        for options in self._pools.values():  # refused here in one line, not at the first scale
+            self.system.render(
+                self.spec.with_options(walltime_fields=self.system.walltime_fields, **options), []
+            )
         for note in self.system.notes(self.spec):
             warnings.warn(note, UserWarning, stacklevel=_callers_level())
         self._in_job = scheduler == "job"
@@ -517,7 +529,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         if cores is not None:
             wanted.append(math.ceil(cores / self.spec.cores))
         jobs = max(wanted)
-        options = {"pool": pool} if pool is not None else None
+        options = None if pool is None else self._pools.get(pool, {"pool": pool})
         if self._async_mode:  # the keeper answers on this loop: ask from a thread; await it or not
             return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs, options))
         lifecycle.scale(self.session, jobs, options)
@@ -536,6 +548,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         maximum_memory: str | int | None = None,
         interval: str | float | None = None,
         wait_count: int | None = None,
+        pool: str | None = None,
     ) -> protocol.AdaptBounds | asyncio.Future[protocol.AdaptBounds | None] | None:
         """Let the scheduler scale between the bounds by itself; it goes on after this
         notebook closes. With no bound: 0 to no upper bound, as dask-jobqueue.
@@ -545,7 +558,9 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         distributed's ``Cluster.adapt``; several lower bounds: the highest, several upper
         bounds: the lowest. ``interval`` (seconds, or ``"10s"``; default 1 s) and
         ``wait_count`` (default 3) are distributed's Adaptive's: how often it decides, and
-        how many decisions in a row end an idle job.
+        how many decisions in a row end an idle job. ``pool``: adapt that pool's jobs (the
+        spec its first ``add --pool`` gave it; bounds in jobs) by the tasks that ask for its
+        resource ``pool-<name>``, beside the session's own adapt.
 
         Returns the bounds in jobs. The first submissions happen before this returns: if the
         batch system refuses them all, this raises SessionError with its words and adapt is
@@ -568,6 +583,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             min(upper, default=None),
             interval=seconds,
             wait_count=wait_count,
+            options=None if pool is None else self._pools.get(pool, {"pool": pool}),
         )
         if self._async_mode:  # as scale: from a thread, a future of the bounds
             return asyncio.ensure_future(_bounds_of(asyncio.to_thread(ask)))
