@@ -38,20 +38,27 @@ def error_line(done: subprocess.CompletedProcess[str]) -> str:
 def test_adapt_refused_by_the_partition_says_why_and_does_not_storm(
     system: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
-    """The short partition's limit is 10 min: adapt with a 30 min walltime answered
-    "adapting between 1 and 2" and then called sbatch once a second, each refused."""
+    """A job sbatch refuses (a feature no node has): adapt answered "adapting between 1 and
+    2" and then called sbatch once a second, each refused. One the partition's limit
+    refuses (short: 10 min, asked 30) is refused before sbatch, in one line (issue 22)."""
     bring_up(system, request)
     hpc = hpc_for(system)
     name = "storm"
     hpc.up(name)
     scripts = hpc.session(name).scripts
     before = len(list(scripts.iterdir()))
-    adapt = ["adapt", "--min", "1", "--max", "2", "--walltime", "30m", "--queue", "short", "--name", name]
+    past = ["adapt", "--min", "1", "--max", "2", "--walltime", "30m", "--queue", "short", "--name", name]
+    done = hpc(*past, check=False)
+    (line,) = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and line.startswith(
+        "error: a worker job with a walltime of 00:30:00 would pass the site's limit MaxTime=00:10:00"
+    ), done.stderr
+    adapt = ["adapt", "--min", "1", "--max", "2", "--job-extra-directive=--constraint=nosuch", "--name", name]
     done = hpc(*adapt, check=False)
     # A refusal is the command's line and the batch system's own words below it, as for add.
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: slurm refused the job: sbatch --parsable ")
-    assert "sbatch: error: Batch job submission failed: Requested time limit is invalid" in done.stderr
+    assert "sbatch: error: Batch job submission failed: Invalid feature specification" in done.stderr
     assert done.stderr.rstrip().endswith(
         "adapt is off: change what the batch system refused, then adapt again"
     )
