@@ -24,7 +24,7 @@ def test_two_pools_route_tasks_by_their_resources(
     import dask
     import dask.array as da
     import xarray as xr
-    from distributed import get_worker
+    from distributed import get_worker, wait
 
     import dask_hpc
 
@@ -73,6 +73,7 @@ def test_two_pools_route_tasks_by_their_resources(
         with dask.annotate(resources={"pool-himem": 1}):
             doubled = ds.t * 2
         doubled = client.persist(doubled, optimize_graph=False)
+        wait(doubled, timeout=60)
         assert {names[w] for held in client.who_has(doubled.data).values() for w in held} == {himem}
     hpc("remove", "1", "--name", name, "--pool", "himem")
     left = live_jobs(hpc.status(name))
