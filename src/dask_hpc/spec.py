@@ -254,7 +254,8 @@ class JobSpec:
                 "gpus",
                 self.gpus,
                 f"the {self.processes} worker processes of a node share its GPUs evenly: give "
-                f"--processes {self.gpus} (one worker a GPU) or a number of GPUs they divide",
+                f"--processes {self.gpus} (one worker a GPU; with --cores {max(self.cores, self.gpus)} "
+                "or more), or a number of GPUs the processes divide",
             )
         for name in ("queue", "account", "log_directory"):
             value = getattr(self, name)

@@ -1343,6 +1343,8 @@ def test_remove_scale_and_adapt_keep_to_their_pool(tmp_path: Path) -> None:
             assert removed in gpu
             (removed,) = (await h.ask(protocol.Remove(1))).job_ids
             assert removed in own
+            with pytest.raises(SessionError, match="no pool nosuch in this session; its pools: gpu"):
+                await h.ask(protocol.Remove(1, pool="nosuch"))  # was: "removed 0 worker jobs"
             added = (await h.ask(protocol.Scale(3, {"pool": "gpu"}))).job_ids
             assert len(added) == 2  # one gpu job was left: 3 in all
             assert len(h.keeper._pool_jobs("gpu")) == 3 and len(h.keeper._pool_jobs(None)) == 1

@@ -38,6 +38,14 @@ def test_gpus_the_processes_cannot_share_evenly_are_refused_in_one_line(gpus: in
     assert "\n" not in str(raised.value)
 
 
+def test_the_fix_that_the_gpu_line_gives_is_taken() -> None:
+    """`--gpus 3 --processes 2 --cores 2` said to give --processes 3, which --cores 2 refused."""
+    with pytest.raises(SpecError) as raised:
+        JobSpec.from_options(cores=2, processes=2, gpus=3)
+    assert "--processes 3 (one worker a GPU; with --cores 3 or more)" in str(raised.value)
+    assert JobSpec.from_options(cores=3, processes=3, gpus=3).gpus == 3
+
+
 def test_grid_engine_asks_the_sites_consumable_and_refuses_without_one() -> None:
     spec = JobSpec.from_options(cores=1, gpus=2)
     assert "#$ -l gpu=2\n" in get_system("sge", {"sge-gpu-resource": "gpu"}).render(spec, ["true"])

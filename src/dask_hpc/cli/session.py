@@ -250,12 +250,14 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
         raise click.UsageError(f"--max {maximum} is below --min {minimum}")
     answer = lifecycle.adapt(Session(name), minimum, maximum, off=off, options=given_options(options))
     bounds = answer.bounds
+    pool = options.get("pool")
+    whose = f"pool {pool}'s" if pool else "the session's"
     if bounds is None:
-        console.print("adapt off: worker jobs stay as they are")
+        console.print(f"adapt of {whose} jobs off: they stay as they are")
     else:
         console.print(
-            f"adapting between {bounds.minimum_jobs} and {bounds.maximum_jobs} worker jobs, "  # --max given
-            "decided inside the scheduler"
+            f"adapting {whose} worker jobs between {bounds.minimum_jobs} and {bounds.maximum_jobs}, "
+            "decided inside the scheduler" + (f" by the tasks that ask for pool-{pool}" if pool else "")
         )
     if answer.warning:
         console.print(f"[yellow]warning: {answer.warning}[/]")

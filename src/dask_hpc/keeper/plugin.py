@@ -457,6 +457,12 @@ class Keeper(SchedulerPlugin):
                 raise SessionError(f"no job {', '.join(unknown)} in this session; its jobs: {known}")
             chosen = [j for j in job_ids if self.jobs[j].live]
         else:
+            pools = set(self.pools) | {p for r in self.jobs.values() if (p := pool_of(r))}
+            if pool is not None and pool not in pools:
+                raise SessionError(
+                    f"no pool {pool} in this session; its pools: {', '.join(sorted(pools)) or 'none'} "
+                    "(without --pool: the session's own jobs)"
+                )
             chosen = choose_removals(self._pool_jobs(pool), n or 0, self._held_bytes())
         await self._end_jobs(chosen, retire=True)
         return protocol.Jobs(chosen)
