@@ -77,7 +77,9 @@ def test_batchcluster_shows_every_keyword_and_documents_it() -> None:
     from dask_hpc.spec import JobSpec
 
     parameters = inspect.signature(BatchCluster.__init__).parameters
-    for name in [*JobSpec.option_names(), *_OWN, "system", "name", "scheduler"]:
+    # pool: the session's own jobs are of no pool; pools= names the others (documented).
+    options = [name for name in JobSpec.option_names() if name != "pool"]
+    for name in [*options, *_OWN, "pools", "system", "name", "scheduler"]:
         assert name in parameters, name
         assert parameters[name].kind in (
             inspect.Parameter.KEYWORD_ONLY,

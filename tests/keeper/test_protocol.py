@@ -174,4 +174,5 @@ def test_status_json_without_a_scheduler_is_the_ledgers_jobs() -> None:
         "submit_trouble",
         "last_refusal",
         "capped",
+        "pool_adapt",
     }
