@@ -379,7 +379,7 @@ class Keeper(SchedulerPlugin):
 
     def _pool_jobs(self, pool: str | None) -> list[JobRecord]:
         """The live jobs of a pool (None: the session's own, of no pool) not being removed."""
-        return [r for r in self.jobs.values() if r.live and not r.removed and pool_of(r) == pool]
+        return [r for r in self.jobs.values() if r.live and not r.removed and r.pool == pool]
 
     def _pool_spec(self, options: dict[str, Any]) -> JobSpec:
         """The spec of jobs asked with ``options``: a pool's (``pool`` among them) is the one
@@ -390,7 +390,7 @@ class Keeper(SchedulerPlugin):
         if pool is None:
             return self.config.spec.with_options(walltime_fields=fields, **options)
         if pool not in self.pools:
-            known = [self.specs.get(j, self.config.spec) for j, r in self.jobs.items() if pool_of(r) == pool]
+            known = [self.specs.get(j, self.config.spec) for j, r in self.jobs.items() if r.pool == pool]
             self.pools[pool] = (
                 known[-1] if known else self.config.spec.with_options(walltime_fields=fields, **options)
             )
@@ -457,7 +457,7 @@ class Keeper(SchedulerPlugin):
                 raise SessionError(f"no job {', '.join(unknown)} in this session; its jobs: {known}")
             chosen = [j for j in job_ids if self.jobs[j].live]
         else:
-            pools = set(self.pools) | {p for r in self.jobs.values() if (p := pool_of(r))}
+            pools = set(self.pools) | {p for r in self.jobs.values() if (p := r.pool)}
             if pool is not None and pool not in pools:
                 raise SessionError(
                     f"no pool {pool} in this session; its pools: {', '.join(sorted(pools)) or 'none'} "
@@ -1008,8 +1008,3 @@ def _ended_before_joining(record: JobRecord, session: str) -> str:
 
 
 _RECORD_FIELDS = [f.name for f in fields(JobRecord)]
-
-
-def pool_of(record: JobRecord) -> str | None:
-    """The pool a job of the ledger belongs to (None: the session's own jobs)."""
-    return (record.spec or {}).get("pool")

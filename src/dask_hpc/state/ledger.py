@@ -54,6 +54,11 @@ class JobRecord:
         return self.ended is None
 
     @property
+    def pool(self) -> str | None:
+        """The pool this job belongs to, from its spec (None: the session's own jobs)."""
+        return (self.spec or {}).get("pool")
+
+    @property
     def counted(self) -> bool:
         """Live, not being removed, and not being replaced: one of the jobs the session keeps."""
         return self.live and not self.removed and self.replaced_by is None
