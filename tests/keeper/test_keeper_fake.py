@@ -1383,3 +1383,36 @@ def test_adapt_of_a_pool_follows_the_tasks_that_ask_for_it(tmp_path: Path) -> No
             assert (await h.status()).pool_adapt == {}
 
     asyncio.run(run())
+
+
+def test_adapt_of_a_pool_stays_under_the_caps_beside_the_sessions_other_jobs(tmp_path: Path) -> None:
+    """MaxJobs=4, the scheduler in a job and one job of the session's own: adapt --pool gpu
+    --max 5 with 8 tasks for it (4 jobs' worth) holds 2 jobs and status says why (it submitted
+    4, two of which could never run); the session's own adapt then counts the pool's jobs too
+    (it counted only the scheduler's and held 3 of its own)."""
+    from distributed import Client
+
+    system = FakeSystem()
+    system.site_caps = [Cap(4, True, "MaxJobs=4 (association of alice in account a1)")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            (own,) = (await h.ask(protocol.Add(1))).job_ids
+            await h.ask(protocol.Adapt(0, 5, options={"pool": "gpu"}))
+            async with Client(h.scheduler.address, asynchronous=True) as client:
+                futures = client.map(lambda i: i, range(8), resources={"pool-gpu": 1}, pure=False)
+                await until(lambda: len(h.keeper._pool_jobs("gpu")) == 2, "2 jobs of the pool")
+                await h.steps_pass("adapt")
+                assert len(h.keeper._pool_jobs("gpu")) == 2
+                status = await h.status()
+                cap = "MaxJobs=4 (association of alice in account a1)"
+                assert status.pool_capped == {"gpu": f"at most 2 jobs by {cap}"}
+                assert "gpu" in status.to_dict()["pool_capped"]
+                await h.ask(protocol.Adapt(3, 3))
+                await h.steps_pass("adapt")
+                assert [r.job_id for r in h.keeper._pool_jobs(None)] == [own]
+                assert (await h.status()).capped == f"at most 1 jobs by {cap}"
+                assert h.keeper.last_refusal is None
+                await client.cancel(futures)
+
+    asyncio.run(run())

@@ -175,4 +175,5 @@ def test_status_json_without_a_scheduler_is_the_ledgers_jobs() -> None:
         "last_refusal",
         "capped",
         "pool_adapt",
+        "pool_capped",
     }

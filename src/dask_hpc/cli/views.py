@@ -112,7 +112,9 @@ def status_view(report: SessionStatus, *, show_all: bool = False) -> Group:
         head.append(adapting)
         for name, b in sorted(keeper.pool_adapt.items()):
             top = "no upper bound" if b.maximum_jobs is None else b.maximum_jobs
-            head.append(f"adapt of pool {name}: {b.minimum_jobs} to {top} jobs, by the tasks that ask for it")
+            line = f"adapt of pool {name}: {b.minimum_jobs} to {top} jobs, by the tasks that ask for it"
+            capped = keeper.pool_capped.get(name)
+            head.append(line + (f"; held back by the site's cap: {capped}" if capped else ""))
         trouble = keeper.submit_trouble
         if trouble:
             head.append(_trouble(trouble))

@@ -60,6 +60,7 @@ from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger, save_ledger
 from dask_hpc.state.session import Session, SessionConfig
 from dask_hpc.systems import BatchSystem, Cap, JobState, current_job, get_system
+from dask_hpc.worker.classes import check_worker_class
 from dask_hpc.worker.retirement import END_METRIC, retire_margin
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class Keeper(SchedulerPlugin):
         # The pools adapted beside the session's own jobs: spec, fewest and most jobs.
         self.pool_adapts: dict[str, tuple[JobSpec, int, int | None]] = {}
         self.pool_close_counts: dict[str, int] = {}  # a pool's idle jobs: steps in a row idle
+        self.pool_caps: dict[str, tuple[int, Cap] | None] = {}  # as adapt_cap, a pool's adapt's
         self._user_jobs_cache: tuple[float, int | None] | None = None
         # Job id -> its spec where it is not the session's, for its replacement.
         self.specs: dict[str, JobSpec] = {
@@ -295,6 +297,7 @@ class Keeper(SchedulerPlugin):
             submit_trouble=self.backoff.trouble(now),
             last_refusal=self.last_refusal,
             capped=self._capped_words(),
+            pool_capped=self._pool_capped_words(),
             pool_adapt={
                 pool: protocol.AdaptBounds(lo, hi, ADAPT_INTERVAL, ADAPT_WAIT_COUNT)
                 for pool, (_, lo, hi) in self.pool_adapts.items()
@@ -314,6 +317,7 @@ class Keeper(SchedulerPlugin):
         if key in self._checked or (spec == self.config.spec and not self.config.scheduler_here):
             return
         await asyncio.to_thread(self.system.check_site, spec)
+        check_worker_class(spec)
         limits = await asyncio.to_thread(self.system.job_limits, spec)
         line = job_limit_message(limits, spec, self.system.name)
         if line:
@@ -355,7 +359,11 @@ class Keeper(SchedulerPlugin):
             if only is not None and pool != only:
                 continue
             live = self._pool_jobs(pool)
-            up, down = scale_steps(live, pool_target_jobs(self._pool_tasks(pool), spec, lo, hi))
+            target = pool_target_jobs(self._pool_tasks(pool), spec, lo, hi)
+            up, down = scale_steps(live, target)
+            if up:  # as the session's adapt: the caps bound what it asks for, never what it keeps
+                self.pool_caps[pool] = cap = await asyncio.to_thread(self._cap_of, pool, spec)
+                up = up if cap is None else scale_steps(live, min(target, cap[0]))[0]
             if up and self.backoff.may_submit(time.time()):
                 await self._submit(up, spec, keep=self.can_submit)
                 continue
@@ -489,6 +497,7 @@ class Keeper(SchedulerPlugin):
         pool = request.options.get("pool")
         if request.off and pool is not None:
             self.pool_adapts.pop(pool, None)
+            self.pool_caps.pop(pool, None)
             return protocol.Adapting(None)
         if request.off:
             self.adapt_bounds = None
@@ -540,6 +549,15 @@ class Keeper(SchedulerPlugin):
         lo, hi = self.adapt_bounds
         wanted = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.workers, lo, hi)
         return f"at most {most} jobs by {cap.words}" if wanted > most else None
+
+    def _pool_capped_words(self) -> dict[str, str]:
+        """As :meth:`_capped_words`, for each adapted pool that the caps hold back."""
+        words = {}
+        for pool, (spec, lo, hi) in self.pool_adapts.items():
+            capped = self.pool_caps.get(pool)
+            if capped is not None and pool_target_jobs(self._pool_tasks(pool), spec, lo, hi) > capped[0]:
+                words[pool] = f"at most {capped[0]} jobs by {capped[1].words}"
+        return words
 
     def _bounds(self) -> protocol.AdaptBounds | None:
         if self.adapt_bounds is None:
@@ -732,14 +750,19 @@ class Keeper(SchedulerPlugin):
             "fits": lambda way, count: running_cap_refusal(running, way, count, holds) is None,
         }
 
-    def _session_cap(self, session_jobs: int) -> tuple[int, Cap] | None:
-        """The most jobs this session may hold under the caps (call in a thread)."""
-        caps = self._caps(self.adapt_spec)
+    def _cap_of(self, pool: str | None, spec: JobSpec) -> tuple[int, Cap] | None:
+        """The most jobs of ``spec`` that a pool (None: the session's own jobs) may hold under
+        the site's caps, beside what the session's scheduler and its other jobs (the other
+        pools') hold; None where no cap bounds it (call in a thread)."""
+        caps = self._caps(spec)
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return None
-        scheduler = session_holds([] if self.config.scheduler_here else [self.config.scheduler_spec])
-        return capped_jobs(caps, in_queue, session_jobs, self.adapt_spec, scheduler)
+        scheduler = [] if self.config.scheduler_here else [self.config.scheduler_spec]
+        jobs, specs = dict(self.jobs), dict(self.specs)  # copies: read from a thread, changed in the loop
+        mine = sum(1 for record in jobs.values() if record.counted and record.pool == pool)
+        others = [specs.get(j, self.config.spec) for j, r in jobs.items() if r.counted and r.pool != pool]
+        return capped_jobs(caps, in_queue, mine, spec, session_holds([*scheduler, *others]))
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:
@@ -823,7 +846,7 @@ class Keeper(SchedulerPlugin):
         live = self._pool_jobs(self.adapt_spec.pool)  # adapt's pool only: the others are theirs
         up, down = scale_steps(live, self._adapt_target(capped=False))
         if up:  # the caps bound what adapt asks for, never what it keeps
-            await self._cap_adapt(live)
+            await self._cap_adapt()
             up, _ = scale_steps(live, self._adapt_target())
         if not down:
             self.close_counts.clear()
@@ -846,18 +869,17 @@ class Keeper(SchedulerPlugin):
         target = adapt_target_jobs(self.scheduler.adaptive_target(), self.adapt_spec.workers, lo, hi)
         return target if self.adapt_cap is None or not capped else min(target, self.adapt_cap[0])
 
-    async def _cap_adapt(self, live: list[JobRecord]) -> None:
+    async def _cap_adapt(self) -> None:
         """Before adapt asks for more jobs: the most the site's caps leave this session
         (adapt never asks past them; status says when they hold it back)."""
-        session_jobs = sum(1 for r in live if r.counted)
-        self.adapt_cap = await asyncio.to_thread(self._session_cap, session_jobs)
+        self.adapt_cap = await asyncio.to_thread(self._cap_of, self.adapt_spec.pool, self.adapt_spec)
 
     async def _adapt_up(self) -> list[str]:
         """Submit what adapt's target asks for beyond the live jobs (call under the lock)."""
         live = self._pool_jobs(self.adapt_spec.pool)
         up, _ = scale_steps(live, self._adapt_target(capped=False))
         if up:
-            await self._cap_adapt(live)
+            await self._cap_adapt()
             up, _ = scale_steps(live, self._adapt_target())
         return await self._submit(up, self.adapt_spec, keep=True) if up else []
 

@@ -182,6 +182,7 @@ class KeeperStatus:
     last_refusal: LastRefusal | None
     capped: str | None = None  # adapt held back by the site's caps on the user's jobs: by which
     pool_adapt: dict[str, AdaptBounds] = field(default_factory=dict)  # adapt of each pool that has one
+    pool_capped: dict[str, str] = field(default_factory=dict)  # as capped, each adapted pool's
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "jobs": [j.to_dict() for j in self.jobs]}
