@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 # Open MPI refuses root unless told; keep its own traffic on loopback.
+ROOT = Path(__file__).resolve().parents[1]
 MPI_ENV = {
     **os.environ,
     "OMPI_ALLOW_RUN_AS_ROOT": "1",
@@ -82,8 +83,10 @@ def run_bounded(
 def start_dask_hpc_mpi(mpirun: Path, ranks: int, scheduler_file: Path, *flags: str) -> subprocess.Popen[str]:
     argv = [str(mpirun), "-np", str(ranks), "--oversubscribe", sys.executable, "-m", "dask_hpc", "mpi"]
     argv += ["--scheduler-file", str(scheduler_file), "--dashboard-address", ":0", *flags]
+    # The repository on the ranks' path, wherever pytest started: tests.workers_of_our_own.
+    env = {**MPI_ENV, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), MPI_ENV.get("PYTHONPATH")]))}
     return subprocess.Popen(
-        argv, env=MPI_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
 
 

@@ -187,19 +187,26 @@ def test_dask_hpc_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -
 
 
 def test_dask_hpc_mpi_protocol_mpi_with_a_client_from_outside(mpirun: Path, tmp_path: Path) -> None:
-    """``dask-hpc mpi --protocol mpi``: ranks talk mpi://, a client from outside the MPI job
-    reaches the scheduler over tls (and only with the session's certificate), data it scatters
-    and results that move between workers go over MPI; shutdown ends every rank."""
+    """``dask-hpc mpi --protocol mpi --worker-class C``: ranks talk mpi://, workers are C's, a
+    client from outside the MPI job reaches the scheduler over tls (and only with the
+    session's certificate), data it scatters and results that move between workers go over
+    MPI; shutdown ends every rank."""
     import numpy as np
     from distributed import Client
 
     from dask_hpc.mpi import client_security
 
+    from .workers_of_our_own import kind
+
+    # A worker class of the user's own is used with --protocol mpi too (it was dropped for
+    # distributed.Worker: --protocol mpi turns the nanny off, and that chose the class).
+    flags = ("--protocol", "mpi", "--worker-class", "tests.workers_of_our_own.TaggedWorker")
     with (
-        cluster_for_outside(mpirun, tmp_path, 4, "--protocol", "mpi") as (scheduler_file, address),
+        cluster_for_outside(mpirun, tmp_path, 4, *flags) as (scheduler_file, address),
         Client(address, security=client_security(scheduler_file), timeout=30) as client,
     ):
         client.wait_for_workers(3, timeout=60)
+        assert set(client.run(kind).values()) == {"TaggedWorker"}
         workers = sorted(client.scheduler_info()["workers"])
         assert all(w.startswith("mpi://") for w in workers), workers
         x = np.arange(600 * 600, dtype=float).reshape(600, 600)

@@ -65,6 +65,7 @@ SPEC_KEYS: dict[str, str] = {
     "nanny": "nanny",
     "python": "python",
     "worker-command": "worker_command",
+    "worker-class": "worker_class",
 }
 #: Our own settings, and the form each takes.
 OWN_KEYS: dict[str, str] = {
@@ -130,7 +131,8 @@ _LISTS = ("job-extra-directives", "job-script-prologue", "job-directives-skip")
 #: dask-jobqueue's keys (jobqueue.<system>.<key>) that mean what one of ours means.
 JOBQUEUE_KEYS: dict[str, str] = {
     # Where dask-jobqueue's name is ours (its job options share our names, as the flags do):
-    **{key: key for key in SPEC_KEYS if key not in ("job-name", "environment")},
+    # (worker-class is dask-mpi's and ours, not dask-jobqueue 0.9's: a jobqueue section's is unused.)
+    **{key: key for key in SPEC_KEYS if key not in ("job-name", "environment", "worker-class")},
     "interface": "interface",
     # Where it is not:
     "project": "account",  # LSF and SGE call the account a project

@@ -49,6 +49,10 @@ _MEMORY = re.compile(r"^\d+(?:\.\d*)?\s*[a-zA-Z]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 #: A pool's name: it names a worker resource (pool-<name>) and goes on command lines.
+#: A class's dotted path: a module, a dot, the class.
+_CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+#: dask-cuda's worker: it holds a nanny a GPU, and is run by its own command (dask cuda worker).
+CUDA_WORKER = "dask_cuda.CUDAWorker"
 _POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
@@ -173,6 +177,7 @@ COMMAND_OPTIONS = {
     "log_directory": "--log-directory",
     "local_directory": "--local-directory",
     "worker_extra_args": "--worker-extra-args",
+    "worker_class": "--worker-class",
     "shebang": "--shebang",
 }
 
@@ -225,6 +230,12 @@ class JobSpec:
     #: the resource ``pool-<name>``, one unit a thread, so that ``dask.annotate(resources=
     #: {"pool-himem": 1})`` routes tasks there; the keeper remembers each pool's spec.
     pool: str | None = None
+    #: The class of the workers (a dotted path): a subclass of distributed's ``Worker``
+    #: (``dask worker --worker-class``), or ``dask_cuda.CUDAWorker`` (dask-cuda's worker: one
+    #: a GPU, run by its own ``dask cuda worker``). None: distributed's; for a job with GPUs,
+    #: ``dask_cuda.CUDAWorker`` where the node's Python has dask-cuda and each worker has one
+    #: GPU (chosen on the node: ``--worker-class auto`` in the job script).
+    worker_class: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cores, int) or isinstance(self.cores, bool) or self.cores < 1:
@@ -293,6 +304,7 @@ class JobSpec:
                 self.worker_command,
                 "must be a module that python -m runs, e.g. distributed.cli.dask_worker",
             )
+        self._check_worker_class()
         for line in self.job_directives_skip:
             if "\n" in line or not line.strip():
                 raise SpecError("job_directives_skip", line, "each must be one non-empty line")
@@ -306,6 +318,31 @@ class JobSpec:
                     key,
                     "a name is letters, digits and _, not starting with a digit, e.g. OMP_NUM_THREADS",
                 )
+
+    def _check_worker_class(self) -> None:
+        if self.worker_class is None:
+            return
+        if not isinstance(self.worker_class, str) or not _CLASS.match(self.worker_class):
+            raise SpecError(
+                "worker_class",
+                self.worker_class,
+                "must be a class's dotted path, e.g. dask_cuda.CUDAWorker or mypackage.MyWorker",
+            )
+        if self.worker_class != CUDA_WORKER:
+            return
+        # dask-cuda starts a worker for each GPU the job's node shows (CUDA_VISIBLE_DEVICES), each
+        # under a nanny of its own: the spec's processes must be its GPUs for the keeper's count.
+        if not self.nanny:
+            raise SpecError(
+                "worker_class", self.worker_class, "dask-cuda's workers run under nannies: leave nanny on"
+            )
+        if self.gpus < 1 or self.gpus != self.processes:
+            raise SpecError(
+                "worker_class",
+                self.worker_class,
+                f"dask-cuda starts one worker a GPU: give --gpus N --processes N (now {self.gpus} "
+                f"GPUs, {self.processes} processes), with --cores N or more",
+            )
 
     @property
     def threads_per_process(self) -> int:
@@ -560,5 +597,6 @@ _PARSERS: dict[str, Any] = {
     "local_directory": str,
     "python": str,
     "worker_command": str,
+    "worker_class": str,
     "shebang": str,
 }

@@ -85,6 +85,11 @@ def spec_options(func: F) -> F:
             "--worker-extra-args",
             help="more arguments of dask worker, e.g. '--resources GPU=1'",
         ),
+        click.option(
+            "--worker-class",
+            help="the workers' class: a subclass of distributed.Worker, or dask_cuda.CUDAWorker "
+            "(a worker a GPU) [distributed's; dask-cuda's for one GPU a worker where the node has it]",
+        ),
         click.option("--shebang", help="the job script's first line, e.g. '#!/bin/bash -l'"),
     ]
     for option in reversed(options):

@@ -32,7 +32,8 @@ def worker_command(
     gives it (no ``--nworkers``) and ``--name`` from ``job_id_variable``, the job's id,
     by which the keeper knows its workers. The options follow the spec (dask-jobqueue's
     names): ``--death-timeout``, ``--no-nanny``, ``--local-directory``, then
-    ``worker_extra_args``.
+    ``--worker-class`` (``auto`` for a job with one GPU a worker: dask-cuda's worker where
+    the node has it, :mod:`dask_hpc.worker.classes`), ``--resources``, ``worker_extra_args``.
     """
     module = spec.worker_command or "dask_hpc.worker"
     ours = module in DASK_WORKER_MODULES
@@ -73,6 +74,11 @@ def worker_command(
         command += ["--protocol", protocol]
     if tls is not None:
         command += tls.worker_arguments()
+    if spec.worker_class:
+        command += ["--worker-class", spec.worker_class]
+    elif ours and spec.gpus and spec.gpus == spec.processes and spec.nanny:
+        # One GPU a worker: dask-cuda's worker where the node has it (worker/classes.py).
+        command += ["--worker-class", "auto"]
     resources, rest = worker_resources(spec)
     return [*command, *resources, *(Expanded(a) for a in rest)]
 

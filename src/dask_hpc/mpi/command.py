@@ -19,6 +19,7 @@ from dask_hpc.mpi.world import (
     default_protocol,
     host,
     import_while_waiting,
+    own_processes,
     start_mpi_transport,
     too_small,
     world,
@@ -108,13 +109,16 @@ def run(
             unusable = exc
     if nanny is None:  # dask-mpi's default, but a nanny's worker is no MPI rank: it cannot use mpi://
         nanny = protocol != "mpi"
+    # --no-nanny means distributed.Worker in place of the default Nanny (dask-mpi's meaning); a
+    # class of the user's own is theirs either way (with --protocol mpi it was dropped before).
+    worker_type = worker_class if nanny or worker_class != "distributed.Nanny" else "distributed.Worker"
+    separate = own_processes(worker_type)  # dask_cuda.CUDAWorker: a nanny a GPU, as Nanny
     if scheduler:
-        protocol = default_protocol(protocol, nanny)
+        protocol = default_protocol(protocol, separate)
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
     import_while_waiting()
     fork_workers()
-    start_mpi_transport(protocol, nanny, comm, insecure)
-    worker_type = worker_class if nanny else "distributed.Worker"
+    start_mpi_transport(protocol, separate, comm, insecure)
     worker_opts = {
         "host": host(interface),
         "protocol": protocol,

@@ -17,6 +17,7 @@ from dask_hpc.mpi.world import (
     default_protocol,
     host,
     import_while_waiting,
+    own_processes,
     start_mpi_transport,
     too_small,
     world,
@@ -110,8 +111,8 @@ def execute(
             code=1,
         )
     watch = LauncherWatch(rank)  # from the start: a launcher may die while the cluster starts
-    is_nanny = nanny or worker_class.rsplit(".", 1)[-1] == "Nanny"
     worker_type = "distributed.Nanny" if nanny else worker_class
+    is_nanny = own_processes(worker_type)  # a Nanny, dask_cuda.CUDAWorker (a nanny a GPU)
     if scheduler:
         protocol = default_protocol(protocol, is_nanny)
     import_while_waiting()

@@ -12,6 +12,7 @@ from dask_hpc.mpi.world import (
     default_protocol,
     host,
     import_while_waiting,
+    own_processes,
     start_mpi_transport,
     too_small,
     world,
@@ -62,10 +63,11 @@ def initialize(
             exit,
         )
     worker_type = "distributed.Nanny" if nanny else worker_class
-    protocol = default_protocol(protocol, nanny)
+    separate = own_processes(worker_type)  # dask_cuda.CUDAWorker: a nanny a GPU, as Nanny
+    protocol = default_protocol(protocol, separate)
     import_while_waiting()
     fork_workers()
-    start_mpi_transport(protocol, nanny, comm, insecure)
+    start_mpi_transport(protocol, separate, comm, insecure)
     if rank == 0:
         credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")
         run_role(

@@ -16,6 +16,7 @@ from typing import Any
 
 from dask_hpc.errors import WorldTooSmallError
 from dask_hpc.network import choose_interface, job_peers
+from dask_hpc.spec import CUDA_WORKER
 
 #: Seconds between looks of a rank that waits for the scheduler's address: it sleeps in
 #: between instead of spinning inside MPI (Open MPI's blocking calls poll a core at 100%,
@@ -88,6 +89,24 @@ def default_protocol(protocol: str | None, nanny: bool) -> str | None:
     return "mpi"
 
 
+def own_processes(worker_type: str) -> bool:
+    """Whether workers of ``worker_type`` (a dotted path) run in processes of their own, not in
+    the rank: a nanny's (``distributed.Nanny``), dask-cuda's ``CUDAWorker`` (a nanny a GPU), or
+    any class that is not a ``distributed.Worker``. Such workers cannot use mpi://, and they
+    are what ``nanny`` means to :func:`default_protocol` and :func:`start_mpi_transport`. A
+    class that cannot be imported counts as the rank's own (the start says it cannot be)."""
+    if worker_type == CUDA_WORKER:  # without importing dask-cuda (and CUDA) here
+        return True
+    from distributed import Nanny, Worker
+    from distributed.utils import import_term
+
+    try:
+        found = import_term(worker_type)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return not isinstance(found, type) or issubclass(found, Nanny) or not issubclass(found, Worker)
+
+
 def start_mpi_transport(protocol: str | None, nanny: bool, comm: Any, insecure: bool) -> None:
     """With ``protocol="mpi"``, start the mpi:// engine on every rank of ``comm`` (a collective
     step: it duplicates ``comm``).
@@ -107,7 +126,13 @@ def start_mpi_transport(protocol: str | None, nanny: bool, comm: Any, insecure: 
     if protocol != "mpi":
         return
     if nanny:
-        too_small(rank, "--protocol mpi needs workers in the MPI ranks themselves: add --no-nanny", True)
+        too_small(
+            rank,
+            "--protocol mpi needs workers in the MPI ranks themselves: add --no-nanny, with a worker "
+            "class that is a distributed.Worker (a nanny's or dask-cuda's workers are processes of "
+            "their own)",
+            True,
+        )
     from mpi4py import MPI
 
     if MPI.Query_thread() < MPI.THREAD_MULTIPLE:

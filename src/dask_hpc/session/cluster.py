@@ -139,12 +139,15 @@ class BatchCluster(Cluster):
     environment, log_directory, shebang
         ``NAME=VALUE`` pairs (or a mapping) for the workers' environment; where the jobs'
         logs go (made if missing); the scripts' first line (``#!/usr/bin/env bash``).
-    worker_extra_args, local_directory, death_timeout, nanny, python, worker_command
+    worker_extra_args, local_directory, death_timeout, nanny, python, worker_command, worker_class
         What the workers run, as ``dask worker`` takes it: more arguments
         (``["--resources", "GPU=1"]``); node-local storage (``"$TMPDIR"``: the node's);
         seconds to wait for the scheduler (60); a nanny per worker (True); the workers'
         Python (this one); the module ``python -m`` runs (``dask worker``, ours, which
-        names workers after their job and retires them before the walltime).
+        names workers after their job and retires them before the walltime); the workers'
+        class (dask-mpi's name): a subclass of ``distributed.Worker``, or
+        ``"dask_cuda.CUDAWorker"`` (run by ``dask cuda worker``, a worker a GPU: ``gpus`` ==
+        ``processes``), chosen by default for one GPU a worker where the nodes have dask-cuda.
     resource_spec, job_cpu, job_mem, ncpus, mem, lsf_units, use_stdin, disk, \
 submit_command_extra, cancel_command_extra, memory_per_core_property_name, array_throttle
         One batch system's own, as dask-jobqueue's class for it takes them (refused for
@@ -232,6 +235,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         nanny: bool | None = None,
         python: str | None = None,
         worker_command: str | None = None,
+        worker_class: str | None = None,
         resource_spec: str | None = None,
         job_cpu: int | None = None,
         job_mem: str | None = None,
@@ -292,6 +296,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             "nanny": nanny,
             "python": python,
             "worker_command": worker_command,
+            "worker_class": worker_class,
         }
         system_keywords = {
             "resource_spec": resource_spec,

@@ -45,6 +45,7 @@ from dask_hpc.state.ledger import load_ledger
 from dask_hpc.state.session import Session, SessionConfig, list_sessions
 from dask_hpc.systems import BatchSystem, JobState, JobStatus, get_system
 from dask_hpc.web.tunnel import Tunnel, WebPages, login_host, site_login_host, this_host, tunnel
+from dask_hpc.worker.classes import check_worker_class
 
 if TYPE_CHECKING:
     from distributed import Security
@@ -217,6 +218,7 @@ def up(
             make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
     system.check_site(spec)
+    check_worker_class(spec)
     _refuse_past_job_limits(system, spec, scheduler_spec)
     session.prepare()
     session.clear_scheduler_files()

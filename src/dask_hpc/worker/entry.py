@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 
 from dask_hpc.errors import DaskHPCError
+from dask_hpc.spec import CUDA_WORKER
 from dask_hpc.systems import current_job, get_system
 from dask_hpc.systems.base import ENV_NODES
 
@@ -54,10 +55,26 @@ def fork_workers() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``dask worker``, or dask-cuda's ``dask cuda worker`` where ``--worker-class`` chooses
+    dask-cuda's worker (:mod:`dask_hpc.worker.classes`); a class that cannot be used: one line
+    on stderr, exit 1 (the job ends before its workers start; the keeper sees it fail)."""
+    from dask_hpc.worker.classes import choose, cuda_worker_arguments, mark_cuda_workers, take_option
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    value, args = take_option(worker_arguments(argv), "--worker-class")
+    try:
+        chosen = choose(value)
+    except DaskHPCError as exc:
+        print(f"dask-hpc worker: {exc}", file=sys.stderr)  # noqa: T201  # the job's log
+        raise SystemExit(1) from None
+    if chosen == CUDA_WORKER:
+        from dask_cuda.cli import worker as dask_cuda_worker  # type: ignore[import-not-found]
+
+        mark_cuda_workers()
+        print(f"dask-hpc worker: {CUDA_WORKER}: a worker a GPU", file=sys.stderr)  # noqa: T201
+        dask_cuda_worker.main(args=cuda_worker_arguments(args), prog_name="dask cuda worker")
+        return
     from distributed.cli.dask_worker import main as dask_worker
 
     fork_workers()
-
-    dask_worker.main(
-        args=worker_arguments(list(sys.argv[1:] if argv is None else argv)), prog_name="dask worker"
-    )
+    dask_worker.main(args=[*args, *(["--worker-class", chosen] if chosen else [])], prog_name="dask worker")

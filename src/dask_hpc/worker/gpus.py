@@ -16,6 +16,8 @@ import os
 import re
 from collections.abc import Mapping, MutableMapping
 
+from dask_hpc.worker.classes import GPUS_SHARED_BY
+
 __all__ = ["gpu_share", "share_gpus", "worker_index"]
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
@@ -44,6 +46,8 @@ def share_gpus(
     """Set this worker process's ``CUDA_VISIBLE_DEVICES`` (in ``env``; None: the process's)
     to its share (see the module); the share set, or None (nothing changed)."""
     target: MutableMapping[str, str] = os.environ if env is None else env
+    if target.get(GPUS_SHARED_BY) == "dask-cuda":  # worker/classes.py: dask-cuda set its own
+        return None
     per_worker = int(resources.get("GPU", 0))
     share = gpu_share(target.get(VISIBLE, ""), worker_index(name), per_worker)
     if share is not None:
