@@ -328,6 +328,13 @@ class JobSpec:
                 self.worker_class,
                 "must be a class's dotted path, e.g. dask_cuda.CUDAWorker or mypackage.MyWorker",
             )
+        if self.worker_command is not None and self.worker_command not in DASK_WORKER_MODULES:
+            raise SpecError(
+                "worker_class",
+                self.worker_class,
+                f"worker_command {self.worker_command} is a command of its own: give it the class "
+                "in worker_extra_args, or leave worker_command out",
+            )
         if self.worker_class != CUDA_WORKER:
             return
         # dask-cuda starts a worker for each GPU the job's node shows (CUDA_VISIBLE_DEVICES), each
