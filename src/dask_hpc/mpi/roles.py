@@ -130,16 +130,19 @@ async def scheduler(
         if client is not None:  # Client() on this rank finds the cluster, as on the others
             use_cluster(inside, credentials)
             tasks.append(asyncio.ensure_future(asyncio.to_thread(client)))
-        if serves:
-            tasks.append(asyncio.ensure_future(close_when_gone(comm, serves, server)))
+        watcher = None if not serves else asyncio.ensure_future(close_when_gone(comm, serves, server))
         try:
             await server.finished()
         finally:
             if lab is not None:
                 await asyncio.to_thread(lab.stop)
+            if watcher is not None:
+                # It watches until cancelled: waiting for it (as for the tasks below) cost every
+                # MPI job CLOSE_TIMEOUT, 10 s, at its end.
+                watcher.cancel()
         for task in tasks:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, CLOSE_TIMEOUT)  # a watcher is cancelled here
+                await asyncio.wait_for(task, CLOSE_TIMEOUT)
     finally:
         await server.close()
 
