@@ -42,8 +42,10 @@ typecheck: $(BIN)/.installed
 docs: $(BIN)/.installed
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
+# Both cores: the live tests wait on batch systems and processes half of the time. Tests that
+# share a batch system run one after another in one worker (tests/conftest.py: xdist_group).
 pytest: $(BIN)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The markers are set from the fixtures each test uses (tests/conftest.py).
 FAST := not slurm and not sge and not oar and not laptop and not mpi and not session and not slow

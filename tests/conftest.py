@@ -68,12 +68,25 @@ def pytest_configure(config: pytest.Config) -> None:
         hygiene.quiet_stdin()
 
 
+#: Tests that share something only one may use at a time run in one xdist worker, one after
+#: another (make test runs the suite on both cores, -n 2 --dist loadgroup): each batch system
+#: (its nodes, and the limits the caps tests set on the user), the laptop's network namespace;
+#: the tunnel tests' sshd (a fixed port) go with SLURM's, which one of them needs.
+SHARED = ("slurm", "sge", "oar", "laptop")
+ONE_AT_A_TIME_FILES = {"test_jupyter_tunnel.py": "slurm"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for fixture in getattr(item, "fixturenames", ()):
             marker = LIVE_FIXTURES.get(fixture)
             if marker and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+        group = ONE_AT_A_TIME_FILES.get(item.path.name) or next(
+            (name for name in SHARED if item.get_closest_marker(name) is not None), None
+        )
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(wrapper=True)

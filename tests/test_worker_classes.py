@@ -58,7 +58,7 @@ def test_the_spec_takes_a_dotted_path_and_dask_cudas_worker_one_a_gpu() -> None:
     assert spec.workers == 2
     with pytest.raises(SpecError, match=r"--gpus N --processes N \(now 2 GPUs, 1 processes\)"):
         JobSpec(cores=4, gpus=2, worker_class=CUDA_WORKER)
-    with pytest.raises(SpecError, match="worker_command dask_cuda.cli is a command of its own"):
+    with pytest.raises(SpecError, match=r"worker_command dask_cuda\.cli is a command of its own"):
         JobSpec(worker_command="dask_cuda.cli", worker_class=CUDA_WORKER, gpus=1)
     with pytest.raises(SpecError, match="nannies"):
         JobSpec(gpus=1, nanny=False, worker_class=CUDA_WORKER)

@@ -299,7 +299,7 @@ def test_workers_survive_opening_and_reading_again_and_again(tmp_path: Path) -> 
         Client(cluster) as client,
     ):
         pids = client.run(os.getpid)
-        for _ in range(6):
+        for _ in range(4):  # the crashes came in the first rounds; 4, not 6, for the suite's time
             ds = dask_hpc.open_mfdataset(paths, client=client)
             assert float(ds.tas.mean().compute()) == pytest.approx(expected, rel=1e-6)
             del ds
