@@ -54,3 +54,39 @@ def test_an_arrays_tasks_are_one_row_per_state_and_reason() -> None:
     assert "4711_4 … 4711_1000 (997 tasks)" in rows[1] and "QOSMaxJobsPerUserLimit" in rows[1]
     assert "5000" in rows[2] and "Priority" in rows[2]  # a job of its own: its own row
     assert "1001 live worker jobs (3 running, 998 pending)" in text
+
+
+def test_a_pools_adapt_and_the_cap_that_holds_it_back_are_shown() -> None:
+    from dataclasses import replace
+
+    from dask_hpc.keeper import protocol
+
+    from .keeper.test_protocol import STATUS
+
+    keeper = replace(
+        STATUS,
+        submit_trouble=None,
+        last_refusal=None,
+        pool_adapt={"gpu": protocol.AdaptBounds(0, 8), "himem": protocol.AdaptBounds(1, None)},
+        pool_capped={"gpu": "at most 2 jobs by MaxJobs=4 (association of alice in account a1)"},
+    )
+    report = SessionStatus(
+        name="pools",
+        system="slurm",
+        directory="/home/alice/.dask-hpc/sessions/pools",
+        down=False,
+        security="tls",
+        scheduler=SchedulerReport(job_id="4700", state="running", reason=None, node="cn01"),
+        jobs=keeper.jobs,
+        keeper=keeper,
+    )
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(status_view(report))
+    lines = out.getvalue().splitlines()
+    assert (
+        "adapt of pool gpu: 0 to 8 jobs, by the tasks that ask for it; held back by the site's cap: "
+        "at most 2 jobs by MaxJobs=4 (association of alice in account a1)"
+    ) in [line.strip() for line in lines]
+    assert "adapt of pool himem: 1 to no upper bound jobs, by the tasks that ask for it" in [
+        line.strip() for line in lines
+    ]

@@ -3,6 +3,8 @@ command that runs it; dask-cuda's worker by its own command, its GPUs left as it
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from dask_hpc.errors import DaskHPCError, SpecError
@@ -62,10 +64,11 @@ def test_the_spec_takes_a_dotted_path_and_dask_cudas_worker_one_a_gpu() -> None:
         JobSpec(worker_command="dask_cuda.cli", worker_class=CUDA_WORKER, gpus=1)
     with pytest.raises(SpecError, match="nannies"):
         JobSpec(gpus=1, nanny=False, worker_class=CUDA_WORKER)
+    with pytest.raises(SpecError, match=r"dask cuda worker has no --lifetime: leave it out"):
+        JobSpec(gpus=1, worker_class=CUDA_WORKER, worker_extra_args=("--lifetime", "55m"))
 
 
 def test_the_job_script_says_which_class() -> None:
-    assert worker_command(JobSpec(), "s.json")[-2:] != ["--worker-class", "auto"]
     assert "--worker-class" not in worker_command(JobSpec(), "s.json")
     tagged = worker_command(JobSpec(worker_class=TAGGED), "s.json")
     assert tagged[tagged.index("--worker-class") + 1] == TAGGED
@@ -129,3 +132,105 @@ def test_under_mpi_a_class_whose_workers_are_processes_of_their_own_is_no_rank_f
     assert not own_processes("distributed.Worker")
     assert not own_processes(TAGGED)
     assert not own_processes("tests.nosuch.Worker")  # its start says it cannot be imported
+
+
+def test_dask_cudas_workers_get_the_jobs_gpus_only() -> None:
+    """Where the batch system set no list (local, many Grid Engine sites) dask-cuda would start
+    a worker on every GPU of the node, other users' too: the job's --nworkers first ones."""
+    from dask_hpc.worker.classes import cuda_devices
+
+    env: dict[str, str] = {}
+    assert cuda_devices(["--nworkers", "2"], env) == "0,1" == env["CUDA_VISIBLE_DEVICES"]
+    env = {"CUDA_VISIBLE_DEVICES": "GPU-a,GPU-b,GPU-c"}
+    assert cuda_devices(["--nworkers", "2"], env) == "GPU-a,GPU-b"
+    with pytest.raises(DaskHPCError, match=r"4 workers, one a GPU, but this node's job has 2 GPUs"):
+        cuda_devices(["--nworkers", "4"], {"CUDA_VISIBLE_DEVICES": "0,1"})
+
+
+class Ran:
+    """What the entry ran: the command (dask worker or dask cuda worker) and its arguments."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.args = name, None
+
+    def main(self, args: list[str], prog_name: str) -> None:
+        self.args = args
+
+
+@pytest.fixture
+def entry(monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[str, list[str]]]:
+    """Run the worker entry (outside a job) with distributed's dask worker, and dask-cuda's
+    dask cuda worker where ``cuda=True`` (a stand-in: no GPU, no dask-cuda here), replaced by
+    recorders: which one ran, with what."""
+    import importlib.machinery
+    import sys
+    import types
+
+    import distributed.cli.dask_worker as dask_worker
+
+    from dask_hpc.worker import classes
+    from dask_hpc.worker import entry as worker_entry
+
+    for name in ("DASK_HPC_JOB_ID", "DASK_HPC_SYSTEM", "CUDA_VISIBLE_DEVICES", GPUS_SHARED_BY):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*argv: str, cuda: bool = False) -> tuple[str, list[str]]:
+        plain, theirs = Ran("dask worker"), Ran("dask cuda worker")
+        monkeypatch.setattr(dask_worker, "main", plain)
+        monkeypatch.setattr(classes, "has_dask_cuda", lambda: cuda)  # whatever this machine has
+        if cuda:
+            package = types.ModuleType("dask_cuda")
+            package.__spec__ = importlib.machinery.ModuleSpec("dask_cuda", None)
+            cli = types.ModuleType("dask_cuda.cli")
+            cli.worker = theirs  # type: ignore[attr-defined]
+            monkeypatch.setitem(sys.modules, "dask_cuda", package)
+            monkeypatch.setitem(sys.modules, "dask_cuda.cli", cli)
+        worker_entry.main(list(argv))
+        ran = theirs if theirs.args is not None else plain
+        assert ran.args is not None
+        return ran.name, ran.args
+
+    return run
+
+
+BASE = ("--scheduler-file", "s.json", "--nthreads", "2", "--nworkers", "2")
+
+
+def test_auto_runs_dask_cuda_where_it_is_with_the_jobs_gpus(
+    entry: Callable[..., tuple[str, list[str]]],
+) -> None:
+    import os
+
+    name, args = entry(*BASE, "--worker-class", "auto", cuda=True)
+    assert name == "dask cuda worker" and "--nworkers" not in args and "--worker-class" not in args
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" and os.environ[GPUS_SHARED_BY] == "dask-cuda"
+    assert entry(*BASE, "--worker-class", "auto") == ("dask worker", list(BASE))  # no dask-cuda
+
+
+def test_auto_falls_back_to_distributeds_worker_for_what_dask_cuda_cannot_take(
+    entry: Callable[..., tuple[str, list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--lifetime (a dask-jobqueue habit) killed every job under dask cuda worker, which has no
+    such option: auto runs distributed's worker instead, and says so in one line."""
+    name, args = entry(*BASE, "--lifetime", "55m", "--worker-class", "auto", cuda=True)
+    assert (name, args) == ("dask worker", [*BASE, "--lifetime", "55m"])
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        "dask-hpc worker: dask cuda worker has no --lifetime: leave it out of "
+        "--worker-extra-args, or give --worker-class distributed.Worker; distributed's worker instead"
+    ]
+
+
+def test_a_class_that_cannot_be_used_ends_the_job_in_one_line(
+    entry: Callable[..., tuple[str, list[str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert entry(*BASE, "--worker-class", TAGGED) == ("dask worker", [*BASE, "--worker-class", TAGGED])
+    for value, words in (
+        ("tests.workers_of_our_own.NotAWorker", "is not a subclass of distributed.Worker"),
+        (CUDA_WORKER, "dask-cuda is not installed in this Python"),
+    ):
+        with pytest.raises(SystemExit) as ended:
+            entry(*BASE, "--worker-class", value)
+        assert ended.value.code == 1
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("dask-hpc worker: --worker-class") and words in line, line

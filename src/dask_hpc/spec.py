@@ -53,6 +53,19 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 #: dask-cuda's worker: it holds a nanny a GPU, and is run by its own command (dask cuda worker).
 CUDA_WORKER = "dask_cuda.CUDAWorker"
+#: ``dask worker`` options that ``dask cuda worker`` has not (dask-cuda 26.10, distributed
+#: 2026.8; tests/recorded/dask-cuda-worker-options.txt), but --nworkers and --nanny, which
+#: dask_hpc.worker.classes drops: it starts a worker a GPU, each under a nanny, no lifetime.
+NOT_IN_DASK_CUDA = (
+    "--lifetime",
+    "--lifetime-stagger",
+    "--lifetime-restart",
+    "--no-lifetime-restart",
+    "--nanny-port",
+    "--preload-nanny",
+    "--scheduler-sni",
+    "--no-nanny",
+)
 _POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
@@ -348,7 +361,18 @@ class JobSpec:
                 "worker_class",
                 self.worker_class,
                 f"dask-cuda starts one worker a GPU: give --gpus N --processes N (now {self.gpus} "
-                f"GPUs, {self.processes} processes), with --cores N or more",
+                f"GPUs, {self.processes} processes), with --cores N or more; or, for jobs without "
+                "GPUs, --worker-class distributed.Worker",
+            )
+        lacking = [
+            a.split("=", 1)[0] for a in self.worker_extra_args if a.split("=", 1)[0] in NOT_IN_DASK_CUDA
+        ]
+        if lacking:
+            raise SpecError(
+                "worker_class",
+                self.worker_class,
+                f"dask cuda worker has no {', '.join(lacking)}: leave it out of --worker-extra-args, "
+                "or give --worker-class distributed.Worker",
             )
 
     @property

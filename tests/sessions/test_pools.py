@@ -98,14 +98,19 @@ def test_three_pools_route_tasks_by_their_resources_and_adapt_one_by_one(
         assert {names[w] for held in client.who_has(doubled.data).values() for w in held} == {himem}
         del mean, doubled
 
-        # adapt of himem: 4 tasks of a thread each want 4 jobs, at most 2; the other pools stay.
+        # adapt of himem: 4 tasks of a thread each want 4 jobs, at most 2; tagged adapts too but
+        # has no task (it stays at its minimum, 1); the session's own jobs have no adapt.
+        hpc("adapt", "--name", name, "--pool", "tagged", "--min", "1", "--max", "2")
         hpc("adapt", "--name", name, "--pool", "himem", "--min", "0", "--max", "2")
         naps = client.map(nap, range(4), resources={"pool-himem": 1}, pure=False)
         until_jobs(hpc, name, "himem", 2)
+        assert jobs_of(hpc, name, "tagged") == [tagged]
+        assert "adapt of pool himem: 0 to 2 jobs" in hpc("status", "--name", name).stdout
         assert sorted(client.gather(naps)) == [0, 1, 2, 3]
         del naps
         until_jobs(hpc, name, "himem", 0, timeout=60)  # no task of the pool: it scales down to min
         assert jobs_of(hpc, name, "tagged") == [tagged] and jobs_of(hpc, name, None) == [own]
+    hpc("adapt", "--name", name, "--pool", "tagged", "--off")
     hpc("remove", "1", "--name", name, "--pool", "tagged")
     left = live_jobs(hpc.status(name))
     assert [j["job_id"] for j in left] == [own], left

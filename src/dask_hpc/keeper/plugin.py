@@ -104,7 +104,9 @@ class Keeper(SchedulerPlugin):
         self.adapt_spec: JobSpec = config.spec
         # The most jobs the site's caps leave this session, and the cap: adapt stays below it.
         self.adapt_cap: tuple[int, Cap] | None = None
-        self._caps_cache: tuple[float, tuple[str | None, ...], list[Cap]] | None = None
+        #: Each scope's caps (account, partition, QOS) and when they were asked: pools of other
+        #: partitions adapt beside the session's own, each with its own.
+        self._caps_cache: dict[tuple[str | None, ...], tuple[float, list[Cap]]] = {}
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
         self.pools: dict[str, JobSpec] = {}  # each pool's spec, as its first add gave it
@@ -317,7 +319,7 @@ class Keeper(SchedulerPlugin):
         if key in self._checked or (spec == self.config.spec and not self.config.scheduler_here):
             return
         await asyncio.to_thread(self.system.check_site, spec)
-        check_worker_class(spec)
+        await asyncio.to_thread(check_worker_class, spec)  # imports the user's module
         limits = await asyncio.to_thread(self.system.job_limits, spec)
         line = job_limit_message(limits, spec, self.system.name)
         if line:
@@ -362,7 +364,10 @@ class Keeper(SchedulerPlugin):
             target = pool_target_jobs(self._pool_tasks(pool), spec, lo, hi)
             up, down = scale_steps(live, target)
             if up:  # as the session's adapt: the caps bound what it asks for, never what it keeps
-                self.pool_caps[pool] = cap = await asyncio.to_thread(self._cap_of, pool, spec)
+                cap = await asyncio.to_thread(self._cap_of, pool, spec)
+                if self.pool_adapts.get(pool) != (spec, lo, hi):
+                    continue  # adapt --off (or new bounds) while the site was asked: not ours now
+                self.pool_caps[pool] = cap
                 up = up if cap is None else scale_steps(live, min(target, cap[0]))[0]
             if up and self.backoff.may_submit(time.time()):
                 await self._submit(up, spec, keep=self.can_submit)
@@ -655,7 +660,7 @@ class Keeper(SchedulerPlugin):
         ids = [job_id for r in results if isinstance(r, list) for job_id in r]
         errors = [r for r in results if isinstance(r, BaseException)]
         if any(isinstance(e, SubmitError) for e in errors):
-            self._caps_cache = None  # a limit set since we asked (AssocMaxSubmitJobLimit): ask again
+            self._caps_cache.clear()  # a limit set since we asked (AssocMaxSubmitJobLimit): ask again
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
             raise PartlySubmittedError(ids, n, errors[0])
@@ -672,10 +677,10 @@ class Keeper(SchedulerPlugin):
         with self._caps_lock:
             now = time.monotonic()
             scope = self.system.caps_scope(spec)
-            cached = self._caps_cache
-            if cached is None or cached[1] != scope or now - cached[0] > CAPS_TTL:
-                cached = self._caps_cache = (now, scope, self.system.caps(spec))
-            return cached[2]
+            cached = self._caps_cache.get(scope)
+            if cached is None or now - cached[0] > CAPS_TTL:
+                cached = self._caps_cache[scope] = (now, self.system.caps(spec))
+            return cached[1]
 
     def _ask_the_site(self) -> None:
         """What the first submission needs from the batch system, asked while nobody waits:

@@ -25,6 +25,7 @@ from dask_hpc.mpi.world import (
     world,
 )
 from dask_hpc.security import Credentials, make_credentials, tls_files, write_tls_files
+from dask_hpc.spec import CUDA_WORKER
 from dask_hpc.worker.entry import fork_workers
 
 
@@ -117,7 +118,8 @@ def run(
         protocol = default_protocol(protocol, separate)
     options = json.loads(worker_options) if isinstance(worker_options, str) else dict(worker_options or {})
     import_while_waiting()
-    fork_workers()
+    if worker_type != CUDA_WORKER:  # dask-cuda starts its nannies its own way (spawn)
+        fork_workers()
     start_mpi_transport(protocol, separate, comm, insecure)
     worker_opts = {
         "host": host(interface),

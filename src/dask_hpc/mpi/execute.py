@@ -23,6 +23,7 @@ from dask_hpc.mpi.world import (
     world,
 )
 from dask_hpc.security import make_credentials, tls_files
+from dask_hpc.spec import CUDA_WORKER
 from dask_hpc.worker.entry import fork_workers
 
 
@@ -116,7 +117,8 @@ def execute(
     if scheduler:
         protocol = default_protocol(protocol, is_nanny)
     import_while_waiting()
-    fork_workers()
+    if worker_type != CUDA_WORKER:  # dask-cuda starts its nannies its own way (spawn)
+        fork_workers()
     if scheduler:
         start_mpi_transport(protocol, is_nanny, comm, insecure)
     is_scheduler = scheduler and rank == scheduler_rank

@@ -18,6 +18,7 @@ from dask_hpc.mpi.world import (
     world,
 )
 from dask_hpc.security import make_credentials
+from dask_hpc.spec import CUDA_WORKER
 from dask_hpc.worker.entry import fork_workers
 
 
@@ -66,7 +67,8 @@ def initialize(
     separate = own_processes(worker_type)  # dask_cuda.CUDAWorker: a nanny a GPU, as Nanny
     protocol = default_protocol(protocol, separate)
     import_while_waiting()
-    fork_workers()
+    if worker_type != CUDA_WORKER:  # dask-cuda starts its nannies its own way (spawn)
+        fork_workers()
     start_mpi_transport(protocol, separate, comm, insecure)
     if rank == 0:
         credentials = None if insecure or protocol == "mpi" else make_credentials("mpi")

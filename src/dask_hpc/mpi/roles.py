@@ -154,7 +154,7 @@ def check_worker_type(worker_type: str) -> None:
 
     try:
         import_term(worker_type)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except Exception as exc:  # a module of the user's may fail as it likes
         raise DaskHPCError(
             f"the worker class {worker_type!r} cannot be imported ({exc}): give its dotted path, "
             "e.g. distributed.Nanny or distributed.Worker"

@@ -56,23 +56,35 @@ def fork_workers() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``dask worker``, or dask-cuda's ``dask cuda worker`` where ``--worker-class`` chooses
-    dask-cuda's worker (:mod:`dask_hpc.worker.classes`); a class that cannot be used: one line
-    on stderr, exit 1 (the job ends before its workers start; the keeper sees it fail)."""
-    from dask_hpc.worker.classes import choose, cuda_worker_arguments, mark_cuda_workers, take_option
+    dask-cuda's worker (:mod:`dask_hpc.worker.classes`). A class that cannot be used: one line
+    on stderr, exit 1 (the job ends before its workers start; the keeper sees it fail); where
+    ``auto`` chose dask-cuda's and it cannot be used here, distributed's, said in one line."""
+    from dask_hpc.worker import classes
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    value, args = take_option(worker_arguments(argv), "--worker-class")
+    value, args = classes.take_option(worker_arguments(argv), "--worker-class")
+    command = None
     try:
-        chosen = choose(value)
+        chosen = classes.choose(value)
+        if chosen == CUDA_WORKER:
+            missing = classes.lacking(args)
+            if missing:
+                raise DaskHPCError(
+                    f"dask cuda worker has no {', '.join(missing)}: leave it out of --worker-extra-args, "
+                    "or give --worker-class distributed.Worker"
+                )
+            command = classes.dask_cuda_command()
+            classes.cuda_devices(args)
     except DaskHPCError as exc:
-        print(f"dask-hpc worker: {exc}", file=sys.stderr)  # noqa: T201  # the job's log
-        raise SystemExit(1) from None
-    if chosen == CUDA_WORKER:
-        from dask_cuda.cli import worker as dask_cuda_worker  # type: ignore[import-not-found]
-
-        mark_cuda_workers()
+        if value != classes.AUTO:
+            print(f"dask-hpc worker: {exc}", file=sys.stderr)  # noqa: T201  # the job's log
+            raise SystemExit(1) from None
+        print(f"dask-hpc worker: {exc}; distributed's worker instead", file=sys.stderr)  # noqa: T201
+        chosen, command = None, None
+    if command is not None:
+        classes.mark_cuda_workers()
         print(f"dask-hpc worker: {CUDA_WORKER}: a worker a GPU", file=sys.stderr)  # noqa: T201
-        dask_cuda_worker.main(args=cuda_worker_arguments(args), prog_name="dask cuda worker")
+        command.main(args=classes.cuda_worker_arguments(args), prog_name="dask cuda worker")
         return
     from distributed.cli.dask_worker import main as dask_worker
 
