@@ -65,13 +65,17 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
         caps = slurm.caps()
         assert [(c.limit, c.running_only) for c in caps] == [(5, False)]
         assert caps[0].words == "MaxSubmitJobs=5 (association of root in account dask-hpc)"
-        refused = hpc(
-            "add", str(room + 1), "--name", name, "--walltime", "5m", "--memory", "1GB", check=False
-        )
+        asked = room + 1
+        refused = hpc("add", str(asked), "--name", name, "--walltime", "5m", "--memory", "1GB", check=False)
         assert refused.returncode != 0
         (line,) = refused.stderr.strip().splitlines()
         assert "MaxSubmitJobs=5 (association of root in account dask-hpc)" in line
-        assert f"root has {mine} in the queue now, so at most {room} more" in line, line
+        # What root has in the queue as the keeper counted it, a moment after our count: a job of
+        # an earlier test may still be leaving the queue (its line says so), or another come.
+        counted = re.search(r"root has (\d+) in the queue now, so at most (\d+) more", line)
+        assert counted and int(counted[1]) >= 1 and int(counted[2]) == 5 - int(counted[1]), line
+        assert abs(int(counted[1]) - mine) <= 1, (line, slurm.user_jobs())
+        room = int(counted[2])
         assert not live_jobs(hpc.status(name))  # nothing was submitted
         # The way out, as the line gives it: the workers asked for in the jobs that fit (one
         # array), more workers a job on one node (or more nodes a job: the other way it gives),
@@ -81,12 +85,12 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
             rf"dask-hpc (add \2 --name {name} --cores .*?) \(\d+ workers a node, (\d+) workers\)",
             line,
         )
-        assert way_out and int(way_out[1]) == room + 1 and int(way_out[2]) <= room, line
-        assert int(way_out[4]) >= room + 1 and "--walltime 00:05:00" in way_out[3], line
+        assert way_out and int(way_out[1]) == asked and int(way_out[2]) <= room, line
+        assert int(way_out[4]) >= asked and "--walltime 00:05:00" in way_out[3], line
         hpc(*shlex.split(way_out[3]))
         report = hpc.status(name)
         assert len(live_jobs(report)) == int(way_out[2]) and len({j["array"] for j in report["jobs"]}) == 1
-        poll("the workers asked for", lambda: hpc.status(name)["workers"] >= room + 1, 120)
+        poll("the workers asked for", lambda: hpc.status(name)["workers"] >= asked, 120)
         # adapt asks for more than the cap leaves: it stays at the cap, and status says so.
         hpc("remove", way_out[2], "--name", name)
         hpc("adapt", "--min", "8", "--max", "8", "--name", name)
