@@ -261,7 +261,8 @@ class JobSpec:
             raise SpecError(
                 "processes",
                 self.processes,
-                f"must be a whole number from 1 to cores ({self.cores})",
+                f"must be a whole number from 1 to cores ({self.cores}); for more processes, give "
+                "--cores (cores=) as many or more",
             )
         if not isinstance(self.nodes, int) or isinstance(self.nodes, bool) or self.nodes < 1:
             raise SpecError("nodes", self.nodes, "must be a whole number >= 1")

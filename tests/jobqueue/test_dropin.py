@@ -477,3 +477,9 @@ def test_a_clusters_pools_are_checked_when_it_is_made_and_sent_with_their_scale(
         "slurm", scheduler="local", interface="lo", name="p2", pools={"himem": {"memory": "8GiB"}}
     ) as cluster:
         assert cluster._pools == {"himem": {"memory": "8GiB", "pool": "himem"}}
+        # A pool pools= did not name (a typo) made a pool of the session's options: refused.
+        for ask in (lambda: cluster.scale(1, pool="himme"), lambda: cluster.adapt(0, 2, pool="himme")):
+            with pytest.raises(
+                SpecError, match=r"invalid pool 'himme': pools= names the pools of this cluster"
+            ):
+                ask()

@@ -36,7 +36,8 @@ def spec_options(func: F) -> F:
         click.option(
             "--pool",
             help="the pool of workers these jobs join (e.g. himem, gpu): their workers carry the "
-            "resource pool-NAME; the pool keeps the options it was first given",
+            "resource pool-NAME; the options it was first given are its defaults (an add's own "
+            "options change that add's jobs)",
         ),
         click.option("--queue", help="queue or partition"),
         click.option("--account", help="account or project to charge"),

@@ -534,11 +534,19 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
         if cores is not None:
             wanted.append(math.ceil(cores / self.spec.cores))
         jobs = max(wanted)
-        options = None if pool is None else self._pools.get(pool, {"pool": pool})
+        options = None if pool is None else self._pool_options(pool)
         if self._async_mode:  # the keeper answers on this loop: ask from a thread; await it or not
             return asyncio.ensure_future(asyncio.to_thread(lifecycle.scale, self.session, jobs, options))
         lifecycle.scale(self.session, jobs, options)
         return None
+
+    def _pool_options(self, pool: str) -> dict[str, Any]:
+        """The options of a pool that ``pools=`` named; a name it did not (a typo would have
+        made a pool of the session's options) is refused in one line."""
+        if pool not in self._pools:
+            known = ", ".join(sorted(self._pools)) or "none"
+            raise SpecError("pool", pool, f"pools= names the pools of this cluster ({known}): add it there")
+        return self._pools[pool]
 
     def adapt(  # type: ignore[override]
         self,
@@ -588,7 +596,7 @@ submit_command_extra, cancel_command_extra, memory_per_core_property_name, array
             min(upper, default=None),
             interval=seconds,
             wait_count=wait_count,
-            options=None if pool is None else self._pools.get(pool, {"pool": pool}),
+            options=None if pool is None else self._pool_options(pool),
         )
         if self._async_mode:  # as scale: from a thread, a future of the bounds
             return asyncio.ensure_future(_bounds_of(asyncio.to_thread(ask)))

@@ -414,7 +414,8 @@ def refuse_if_live(session: Session) -> None:
     if state in (JobState.PENDING, JobState.RUNNING):
         raise SessionError(
             f"session {session.name!r} is live (scheduler job {config.scheduler_job_id} {state.value}); "
-            f"use it, or end it first with: dask-hpc down --name {session.name}"
+            f"use it, end it first with: dask-hpc down --name {session.name}, or give another "
+            "name (--name, name=)"
         )
 
 

@@ -211,7 +211,9 @@ class SGESystem(BatchSystem):
                 spec.gpus,
                 "Grid Engine has no GPU request of its own: name the site's consumable of GPUs "
                 "(qconf -sc lists them, e.g. gpu) with sge-gpu-resource in dask-hpc's "
-                "configuration, or give -l yourself in job_extra_directives",
+                "configuration (dask-hpc.yaml: `sge-gpu-resource: gpu`, or the environment's "
+                "DASK_DASK_HPC__SGE_GPU_RESOURCE=gpu), or give -l yourself with --job-extra-directive "
+                "(job_extra_directives=)",
             )
         if spec.nodes > 1:
             raise SpecError(

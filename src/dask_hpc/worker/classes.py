@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -87,8 +89,10 @@ def choose(value: str | None, cuda_available: Callable[[], bool] | None = None) 
         found = import_term(value)
     except Exception as exc:  # not only ImportError: a module of the user's may fail as it likes
         raise DaskHPCError(
-            f"--worker-class {value} cannot be imported here ({exc}): install its package where "
-            "the workers run, or give a class's full dotted path"
+            f"--worker-class {value} cannot be imported by {sys.executable} on {socket.gethostname()} "
+            f"({type(exc).__name__}: {exc}), the Python of the session's scheduler and its workers: "
+            "install its package there, or give the workers its directory with --env PYTHONPATH=DIR "
+            "(or export PYTHONPATH before dask-hpc up)"
         ) from None
     if not (isinstance(found, type) and issubclass(found, Worker)):
         raise DaskHPCError(
