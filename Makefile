@@ -50,7 +50,7 @@ pytest: $(BIN)/.installed
 # The markers are set from the fixtures each test uses (tests/conftest.py).
 FAST := not slurm and not sge and not oar and not laptop and not mpi and not session and not slow
 test-fast: $(BIN)/.installed
-	$(BIN)/pytest -m "$(FAST)"
+	$(BIN)/pytest -n 2 -m "$(FAST)"
 
 bench-startup: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
