@@ -7,20 +7,23 @@ import io
 from rich.console import Console
 
 from dask_hpc.cli.views import status_view
-from dask_hpc.keeper.protocol import JobReport
+from dask_hpc.keeper.protocol import JobReport, KeeperStatus
 from dask_hpc.session.report import SchedulerReport, SessionStatus
 from dask_hpc.systems import JobState
 
 
-def shown(jobs: list[JobReport]) -> str:
+def shown(jobs: list[JobReport], keeper: KeeperStatus | None = None) -> str:
+    """What status shows of a session's jobs: down (from the ledger), or live with ``keeper``."""
+    state, node = ("running", "cn01") if keeper else ("completed", None)
     report = SessionStatus(
         name="big",
         system="slurm",
         directory="/home/alice/.dask-hpc/sessions/big",
-        down=True,
+        down=keeper is None,
         security="tls",
-        scheduler=SchedulerReport(job_id="4700", state="completed", reason=None, node=None),
+        scheduler=SchedulerReport(job_id="4700", state=state, reason=None, node=node),
         jobs=jobs,
+        keeper=keeper,
     )
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(status_view(report))
@@ -70,19 +73,7 @@ def test_a_pools_adapt_and_the_cap_that_holds_it_back_are_shown() -> None:
         pool_adapt={"gpu": protocol.AdaptBounds(0, 8), "himem": protocol.AdaptBounds(1, None)},
         pool_capped={"gpu": "at most 2 jobs by MaxJobs=4 (association of alice in account a1)"},
     )
-    report = SessionStatus(
-        name="pools",
-        system="slurm",
-        directory="/home/alice/.dask-hpc/sessions/pools",
-        down=False,
-        security="tls",
-        scheduler=SchedulerReport(job_id="4700", state="running", reason=None, node="cn01"),
-        jobs=keeper.jobs,
-        keeper=keeper,
-    )
-    out = io.StringIO()
-    Console(file=out, width=200, color_system=None).print(status_view(report))
-    lines = out.getvalue().splitlines()
+    lines = shown(keeper.jobs, keeper).splitlines()
     assert (
         "adapt of pool gpu: 0 to 8 jobs, by the tasks that ask for it; held back by the site's cap: "
         "at most 2 jobs by MaxJobs=4 (association of alice in account a1)"
