@@ -76,17 +76,41 @@ SHARED = ("slurm", "sge", "oar", "laptop")
 ONE_AT_A_TIME_FILES = {"test_jupyter_tunnel.py": "slurm"}
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's markers, as it is collected (the live ones from its fixtures), and its
+    xdist group: see :func:`pytest_collection_modifyitems`."""
+    for fixture in getattr(item, "fixturenames", ()):
+        marker = LIVE_FIXTURES.get(fixture)
+        if marker and item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+    group = ONE_AT_A_TIME_FILES.get(item.path.name) or next(
+        (name for name in SHARED if item.get_closest_marker(name) is not None), None
+    )
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, a grouped test's id ends with @<group>: that is how xdist's loadgroup
+    scheduler keeps a group on one worker. xdist 3.8 does it by setting ``item._nodeid``, which
+    pytest 9 no longer reads (its ids are structured, ``item._id``), and only where the worker's
+    options say --dist loadgroup, which they did not: one group's tests ran on both workers at
+    once, two SLURM caps tests among them. So it is done here, in either pytest. (Under another
+    --dist the suffix is only a longer id.)"""
+    if not hasattr(config, "workerinput"):
+        return
     for item in items:
-        for fixture in getattr(item, "fixturenames", ()):
-            marker = LIVE_FIXTURES.get(fixture)
-            if marker and item.get_closest_marker(marker) is None:
-                item.add_marker(marker)
-        group = ONE_AT_A_TIME_FILES.get(item.path.name) or next(
-            (name for name in SHARED if item.get_closest_marker(name) is not None), None
-        )
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        marks = [m.args[0] for m in item.iter_markers("xdist_group") if m.args]
+        if not marks or "@" in item.nodeid.rsplit("]", 1)[-1]:
+            continue
+        grouped = f"{item.nodeid}@{'_'.join(sorted(set(marks)))}"
+        if hasattr(item, "_id"):  # pytest 9
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(grouped)
+        else:
+            item._nodeid = grouped
 
 
 @pytest.hookimpl(wrapper=True)
@@ -195,11 +219,28 @@ def mpirun() -> Path:
     return venv_mpirun()
 
 
+#: Seconds a test of a batch system waits at most for the jobs that tests before it left in
+#: the queue, still ending, to be gone.
+DRAIN = 60.0
+
+
 def bring_up(system: str, request: pytest.FixtureRequest) -> None:
-    """Start the real batch system ``system`` (slurm, sge, oar) for this test; local needs nothing."""
+    """Start the real batch system ``system`` (slurm, sge, oar) for this test, with no job of
+    an earlier test left in the user's queue; local needs nothing."""
     if system != "local":
         needs_marker(request, system)
         request.getfixturevalue(f"{system}_up")
+        drain(get_system(system))
+
+
+def drain(system: BatchSystem) -> None:
+    """Wait (at most DRAIN seconds) until the user's queue is empty. A batch system's tests run
+    one after another in one xdist worker: a job an earlier test cancelled may still be ending,
+    holding a slot, or counted against a cap, as the next test starts (seen on Grid Engine:
+    a probe waited for a free slot; on SLURM: the queue a caps test counts)."""
+    deadline = time.monotonic() + DRAIN
+    while system.user_jobs() and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 @pytest.fixture
