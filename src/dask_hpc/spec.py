@@ -66,6 +66,13 @@ NOT_IN_DASK_CUDA = (
     "--scheduler-sni",
     "--no-nanny",
 )
+
+
+def dask_cuda_lacks(arguments: Iterable[str]) -> list[str]:
+    """The options among ``arguments`` (``dask worker``'s) that ``dask cuda worker`` has not."""
+    return [arg.split("=", 1)[0] for arg in arguments if arg.split("=", 1)[0] in NOT_IN_DASK_CUDA]
+
+
 _POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
@@ -365,9 +372,7 @@ class JobSpec:
                 f"GPUs, {self.processes} processes), with --cores N or more; or, for jobs without "
                 "GPUs, --worker-class distributed.Worker",
             )
-        lacking = [
-            a.split("=", 1)[0] for a in self.worker_extra_args if a.split("=", 1)[0] in NOT_IN_DASK_CUDA
-        ]
+        lacking = dask_cuda_lacks(self.worker_extra_args)
         if lacking:
             raise SpecError(
                 "worker_class",

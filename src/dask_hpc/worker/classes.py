@@ -7,7 +7,7 @@ Two kinds are run, each by its own command:
 - dask-cuda's ``CUDAWorker``: not a worker but a holder of nannies, one for each GPU the node
   shows in ``CUDA_VISIBLE_DEVICES``, each worker seeing its own GPU first. dask-cuda runs it
   with ``dask cuda worker``, whose options are ``dask worker``'s but for those of
-  :data:`NOT_IN_DASK_CUDA` (dask-cuda 26.10 against distributed 2026.8: it starts a worker a
+  :data:`dask_hpc.spec.NOT_IN_DASK_CUDA` (dask-cuda 26.10 against distributed 2026.8: it starts a worker a
   GPU, each under a nanny, and has no lifetime); that command is run here, as dask-jobqueue
   users run it with ``worker_command``. The job's GPUs are its ``--nworkers`` first ones:
   where the batch system set no ``CUDA_VISIBLE_DEVICES`` (local, many Grid Engine sites)
@@ -28,12 +28,11 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from dask_hpc.errors import DaskHPCError
-from dask_hpc.spec import CUDA_WORKER, NOT_IN_DASK_CUDA, JobSpec
+from dask_hpc.spec import CUDA_WORKER, JobSpec
 
 __all__ = [
     "AUTO",
     "GPUS_SHARED_BY",
-    "NOT_IN_DASK_CUDA",
     "check_worker_class",
     "choose",
     "cuda_worker_arguments",
@@ -116,11 +115,6 @@ def check_worker_class(spec: JobSpec) -> None:
 #: ``dask worker`` options dropped for ``dask cuda worker``: it starts a worker a GPU, each
 #: under a nanny (and whether the option has a value).
 _NOT_CUDA = {"--nworkers": True, "--nanny": False}
-
-
-def lacking(argv: list[str]) -> list[str]:
-    """The options in ``argv`` that ``dask cuda worker`` does not take."""
-    return [arg.split("=", 1)[0] for arg in argv if arg.split("=", 1)[0] in NOT_IN_DASK_CUDA]
 
 
 def cuda_devices(argv: list[str], env: MutableMapping[str, str] | None = None) -> str:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 
 from dask_hpc.errors import DaskHPCError
-from dask_hpc.spec import CUDA_WORKER
+from dask_hpc.spec import CUDA_WORKER, dask_cuda_lacks
 from dask_hpc.systems import current_job, get_system
 from dask_hpc.systems.base import ENV_NODES
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         chosen = classes.choose(value)
         if chosen == CUDA_WORKER:
-            missing = classes.lacking(args)
+            missing = dask_cuda_lacks(args)
             if missing:
                 raise DaskHPCError(
                     f"dask cuda worker has no {', '.join(missing)}: leave it out of --worker-extra-args, "
