@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dask_hpc.spec import JobSpec
 from dask_hpc.systems import get_system
 
 from .conftest import HPC, bring_up, live_jobs, poll
@@ -134,6 +135,52 @@ def test_slurm_max_jobs_refuses_what_could_never_run_and_gives_the_one_command_f
         poll("adapt to reach the cap", lambda: len(live_jobs(hpc.status(name))) == 2 or None, 60)
         text = hpc("status", "--name", name).stdout
         assert "held back by the site's cap: at most 2 jobs by MaxJobs=3" in text, text
+    hpc("down", "--name", name)
+
+
+@contextlib.contextmanager
+def slurm_setting(entity: str, name: str, setting: str) -> Iterator[None]:
+    """``sacctmgr modify <entity> <name> set <setting>`` (an account, a QOS) for the test, undone after it."""
+    sacctmgr("modify", entity, name, "set", setting)
+    try:
+        yield
+    finally:
+        sacctmgr("modify", entity, name, "set", f"{setting.split('=')[0]}=-1")
+
+
+@pytest.mark.slurm
+def test_slurm_limits_of_the_account_above_and_of_the_qos_are_read(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
+) -> None:
+    """A Grp limit set on the account (every user's jobs below it, not shown on the user's
+    row) caps add; a QOS's MaxWall refuses a walltime past it, and the account's MaxWall,
+    inherited by the user's association, too: each in one line, before any job."""
+    bring_up("slurm", request)
+    hpc = hpc_for("slurm")
+    name = "account-capped"
+    slurm = get_system("slurm")
+    with slurm_setting("qos", "normal", "MaxWall=00:20:00"):
+        refused = hpc.up(name, "--walltime", "30m", check=False)
+        assert refused.returncode != 0 and not slurm.user_jobs(), refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert "a worker job with a walltime of 00:30:00 would pass the site's limit MaxWall=" in line
+        assert "(QOS normal)" in line and "(--walltime 00:20:00)" in line, line
+    with slurm_setting("account", "dask-hpc", "MaxWall=00:15:00"):
+        words = [limit.words for limit in slurm.job_limits(JobSpec.from_options(walltime="1h"))]
+        assert any(
+            w.startswith("MaxWall=") and "(association of root in account dask-hpc)" in w for w in words
+        )
+    with slurm_setting("account", "dask-hpc", "GrpSubmitJobs=4"):
+        caps = slurm.caps()
+        assert [(c.limit, c.running_only, c.words) for c in caps] == [
+            (4, False, "GrpSubmitJobs=4 (account dask-hpc, all jobs below it)")
+        ]
+        hpc.up(name)
+        refused = hpc("add", "4", "--name", name, "--walltime", "5m", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "GrpSubmitJobs=4 (account dask-hpc, all jobs below it)" in line, line
+        assert not live_jobs(hpc.status(name))  # nothing was submitted
     hpc("down", "--name", name)
 
 

@@ -534,6 +534,117 @@ def test_pbs_server_caps_for_every_user_and_one() -> None:
     assert parse_server_caps("Server pbs01\n    server_state = Active\n", "bob") == []
 
 
+def test_pbs_queue_caps_per_user_and_for_all_users() -> None:
+    """qstat -Qf of a real PBS Professional site (tests/recorded/README.md): the queue's
+    max_queued and max_run per user, and max_run_res.ncpus of all users together."""
+    from dask_hpc.systems.pbs import parse_queue_caps
+
+    text = read("pbs/qstat-Qf.txt")
+    caps = [(c.limit, c.running_only, c.per, c.words) for c in parse_queue_caps(text, "short", "alice")]
+    assert caps == [
+        (1024, False, "job", "max_queued = [u:PBS_GENERIC=1024] (queue short)"),
+        (512, True, "job", "max_run = [u:PBS_GENERIC=512] (queue short)"),
+    ]
+    long = [(c.limit, c.running_only, c.per, c.words) for c in parse_queue_caps(text, "long", "alice")]
+    assert long == [
+        (1024, False, "job", "max_queued = [u:PBS_GENERIC=1024] (queue long)"),
+        (1024, True, "cpu", "max_run_res.ncpus = [o:PBS_ALL=1024] (queue long, all users)"),
+    ]
+    assert parse_queue_caps(text, "default", "alice") == [] and parse_queue_caps(text, "nosuch", "a") == []
+    # The forms of PBS Professional's reference guide: one user's own entry wins, memory in MiB.
+    forms = (
+        "Queue: gpu\n    max_run = [u:PBS_GENERIC=6],[u:alice=2]\n    max_queued = [o:PBS_ALL=100]\n"
+        "    max_run_res.mem = [u:PBS_GENERIC=64gb]\n    max_run_res.nodect = [u:PBS_GENERIC=4]\n"
+        "    max_running = 50\n"
+    )
+    assert [(c.limit, c.running_only, c.per) for c in parse_queue_caps(forms, "gpu", "alice")] == [
+        (2, True, "job"),
+        (65536, True, "mem"),
+        (4, True, "node"),
+        (100, False, "job"),
+        (50, True, "job"),
+    ]
+    # Torque at a real site (qstat -Qf, grepped): max_user_queuable per queue.
+    torque = read("pbs/qstat-Qf-torque-grep.txt")
+    assert [(c.limit, c.running_only, c.words) for c in parse_queue_caps(torque, "fpt-large", "bob")] == [
+        (1, False, "max_user_queuable = 1 (queue fpt-large)")
+    ]
+
+
+def test_pbs_limits_on_one_job_of_a_queue() -> None:
+    """resources_max of the queue (and server): a job past them is refused by qsub."""
+    from dask_hpc.systems.pbs import parse_resources_max, queue_attributes
+
+    text = read("pbs/qstat-Qf.txt")
+    limits = parse_resources_max(queue_attributes(text, "workq"), "queue workq")
+    assert [(x.what, x.most, x.words) for x in limits] == [
+        ("walltime", 72 * 3600, "resources_max.walltime = 72:00:00 (queue workq)")
+    ]
+    torque = parse_resources_max(queue_attributes(read("pbs/qstat-Qf-torque-grep.txt"), "fpt-small"), "q")
+    assert [(x.what, x.most) for x in torque] == [("walltime", 72 * 3600), ("node", 1)]
+    forms = {"resources_max.ncpus": "48", "resources_max.mem": "250gb", "resources_max.nodect": "8"}
+    assert [(x.what, x.most) for x in parse_resources_max(forms, "queue workq")] == [
+        ("cpu", 48),
+        ("node", 8),
+        ("mem", 250 * 1024),
+    ]
+
+
+def test_pbs_asks_about_the_queue_the_job_goes_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The job's queue (-q, else --queue, else the server's default_queue) is the one asked;
+    its caps and the server's together, and its limits refuse a job too long for it."""
+    from dask_hpc.keeper.decisions import job_limit_message
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qmgr").write_text(
+        "#!/bin/sh\nprintf 'Server pbs01\\n    default_queue = workq\\n    max_run = [u:PBS_GENERIC=40]\\n'\n"
+    )
+    (bin_dir / "qstat").write_text(f'#!/bin/sh\n[ "$1" = -Qf ] && exec cat {RECORDED / "pbs/qstat-Qf.txt"}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    pbs = get_system("pbs")
+    words = [c.words for c in pbs.caps(JobSpec.from_options(queue="short@pbs01"))]
+    assert words == [
+        "max_run = [u:PBS_GENERIC=40] (qmgr list server)",
+        "max_queued = [u:PBS_GENERIC=1024] (queue short)",
+        "max_run = [u:PBS_GENERIC=512] (queue short)",
+    ]
+    assert pbs.caps_scope(JobSpec.from_options(queue="short", job_extra_directives=["-q long"])) == ("long",)
+    spec = JobSpec.from_options(walltime="80:00:00")
+    line = job_limit_message(pbs.job_limits(spec), spec, "pbs")
+    assert (
+        line is not None
+        and "resources_max.walltime = 72:00:00 (queue workq)" in line
+        and "--walltime 72:00:00" in line
+    )
+
+
+def test_htcondor_caps_and_largest_submission_from_the_schedd(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """condor_config_val -schedd NAME answers the value alone (or "Not defined: NAME" on
+    stderr, exit 1); condor_q -af ClusterId one line per job of the user's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "condor_config_val").write_text(
+        "#!/bin/sh\ncase $2 in\n  MAX_JOBS_PER_OWNER) echo 50 ;;\n  MAX_JOBS_RUNNING) echo 10000 ;;\n"
+        '  MAX_JOBS_PER_SUBMISSION) echo 300 ;;\n  *) echo "Not defined: $2" >&2; exit 1 ;;\nesac\n'
+    )
+    (bin_dir / "condor_q").write_text("#!/bin/sh\nprintf '812\\n812\\n813\\n'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    condor = get_system("htcondor")
+    assert [(c.limit, c.running_only, c.words) for c in condor.caps()] == [
+        (50, False, "MAX_JOBS_PER_OWNER = 50 (the schedd's)"),
+        (10000, True, "MAX_JOBS_RUNNING = 10000 (the schedd's, all users)"),
+    ]
+    assert condor.user_jobs() == 3
+    assert condor.array_limit() == 300 and condor.batches(700) == [300, 300, 100]
+
+
 def test_a_slurm_site_may_throttle_its_arrays() -> None:
     """array-throttle (dask-hpc's configuration, BatchCluster's keyword): --array=1-N%K."""
     from dask_hpc import JobSpec
@@ -623,6 +734,77 @@ def test_slurm_caps_on_what_running_jobs_hold_bound_the_jobs_by_what_each_holds(
     two = JobSpec.from_options(cores=4, memory="2GiB", nodes=2)
     assert [c.jobs(one) for c in caps] == [6, 3, 4, 3, 20, 4]
     assert [c.jobs(two) for c in caps] == [6, 1, 2, 1, 20, 2]
+
+
+def test_slurm_caps_of_the_accounts_above_and_the_qos_per_account() -> None:
+    """Recorded with GrpSubmitJobs=7 on root's associations, GrpJobs=6, GrpSubmitJobs=8,
+    MaxWall=02:00:00 and MaxTRES=cpu=16 on account dask-hpc, GrpTRES=cpu=64 on account root,
+    and on QOS normal MaxWall=01:00:00, MaxTRES=cpu=8,node=2, MaxJobsPA=10,
+    MaxSubmitJobsPA=12, GrpSubmitJobs=30 (issue 22). The user's rows show the account's Max
+    limits (inherited) but not its Grp ones, which the accounts' own rows give; the job's
+    account is the user's default (the rows' last field) when none is asked for."""
+    from dask_hpc.systems.slurm import parse_caps, parse_job_limits
+
+    users = read("slurm/sacctmgr-user-withassoc-tree.txt")
+    qos, accounts = read("slurm/sacctmgr-qos-per-job.txt"), read("slurm/sacctmgr-accounts-tree.txt")
+    caps = parse_caps(users, qos, "root", accounts=accounts)
+    assert [(c.limit, c.running_only, c.per, c.words) for c in caps] == [
+        (7, False, "job", "GrpSubmitJobs=7 (association of root in account dask-hpc)"),
+        (6, True, "job", "GrpJobs=6 (account dask-hpc, all jobs below it)"),
+        (8, False, "job", "GrpSubmitJobs=8 (account dask-hpc, all jobs below it)"),
+        (64, True, "cpu", "GrpTRES=cpu=64 (account root, all jobs below it)"),
+        (12, False, "job", "MaxSubmitJobsPerAccount=12 (QOS normal, all jobs of account dask-hpc)"),
+        (10, True, "job", "MaxJobsPerAccount=10 (QOS normal, all jobs of account dask-hpc)"),
+        (30, False, "job", "GrpSubmitJobs=30 (QOS normal, all its users)"),
+    ]
+    # Charged to account root instead: its own association, and only root's Grp limits above it.
+    assert [c.words for c in parse_caps(users, qos, "root", "root", accounts=accounts)][:2] == [
+        "GrpSubmitJobs=7 (association of root in account root)",
+        "GrpTRES=cpu=64 (account root, all jobs below it)",
+    ]
+    limits = parse_job_limits(users, qos, "root")
+    assert [(x.what, x.most, x.words) for x in limits] == [
+        ("walltime", 7200, "MaxWall=02:00:00 (association of root in account dask-hpc)"),
+        ("cpu", 16, "MaxTRES=cpu=16 (association of root in account dask-hpc)"),
+        ("walltime", 3600, "MaxWall=01:00:00 (QOS normal)"),
+        ("cpu", 8, "MaxTRES=cpu=8 (QOS normal)"),
+        ("node", 2, "MaxTRES=node=2 (QOS normal)"),
+    ]
+    assert [x.words for x in parse_job_limits(users, qos, "root", "root")] == [
+        "MaxWall=01:00:00 (QOS normal)",
+        "MaxTRES=cpu=8 (QOS normal)",
+        "MaxTRES=node=2 (QOS normal)",
+    ]
+
+
+def test_slurm_asks_the_site_once_a_look_and_again_after(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """up reads the caps and the limits of two jobs in one look: sacctmgr's three lists and
+    scontrol once; outside a look each call asks again, so a limit set meanwhile is seen."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    users = read("slurm/sacctmgr-user-withassoc-tree.txt").replace("\n", "\\n")
+    (bin_dir / "sacctmgr").write_text(
+        f'#!/bin/sh\necho sacctmgr >> {calls}\ncase "$*" in *withassoc*) printf "{users}" ;; esac\n'
+    )
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho scontrol >> {calls}\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name in ("SBATCH_QOS", "SBATCH_PARTITION", "SBATCH_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "root")  # the user of the recorded rows
+    slurm = get_system("slurm")
+    with slurm.one_look():
+        caps = [c.words for c in slurm.caps()]
+        assert caps == ["GrpSubmitJobs=7 (association of root in account dask-hpc)"], calls.read_text()
+        slurm.job_limits(JobSpec())
+        assert next(x.words for x in slurm.job_limits(JobSpec())).startswith("MaxWall=02:00:00")
+    assert calls.read_text().split() == ["sacctmgr"] * 3 + ["scontrol"]
+    slurm.caps()
+    slurm.caps()
+    assert calls.read_text().split().count("sacctmgr") == 9, calls.read_text()
 
 
 def test_slurm_partition_limits_on_one_job() -> None:

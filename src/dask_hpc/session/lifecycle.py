@@ -219,7 +219,8 @@ def up(
     refuse_if_live(session)
     system.check_site(spec)
     check_worker_class(spec)
-    _refuse_past_job_limits(system, spec, scheduler_spec)
+    with system.one_look():  # the site's settings asked once for both jobs' limits
+        _refuse_past_job_limits(system, spec, scheduler_spec)
     session.prepare()
     session.clear_scheduler_files()
     session.set_aside_ledger()
@@ -258,7 +259,8 @@ def up(
             early_spec = replace(spec, death_timeout=max(spec.death_timeout, int(timeout) + 60))
             batches = system.batches(workers, takes_arrays(early_spec, system))
             # The scheduler's job is in the queue: the caps count it.
-            _refuse_past_caps(system, workers, len(batches), early_spec, scheduler_spec, session.name)
+            with system.one_look():
+                _refuse_past_caps(system, workers, len(batches), early_spec, scheduler_spec, session.name)
             # One by one (an array at a time): those submitted before a failure are cancelled too.
             for tasks in batches:
                 script = worker_script(

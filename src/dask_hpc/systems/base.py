@@ -8,6 +8,7 @@ run the command, raise the error) lives here, once.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
@@ -15,7 +16,7 @@ import shlex
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -473,6 +474,28 @@ class BatchSystem(ABC):
         them (SLURM's partition MaxTime and MaxNodes); [] where it does not or cannot be
         asked. Runs commands."""
         return []
+
+    @contextlib.contextmanager
+    def one_look(self) -> Iterator[None]:
+        """Within this block the site's settings (sacctmgr's associations and QOS, qmgr's
+        server, a queue's limits) are asked once, however many caps and limits are read: for
+        one decision over several jobs (up checks the workers' and the scheduler's). Outside
+        it every call asks again, so that a limit set meanwhile is seen."""
+        self._looked: dict[Any, Any] | None = {}
+        try:
+            yield
+        finally:
+            self._looked = None
+
+    def _once(self, key: Any, ask: Callable[[], _T]) -> _T:
+        """``ask()``, or its answer already given in this :meth:`one_look`."""
+        looked = getattr(self, "_looked", None)
+        if looked is None:
+            return ask()
+        if key not in looked:
+            looked[key] = ask()
+        answer: _T = looked[key]
+        return answer
 
     def check_site(self, spec: JobSpec) -> None:
         """Raise SpecError for a job of ``spec`` that the site is set up not to run as asked,

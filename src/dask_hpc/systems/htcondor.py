@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import ParseError, SpecError
+from dask_hpc.errors import CommandError, ParseError, SpecError
 from dask_hpc.spec import DEFAULT_SHEBANG, JobSpec, parse_arguments, parse_memory
 from dask_hpc.systems.base import (
     ENV_START,
     ENV_SYSTEM,
     ENV_WALLTIME,
     BatchSystem,
+    Cap,
     JobState,
     JobStatus,
     has_references,
@@ -56,6 +57,12 @@ ATTRIBUTES = ",".join(
     ]
 )
 JOB_ID_VARIABLE = "DASK_HPC_JOB_ID"
+#: The schedd's caps: name, whether it counts running jobs only, and whose jobs it counts.
+SCHEDD_CAPS = (
+    ("MAX_JOBS_PER_OWNER", False, ""),
+    ("MAX_JOBS_SUBMITTED", False, ", all users"),
+    ("MAX_JOBS_RUNNING", True, ", all users"),
+)
 #: The submit commands by which a job runs the worker: ours (names without "_", lower case).
 RUNS_THE_WORKER = ("executable", "arguments", "environment", "universe", "getenv", "queue")
 WALLTIME_MARK = "dask-hpc walltime"
@@ -197,6 +204,37 @@ class HTCondorSystem(BatchSystem):
         return must_match(r"^\s*(\d+\.\d+)", stdout, "an HTCondor job id")[1]
 
     arrays = True
+    default_array_limit = 20000  # MAX_JOBS_PER_SUBMISSION's default (the manual's configuration macros)
+
+    def array_limit_argv(self) -> list[str]:
+        return ["condor_config_val", "-schedd", "MAX_JOBS_PER_SUBMISSION"]
+
+    def parse_array_limit(self, stdout: str) -> int | None:
+        value = stdout.strip()
+        return int(value) if value.isdigit() else None
+
+    # ---- caps: the schedd's limits (condor_config_val -schedd), HTCondor's manual's
+    # configuration macros: jobs of one owner in the queue, and of all users together.
+
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
+        caps = []
+        for name, running, whose in SCHEDD_CAPS:
+            try:
+                value = _process.run(["condor_config_val", "-schedd", name], timeout=30).stdout.strip()
+            except CommandError:
+                continue  # not set ("Not defined"), or no schedd to ask: no cap known
+            if value.isdigit():
+                caps.append(Cap(int(value), running, f"{name} = {value} (the schedd's{whose})"))
+        return caps
+
+    def user_jobs(self) -> int | None:
+        """This user's jobs in the schedd's queue (condor_q lists only the user's own): one
+        line each, whatever their state, as MAX_JOBS_PER_OWNER counts them."""
+        try:
+            done = _process.run(["condor_q", "-af", "ClusterId"], timeout=self.query_timeout)
+        except CommandError:
+            return None
+        return len(done.stdout.split())
 
     def task_ids(self, stdout: str, tasks: int) -> list[str]:
         # -terse prints the first and last: "123.0 - 123.4".

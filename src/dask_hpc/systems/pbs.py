@@ -3,6 +3,7 @@ over Torque (``moab``): msub, qstat -f, canceljob."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import math
 import re
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from dask_hpc import _process
-from dask_hpc.errors import CommandError, ParseError
-from dask_hpc.spec import JobSpec, format_walltime
+from dask_hpc.errors import CommandError, ParseError, SpecError
+from dask_hpc.spec import JobSpec, format_walltime, parse_walltime
 from dask_hpc.systems.base import (
     BatchSystem,
     Cap,
+    JobLimit,
     JobState,
     JobStatus,
     must_match,
@@ -24,7 +26,15 @@ from dask_hpc.systems.base import (
 )
 from dask_hpc.systems.nodes import node_script_lines
 
-__all__ = ["MoabSystem", "PBSSystem", "TorqueSystem", "parse_qstat_full"]
+__all__ = [
+    "MoabSystem",
+    "PBSSystem",
+    "TorqueSystem",
+    "parse_qstat_full",
+    "parse_queue_caps",
+    "parse_resources_max",
+    "parse_server_caps",
+]
 
 STATES: dict[str, JobState] = {
     "Q": JobState.PENDING,
@@ -136,14 +146,43 @@ class PBSSystem(BatchSystem):
         match = re.search(r"^\s*max_(?:job_)?array_size\s*=\s*(\d+)", stdout, re.M)
         return int(match[1]) if match else None
 
-    # ---- caps: the server's limits per user (qmgr -c "list server"), as PBS Pro writes them
+    # ---- caps: the server's and the job's queue's limits per user (qmgr -c "list server",
+    # qstat -Qf QUEUE), and the queue's and server's resources_max on one job
 
     def caps(self, spec: JobSpec | None = None) -> list[Cap]:
-        try:
-            done = _process.run(["qmgr", "-c", "list server"], timeout=30)
-        except CommandError:
+        site = self._site(spec or JobSpec())
+        if site is None:
             return []
-        return parse_server_caps(done.stdout, getpass.getuser())
+        server, queue, queue_text = site
+        user = getpass.getuser()
+        caps = parse_server_caps(server, user)
+        if queue:
+            caps += parse_queue_caps(queue_text, queue, user)
+        return caps
+
+    def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
+        return (self.job_queue(spec),)
+
+    def job_limits(self, spec: JobSpec) -> list[JobLimit]:
+        site = self._site(spec)
+        if site is None:
+            return []
+        server, queue, queue_text = site
+        limits = parse_resources_max(attributes(server), "server")
+        if queue:
+            limits += parse_resources_max(queue_attributes(queue_text, queue), f"queue {queue}")
+        return limits
+
+    def job_queue(self, spec: JobSpec) -> str | None:
+        """The queue qsub puts a job of ``spec`` in: ``-q`` of the extra directives, else
+        ``--queue``, without its server (``workq@pbs01``); None: the server's default."""
+        queue = self.directive_value(spec, "queue") or spec.queue
+        return queue.partition("@")[0] or None if queue else None
+
+    def _site(self, spec: JobSpec) -> tuple[str, str | None, str] | None:
+        """``qmgr -c "list server"``, the job's queue (else the server's default_queue) and
+        ``qstat -Qf`` of it; None where the server cannot be asked. Once a :meth:`one_look`."""
+        return self._once(("pbs", self.job_queue(spec)), lambda: _ask_site(self.job_queue(spec)))
 
     def user_jobs(self) -> int | None:
         try:
@@ -297,29 +336,136 @@ def count_user_jobs(text: str) -> int:
     return count
 
 
+def _ask_site(queue: str | None) -> tuple[str, str | None, str] | None:
+    try:
+        server = _process.run(["qmgr", "-c", "list server"], timeout=30).stdout
+    except CommandError:
+        return None
+    queue = queue or attributes(server).get("default_queue")
+    text = ""
+    if queue:
+        with contextlib.suppress(CommandError):  # no such queue: qsub will say
+            text = _process.run(["qstat", "-Qf", queue], timeout=30).stdout
+    return server, queue, text
+
+
 def parse_server_caps(text: str, user: str) -> list[Cap]:
     """The caps on ``user``'s jobs in ``qmgr -c "list server"``: PBS Pro's ``max_queued`` and
     ``max_run`` (``[u:PBS_GENERIC=20]`` for every user, ``[u:alice=5]`` for one; the user's own
     wins) and the older ``max_user_queuable`` and ``max_user_run`` (Torque's). qmgr lists an
     entity limit one entry a line, each under the attribute's name: they are read together."""
-    attributes: dict[str, str] = {}
-    for name, value in re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", text, re.M):
-        attributes[name] = f"{attributes[name]},{value}" if name in attributes else value
+    return _entity_caps(attributes(text), user, "qmgr list server")
+
+
+def parse_queue_caps(text: str, queue: str, user: str) -> list[Cap]:
+    """The caps on ``user``'s jobs in the block of ``queue`` of ``qstat -Qf``: as the
+    server's (:func:`parse_server_caps`), and ``max_run_res.ncpus``, ``.mem``, ``.nodect``
+    (what the user's running jobs may hold together) and the limits of all users together,
+    ``[o:PBS_ALL=N]`` and Torque's ``max_running``, ``max_queuable`` (a bound on the user's
+    only when nobody else has jobs in the queue)."""
+    found = queue_attributes(text, queue)
+    where, everyone = f"queue {queue}", f"queue {queue}, all users"
+    caps = _entity_caps(found, user, where)
+    resources = (("max_run_res.ncpus", "cpu"), ("max_run_res.mem", "mem"), ("max_run_res.nodect", "node"))
+    for name, per in resources:
+        value = found.get(name, "")
+        for cap, whose in ((_entity_value(value, user), where), (_overall(value), everyone)):
+            amount = None if cap is None else _mib(cap[1]) if per == "mem" else _whole(cap[1])
+            if cap and amount is not None:
+                caps.append(Cap(amount, True, f"{name} = {cap[0]} ({whose})", per=per))
+    for name, running in (("max_run", True), ("max_queued", False)):
+        overall = _overall(found.get(name, ""))
+        if overall and overall[1].isdigit():
+            caps.append(Cap(int(overall[1]), running, f"{name} = {overall[0]} ({everyone})"))
+    for name, running in (("max_queuable", False), ("max_running", True)):
+        value = found.get(name, "")
+        if value.isdigit():
+            caps.append(Cap(int(value), running, f"{name} = {value} ({everyone})"))
+    return caps
+
+
+def parse_resources_max(found: Mapping[str, str], where: str) -> list[JobLimit]:
+    """The limits on one job in ``resources_max``: walltime, ncpus (the job's CPUs), mem and
+    nodect (its nodes). qsub refuses a job past them ("Job exceeds queue resource limits")."""
+    limits = []
+    walltime = found.get("resources_max.walltime", "")
+    if walltime:
+        with contextlib.suppress(SpecError):  # a form we do not read: qsub will say
+            limits.append(
+                JobLimit(
+                    "walltime", parse_walltime(walltime), f"resources_max.walltime = {walltime} ({where})"
+                )
+            )
+    for name, what in (("ncpus", "cpu"), ("nodect", "node"), ("nodes", "node")):  # nodes: Torque's
+        value = found.get(f"resources_max.{name}", "")
+        if value.isdigit():
+            limits.append(JobLimit(what, int(value), f"resources_max.{name} = {value} ({where})"))
+    mem = found.get("resources_max.mem", "")
+    if _mib(mem) is not None:
+        limits.append(JobLimit("mem", _mib(mem) or 0, f"resources_max.mem = {mem} ({where})"))
+    return limits
+
+
+def attributes(text: str) -> dict[str, str]:
+    """``name = value`` lines (qmgr's ``list server``, one block of ``qstat -Qf``) as a dict;
+    an attribute listed on several lines (an entity limit, one entry a line) joined by commas."""
+    found: dict[str, str] = {}
+    for name, value in re.findall(r"^\s*([\w.]+)\s*=\s*(.*?)\s*$", text, re.M):
+        found[name] = f"{found[name]},{value}" if name in found else value
+    return found
+
+
+def queue_attributes(text: str, queue: str) -> dict[str, str]:
+    """The attributes of ``queue``'s block (``Queue: workq``) in ``qstat -Qf``."""
+    blocks = re.split(r"^Queue: *(\S+) *$", text, flags=re.M)
+    for name, block in zip(blocks[1::2], blocks[2::2], strict=True):
+        if name == queue:
+            return attributes(block)
+    return {}
+
+
+def _entity_caps(found: Mapping[str, str], user: str, where: str) -> list[Cap]:
     caps: list[Cap] = []
     for name, running in (("max_queued", False), ("max_run", True)):
-        value = attributes.get(name, "")
-        mine = re.search(rf"\[u:{re.escape(user)}=(\d+)\]", value)
-        generic = re.search(r"\[u:PBS_GENERIC=(\d+)\]", value)
-        found = mine or generic
-        if found:
-            caps.append(Cap(int(found[1]), running, f"{name} = {found[0]} (qmgr list server)"))
+        cap = _entity_value(found.get(name, ""), user)
+        if cap and cap[1].isdigit():
+            caps.append(Cap(int(cap[1]), running, f"{name} = {cap[0]} ({where})"))
     # The older per-user limits (Torque's, which PBS Pro still reads): queued counts pending
     # and running jobs, as max_queued does.
     for name, running in (("max_user_queuable", False), ("max_user_run", True)):
-        value = attributes.get(name, "")
+        value = found.get(name, "")
         if value.isdigit():
-            caps.append(Cap(int(value), running, f"{name} = {value} (qmgr list server)"))
+            caps.append(Cap(int(value), running, f"{name} = {value} ({where})"))
     return caps
+
+
+def _entity_value(value: str, user: str) -> tuple[str, str] | None:
+    """The entry of an entity limit (``[u:PBS_GENERIC=4],[u:alice=99]``) that binds ``user``:
+    their own, else every user's; as written and its value. None: neither is set."""
+    for who in (re.escape(user), "PBS_GENERIC"):
+        found = re.search(rf"\[u:{who}=([^\]]+)\]", value)
+        if found:
+            return found[0], found[1]
+    return None
+
+
+def _overall(value: str) -> tuple[str, str] | None:
+    """The entry of an entity limit for all users together (``[o:PBS_ALL=1024]``)."""
+    found = re.search(r"\[o:PBS_ALL=([^\]]+)\]", value)
+    return (found[0], found[1]) if found else None
+
+
+def _whole(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+def _mib(value: str) -> int | None:
+    """A PBS size (``250gb``, ``11534336kb``, ``100``: bytes) in MiB; None if not one."""
+    found = re.fullmatch(r"(\d+)([kmgtp]?)(b|w)?", value.strip().lower())
+    if found is None:
+        return None
+    scale = int(1024 ** "bkmgtp".index(found[2] or "b")) * (8 if found[3] == "w" else 1)
+    return -(-int(found[1]) * scale // 2**20)
 
 
 def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:

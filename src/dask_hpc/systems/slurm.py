@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import math
 import os
@@ -26,7 +27,7 @@ from dask_hpc.systems.base import (
     shell_command,
 )
 
-__all__ = ["SlurmSystem", "expand_hostlist", "parse_caps", "parse_partition_limits"]
+__all__ = ["SlurmSystem", "expand_hostlist", "parse_caps", "parse_job_limits", "parse_partition_limits"]
 
 # squeue's %T names; everything not listed here is reported as UNKNOWN.
 STATES: dict[str, JobState] = {
@@ -166,23 +167,22 @@ class SlurmSystem(BatchSystem):
     # ---- caps: the association's and its QOS's limits on this user's jobs (sacctmgr) -----
 
     def caps(self, spec: JobSpec | None = None) -> list[Cap]:
-        """The caps of the association the job's account and partition select, and of the
-        QOS it asks for (``--qos``, ``$SBATCH_QOS``) or else its association's default QOS."""
-        user = getpass.getuser()
-        account, partition, qos_name = self.caps_scope(spec or JobSpec())
-        try:
-            assoc = _process.run(
-                [*SACCTMGR, "list", "association", "where", f"user={user}", ASSOC_FORMAT], timeout=30
-            )
-            qos = _process.run([*SACCTMGR, "list", "qos", QOS_FORMAT], timeout=30)
-            if account is None:  # the job is charged to the user's default account
-                default = _process.run(
-                    [*SACCTMGR, "list", "user", "where", f"name={user}", "format=DefaultAccount"], timeout=30
-                )
-                account = default.stdout.strip() or None
-        except CommandError:
+        """The caps of the association the job's account and partition select, of its
+        account and the accounts above it, and of the QOS it asks for (``--qos``,
+        ``$SBATCH_QOS``) or else its association's default QOS. Three sacctmgr calls."""
+        found = self._accounting()
+        if found is None:
             return []  # no accounting here (or no answer): no caps known
-        return parse_caps(assoc.stdout, qos.stdout, user, account, partition, qos_name)
+        users, accounts, qos = found
+        account, partition, qos_name = self.caps_scope(spec or JobSpec())
+        return parse_caps(users, qos, getpass.getuser(), account, partition, qos_name, accounts)
+
+    def _accounting(self) -> tuple[str, str, str] | None:
+        """``sacctmgr`` on the user's associations (with their default account and the Max
+        limits they inherit), the accounts' own associations (their Grp limits bind every
+        job below them) and the QOS; None where there is no accounting to ask. Once a
+        :meth:`one_look`."""
+        return self._once("sacctmgr", _ask_sacctmgr)
 
     def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
         """Account, partition, QOS: each may have its own limits."""
@@ -190,11 +190,18 @@ class SlurmSystem(BatchSystem):
         return (self.job_account(spec), self.job_partition(spec), qos)
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:
-        try:
-            done = _process.run(["scontrol", "show", "partition", "--oneliner"], timeout=30)
-        except CommandError:
-            return []  # no answer: sbatch will say
-        return parse_partition_limits(done.stdout, self.job_partition(spec))
+        """The partition's MaxTime and MaxNodes (scontrol), and the MaxWall and MaxTRES per
+        job of the job's association and QOS (sacctmgr, where there is accounting)."""
+        limits = []
+        partitions = self._once("partitions", _ask_partitions)
+        if partitions is not None:  # None: no answer, sbatch will say
+            limits += parse_partition_limits(partitions, self.job_partition(spec))
+        found = self._accounting()
+        if found is not None:
+            users, _, qos = found
+            account, partition, qos_name = self.caps_scope(spec)
+            limits += parse_job_limits(users, qos, getpass.getuser(), account, partition, qos_name)
+        return limits
 
     def job_partition(self, spec: JobSpec) -> str | None:
         """The partition sbatch puts a job of ``spec`` in: ``$SBATCH_PARTITION`` where set
@@ -299,12 +306,66 @@ class SlurmSystem(BatchSystem):
 
 
 SACCTMGR = ("sacctmgr", "--noheader", "--parsable2")
-ASSOC_FIELDS = ("Account", "Partition", "MaxJobs", "MaxSubmitJobs", "DefaultQOS", "QOS", "GrpJobs", "GrpTRES")
-QOS_FIELDS = ("Name", "MaxJobsPU", "MaxSubmitJobsPU", "MaxTRESPU", "GrpJobs", "GrpTRES")
+#: The user's associations (``list user where name=U withassoc``): each with the Max limits it
+#: inherits from the accounts above it (sacctmgr shows them unless told WOPLimits).
+ASSOC_FIELDS = (
+    "Account",
+    "Partition",
+    "MaxJobs",
+    "MaxSubmitJobs",
+    "DefaultQOS",
+    "QOS",
+    "GrpJobs",
+    "GrpTRES",
+    "GrpSubmitJobs",
+    "MaxWall",
+    "MaxTRES",
+    "DefaultAccount",
+)
+#: The accounts' own associations (``list association where user=``): their Grp limits bind
+#: all the jobs below them, every user's, and are not shown on the users' rows.
+ACCOUNT_FIELDS = ("Account", "Partition", "ParentName", "GrpJobs", "GrpSubmitJobs", "GrpTRES")
+QOS_FIELDS = (
+    "Name",
+    "MaxJobsPU",
+    "MaxSubmitJobsPU",
+    "MaxTRESPU",
+    "GrpJobs",
+    "GrpTRES",
+    "GrpSubmitJobs",
+    "MaxJobsPA",
+    "MaxSubmitJobsPA",
+    "MaxWall",
+    "MaxTRES",
+)
 ASSOC_FORMAT = "format=" + ",".join(ASSOC_FIELDS)
+ACCOUNT_FORMAT = "format=" + ",".join(ACCOUNT_FIELDS)
 QOS_FORMAT = "format=" + ",".join(QOS_FIELDS)
 #: The TRES a cap of dask-hpc's counts jobs by (what one job holds of it: base.job_resources).
 TRES = ("cpu", "node", "mem")
+
+
+def _ask_sacctmgr() -> tuple[str, str, str] | None:
+    user = getpass.getuser()
+    try:
+        return (
+            _process.run(
+                [*SACCTMGR, "list", "user", "where", f"name={user}", "withassoc", ASSOC_FORMAT], timeout=30
+            ).stdout,
+            _process.run(
+                [*SACCTMGR, "list", "association", "where", "user=", ACCOUNT_FORMAT], timeout=30
+            ).stdout,
+            _process.run([*SACCTMGR, "list", "qos", QOS_FORMAT], timeout=30).stdout,
+        )
+    except CommandError:
+        return None
+
+
+def _ask_partitions() -> str | None:
+    try:
+        return _process.run(["scontrol", "show", "partition", "--oneliner"], timeout=30).stdout
+    except CommandError:
+        return None
 
 
 def parse_caps(
@@ -314,54 +375,120 @@ def parse_caps(
     account: str | None = None,
     partition: str | None = None,
     qos_name: str | None = None,
+    accounts: str = "",
 ) -> list[Cap]:
-    """The caps on ``user``'s jobs from ``sacctmgr -n -P list association where user=U``
-    (:data:`ASSOC_FIELDS`) and ``list qos`` (:data:`QOS_FIELDS`), for the jobs of
-    ``account`` (the user's default unless given; else every association of the user's, so
-    that the most restrictive binds) in ``partition`` (an association of that partition
-    where there is one, as SLURM picks it; else the account's own), asking for ``qos_name``
-    (None: the association's default QOS):
+    """The caps on ``user``'s jobs from sacctmgr's ``list user where name=U withassoc``
+    (:data:`ASSOC_FIELDS`), ``list qos`` (:data:`QOS_FIELDS`) and ``list association
+    where user=`` (``accounts``, :data:`ACCOUNT_FIELDS`), for the jobs of ``account`` (else
+    the user's default account, else every association of the user's, so that the most
+    restrictive binds) in ``partition`` (an association of that partition where there is
+    one, as SLURM picks it; else the account's own), asking for ``qos_name`` (None: the
+    association's default QOS):
 
-    * the association's MaxSubmitJobs, MaxJobs, GrpJobs and GrpTRES (cpu, node, mem);
-    * its default QOS's MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, and the
-      QOS's own GrpJobs and GrpTRES (shared by all its users: the bound is what is left
-      only when nobody else uses it).
+    * the association's MaxSubmitJobs, MaxJobs, GrpSubmitJobs, GrpJobs and GrpTRES (cpu,
+      node, mem);
+    * its account's and every account's above it GrpSubmitJobs, GrpJobs and GrpTRES;
+    * the QOS's MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, its per account
+      MaxSubmitJobsPerAccount and MaxJobsPerAccount, and its own GrpSubmitJobs, GrpJobs and
+      GrpTRES.
 
-    SLURM applies all of them; the tightest binds (keeper/decisions.py)."""
-    rows = [
-        dict(zip(ASSOC_FIELDS, line.split("|"), strict=False))
-        for line in associations.splitlines()
-        if "|" in line
-    ]
+    The limits that all the jobs of an account or a QOS share are a bound on the user's
+    only when nobody else uses them: what the others hold is not counted. SLURM applies
+    all of them; the tightest binds (keeper/decisions.py)."""
+    limits = {q["Name"]: q for q in _rows(qos, QOS_FIELDS)}
+    tree = {r["Account"]: r for r in _rows(accounts, ACCOUNT_FIELDS) if not r.get("Partition")}
+    caps: list[Cap] = []
+    for row in _association_rows(associations, account, partition):
+        where = f"association of {user} in account {row['Account']}"
+        caps += _job_caps(
+            row, where, {"MaxSubmitJobs": False, "MaxJobs": True, "GrpJobs": True, "GrpSubmitJobs": False}
+        )
+        caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
+        caps += _account_caps(tree, row["Account"])
+        name = _qos_name(row, qos_name)
+        qos_row = limits.get(name, {})
+        words = {
+            "MaxSubmitJobsPU": "MaxSubmitJobsPerUser",
+            "MaxJobsPU": "MaxJobsPerUser",
+            "MaxSubmitJobsPA": "MaxSubmitJobsPerAccount",
+            "MaxJobsPA": "MaxJobsPerAccount",
+        }
+        caps += _job_caps(qos_row, f"QOS {name}", {"MaxSubmitJobsPU": False, "MaxJobsPU": True}, words)
+        caps += _tres_caps(qos_row.get("MaxTRESPU", ""), "MaxTRESPerUser", f"QOS {name}")
+        per_account = f"QOS {name}, all jobs of account {row['Account']}"
+        caps += _job_caps(qos_row, per_account, {"MaxSubmitJobsPA": False, "MaxJobsPA": True}, words)
+        everyone = f"QOS {name}, all its users"
+        caps += _job_caps(qos_row, everyone, {"GrpJobs": True, "GrpSubmitJobs": False})
+        caps += _tres_caps(qos_row.get("GrpTRES", ""), "GrpTRES", everyone)
+    return list(dict.fromkeys(caps))  # several rows of one account share its tree's caps
+
+
+def parse_job_limits(
+    associations: str,
+    qos: str,
+    user: str,
+    account: str | None = None,
+    partition: str | None = None,
+    qos_name: str | None = None,
+) -> list[JobLimit]:
+    """The limits on one job (sacctmgr's MaxWall and MaxTRES, per job) of the association
+    and the QOS that :func:`parse_caps` picks the same way: a job past them is refused where
+    the QOS has DenyOnLimit or the site sets EnforcePartLimits, and waits for ever
+    (AssocMaxWallDurationPerJobLimit, QOSMaxWallDurationPerJobLimit) where not."""
+    limits = {q["Name"]: q for q in _rows(qos, QOS_FIELDS)}
+    found: list[JobLimit] = []
+    for row in _association_rows(associations, account, partition):
+        name = _qos_name(row, qos_name)
+        for source, where in (
+            (row, f"association of {user} in account {row['Account']}"),
+            (limits.get(name, {}), f"QOS {name}"),
+        ):
+            wall = source.get("MaxWall", "")
+            if wall:
+                with contextlib.suppress(SpecError):  # a form we do not read: sbatch will say
+                    found.append(JobLimit("walltime", parse_walltime(wall), f"MaxWall={wall} ({where})"))
+            for tres, amount, item in _tres_amounts(source.get("MaxTRES", "")):
+                found.append(JobLimit(tres, amount, f"MaxTRES={item} ({where})"))
+    return list(dict.fromkeys(found))
+
+
+def _rows(text: str, fields: Sequence[str]) -> list[dict[str, str]]:
+    """sacctmgr's ``--parsable2`` lines as dicts of ``fields`` (fewer where a line has fewer)."""
+    return [dict(zip(fields, line.split("|"), strict=False)) for line in text.splitlines() if "|" in line]
+
+
+def _association_rows(associations: str, account: str | None, partition: str | None) -> list[dict[str, str]]:
+    """The user's associations that a job of ``account`` in ``partition`` is charged to."""
+    rows = _rows(associations, ASSOC_FIELDS)
+    account = account or next((r["DefaultAccount"] for r in rows if r.get("DefaultAccount")), None)
     if account:
         rows = [r for r in rows if r.get("Account") == account] or rows
-    rows = (
+    return (
         [r for r in rows if partition and r.get("Partition") == partition]
         or [r for r in rows if not r.get("Partition")]
         or rows
     )
-    limits = {
-        q["Name"]: q
-        for q in (
-            dict(zip(QOS_FIELDS, line.split("|"), strict=False)) for line in qos.splitlines() if "|" in line
-        )
-    }
+
+
+def _qos_name(row: Mapping[str, str], asked: str | None) -> str:
+    """The QOS a job of the association ``row`` runs in: the one asked for, else its default;
+    with no default, SLURM's jobs get "normal" where the association may use it."""
+    listed = [q for q in row.get("QOS", "").split(",") if q]
+    return asked or row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
+
+
+def _account_caps(tree: Mapping[str, Mapping[str, str]], account: str) -> list[Cap]:
+    """The Grp limits of ``account`` and of each account above it, up to root."""
     caps: list[Cap] = []
-    for row in rows:
-        where = f"association of {user} in account {row['Account']}"
-        caps += _job_caps(row, where, {"MaxSubmitJobs": False, "MaxJobs": True, "GrpJobs": True})
+    seen: set[str] = set()
+    name: str | None = account
+    while name and name in tree and name not in seen:  # a cycle cannot be, but never loop
+        seen.add(name)
+        row = tree[name]
+        where = f"account {name}, all jobs below it"
+        caps += _job_caps(row, where, {"GrpJobs": True, "GrpSubmitJobs": False})
         caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
-        # No default QOS: SLURM's jobs get "normal" where the association may use it.
-        listed = [q for q in row.get("QOS", "").split(",") if q]
-        name = (
-            qos_name or row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
-        )
-        qos_row = limits.get(name, {})
-        per_user = {"MaxSubmitJobsPU": "MaxSubmitJobsPerUser", "MaxJobsPU": "MaxJobsPerUser"}
-        caps += _job_caps(qos_row, f"QOS {name}", {"MaxSubmitJobsPU": False, "MaxJobsPU": True}, per_user)
-        caps += _tres_caps(qos_row.get("MaxTRESPU", ""), "MaxTRESPerUser", f"QOS {name}")
-        caps += _job_caps(qos_row, f"QOS {name}, all its users", {"GrpJobs": True})
-        caps += _tres_caps(qos_row.get("GrpTRES", ""), "GrpTRES", f"QOS {name}, all its users")
+        name = row.get("ParentName")
     return caps
 
 
@@ -379,8 +506,16 @@ def _job_caps(
 
 def _tres_caps(text: str, name: str, where: str) -> list[Cap]:
     """Caps on running jobs from a TRES limit (``cpu=64,node=4,mem=100G``): one a TRES that
-    counts jobs here; memory in MiB (sacctmgr writes M, G or T)."""
-    caps = []
+    counts jobs here."""
+    return [
+        Cap(amount, True, f"{name}={item} ({where})", per=tres) for tres, amount, item in _tres_amounts(text)
+    ]
+
+
+def _tres_amounts(text: str) -> list[tuple[str, int, str]]:
+    """The TRES of :data:`TRES` in a TRES list (``cpu=64,node=4,mem=100G``): name, amount
+    (memory in MiB: sacctmgr writes M, G or T) and the item as written."""
+    found = []
     for item in text.split(","):
         tres, _, value = item.partition("=")
         match = re.fullmatch(r"(\d+)([KMGTP]?)", value)
@@ -389,8 +524,8 @@ def _tres_caps(text: str, name: str, where: str) -> list[Cap]:
         amount = int(match[1])
         if tres == "mem":
             amount = amount * 1024 ** "KMGTP".index(match[2] or "M") // 1024
-        caps.append(Cap(amount, True, f"{name}={item} ({where})", per=tres))
-    return caps
+        found.append((tres, amount, item))
+    return found
 
 
 def parse_partition_limits(text: str, partition: str | None) -> list[JobLimit]:
