@@ -59,7 +59,7 @@ from dask_hpc.security import tls_files
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.ledger import JobRecord, load_ledger, save_ledger
 from dask_hpc.state.session import Session, SessionConfig
-from dask_hpc.systems import BatchSystem, Cap, JobState, current_job, get_system
+from dask_hpc.systems import BatchSystem, Cap, JobLimit, JobState, current_job, get_system
 from dask_hpc.worker.classes import check_worker_class
 from dask_hpc.worker.retirement import END_METRIC, retire_margin
 
@@ -109,6 +109,8 @@ class Keeper(SchedulerPlugin):
         self._caps_cache: dict[tuple[str | None, ...], tuple[float, list[Cap]]] = {}
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
+        self._limits: dict[str, list[JobLimit]] = {}  # a spec's limits on one job, asked ahead
+        self._asking: asyncio.Future[None] | None = None
         self.pools: dict[str, JobSpec] = {}  # each pool's spec, as its first add gave it
         # The pools adapted beside the session's own jobs: spec, fewest and most jobs.
         self.pool_adapts: dict[str, tuple[JobSpec, int, int | None]] = {}
@@ -320,7 +322,11 @@ class Keeper(SchedulerPlugin):
             return
         await asyncio.to_thread(self.system.check_site, spec)
         await asyncio.to_thread(check_worker_class, spec)  # imports the user's module
-        limits = await asyncio.to_thread(self.system.job_limits, spec)
+        if self._asking is not None:
+            await self._asking  # asked when the keeper started, the session's own jobs' limits among it
+        limits = self._limits.pop(key, None)
+        if limits is None:
+            limits = await asyncio.to_thread(self.system.job_limits, spec)
         line = job_limit_message(limits, spec, self.system.name)
         if line:
             raise CapError(line)
@@ -684,9 +690,14 @@ class Keeper(SchedulerPlugin):
 
     def _ask_the_site(self) -> None:
         """What the first submission needs from the batch system, asked while nobody waits:
-        its caps and its largest array (called in a thread when the keeper starts)."""
+        its caps, the limits on one job of the session's own, and its largest array (called
+        in a thread when the keeper starts; sacctmgr takes 0.2 s a call here)."""
         try:
-            self._caps(self.config.spec)
+            with self.system.one_look():
+                self._caps(self.config.spec)
+                if self.config.scheduler_here:  # else up checked them
+                    key = json.dumps(self.config.spec.to_dict(), sort_keys=True)
+                    self._limits[key] = self.system.job_limits(self.config.spec)
             self.system.array_limit()
         except Exception as exc:  # a prefetch: asked again when a submission needs it, and said then
             logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
