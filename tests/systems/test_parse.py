@@ -645,6 +645,59 @@ def test_htcondor_caps_and_largest_submission_from_the_schedd(
     assert condor.array_limit() == 300 and condor.batches(700) == [300, 300, 100]
 
 
+def test_lsf_job_slot_caps_of_the_user_and_of_the_queue() -> None:
+    """busers (-w) and bqueues as real sites printed them (tests/recorded/README.md): MAX is
+    the job slots the user's running jobs may hold; a queue's JL/U per user, MAX for all."""
+    from dask_hpc.systems.lsf import default_queue, parse_bqueues, parse_busers
+
+    assert [(c.limit, c.running_only, c.per, c.words) for c in parse_busers(read("lsf/busers-w.txt"))] == [
+        (2400, True, "cpu", "MAX=2400 job slots (busers)")
+    ]
+    assert [c.limit for c in parse_busers(read("lsf/busers.txt"))] == [48]
+    assert parse_busers("USER/GROUP JL/P MAX NJOBS PEND RUN SSUSP USUSP RSV\nbob - - 2 0 2 0 0 0\n") == []
+    text = read("lsf/bqueues.txt")
+    assert [(c.limit, c.words) for c in parse_bqueues(text, "bigmem.120h")] == [
+        (960, "JL/U=960 job slots (queue bigmem.120h, a user)")
+    ]
+    assert [(c.limit, c.words) for c in parse_bqueues(text, "clc")] == [
+        (256, "MAX=256 job slots (queue clc, all users)")
+    ]
+    assert parse_bqueues(text, "normal.4h") == [] and parse_bqueues(text, "nosuch") == []
+    # Four cores a job: JL/U=960 slots bound the running jobs at 240.
+    assert parse_bqueues(text, "bigmem.120h")[0].jobs(JobSpec.from_options(cores=4)) == 240
+    assert (
+        default_queue("Default Queues:  normal\nMBD_SLEEP_TIME used for calculations:  20 seconds\n")
+        == "normal"
+    )
+    assert default_queue("Default Queues:  normal short\n") is None
+
+
+def test_lsf_asks_about_the_users_slots_and_the_jobs_queue(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """busers, then bqueues of the job's queue (else bparams' default); bjobs counts the
+    user's unfinished jobs ("No unfinished job found": none)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    recorded = RECORDED / "lsf"
+    (bin_dir / "busers").write_text(f"#!/bin/sh\nexec cat {recorded / 'busers.txt'}\n")
+    (bin_dir / "bqueues").write_text(f"#!/bin/sh\nexec cat {recorded / 'bqueues.txt'}\n")
+    (bin_dir / "bparams").write_text("#!/bin/sh\necho 'Default Queues:  clc'\n")
+    (bin_dir / "bjobs").write_text("#!/bin/sh\necho 'No unfinished job found' >&2\nexit 255\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    lsf = get_system("lsf")
+    assert [c.words for c in lsf.caps(JobSpec.from_options(queue="bigmem.120h"))] == [
+        "MAX=48 job slots (busers)",
+        "JL/U=960 job slots (queue bigmem.120h, a user)",
+    ]
+    assert [c.words for c in lsf.caps()][1:] == ["MAX=256 job slots (queue clc, all users)"]
+    assert lsf.user_jobs() == 0
+    (bin_dir / "bjobs").write_text("#!/bin/sh\nprintf '33567817\\n33567818\\n33567818\\n'\n")
+    assert lsf.user_jobs() == 3
+
+
 def test_a_slurm_site_may_throttle_its_arrays() -> None:
     """array-throttle (dask-hpc's configuration, BatchCluster's keyword): --array=1-N%K."""
     from dask_hpc import JobSpec

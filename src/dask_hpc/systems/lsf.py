@@ -9,12 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from dask_hpc.errors import ParseError, SpecError
+from dask_hpc import _process
+from dask_hpc.errors import CommandError, ParseError, SpecError
 from dask_hpc.spec import JobSpec, parse_boolean, parse_memory
-from dask_hpc.systems.base import BatchSystem, JobState, JobStatus, must_match, setting_whole
+from dask_hpc.systems.base import BatchSystem, Cap, JobState, JobStatus, must_match, setting_whole
 from dask_hpc.systems.nodes import node_script_lines
 
-__all__ = ["LSFSystem"]
+__all__ = ["LSFSystem", "default_queue", "parse_bqueues", "parse_busers"]
 
 STATES: dict[str, JobState] = {
     "PEND": JobState.PENDING,
@@ -197,6 +198,43 @@ class LSFSystem(BatchSystem):
                 found[job_id] = _status(job_id, rec)
         return {j: found.get(j, JobStatus(j, JobState.UNKNOWN)) for j in job_ids}
 
+    # ---- caps: job slots (LSF's unit: a job of -n N holds N), per user (busers' MAX) and of
+    # the job's queue (bqueues: JL/U per user, MAX for all users); running jobs only.
+
+    def caps(self, spec: JobSpec | None = None) -> list[Cap]:
+        spec = spec or JobSpec()
+        caps = []
+        try:
+            caps += parse_busers(_process.run(["busers"], timeout=30).stdout)
+            queue = self.job_queue(spec)
+            if queue is None:
+                queue = default_queue(_process.run(["bparams"], timeout=30).stdout)
+            if queue is not None:
+                caps += parse_bqueues(_process.run(["bqueues", queue], timeout=30).stdout, queue)
+        except CommandError:
+            pass  # what was read before the failure stands; the rest is unknown
+        return caps
+
+    def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
+        return (self.job_queue(spec),)
+
+    def job_queue(self, spec: JobSpec) -> str | None:
+        """The queue bsub puts a job of ``spec`` in: ``-q`` of the extra directives, else
+        ``--queue``; None: the cluster's default."""
+        return self.directive_value(spec, "queue") or spec.queue or None
+
+    def user_jobs(self) -> int | None:
+        """The user's unfinished jobs, an array's elements each (bjobs lists only the user's)."""
+        try:
+            done = _process.run(
+                ["bjobs", "-noheader", "-o", "jobid"], timeout=self.query_timeout, check=False
+            )
+        except CommandError:
+            return None
+        if done.returncode != 0 and "No unfinished job found" not in done.stderr + done.stdout:
+            return None
+        return sum(1 for line in done.stdout.splitlines() if line.strip().isdigit())
+
     def log_files(self, job_name: str, job_id: str) -> tuple[str, str]:
         return f"{job_id}.out", f"{job_id}.err"  # an array element's: 123[3].out
 
@@ -208,6 +246,44 @@ class LSFSystem(BatchSystem):
         mcpu = env.get("LSB_MCPU_HOSTS", "").split()
         hosts = mcpu[0::2] if mcpu else env.get("LSB_HOSTS", "").split()
         return tuple(dict.fromkeys(hosts))
+
+
+def parse_busers(text: str) -> list[Cap]:
+    """The user's MAX in ``busers`` (the job slots their jobs may hold at once; ``-``: none)."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if len(rows) < 2 or "MAX" not in rows[0]:
+        return []
+    value = rows[1][rows[0].index("MAX")] if len(rows[1]) == len(rows[0]) else ""
+    if not value.isdigit():
+        return []
+    return [Cap(int(value), True, f"MAX={value} job slots (busers)", per="cpu")]
+
+
+def parse_bqueues(text: str, queue: str) -> list[Cap]:
+    """``queue``'s JL/U (job slots a user's jobs may hold in it) and MAX (all users' jobs)
+    in ``bqueues``."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not rows or "JL/U" not in rows[0]:
+        return []
+    head = rows[0]
+    for row in rows[1:]:
+        if row[0] == queue and len(row) == len(head):
+            found = dict(zip(head, row, strict=True))
+            caps = []
+            for column, whose in (("JL/U", f"queue {queue}, a user"), ("MAX", f"queue {queue}, all users")):
+                if found[column].isdigit():
+                    words = f"{column}={found[column]} job slots ({whose})"
+                    caps.append(Cap(int(found[column]), True, words, per="cpu"))
+            return caps
+    return []
+
+
+def default_queue(text: str) -> str | None:
+    """The default queue in ``bparams`` (``Default Queues:  normal``); None for several (bsub
+    picks one that takes the job) or none."""
+    match = re.search(r"^\s*Default Queues:\s*(.*?)\s*$", text, re.M)
+    queues = match[1].split() if match else []
+    return queues[0] if len(queues) == 1 else None
 
 
 def _status(job_id: str, rec: Mapping[str, str]) -> JobStatus:
