@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import shlex
 import threading
@@ -888,6 +889,43 @@ def test_remove_by_id_retires_the_jobs_workers_then_cancels(tmp_path: Path) -> N
             assert h.system.cancelled == ["1"]
 
     asyncio.run(run())
+
+
+def test_a_worker_that_cannot_hand_over_its_data_does_not_hold_the_keeper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """distributed's retire_workers waits for ever for data that no other worker can fetch
+    (its holder no longer answers): the keeper held its lock, and remove, scale and down hung.
+    After RETIRE_TIMEOUT the job is ended anyway, said in the log, and the keeper goes on."""
+    from distributed import Client
+
+    monkeypatch.setattr("dask_hpc.keeper.plugin.RETIRE_TIMEOUT", 1.0, raising=False)
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, FakeSystem()) as h:
+            await h.ask(protocol.Add(2))
+            h.system.start("1")
+            h.system.start("2")
+            stuck = await h.join("1")
+            await h.join("2")
+            async with Client(h.scheduler.address, asynchronous=True) as client:
+                held = await client.scatter(42, workers=[stuck.address])  # only job 1's worker has it
+
+                async def never(**_: Any) -> None:
+                    await asyncio.Event().wait()
+
+                stuck.handlers["get_data"] = never  # asked for its data, it never answers
+                started = time.monotonic()
+                answer = await asyncio.wait_for(h.ask(protocol.Remove(job_ids=["1"])), 30)
+                assert answer == protocol.Jobs(["1"]) and time.monotonic() - started < 20
+                assert h.system.cancelled == ["1"] and h.keeper.jobs["1"].removed
+                assert "did not hand over their data within 1 s: ended anyway" in caplog.text
+                # Not held: the next request is answered.
+                assert len((await asyncio.wait_for(h.ask(protocol.Add(1)), 10)).job_ids) == 1
+                del held
+
+    with caplog.at_level(logging.WARNING, logger="dask_hpc.keeper.plugin"):
+        asyncio.run(run())
 
 
 def test_a_removed_job_that_the_cancel_kills_is_cancelled_not_failed(tmp_path: Path) -> None:

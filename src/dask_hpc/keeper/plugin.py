@@ -79,6 +79,10 @@ SUBMIT_CONCURRENCY = 8
 KEEP_INTERVAL = 1.0
 #: The site's caps on the user's jobs are asked again after this many seconds.
 CAPS_TTL = 60.0
+#: Seconds the workers of jobs being ended have to hand their data to the others. distributed's
+#: retire_workers waits for ever on a worker that no longer answers (its data cannot be
+#: fetched), and the keeper's lock with it: add, scale, remove and down would all hang.
+RETIRE_TIMEOUT = 60.0
 
 
 class Keeper(SchedulerPlugin):
@@ -791,12 +795,22 @@ class Keeper(SchedulerPlugin):
         if retire and addresses:
             assert self.scheduler is not None
             # Moves the data held only by these workers to the others, then closes them.
-            await self.scheduler.retire_workers(
+            retiring = self.scheduler.retire_workers(
                 workers=addresses,
                 close_workers=True,
                 remove=True,
                 stimulus_id=f"dask-hpc-remove-{time.time()}",
             )
+            try:
+                await asyncio.wait_for(retiring, RETIRE_TIMEOUT)
+            except asyncio.TimeoutError:
+                # Ended anyway: a worker that cannot hand over its data in a minute does not
+                # answer; what it held is computed again where a task still needs it.
+                logger.warning(
+                    "the workers of job %s did not hand over their data within %g s: ended anyway",
+                    ", ".join(job_ids),
+                    RETIRE_TIMEOUT,
+                )
         await asyncio.to_thread(self.system.cancel, job_ids)
         await self._refresh(job_ids)  # so that a status right after shows them ending or gone
 
