@@ -56,6 +56,7 @@ async def start_scheduler(
     import dask
     from distributed import Scheduler
 
+    _quiet_probes()
     config = {} if routes is None else {"distributed.scheduler.http.routes": routes}
     with dask.config.set(config):
         scheduler = (scheduler_cls or Scheduler)(
@@ -67,6 +68,21 @@ async def start_scheduler(
         )
         await scheduler
     return scheduler
+
+
+class _NoProbes(logging.Filter):
+    """dask-hpc's commands connect once to see that the scheduler listens (a refused
+    connection fails fast: session/link.py) and close before distributed's own handshake;
+    distributed logs each such connection, and the scheduler's log would fill with them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).endswith("closed before handshake completed")
+
+
+def _quiet_probes() -> None:
+    tcp = logging.getLogger("distributed.comm.tcp")
+    if not any(isinstance(f, _NoProbes) for f in tcp.filters):
+        tcp.addFilter(_NoProbes())
 
 
 async def add_dashboard(scheduler: Scheduler) -> None:

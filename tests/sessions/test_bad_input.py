@@ -98,21 +98,33 @@ def test_scheduler_job_died(
 
 
 @pytest.mark.parametrize(
-    ("system", "message"),
+    ("system", "words"),
     [
-        pytest.param("slurm", "invalid partition specified", marks=pytest.mark.slurm),
-        pytest.param("sge", "unknown queue", marks=pytest.mark.sge),
+        # SLURM's partitions are read before anything is submitted: one line with the real ones.
+        pytest.param(
+            "slurm",
+            ["slurm has no partition nosuchqueue; its partitions: debug, short"],
+            marks=pytest.mark.slurm,
+        ),
+        # Grid Engine's refusal, in its own words.
+        pytest.param("sge", ["refused the job", "unknown queue"], marks=pytest.mark.sge),
     ],
 )
 def test_queue_that_does_not_exist(
-    system: str, message: str, hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+    system: str, words: list[str], hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
 ) -> None:
     bring_up(system, request)
     hpc = hpc_for(system)
     done = hpc("up", "--name", "q", "--system", system, "--queue", "nosuchqueue", check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "refused the job" in done.stderr
-    assert message in done.stderr.lower()  # the system's own words
+    assert all(w in done.stderr.lower() for w in words), done.stderr
+    if system == "slurm":
+        assert len(done.stderr.strip().splitlines()) == 1 and not get_system(system).user_jobs()
+        # add's own queue too, on a live session, before anything is submitted.
+        hpc.up("q2")
+        refused = hpc("add", "1", "--name", "q2", "--queue", "nosuchqueue", check=False)
+        assert refused.returncode != 0 and words[0] in refused.stderr, refused.stderr
+        hpc("down", "--name", "q2")
 
 
 def test_wrong_interface_lists_the_real_ones(hpc_for: Callable[[str], HPC]) -> None:

@@ -100,6 +100,9 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
     # Logs are kept, and `logs` shows the scheduler's.
     logs = hpc("logs", "--name", name).stdout
     assert "Scheduler at" in logs
+    # The commands above (status, add --wait, remove) connected to it many times: none of them
+    # left a line there (a bare connection to a TLS listener made distributed warn each time).
+    assert "handshake" not in logs, [line for line in logs.splitlines() if "handshake" in line][:3]
 
 
 def test_workers_cancelled_behind_our_back(hpc: HPC) -> None:

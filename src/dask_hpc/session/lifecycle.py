@@ -217,9 +217,10 @@ def up(
         if logs:
             make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
-    system.check_site(spec)
-    check_worker_class(spec)
-    with system.one_look():  # the site's settings asked once for both jobs' limits
+    with system.one_look():  # the site's settings asked once for both jobs' checks
+        system.check_site(spec)
+        system.check_site(scheduler_spec)
+        check_worker_class(spec)
         _refuse_past_job_limits(system, spec, scheduler_spec)
     session.prepare()
     session.clear_scheduler_files()

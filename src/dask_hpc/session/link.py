@@ -10,6 +10,8 @@ the same SpecError, with the same line, as before any session).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,7 +63,7 @@ class Link:
 
         args = self.security.get_connection_args("client") if self.security else {}
         try:
-            await self._probe()
+            await self._probe(args.get("ssl_context"))
             async with rpc(self.address, timeout=timeout, connection_args=args) as scheduler:
                 return await asyncio.wait_for(getattr(scheduler, op)(**arguments), timeout)
         except (OSError, asyncio.TimeoutError) as exc:
@@ -69,12 +71,19 @@ class Link:
                 f"the scheduler at {self.address} does not answer: {exc}"
             ) from None
 
-    async def _probe(self) -> None:
+    async def _probe(self, ssl_context: ssl.SSLContext | None) -> None:
+        """Connect and close at once: a refused connection fails here, fast. Over TLS with a
+        whole handshake: a bare TCP connection to a TLS listener makes distributed log
+        "TLS handshake failed" in the scheduler's log for every command."""
         from distributed.comm.addressing import get_address_host_port
 
         host, port = get_address_host_port(self.address)
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ssl_context), PROBE_TIMEOUT
+        )
         writer.close()
+        with contextlib.suppress(OSError, asyncio.TimeoutError):  # closed either way
+            await asyncio.wait_for(writer.wait_closed(), PROBE_TIMEOUT)
 
 
 def _run(question: Coroutine[Any, Any, _T]) -> _T:

@@ -204,6 +204,21 @@ class SlurmSystem(BatchSystem):
             limits += parse_job_limits(users, qos, getpass.getuser(), account, partition, qos_name)
         return limits
 
+    def check_site(self, spec: JobSpec) -> None:
+        """A partition that SLURM does not have (``scontrol show partition``) is refused in
+        one line with the ones it has (sbatch says only "invalid partition specified")."""
+        named = self.job_partition(spec)
+        partitions = self._once("partitions", _ask_partitions) if named else None
+        known = re.findall(r"^PartitionName=(\S+)", partitions or "", re.M)
+        unknown = [p for p in (named or "").split(",") if p and known and p not in known]
+        if unknown:
+            raise SpecError(
+                "queue",
+                unknown[0],
+                f"slurm has no partition {unknown[0]}; its partitions: {', '.join(known)} "
+                "(scontrol show partition)",
+            )
+
     def job_partition(self, spec: JobSpec) -> str | None:
         """The partition sbatch puts a job of ``spec`` in: ``$SBATCH_PARTITION`` where set
         (sbatch's manual: input environment variables override the script's directives),
