@@ -103,6 +103,10 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
     # The commands above (status, add --wait, remove) connected to it many times: none of them
     # left a line there (a bare connection to a TLS listener made distributed warn each time).
     assert "handshake" not in logs, [line for line in logs.splitlines() if "handshake" in line][:3]
+    # A command for the ended session says how to start it again, not to clean up what is gone.
+    again = hpc("add", "1", "--name", name, check=False)
+    assert again.returncode == 1 and f"start it again with dask-hpc up --name {name}" in again.stderr
+    assert "clean up" not in again.stderr
 
 
 def test_workers_cancelled_behind_our_back(hpc: HPC) -> None:

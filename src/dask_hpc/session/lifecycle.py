@@ -461,6 +461,11 @@ def open_live(session: Session) -> tuple[SessionConfig, Link]:
         if config.scheduler_job_id:
             s = scheduler_job_status(config)
             why = f"its scheduler job {s.job_id} is {s.state.value}{f' ({s.reason})' if s.reason else ''}"
+    if config.down:  # nothing of it runs: nothing to clean up
+        raise SchedulerUnreachableError(
+            f"session {session.name!r} has no scheduler answering: {why}; "
+            f"start it again with dask-hpc up --name {session.name}"
+        )
     raise SchedulerUnreachableError(
         f"session {session.name!r} has no scheduler answering: {why}; "
         f"clean up with dask-hpc down --name {session.name}, then start again with dask-hpc up"
