@@ -230,6 +230,9 @@ def test_bench_network_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Pat
     hpc("remove", "1", "--name", "net")
     line = hpc("bench", "network", "--session", "net", "--no-mpi", "--sizes", "1MiB", check=False).stderr
     assert line.strip().startswith("error: bench network needs two workers; the cluster has 1")
+    # More asked for than there are: the one there is goes, and the line says so.
+    out = hpc("remove", "5", "--name", "net").stderr
+    assert "removed 1 worker job: " in out and "(asked for 5: only 1 was live)" in out, out
 
 
 @pytest.mark.parametrize("system", systems("slurm"))

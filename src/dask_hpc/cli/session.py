@@ -231,7 +231,14 @@ def remove(name: str, n: int | None, job_ids: tuple[str, ...], pool: str | None)
     if pool is not None and job_ids:
         raise click.UsageError("give --pool with N, not with --job (a job id names its pool)")
     ids = lifecycle.remove(Session(name), n, list(job_ids) or None, pool)
-    console.print(f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}")
+    fewer = (
+        f" (asked for {n}: only {len(ids)} {'was' if len(ids) == 1 else 'were'} live)"
+        if n and len(ids) < n
+        else ""
+    )
+    console.print(
+        f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}{fewer}"
+    )
 
 
 @click.command()
