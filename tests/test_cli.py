@@ -120,6 +120,10 @@ def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> No
         (["add", "0"], "error: Invalid value for 'N': 0 is not in the range 1<=x<=10000; see dask-hpc add"),
         (["adapt", "--min", "3", "--max", "1"], "error: --max 1 is below --min 3; see dask-hpc adapt --help"),
         (["script", "--job-extra-directive=--time=60"], "local takes only these directives"),
+        (
+            ["up", "--walltime", "10m", "--scheduler-walltime", "1m"],
+            "error: invalid scheduler walltime '00:01:00': shorter than the workers' 00:10:00",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_nonzero(args: list[str], message: str) -> None:

@@ -217,6 +217,15 @@ def up(
         if logs:
             make_log_directory(logs)  # batch systems do not make it: SLURM would fail the job
     refuse_if_live(session)
+    if scheduler_spec.walltime < spec.walltime:
+        # The workers would outlive their scheduler: their jobs would run on, idle, to their end.
+        raise SpecError(
+            "scheduler walltime",
+            format_walltime(scheduler_spec.walltime),
+            f"shorter than the workers' {format_walltime(spec.walltime)}, which would outlive their "
+            f"scheduler; give --scheduler-walltime {format_walltime(spec.walltime)} or more "
+            "(left out, it is the workers')",
+        )
     with system.one_look():  # the site's settings asked once for both jobs' checks
         system.check_site(spec)
         system.check_site(scheduler_spec)
