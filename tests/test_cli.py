@@ -109,6 +109,7 @@ def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> No
             ["script", "--banana", "1"],
             "error: no such option --banana; known options: --account, --cores",
         ),
+        (["up", "--wallclock", "1h"], "error: no such option --wallclock (did you mean --walltime?); known"),
         (["script", "--system", "htcondor", "--queue", "q"], "HTCondor has no queues"),
         (
             ["script", "--system", "sge", "--log-directory", "/tmp/it's"],

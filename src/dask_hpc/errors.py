@@ -104,23 +104,27 @@ _OTHER_WORDS = {
 }
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known option a user most likely meant by ``name``: another system's or tool's word
+    for it (``wallclock``: ``walltime``), else the closest spelling; None if none is close."""
+    import difflib
+
+    known = list(known)
+    other = _OTHER_WORDS.get(name)
+    if other in known:
+        return other
+    return next(iter(difflib.get_close_matches(name, known, 1)), None)
+
+
 class UnknownOptionError(SpecError):
     """An option name that nothing in dask-hpc knows."""
 
     def __init__(self, names: Iterable[str], known: Iterable[str]) -> None:
-        import difflib
-
         names = sorted(names)
         known = sorted(known)
         known_list = ", ".join(known)
         plural = "s" if len(names) > 1 else ""
-        close = [
-            _OTHER_WORDS[n]
-            if _OTHER_WORDS.get(n) in known
-            else next(iter(difflib.get_close_matches(n, known, 1)), "")
-            for n in names
-        ]
-        close = [c for c in close if c]
+        close = [c for c in (closest(n, known) for n in names) if c]
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         DaskHPCError.__init__(
             self, f"unknown option{plural} {', '.join(names)}{hint}; known options: {known_list}"

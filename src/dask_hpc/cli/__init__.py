@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from dask_hpc.cli.options import configured, spec_options, system_option
-from dask_hpc.errors import ConfigError, DaskHPCError
+from dask_hpc.errors import ConfigError, DaskHPCError, closest
 from dask_hpc.keeper.scripts import worker_command
 from dask_hpc.spec import JobSpec
 from dask_hpc.state.session import Session
@@ -133,7 +133,13 @@ def main(argv: list[str] | None = None, prog_name: str = "dask-hpc") -> None:
         known = sorted(
             o for p in (exc.ctx.command.params if exc.ctx else []) for o in p.opts if o.startswith("--")
         )
-        click.echo(f"error: no such option {exc.option_name}; known options: {', '.join(known)}", err=True)
+        word = closest(
+            exc.option_name.lstrip("-").replace("-", "_"), [o[2:].replace("-", "_") for o in known]
+        )
+        hint = f" (did you mean --{word.replace('_', '-')}?)" if word else ""
+        click.echo(
+            f"error: no such option {exc.option_name}{hint}; known options: {', '.join(known)}", err=True
+        )
         sys.exit(2)
     except click.UsageError as exc:
         # One line, as for every other bad input (click's own form is four).
