@@ -5,6 +5,7 @@ tests/recorded/README.md)."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -854,10 +855,19 @@ def test_slurm_asks_the_site_once_a_look_and_again_after(
         assert caps == ["GrpSubmitJobs=7 (association of root in account dask-hpc)"], calls.read_text()
         slurm.job_limits(JobSpec())
         assert next(x.words for x in slurm.job_limits(JobSpec())).startswith("MaxWall=02:00:00")
-    assert calls.read_text().split() == ["sacctmgr"] * 3 + ["scontrol"]
+        assert calls.read_text().split() == ["sacctmgr"] * 3 + ["scontrol"]
+        # Another thread (the keeper asks from several) is outside this look: it asks again.
+        other = threading.Thread(target=slurm.caps)
+        other.start()
+        other.join(30)
+        assert calls.read_text().split().count("sacctmgr") == 6
+        with slurm.one_look():  # a look inside a look is part of it, and leaves it open
+            slurm.caps()
+        slurm.caps()
+        assert calls.read_text().split().count("sacctmgr") == 6
     slurm.caps()
     slurm.caps()
-    assert calls.read_text().split().count("sacctmgr") == 9, calls.read_text()
+    assert calls.read_text().split().count("sacctmgr") == 12, calls.read_text()
 
 
 def test_slurm_partition_limits_on_one_job() -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import socket
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -79,6 +80,10 @@ class JobStatus:
     reason: str | None = None  # why pending, or why it failed, in the system's words
     node: str | None = None  # the (first) node it runs or ran on
     exit_code: int | None = None
+
+
+#: Each thread's open :meth:`BatchSystem.one_look` blocks: the answers given in them, by system.
+_LOOKS = threading.local()
 
 
 @dataclass(frozen=True)
@@ -480,16 +485,21 @@ class BatchSystem(ABC):
         """Within this block the site's settings (sacctmgr's associations and QOS, qmgr's
         server, a queue's limits) are asked once, however many caps and limits are read: for
         one decision over several jobs (up checks the workers' and the scheduler's). Outside
-        it every call asks again, so that a limit set meanwhile is seen."""
-        self._looked: dict[Any, Any] | None = {}
+        it every call asks again, so that a limit set meanwhile is seen. The block is this
+        thread's (the keeper asks from several threads at once); a block inside another is
+        part of it."""
+        looks: dict[int, dict[Any, Any]] = _LOOKS.__dict__.setdefault("by_system", {})
+        outer = id(self) in looks
+        looks.setdefault(id(self), {})
         try:
             yield
         finally:
-            self._looked = None
+            if not outer:
+                del looks[id(self)]
 
     def _once(self, key: Any, ask: Callable[[], _T]) -> _T:
-        """``ask()``, or its answer already given in this :meth:`one_look`."""
-        looked = getattr(self, "_looked", None)
+        """``ask()``, or its answer already given in this thread's :meth:`one_look`."""
+        looked = _LOOKS.__dict__.get("by_system", {}).get(id(self))
         if looked is None:
             return ask()
         if key not in looked:
