@@ -733,10 +733,16 @@ def test_slurm_caps_from_the_association_and_its_qos() -> None:
 
     assoc, qos = read("slurm/sacctmgr-association.txt"), read("slurm/sacctmgr-qos.txt")
     caps = parse_caps(assoc, qos, "root", "dask-hpc")
+    # The QOS's MaxSubmitJobsPerUser is used, not the association's MaxSubmitJobs: SLURM uses
+    # the first point of its hierarchy that sets a limit (QOS, then association).
     assert [(c.limit, c.running_only, c.words) for c in caps] == [
-        (5, False, "MaxSubmitJobs=5 (association of root in account dask-hpc)"),
         (3, True, "MaxJobs=3 (association of root in account dask-hpc)"),
         (4, False, "MaxSubmitJobsPerUser=4 (QOS normal)"),
+    ]
+    # Without the QOS's, the association's.
+    assert [c.words for c in parse_caps(assoc, "normal||\n", "root", "dask-hpc")] == [
+        "MaxSubmitJobs=5 (association of root in account dask-hpc)",
+        "MaxJobs=3 (association of root in account dask-hpc)",
     ]
     assert parse_caps("dask-hpc|||||normal\n", "normal||\n", "root", "dask-hpc") == []  # no limits
 
@@ -816,18 +822,19 @@ def test_slurm_caps_of_the_accounts_above_and_the_qos_per_account() -> None:
         "GrpSubmitJobs=7 (association of root in account root)",
         "GrpTRES=cpu=64 (account root, all jobs below it)",
     ]
+    # The QOS's MaxWall and MaxTRES where it sets them (it does here: the association's, even
+    # a longer walltime, are not used), the association's where it does not.
     limits = parse_job_limits(users, qos, "root")
     assert [(x.what, x.most, x.words) for x in limits] == [
-        ("walltime", 7200, "MaxWall=02:00:00 (association of root in account dask-hpc)"),
-        ("cpu", 16, "MaxTRES=cpu=16 (association of root in account dask-hpc)"),
         ("walltime", 3600, "MaxWall=01:00:00 (QOS normal)"),
         ("cpu", 8, "MaxTRES=cpu=8 (QOS normal)"),
         ("node", 2, "MaxTRES=node=2 (QOS normal)"),
     ]
-    assert [x.words for x in parse_job_limits(users, qos, "root", "root")] == [
-        "MaxWall=01:00:00 (QOS normal)",
-        "MaxTRES=cpu=8 (QOS normal)",
+    qos_without = qos.replace("|01:00:00|cpu=8,node=2", "||node=2")
+    assert [x.words for x in parse_job_limits(users, qos_without, "root")] == [
         "MaxTRES=node=2 (QOS normal)",
+        "MaxWall=02:00:00 (association of root in account dask-hpc)",
+        "MaxTRES=cpu=16 (association of root in account dask-hpc)",
     ]
 
 

@@ -409,21 +409,33 @@ def parse_caps(
       MaxSubmitJobsPerAccount and MaxJobsPerAccount, and its own GrpSubmitJobs, GrpJobs and
       GrpTRES.
 
-    The limits that all the jobs of an account or a QOS share are a bound on the user's
-    only when nobody else uses them: what the others hold is not counted. SLURM applies
-    all of them; the tightest binds (keeper/decisions.py)."""
+    A Max limit of the association (MaxSubmitJobs, MaxJobs) is left out where the QOS sets its
+    own (MaxSubmitJobsPerUser, MaxJobsPerUser): SLURM uses the first point of its hierarchy
+    (QOS, then association, then accounts) that defines a limit. The limits that all the
+    jobs of an account or a QOS share are a bound on the user's only when nobody else uses
+    them: what the others hold is not counted. SLURM applies all that are left; the
+    tightest binds (keeper/decisions.py)."""
     limits = {q["Name"]: q for q in _rows(qos, QOS_FIELDS)}
     tree = {r["Account"]: r for r in _rows(accounts, ACCOUNT_FIELDS) if not r.get("Partition")}
     caps: list[Cap] = []
     for row in _association_rows(associations, account, partition):
         where = f"association of {user} in account {row['Account']}"
-        caps += _job_caps(
-            row, where, {"MaxSubmitJobs": False, "MaxJobs": True, "GrpJobs": True, "GrpSubmitJobs": False}
-        )
-        caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
-        caps += _account_caps(tree, row["Account"])
         name = _qos_name(row, qos_name)
         qos_row = limits.get(name, {})
+        # A Max limit is the QOS's where it sets one, else the association's (SLURM's
+        # resource_limits: the first point of the hierarchy that defines it is used); every
+        # Grp limit applies.
+        own = {
+            field: running
+            for field, running, over in (
+                ("MaxSubmitJobs", False, "MaxSubmitJobsPU"),
+                ("MaxJobs", True, "MaxJobsPU"),
+            )
+            if not qos_row.get(over, "").isdigit()
+        }
+        caps += _job_caps(row, where, {**own, "GrpJobs": True, "GrpSubmitJobs": False})
+        caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
+        caps += _account_caps(tree, row["Account"])
         words = {
             "MaxSubmitJobsPU": "MaxSubmitJobsPerUser",
             "MaxJobsPU": "MaxJobsPerUser",
@@ -456,16 +468,20 @@ def parse_job_limits(
     found: list[JobLimit] = []
     for row in _association_rows(associations, account, partition):
         name = _qos_name(row, qos_name)
+        qos_row = limits.get(name, {})
+        # The QOS's where it sets one, else the association's (as parse_caps' Max limits).
+        qos_tres = {tres for tres, _, _ in _tres_amounts(qos_row.get("MaxTRES", ""))}
         for source, where in (
+            (qos_row, f"QOS {name}"),
             (row, f"association of {user} in account {row['Account']}"),
-            (limits.get(name, {}), f"QOS {name}"),
         ):
             wall = source.get("MaxWall", "")
-            if wall:
+            if wall and (source is qos_row or not qos_row.get("MaxWall")):
                 with contextlib.suppress(SpecError):  # a form we do not read: sbatch will say
                     found.append(JobLimit("walltime", parse_walltime(wall), f"MaxWall={wall} ({where})"))
             for tres, amount, item in _tres_amounts(source.get("MaxTRES", "")):
-                found.append(JobLimit(tres, amount, f"MaxTRES={item} ({where})"))
+                if source is qos_row or tres not in qos_tres:
+                    found.append(JobLimit(tres, amount, f"MaxTRES={item} ({where})"))
     return list(dict.fromkeys(found))
 
 
