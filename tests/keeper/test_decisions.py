@@ -195,6 +195,19 @@ def test_cap_refusal_counts_tasks_or_submissions_as_the_cap_does() -> None:
     assert cap_refusal([once], in_queue=1, n=100, submissions=2) == (once, 1)
 
 
+def test_a_cap_of_one_queue_counts_the_users_jobs_in_that_queue() -> None:
+    """A reviewer's case at a real Torque site: max_user_queuable = 1 in fpt-large, and the
+    user's one job in fpt-small. Counted against all the user's jobs, `add 1` to fpt-large was
+    refused though qsub takes it; counted in its queue, it passes, and a second is refused."""
+    cap = Cap(1, False, "max_user_queuable = 1 (queue fpt-large)", scope=(("queue", "fpt-large"),))
+    assert cap_refusal([cap], 1, 1, 1) == (cap, 0)  # all the user's jobs: wrong
+    assert cap_refusal([cap], 1, 1, 1, {cap: 0}) is None
+    assert cap_refusal([cap], 1, 2, 1, {cap: 0}) == (cap, 1)
+    # adapt's bound: the jobs of its scope, less the session's own.
+    assert capped_jobs([cap], 5, 0, scoped={cap: 0}) == (1, cap)
+    assert capped_jobs([cap], 5, 0) == (0, cap)
+
+
 def test_capped_jobs_is_the_tightest_cap_less_the_jobs_of_other_sessions() -> None:
     submit, running = Cap(10, False, "MaxSubmitJobs=10"), Cap(4, True, "MaxJobsPerUser=4 (QOS normal)")
     assert capped_jobs([], in_queue=3, session_jobs=1) is None

@@ -12,7 +12,7 @@ import pytest
 
 from dask_hpc.errors import CommandError, ParseError
 from dask_hpc.spec import JobSpec
-from dask_hpc.systems import JobState, get_system
+from dask_hpc.systems import Cap, JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
 from dask_hpc.systems.pbs import parse_qstat_full
@@ -533,6 +533,16 @@ def test_pbs_server_caps_for_every_user_and_one() -> None:
         (8, True, "max_user_run = 8 (qmgr list server)"),
     ]
     assert parse_server_caps("Server pbs01\n    server_state = Active\n", "bob") == []
+    # The server's limits of all users and on what running jobs hold, as a queue's (a reviewer's case).
+    server = (
+        "Server pbs01\n    max_run = [o:PBS_ALL=100]\n    max_run_res.ncpus = [u:PBS_GENERIC=64]\n"
+        "    max_running = 5\n"
+    )
+    assert [(c.limit, c.per, c.words) for c in parse_server_caps(server, "bob")] == [
+        (64, "cpu", "max_run_res.ncpus = [u:PBS_GENERIC=64] (qmgr list server)"),
+        (100, "job", "max_run = [o:PBS_ALL=100] (the server's, all users)"),
+        (5, "job", "max_running = 5 (the server's, all users)"),
+    ]
 
 
 def test_pbs_queue_caps_per_user_and_for_all_users() -> None:
@@ -570,6 +580,45 @@ def test_pbs_queue_caps_per_user_and_for_all_users() -> None:
     assert [(c.limit, c.running_only, c.words) for c in parse_queue_caps(torque, "fpt-large", "bob")] == [
         (1, False, "max_user_queuable = 1 (queue fpt-large)")
     ]
+
+
+def test_pbs_and_slurm_count_the_users_jobs_where_a_cap_counts_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cap of one queue (PBS) or of one account or QOS (SLURM) counts the user's jobs there,
+    not all of them: qstat -u U -t's queue column (cut to 8 characters), squeue's %a|%P|%q."""
+    from dask_hpc.systems.pbs import count_user_jobs
+    from dask_hpc.systems.slurm import count_jobs_in
+
+    text = read("pbs/qstat-u-t-array.txt")  # queue small-express, cut to small-ex
+    assert count_user_jobs(text, "small-express") == count_user_jobs(text) > 0
+    assert count_user_jobs(text, "normal") == 0 and count_user_jobs(text, "small-ex") == count_user_jobs(text)
+    squeue = "a1|debug|normal\na1|short|high\na2|debug,short|normal\n"
+    assert count_jobs_in(squeue, (("account", "a1"),)) == 2
+    assert count_jobs_in(squeue, (("qos", "normal"),)) == 2
+    assert count_jobs_in(squeue, (("account", "a1"), ("partition", "short"))) == 1
+    assert count_jobs_in(squeue, (("partition", "short"),)) == 2  # pending for debug or short: both
+    assert count_jobs_in(squeue, ()) == 3
+    # Through the system: the scoped caps get their counts, one command a scope.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "qstat").write_text(
+        "#!/bin/sh\nprintf '%s\\n' "
+        "'Job ID          Username Queue    Jobname    SessID NDS TSK Memory Time  S Time' "
+        "'--------------- -------- -------- ---------- ------ --- --- ------ ----- - -----' "
+        "'7001.pbs01      bob      fpt-smal dask-worke  12345   1   4    8gb 00:30 R 00:01'\n"
+    )
+    (bin_dir / "qstat").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    caps = parse_queue_caps_of("fpt-large")
+    assert get_system("torque").scoped_counts(caps) == {caps[0]: 0}
+    assert get_system("torque").user_jobs_in((("queue", "fpt-small"),)) == 1
+
+
+def parse_queue_caps_of(queue: str) -> list[Cap]:
+    from dask_hpc.systems.pbs import parse_queue_caps
+
+    return parse_queue_caps(read("pbs/qstat-Qf-torque-grep.txt"), queue, "bob")
 
 
 def test_pbs_limits_on_one_job_of_a_queue() -> None:

@@ -105,18 +105,22 @@ def pool_target_jobs(tasks: int, spec: JobSpec, minimum_jobs: int, maximum_jobs:
     return max(minimum_jobs, wanted if maximum_jobs is None else min(maximum_jobs, wanted))
 
 
-def cap_refusal(caps: Sequence[Cap], in_queue: int, n: int, submissions: int) -> tuple[Cap, int] | None:
+def cap_refusal(
+    caps: Sequence[Cap], in_queue: int, n: int, submissions: int, scoped: Mapping[Cap, int] | None = None
+) -> tuple[Cap, int] | None:
     """The tightest cap that ``n`` more jobs (in ``submissions`` submissions: arrays) would
     pass, with how many more it allows; None when none would. ``in_queue``: the user's jobs
-    pending or running now (what the caps count: tasks, or jobs where an array counts once).
+    pending or running now (what the caps count: tasks, or jobs where an array counts once);
+    ``scoped``: for a cap that counts only some of them (:attr:`Cap.scope`), those.
     Caps on running jobs only are not submission caps: jobs past them wait in the queue."""
     passed = []
     for cap in caps:
         if cap.running_only:
             continue
         need = submissions if cap.arrays_count_once else n
-        if in_queue + need > cap.limit:
-            passed.append((cap, max(0, cap.limit - in_queue)))
+        counted = (scoped or {}).get(cap, in_queue)
+        if counted + need > cap.limit:
+            passed.append((cap, max(0, cap.limit - counted)))
     return min(passed, key=lambda p: p[1]) if passed else None
 
 
@@ -324,6 +328,7 @@ def capped_jobs(
     session_jobs: int,
     spec: JobSpec | None = None,
     scheduler_holds: Mapping[str, int] | None = None,
+    scoped: Mapping[Cap, int] | None = None,
 ) -> tuple[int, Cap] | None:
     """The most worker jobs (tasks each) of ``spec``'s kind this session may hold under the
     caps, and the cap that sets it; None without caps that bound it. A cap on submitted jobs
@@ -340,8 +345,9 @@ def capped_jobs(
             continue
         if cap.running_only:
             most = cap.jobs(spec, taken=holds.get(cap.per, 0))
-        else:
-            most = max(0, cap.limit - (in_queue - session_jobs))
+        else:  # what the user's other jobs of its count leave free (``scoped``: of its scope)
+            others = max(0, (scoped or {}).get(cap, in_queue) - session_jobs)
+            most = max(0, cap.limit - others)
         if best is None or most < best[0]:
             best = (most, cap)
     return best

@@ -721,13 +721,13 @@ class Keeper(SchedulerPlugin):
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return
-        refusal = cap_refusal(caps, in_queue, n, submissions)
+        scoped = self.system.scoped_counts(caps)  # caps of one queue, account or QOS: its jobs
+        refusal = cap_refusal(caps, in_queue, n, submissions, scoped)
         if refusal is not None:
             cap, more = refusal
+            counted = scoped.get(cap, in_queue)
             raise CapError(
-                cap_message(
-                    cap, more, n, in_queue, getpass.getuser(), spec, **self._way_out(spec, caps, keep)
-                )
+                cap_message(cap, more, n, counted, getpass.getuser(), spec, **self._way_out(spec, caps, keep))
             )
         with self._caps_lock:  # these jobs are in the queue now, for the next ask within the refresh
             if self._user_jobs_cache is not None:
@@ -782,7 +782,8 @@ class Keeper(SchedulerPlugin):
         jobs, specs = dict(self.jobs), dict(self.specs)  # copies: read from a thread, changed in the loop
         mine = sum(1 for record in jobs.values() if record.counted and record.pool == pool)
         others = [specs.get(j, self.config.spec) for j, r in jobs.items() if r.counted and r.pool != pool]
-        return capped_jobs(caps, in_queue, mine, spec, session_holds([*scheduler, *others]))
+        holds = session_holds([*scheduler, *others])
+        return capped_jobs(caps, in_queue, mine, spec, holds, self.system.scoped_counts(caps))
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:

@@ -321,9 +321,11 @@ def _refuse_past_caps(
     if running is not None:
         raise CapError(running_cap_message(running[0], running[1], n, user, spec, **way_out))
     in_queue = system.user_jobs()
-    refusal = None if in_queue is None else cap_refusal(caps, in_queue, n, submissions)
+    scoped = system.scoped_counts(caps) if in_queue is not None else {}
+    refusal = None if in_queue is None else cap_refusal(caps, in_queue, n, submissions, scoped)
     if refusal is not None and in_queue is not None:
-        raise CapError(cap_message(refusal[0], refusal[1], n, in_queue, user, spec, **way_out))
+        counted = scoped.get(refusal[0], in_queue)
+        raise CapError(cap_message(refusal[0], refusal[1], n, counted, user, spec, **way_out))
 
 
 def _refuse_past_job_limits(system: BatchSystem, spec: JobSpec, scheduler_spec: JobSpec) -> None:

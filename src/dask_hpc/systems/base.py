@@ -97,6 +97,9 @@ class Cap:
     #: What the limit counts: jobs; or a resource that the running jobs share (SLURM's TRES:
     #: "cpu", "node", "mem" in MiB), which bounds the jobs by what each one takes of it.
     per: str = "job"
+    #: The user's jobs it counts, where not all of them (SLURM's association of one account,
+    #: a QOS; PBS's queue): what each must be, as pairs (("queue", "workq"),).
+    scope: tuple[tuple[str, str], ...] = ()
 
     def jobs(self, spec: JobSpec | None = None, taken: int = 0) -> int:
         """The most jobs of ``spec``'s kind this cap allows: its limit where it counts jobs;
@@ -517,6 +520,20 @@ class BatchSystem(ABC):
         """How many jobs (array tasks each) this user has pending or running, in every session
         and outside them; None where it cannot be asked. One command."""
         return None
+
+    def user_jobs_in(self, scope: tuple[tuple[str, str], ...]) -> int | None:
+        """As :meth:`user_jobs`, only those of ``scope`` (:attr:`Cap.scope`); where the system
+        cannot tell, all of them (a cap may then refuse early, never late)."""
+        return self.user_jobs()
+
+    def scoped_counts(self, caps: Sequence[Cap]) -> dict[Cap, int]:
+        """For each cap on submitted jobs that counts only some of the user's jobs, how many
+        it counts now (one command a scope); the other caps count :meth:`user_jobs`."""
+        asked: dict[tuple[tuple[str, str], ...], int | None] = {}
+        for cap in caps:
+            if cap.scope and not cap.running_only and cap.scope not in asked:
+                asked[cap.scope] = self.user_jobs_in(cap.scope)
+        return {cap: count for cap in caps if (count := asked.get(cap.scope)) is not None}
 
     def job_id_from_env(self, env: Mapping[str, str]) -> str | None:
         """The job's id as this system's commands take it (an array task's own id), from inside."""

@@ -8,6 +8,7 @@ import getpass
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -191,6 +192,15 @@ class PBSSystem(BatchSystem):
             return None
         return count_user_jobs(done.stdout)
 
+    def user_jobs_in(self, scope: tuple[tuple[str, str], ...]) -> int | None:
+        """The user's jobs and subjobs in a queue (the only scope of PBS's caps)."""
+        queue = dict(scope).get("queue")
+        try:
+            done = _process.run(["qstat", "-u", getpass.getuser(), "-t"], timeout=self.query_timeout)
+        except CommandError:
+            return None
+        return count_user_jobs(done.stdout, queue)
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["qsub", str(script)]
 
@@ -323,16 +333,18 @@ class MoabSystem(TorqueSystem):
             raise done.failure(f"{self.name} could not cancel")
 
 
-def count_user_jobs(text: str) -> int:
-    """Jobs pending or running in ``qstat -u USER -t``: one line per job or subjob after the
-    header's dashes (``7001.pbs01  alice  workq ... R 00:01``); an array's own line
-    (``7002[].pbs01``) is not a job of its own, and finished ones (F, X; Torque's C) are not
-    pending or running. The state is the last but one column."""
+def count_user_jobs(text: str, queue: str | None = None) -> int:
+    """Jobs pending or running in ``qstat -u USER -t`` (of ``queue`` only, where given: the
+    third column): one line per job or subjob after the header's dashes (``7001.pbs01  alice
+    workq ... R 00:01``); an array's own line (``7002[].pbs01``) is not a job of its own, and
+    finished ones (F, X; Torque's C) are not pending or running. The state is the last but
+    one column."""
     count = 0
     for line in text.splitlines():
         words = line.split()
         if re.match(r"^\d+(\[\d+\])?\.", line) and len(words) > 2 and words[-2] not in ("C", "F", "X"):
-            count += 1
+            # qstat cuts the queue's name to its column's 8 characters (small-express: small-ex).
+            count += queue is None or words[2] == queue or (len(words[2]) == 8 and queue.startswith(words[2]))
     return count
 
 
@@ -350,22 +362,28 @@ def _ask_site(queue: str | None) -> tuple[str, str | None, str] | None:
 
 
 def parse_server_caps(text: str, user: str) -> list[Cap]:
-    """The caps on ``user``'s jobs in ``qmgr -c "list server"``: PBS Pro's ``max_queued`` and
-    ``max_run`` (``[u:PBS_GENERIC=20]`` for every user, ``[u:alice=5]`` for one; the user's own
-    wins) and the older ``max_user_queuable`` and ``max_user_run`` (Torque's). qmgr lists an
-    entity limit one entry a line, each under the attribute's name: they are read together."""
-    return _entity_caps(attributes(text), user, "qmgr list server")
+    """The caps on ``user``'s jobs in ``qmgr -c "list server"``, as a queue's
+    (:func:`parse_queue_caps`), for all the user's jobs on the server. qmgr lists an entity
+    limit one entry a line, each under the attribute's name: they are read together."""
+    return _caps(attributes(text), user, "qmgr list server", "the server's, all users", ())
 
 
 def parse_queue_caps(text: str, queue: str, user: str) -> list[Cap]:
-    """The caps on ``user``'s jobs in the block of ``queue`` of ``qstat -Qf``: as the
-    server's (:func:`parse_server_caps`), and ``max_run_res.ncpus``, ``.mem``, ``.nodect``
-    (what the user's running jobs may hold together) and the limits of all users together,
-    ``[o:PBS_ALL=N]`` and Torque's ``max_running``, ``max_queuable`` (a bound on the user's
-    only when nobody else has jobs in the queue)."""
-    found = queue_attributes(text, queue)
-    where, everyone = f"queue {queue}", f"queue {queue}, all users"
-    caps = _entity_caps(found, user, where)
+    """The caps on ``user``'s jobs in the block of ``queue`` of ``qstat -Qf``, which count the
+    user's jobs in that queue: PBS Pro's ``max_queued`` and ``max_run`` (``[u:PBS_GENERIC=20]``
+    for every user, ``[u:alice=5]`` for one; the user's own wins) and ``max_run_res.ncpus``,
+    ``.mem``, ``.nodect`` (what the user's running jobs may hold together), Torque's
+    ``max_user_queuable`` and ``max_user_run``; and the limits of all users together,
+    ``[o:PBS_ALL=N]`` and Torque's ``max_queuable``, ``max_running`` (a bound on the user's
+    only when nobody else has jobs there)."""
+    where = f"queue {queue}"
+    return _caps(queue_attributes(text, queue), user, where, f"{where}, all users", (("queue", queue),))
+
+
+def _caps(
+    found: Mapping[str, str], user: str, where: str, everyone: str, scope: tuple[tuple[str, str], ...]
+) -> list[Cap]:
+    caps = [replace(cap, scope=scope) for cap in _entity_caps(found, user, where)]
     resources = (("max_run_res.ncpus", "cpu"), ("max_run_res.mem", "mem"), ("max_run_res.nodect", "node"))
     for name, per in resources:
         value = found.get(name, "")
@@ -376,11 +394,11 @@ def parse_queue_caps(text: str, queue: str, user: str) -> list[Cap]:
     for name, running in (("max_run", True), ("max_queued", False)):
         overall = _overall(found.get(name, ""))
         if overall and overall[1].isdigit():
-            caps.append(Cap(int(overall[1]), running, f"{name} = {overall[0]} ({everyone})"))
+            caps.append(Cap(int(overall[1]), running, f"{name} = {overall[0]} ({everyone})", scope=scope))
     for name, running in (("max_queuable", False), ("max_running", True)):
         value = found.get(name, "")
         if value.isdigit():
-            caps.append(Cap(int(value), running, f"{name} = {value} ({everyone})"))
+            caps.append(Cap(int(value), running, f"{name} = {value} ({everyone})", scope=scope))
     return caps
 
 

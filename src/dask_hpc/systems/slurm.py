@@ -241,6 +241,18 @@ class SlurmSystem(BatchSystem):
             return None
         return len(done.stdout.split())
 
+    def user_jobs_in(self, scope: tuple[tuple[str, str], ...]) -> int | None:
+        """The user's jobs (array tasks each) of an account, partition and QOS (squeue's %a,
+        %P, %q; a job pending for several partitions counts for each)."""
+        try:
+            done = _process.run(
+                ["squeue", "--noheader", "--array", f"--user={getpass.getuser()}", "--format=%a|%P|%q"],
+                timeout=self.query_timeout,
+            )
+        except CommandError:
+            return None
+        return count_jobs_in(done.stdout, scope)
+
     def submit_argv(self, script: Path) -> list[str]:
         return ["sbatch", "--parsable", str(script)]
 
@@ -361,6 +373,18 @@ QOS_FORMAT = "format=" + ",".join(QOS_FIELDS)
 TRES = ("cpu", "node", "mem")
 
 
+def count_jobs_in(text: str, scope: tuple[tuple[str, str], ...]) -> int:
+    """Lines of ``squeue --format=%a|%P|%q`` (account, partitions, QOS) of jobs in ``scope``."""
+    count = 0
+    for line in text.splitlines():
+        if line.count("|") != 2:
+            continue
+        account, partitions, qos = line.strip().split("|")
+        job = {"account": {account}, "partition": set(partitions.split(",")), "qos": {qos}}
+        count += all(value in job.get(key, set()) for key, value in scope)
+    return count
+
+
 def _ask_sacctmgr() -> tuple[str, str, str] | None:
     """The three lists at once: each is a round trip to slurmdbd (0.2-0.3 s here)."""
     user = getpass.getuser()
@@ -433,7 +457,11 @@ def parse_caps(
             )
             if not qos_row.get(over, "").isdigit()
         }
-        caps += _job_caps(row, where, {**own, "GrpJobs": True, "GrpSubmitJobs": False})
+        # The user's jobs each counts (Cap.scope): those of the association, of the QOS.
+        in_account = (("account", row["Account"]),)
+        in_assoc = in_account + ((("partition", row["Partition"]),) if row.get("Partition") else ())
+        in_qos = (("qos", name),)
+        caps += _job_caps(row, where, {**own, "GrpJobs": True, "GrpSubmitJobs": False}, scope=in_assoc)
         caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
         caps += _account_caps(tree, row["Account"])
         words = {
@@ -442,12 +470,14 @@ def parse_caps(
             "MaxSubmitJobsPA": "MaxSubmitJobsPerAccount",
             "MaxJobsPA": "MaxJobsPerAccount",
         }
-        caps += _job_caps(qos_row, f"QOS {name}", {"MaxSubmitJobsPU": False, "MaxJobsPU": True}, words)
+        per_user = {"MaxSubmitJobsPU": False, "MaxJobsPU": True}
+        caps += _job_caps(qos_row, f"QOS {name}", per_user, words, scope=in_qos)
         caps += _tres_caps(qos_row.get("MaxTRESPU", ""), "MaxTRESPerUser", f"QOS {name}")
         per_account = f"QOS {name}, all jobs of account {row['Account']}"
-        caps += _job_caps(qos_row, per_account, {"MaxSubmitJobsPA": False, "MaxJobsPA": True}, words)
+        in_both = in_qos + in_account
+        caps += _job_caps(qos_row, per_account, {"MaxSubmitJobsPA": False, "MaxJobsPA": True}, words, in_both)
         everyone = f"QOS {name}, all its users"
-        caps += _job_caps(qos_row, everyone, {"GrpJobs": True, "GrpSubmitJobs": False})
+        caps += _job_caps(qos_row, everyone, {"GrpJobs": True, "GrpSubmitJobs": False}, scope=in_qos)
         caps += _tres_caps(qos_row.get("GrpTRES", ""), "GrpTRES", everyone)
     return list(dict.fromkeys(caps))  # several rows of one account share its tree's caps
 
@@ -511,7 +541,9 @@ def _qos_name(row: Mapping[str, str], asked: str | None) -> str:
 
 
 def _account_caps(tree: Mapping[str, Mapping[str, str]], account: str) -> list[Cap]:
-    """The Grp limits of ``account`` and of each account above it, up to root."""
+    """The Grp limits of ``account`` and of each account above it, up to root. The job's own
+    account's count the user's jobs in it; those above, all the user's jobs (some may be in
+    sibling accounts below them)."""
     caps: list[Cap] = []
     seen: set[str] = set()
     name: str | None = account
@@ -519,19 +551,25 @@ def _account_caps(tree: Mapping[str, Mapping[str, str]], account: str) -> list[C
         seen.add(name)
         row = tree[name]
         where = f"account {name}, all jobs below it"
-        caps += _job_caps(row, where, {"GrpJobs": True, "GrpSubmitJobs": False})
+        scope = (("account", name),) if name == account else ()
+        caps += _job_caps(row, where, {"GrpJobs": True, "GrpSubmitJobs": False}, scope=scope)
         caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
         name = row.get("ParentName")
     return caps
 
 
 def _job_caps(
-    row: Mapping[str, str], where: str, fields: Mapping[str, bool], names: Mapping[str, str] = {}
+    row: Mapping[str, str],
+    where: str,
+    fields: Mapping[str, bool],
+    names: Mapping[str, str] = {},
+    scope: tuple[tuple[str, str], ...] = (),
 ) -> list[Cap]:
     """Caps on a number of jobs: ``fields`` maps each limit's field to whether it counts
-    running jobs only; ``names`` gives the words SLURM's own messages use for a field."""
+    running jobs only; ``names`` gives the words SLURM's own messages use for a field;
+    ``scope``: the user's jobs they count (Cap.scope)."""
     return [
-        Cap(int(row[field]), running, f"{names.get(field, field)}={row[field]} ({where})")
+        Cap(int(row[field]), running, f"{names.get(field, field)}={row[field]} ({where})", scope=scope)
         for field, running in fields.items()
         if row.get(field, "").isdigit()
     ]
