@@ -47,7 +47,7 @@ def test_slurm_max_submit_jobs_is_read_respected_and_said(
     # A job past a partition's limit on one job (short: MaxTime=00:10:00, set by
     # scripts/local-slurm) is refused in one line before anything is submitted: by up...
     refused = hpc.up(name, "--queue", "short", "--walltime", "1h", check=False)
-    assert refused.returncode != 0 and not slurm.user_jobs(), refused.stderr
+    assert refused.returncode != 0 and slurm.user_jobs() == 0, refused.stderr
     (line,) = refused.stderr.strip().splitlines()
     assert (
         "a worker job with a walltime of 01:00:00 would pass the site's limit "
@@ -161,7 +161,7 @@ def test_slurm_limits_of_the_account_above_and_of_the_qos_are_read(
     slurm = get_system("slurm")
     with slurm_setting("qos", "normal", "MaxWall=00:20:00"):
         refused = hpc.up(name, "--walltime", "30m", check=False)
-        assert refused.returncode != 0 and not slurm.user_jobs(), refused.stderr
+        assert refused.returncode != 0 and slurm.user_jobs() == 0, refused.stderr
         (line,) = refused.stderr.strip().splitlines()
         assert "a worker job with a walltime of 00:30:00 would pass the site's limit MaxWall=" in line
         assert "(QOS normal)" in line and "(--walltime 00:20:00)" in line, line
