@@ -79,9 +79,9 @@ SUBMIT_CONCURRENCY = 8
 KEEP_INTERVAL = 1.0
 #: The site's caps on the user's jobs are asked again after this many seconds.
 CAPS_TTL = 60.0
-#: Seconds the workers of jobs being ended have to hand their data to the others. distributed's
-#: retire_workers waits for ever on a worker that no longer answers (its data cannot be
-#: fetched), and the keeper's lock with it: add, scale, remove and down would all hang.
+#: Seconds the workers of jobs being ended may go without handing any of their data to the
+#: others. distributed's retire_workers waits for ever on a worker that no longer answers (its
+#: data cannot be fetched), and the keeper's lock with it: add, scale, remove and down hung.
 RETIRE_TIMEOUT = 60.0
 
 
@@ -796,17 +796,17 @@ class Keeper(SchedulerPlugin):
         if retire and addresses:
             assert self.scheduler is not None
             # Moves the data held only by these workers to the others, then closes them.
-            retiring = self.scheduler.retire_workers(
-                workers=addresses,
-                close_workers=True,
-                remove=True,
-                stimulus_id=f"dask-hpc-remove-{time.time()}",
+            retiring = asyncio.ensure_future(
+                self.scheduler.retire_workers(
+                    workers=addresses,
+                    close_workers=True,
+                    remove=True,
+                    stimulus_id=f"dask-hpc-remove-{time.time()}",
+                )
             )
-            try:
-                await asyncio.wait_for(retiring, RETIRE_TIMEOUT)
-            except asyncio.TimeoutError:
-                # Ended anyway: a worker that cannot hand over its data in a minute does not
-                # answer; what it held is computed again where a task still needs it.
+            if not await self._retired(retiring, addresses):
+                # Ended anyway: workers whose data has not moved for a minute do not answer;
+                # what they held is computed again where a task still needs it.
                 logger.warning(
                     "the workers of job %s did not hand over their data within %g s: ended anyway",
                     ", ".join(job_ids),
@@ -814,6 +814,30 @@ class Keeper(SchedulerPlugin):
                 )
         await asyncio.to_thread(self.system.cancel, job_ids)
         await self._refresh(job_ids)  # so that a status right after shows them ending or gone
+
+    async def _retired(self, retiring: asyncio.Future[Any], addresses: list[str]) -> bool:
+        """Wait for ``retiring`` while its workers' data moves: True once it is done; False,
+        and it cancelled, once no key held only by them has moved for RETIRE_TIMEOUT seconds
+        (a retirement of much data takes as long as it moves)."""
+        assert self.scheduler is not None
+        scheduler = self.scheduler
+
+        def unique() -> int:
+            found = (scheduler.workers.get(a) for a in addresses)
+            return sum(
+                1 for ws in found if ws is not None for ts in ws.has_what if len(ts.who_has or ()) == 1
+            )
+
+        left, moved = unique(), time.monotonic()
+        while not retiring.done():
+            await asyncio.wait({retiring}, timeout=min(5.0, RETIRE_TIMEOUT / 2))
+            now = unique()
+            if now < left:
+                left, moved = now, time.monotonic()
+            elif not retiring.done() and time.monotonic() - moved >= RETIRE_TIMEOUT:
+                retiring.cancel()
+                return False
+        return True
 
     def _held_bytes(self) -> dict[str, int]:
         assert self.scheduler is not None
