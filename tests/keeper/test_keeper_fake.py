@@ -741,6 +741,21 @@ def test_a_scheduler_outside_a_job_checks_the_sessions_own_jobs_against_the_site
     asyncio.run(run())
 
 
+def test_limits_asked_ahead_long_ago_are_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's own limits asked when the keeper started serve its first add only while
+    fresh (CAPS_TTL): an add hours later asks the site again (a limit may have changed)."""
+    monkeypatch.setattr(keeper_module, "CAPS_TTL", 0.0)
+    system = FakeSystem()
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system, scheduler_here=True) as h:
+            await until(lambda: system.limit_asks == 1, "the session's own limits asked at the start")
+            assert len((await h.ask(protocol.Add(1))).job_ids) == 1
+            assert system.limit_asks == 2
+
+    asyncio.run(run())
+
+
 def test_a_cap_that_counts_an_array_once_lets_one_array_through(tmp_path: Path) -> None:
     """Grid Engine's max_u_jobs counts jobs, an array once: 10 tasks in one array pass a cap of 3."""
     system = FakeSystem(array_limit=100)

@@ -113,7 +113,7 @@ class Keeper(SchedulerPlugin):
         self._caps_cache: dict[tuple[str | None, ...], tuple[float, list[Cap]]] = {}
         self._caps_lock = threading.Lock()
         self._checked: set[str] = set()  # the specs (JSON) whose jobs the site would take
-        self._limits: dict[str, list[JobLimit]] = {}  # a spec's limits on one job, asked ahead
+        self._limits: dict[str, tuple[float, list[JobLimit]]] = {}  # a spec's limits on one job, asked ahead
         self._asking: asyncio.Future[None] | None = None
         self.pools: dict[str, JobSpec] = {}  # each pool's spec, as its first add gave it
         # The pools adapted beside the session's own jobs: spec, fewest and most jobs.
@@ -328,8 +328,10 @@ class Keeper(SchedulerPlugin):
         await asyncio.to_thread(check_worker_class, spec)  # imports the user's module
         if self._asking is not None:
             await self._asking  # asked when the keeper started, the session's own jobs' limits among it
-        limits = self._limits.pop(key, None)
-        if limits is None:
+        asked = self._limits.pop(key, None)
+        if asked is not None and time.monotonic() - asked[0] <= CAPS_TTL:
+            limits = asked[1]
+        else:  # not asked ahead, or long ago: the site may have changed them since
             limits = await asyncio.to_thread(self.system.job_limits, spec)
         line = job_limit_message(limits, spec, self.system.name)
         if line:
@@ -701,7 +703,7 @@ class Keeper(SchedulerPlugin):
                 self._caps(self.config.spec)
                 if self.config.scheduler_here:  # else up checked them
                     key = json.dumps(self.config.spec.to_dict(), sort_keys=True)
-                    self._limits[key] = self.system.job_limits(self.config.spec)
+                    self._limits[key] = (time.monotonic(), self.system.job_limits(self.config.spec))
             self.system.array_limit()
         except Exception as exc:  # a prefetch: asked again when a submission needs it, and said then
             logger.info("could not ask %s about its caps and arrays yet: %s", self.system.name, exc)
