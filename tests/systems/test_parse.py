@@ -926,6 +926,29 @@ def test_slurm_asks_the_site_once_a_look_and_again_after(
     assert calls.read_text().split().count("sacctmgr") == 12, calls.read_text()
 
 
+def test_slurm_caps_of_the_users_rows_hold_when_another_list_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """sacctmgr's list of every account is the longest: when it (or the QOS's) fails, the
+    caps of the user's own rows are still read; when the user's rows fail, none are known."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    users = read("slurm/sacctmgr-user-withassoc-tree.txt").replace("\n", "\\n")
+    (bin_dir / "sacctmgr").write_text(
+        f'#!/bin/sh\ncase "$*" in *withassoc*) printf "{users}" ;; *) echo "timed out" >&2; exit 1 ;; esac\n'
+    )
+    (bin_dir / "sacctmgr").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    for name in ("SBATCH_QOS", "SBATCH_PARTITION", "SBATCH_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert [c.words for c in get_system("slurm").caps()] == [
+        "GrpSubmitJobs=7 (association of root in account dask-hpc)"
+    ]
+    (bin_dir / "sacctmgr").write_text('#!/bin/sh\necho "no slurmdbd" >&2\nexit 1\n')
+    assert get_system("slurm").caps() == []
+
+
 def test_slurm_partition_limits_on_one_job() -> None:
     """scontrol show partition --oneliner, recorded with MaxTime=00:10:00 and MaxNodes=2 on
     partition short; debug (the default) has neither."""

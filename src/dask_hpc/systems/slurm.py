@@ -395,11 +395,17 @@ def _ask_sacctmgr() -> tuple[str, str, str] | None:
     )
     with ThreadPoolExecutor(len(lists)) as pool:
         asked = [pool.submit(_process.run, argv, timeout=30) for argv in lists]
-        try:
-            users, accounts, qos = (done.result().stdout for done in asked)
-        except CommandError:
-            return None
-    return users, accounts, qos
+        answers: list[str | None] = []
+        for done in asked:
+            try:
+                answers.append(done.result().stdout)
+            except CommandError:
+                answers.append(None)
+    users, accounts, qos = answers
+    if users is None:
+        return None  # no accounting here (or no answer): no caps known
+    # Without the accounts' or the QOS's list, the caps the others give still hold.
+    return users, accounts or "", qos or ""
 
 
 def _ask_partitions() -> str | None:
