@@ -896,9 +896,12 @@ def test_slurm_asks_the_site_once_a_look_and_again_after(
     bin_dir.mkdir()
     users = read("slurm/sacctmgr-user-withassoc-tree.txt").replace("\n", "\\n")
     (bin_dir / "sacctmgr").write_text(
-        f'#!/bin/sh\necho sacctmgr >> {calls}\ncase "$*" in *withassoc*) printf "{users}" ;; esac\n'
+        f'#!/bin/sh\necho sacctmgr >> {calls}\necho "$*" >> {calls}.args\n'
+        f'case "$*" in *withassoc*) printf "{users}" ;; esac\n'
     )
-    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho scontrol >> {calls}\n")
+    (bin_dir / "scontrol").write_text(
+        f'#!/bin/sh\necho "scontrol-$2" >> {calls}\n[ "$2" = config ] && echo "ClusterName = c1"\nexit 0\n'
+    )
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
@@ -911,7 +914,13 @@ def test_slurm_asks_the_site_once_a_look_and_again_after(
         assert caps == ["GrpSubmitJobs=7 (association of root in account dask-hpc)"], calls.read_text()
         slurm.job_limits(JobSpec())
         assert next(x.words for x in slurm.job_limits(JobSpec())).startswith("MaxWall=02:00:00")
-        assert calls.read_text().split() == ["sacctmgr"] * 3 + ["scontrol"]
+        assert sorted(calls.read_text().split()) == ["sacctmgr"] * 3 + [
+            "scontrol-config",
+            "scontrol-partition",
+        ]
+        # This cluster's associations only (one slurmdbd may serve several clusters).
+        asked = Path(f"{calls}.args").read_text().splitlines()
+        assert sum("cluster=c1" in line for line in asked) == 2 and len(asked) == 3
         # Another thread (the keeper asks from several) is outside this look: it asks again.
         other = threading.Thread(target=slurm.caps)
         other.start()

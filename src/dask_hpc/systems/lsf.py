@@ -210,7 +210,7 @@ class LSFSystem(BatchSystem):
             if queue is None:
                 queue = default_queue(_process.run(["bparams"], timeout=30).stdout)
             if queue is not None:
-                caps += parse_bqueues(_process.run(["bqueues", queue], timeout=30).stdout, queue)
+                caps += parse_bqueues(_process.run(["bqueues", "-w", queue], timeout=30).stdout, queue)
         except CommandError:
             pass  # what was read before the failure stands; the rest is unknown
         return caps
@@ -261,7 +261,7 @@ def parse_busers(text: str) -> list[Cap]:
 
 def parse_bqueues(text: str, queue: str) -> list[Cap]:
     """``queue``'s JL/U (job slots a user's jobs may hold in it) and MAX (all users' jobs)
-    in ``bqueues``."""
+    in ``bqueues -w`` (wide: without it, long queue names are cut)."""
     rows = [line.split() for line in text.splitlines() if line.strip()]
     if not rows or "JL/U" not in rows[0]:
         return []

@@ -388,9 +388,11 @@ def count_jobs_in(text: str, scope: tuple[tuple[str, str], ...]) -> int:
 def _ask_sacctmgr() -> tuple[str, str, str] | None:
     """The three lists at once: each is a round trip to slurmdbd (0.2-0.3 s here)."""
     user = getpass.getuser()
+    # One slurmdbd may serve several clusters: this one's associations only.
+    here = [f"cluster={name}"] if (name := _cluster_name()) else []
     lists = (
-        [*SACCTMGR, "list", "user", "where", f"name={user}", "withassoc", ASSOC_FORMAT],
-        [*SACCTMGR, "list", "association", "where", "user=", ACCOUNT_FORMAT],
+        [*SACCTMGR, "list", "user", "where", f"name={user}", *here, "withassoc", ASSOC_FORMAT],
+        [*SACCTMGR, "list", "association", "where", "user=", *here, ACCOUNT_FORMAT],
         [*SACCTMGR, "list", "qos", QOS_FORMAT],
     )
     with ThreadPoolExecutor(len(lists)) as pool:
@@ -406,6 +408,16 @@ def _ask_sacctmgr() -> tuple[str, str, str] | None:
         return None  # no accounting here (or no answer): no caps known
     # Without the accounts' or the QOS's list, the caps the others give still hold.
     return users, accounts or "", qos or ""
+
+
+def _cluster_name() -> str | None:
+    """This cluster's name (``scontrol show config``'s ClusterName); None if not told."""
+    try:
+        done = _process.run(["scontrol", "show", "config"], timeout=30)
+    except CommandError:
+        return None
+    match = re.search(r"^ClusterName\s*=\s*(\S+)", done.stdout, re.M)
+    return match[1] if match else None
 
 
 def _ask_partitions() -> str | None:
