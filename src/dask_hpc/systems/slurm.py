@@ -232,14 +232,7 @@ class SlurmSystem(BatchSystem):
         return os.environ.get("SBATCH_ACCOUNT") or super().job_account(spec)
 
     def user_jobs(self) -> int | None:
-        try:
-            done = _process.run(
-                ["squeue", "--noheader", "--array", f"--user={getpass.getuser()}", "--format=%i"],
-                timeout=self.query_timeout,
-            )
-        except CommandError:
-            return None
-        return len(done.stdout.split())
+        return self.user_jobs_in(())
 
     def user_jobs_in(self, scope: tuple[tuple[str, str], ...]) -> int | None:
         """The user's jobs (array tasks each) of an account, partition and QOS (squeue's %a,
