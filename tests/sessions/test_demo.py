@@ -90,13 +90,15 @@ def test_submission_refused_by_the_system_is_shown_with_its_reason(
     slurm_up: None, hpc_for: Callable[[str], HPC], tmp_path: Path
 ) -> None:
     hpc = hpc_for("slurm")
+    # An account SLURM's accounting does not know (a partition it lacks is refused before
+    # anything is submitted: tests/sessions/test_bad_input.py).
     done = hpc(
-        "demo", "--system", "slurm", "--queue", "no-such-partition", "--output", str(tmp_path), check=False
+        "demo", "--system", "slurm", "--account", "no-such-account", "--output", str(tmp_path), check=False
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     # The error line, then the system's own words below it.
-    assert done.stderr.startswith("error: slurm refused the job: sbatch --parsable")
-    assert "invalid partition" in done.stderr.lower()
+    assert done.stderr.startswith("error: slurm refused the job: sbatch --parsable"), done.stderr
+    assert "invalid account" in done.stderr.lower()
 
 
 def test_the_examples_run_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Path) -> None:
