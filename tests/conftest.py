@@ -21,6 +21,7 @@ hygiene.neutral_start()
 strays.mark_run()  # before any process is started: every one carries this run's mark
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -213,10 +214,31 @@ def laptop_up() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def mpirun() -> Path:
-    """Open MPI's mpirun from PyPI (dask-hpc[mpi]), checked to run."""
+def _checked_mpirun() -> Path:
     require("mpirun")
     return venv_mpirun()
+
+
+@pytest.fixture
+def mpirun(_checked_mpirun: Path) -> Iterator[Path]:
+    """Open MPI's mpirun from PyPI (dask-hpc[mpi]), checked to run, with no stale session
+    of an earlier mpirun in its way, before the test and after it."""
+    clear_stale_mpi_sessions()
+    yield _checked_mpirun
+    clear_stale_mpi_sessions()
+
+
+def clear_stale_mpi_sessions() -> None:
+    """Open MPI 5 (PRRTE) keeps a job's session in ``$TMPDIR/ompi.<pid of mpirun>``; an
+    mpirun that is killed (tests kill some) leaves it behind. Pids come round again (pid_max
+    is 32768 here), and an mpirun given the pid of such a session fails at once: "The PMIx
+    server's listener thread failed to start" (tried: a stale copy at the next pids made
+    three mpiruns in a row fail). The sessions of mpiruns that no longer run are removed."""
+    base = Path(os.environ.get("TMPDIR") or "/tmp")
+    for session in base.glob("ompi.*"):
+        pid = session.name.removeprefix("ompi.")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(session, ignore_errors=True)
 
 
 #: Seconds a test of a batch system waits at most for the jobs that tests before it left in

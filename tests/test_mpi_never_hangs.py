@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -308,3 +309,42 @@ def test_a_killed_runs_scheduler_file_is_never_handed_to_a_client(mpirun: Path, 
     after = seen[seen.index(stale) :] if stale in seen else seen
     changes = [a for i, a in enumerate(after) if i == 0 or a != after[i - 1]]
     assert changes[:2] == [stale, "absent"] or changes[0] == "absent", changes
+
+
+def test_a_stale_session_of_a_killed_mpirun_is_cleared_before_the_next(mpirun: Path) -> None:
+    """The last stop's CI: "The PMIx server's listener thread failed to start" on an mpirun
+    whose pid had the session of a killed one in /tmp (ompi.<pid>; pids come round). With
+    such sessions at the next pids an mpirun fails; cleared (as the mpirun fixture does
+    before and after each test), it runs."""
+    from .conftest import clear_stale_mpi_sessions
+
+    base = Path(os.environ.get("TMPDIR") or "/tmp")
+    # A real stale session: an mpirun killed with SIGKILL (a test's end_session may).
+    killed = subprocess.Popen(
+        [str(mpirun), "-np", "1", "--oversubscribe", "sleep", "60"],
+        env=MPI_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stale = base / f"ompi.{killed.pid}"
+    deadline = time.monotonic() + 30
+    while not (stale / "0").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(killed.pid, signal.SIGKILL)  # no time to clean up (SIGTERM would let it)
+    killed.wait(timeout=30)
+    assert stale.is_dir(), "the killed mpirun left no session to test with"
+    here = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout)
+    made = [base / f"ompi.{here + i}" for i in range(1, 80) if not (base / f"ompi.{here + i}").exists()]
+    try:
+        for session in made:
+            shutil.copytree(stale, session, symlinks=True)
+        clear_stale_mpi_sessions()
+        assert not stale.exists() and not any(session.exists() for session in made)
+        done = run_bounded(
+            [str(mpirun), "-np", "1", "--oversubscribe", sys.executable, "-c", "pass"], timeout=60
+        )
+        assert done.returncode == 0 and "listener thread failed" not in done.stderr, done.stderr[-2000:]
+    finally:
+        for session in [stale, *made]:
+            shutil.rmtree(session, ignore_errors=True)
