@@ -228,17 +228,24 @@ def mpirun(_checked_mpirun: Path) -> Iterator[Path]:
     clear_stale_mpi_sessions()
 
 
-def clear_stale_mpi_sessions() -> None:
+def clear_stale_mpi_sessions(base: Path | None = None) -> set[Path]:
     """Open MPI 5 (PRRTE) keeps a job's session in ``$TMPDIR/ompi.<pid of mpirun>``; an
     mpirun that is killed (tests kill some) leaves it behind. Pids come round again (pid_max
     is 32768 here), and an mpirun given the pid of such a session fails at once: "The PMIx
     server's listener thread failed to start" (tried: a stale copy at the next pids made
-    three mpiruns in a row fail). The sessions of mpiruns that no longer run are removed."""
-    base = Path(os.environ.get("TMPDIR") or "/tmp")
+    three mpiruns in a row fail). The sessions of mpiruns that no longer run are removed;
+    those whose pid some process holds are kept, and returned."""
+    base = base or Path(os.environ.get("TMPDIR") or "/tmp")
+    kept = set()
     for session in base.glob("ompi.*"):
         pid = session.name.removeprefix("ompi.")
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if not pid.isdigit():
+            continue
+        if Path(f"/proc/{pid}").exists():
+            kept.add(session)
+        else:
             shutil.rmtree(session, ignore_errors=True)
+    return kept
 
 
 #: Seconds a test of a batch system waits at most for the jobs that tests before it left in

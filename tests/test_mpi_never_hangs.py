@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -312,39 +313,48 @@ def test_a_killed_runs_scheduler_file_is_never_handed_to_a_client(mpirun: Path, 
 
 
 def test_a_stale_session_of_a_killed_mpirun_is_cleared_before_the_next(mpirun: Path) -> None:
-    """The last stop's CI: "The PMIx server's listener thread failed to start" on an mpirun
-    whose pid had the session of a killed one in /tmp (ompi.<pid>; pids come round). With
-    such sessions at the next pids an mpirun fails; cleared (as the mpirun fixture does
-    before and after each test), it runs."""
+    """A CI run: "The PMIx server's listener thread failed to start" on an mpirun whose pid
+    had the session of a killed one in /tmp (ompi.<pid>; pids come round). With such sessions
+    at the next pids an mpirun fails; cleared (as the mpirun fixture does before and after
+    each test), it runs.
+
+    All of it happens in a TMPDIR of this test's own: stale copies in /tmp would be in the way
+    of the mpiruns of tests running beside it (xdist), and a process of theirs taking one of
+    the pids between the copy and the clearing keeps that session (a later CI run)."""
     from .conftest import clear_stale_mpi_sessions
 
-    base = Path(os.environ.get("TMPDIR") or "/tmp")
-    # A real stale session: an mpirun killed with SIGKILL (a test's end_session may).
-    killed = subprocess.Popen(
-        [str(mpirun), "-np", "1", "--oversubscribe", "sleep", "60"],
-        env=MPI_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    stale = base / f"ompi.{killed.pid}"
-    deadline = time.monotonic() + 30
-    while not (stale / "0").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    os.killpg(killed.pid, signal.SIGKILL)  # no time to clean up (SIGTERM would let it)
-    killed.wait(timeout=30)
-    assert stale.is_dir(), "the killed mpirun left no session to test with"
-    here = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout)
-    made = [base / f"ompi.{here + i}" for i in range(1, 80) if not (base / f"ompi.{here + i}").exists()]
+    # Short: the PMIx server's socket lives under it (108 bytes at most for a unix socket).
+    base = Path(tempfile.mkdtemp(prefix="ompi-t", dir="/tmp"))
+    env = {**MPI_ENV, "TMPDIR": str(base)}
     try:
+        # A real stale session: an mpirun killed with SIGKILL (a test's end_session may).
+        killed = subprocess.Popen(
+            [str(mpirun), "-np", "1", "--oversubscribe", "sleep", "60"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        stale = base / f"ompi.{killed.pid}"
+        deadline = time.monotonic() + 30
+        while not (stale / "0").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.killpg(killed.pid, signal.SIGKILL)  # no time to clean up (SIGTERM would let it)
+        killed.wait(timeout=30)
+        assert stale.is_dir(), "the killed mpirun left no session to test with"
+        here = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout)
+        made = {base / f"ompi.{here + i}" for i in range(1, 80)} - {stale}
         for session in made:
             shutil.copytree(stale, session, symlinks=True)
-        clear_stale_mpi_sessions()
-        assert not stale.exists() and not any(session.exists() for session in made)
+        kept = clear_stale_mpi_sessions(base)
+        left = {session for session in made | {stale} if session.exists()}
+        assert left == kept, "a session of a pid no process holds was kept"
+        assert len(left) < len(made) // 2, "nothing cleared"
         done = run_bounded(
-            [str(mpirun), "-np", "1", "--oversubscribe", sys.executable, "-c", "pass"], timeout=60
+            [str(mpirun), "-np", "1", "--oversubscribe", sys.executable, "-c", "pass"],
+            timeout=60,
+            env={"TMPDIR": str(base)},
         )
         assert done.returncode == 0 and "listener thread failed" not in done.stderr, done.stderr[-2000:]
     finally:
-        for session in [stale, *made]:
-            shutil.rmtree(session, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
