@@ -184,6 +184,67 @@ def test_slurm_limits_of_the_account_above_and_of_the_qos_are_read(
     hpc("down", "--name", name)
 
 
+@contextlib.contextmanager
+def partition_qos(partition: str, qos: str, *settings: str) -> Iterator[None]:
+    """A QOS made for the test and attached to ``partition`` (``scontrol update``, as a site's
+    ``QOS=`` on the partition's line), both undone after it."""
+    sacctmgr("add", "qos", qos, "set", *settings)
+    try:
+        scontrol("update", f"PartitionName={partition}", f"QOS={qos}")
+        try:
+            yield
+        finally:
+            scontrol("update", f"PartitionName={partition}", "QOS=")
+    finally:
+        sacctmgr("delete", "qos", qos)
+
+
+def scontrol(*args: str) -> None:
+    subprocess.run(["scontrol", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.slurm
+def test_slurm_partition_qos_comes_first_and_counts_the_partitions_jobs(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
+) -> None:
+    """A QOS attached to a partition binds every job there before the job's own QOS and the
+    association (SLURM's hierarchy): its MaxSubmitJobsPerUser counts the user's jobs in that
+    partition (the scheduler's job in another is not one), SLURM itself refuses past it, and
+    its MaxWall refuses a longer job in one line before anything is submitted."""
+    bring_up("slurm", request)
+    hpc = hpc_for("slurm")
+    name = "partition-qos"
+    slurm = get_system("slurm")
+    with partition_qos("short", "partcap", "MaxSubmitJobsPerUser=2", "MaxWall=00:05:00", "Flags=DenyOnLimit"):
+        short = JobSpec.from_options(queue="short")
+        assert [c.words for c in slurm.caps(short)] == [
+            "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)"
+        ]
+        assert slurm.caps(JobSpec.from_options()) == []  # the default partition has no QOS
+        hpc.up(name)  # in the default partition
+        refused = hpc("add", "1", "--name", name, "--queue", "short", "--walltime", "6m", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "MaxWall=00:05:00 (QOS partcap of partition short)" in line and "--walltime 00:05:00" in line
+        refused = hpc("add", "3", "--name", name, "--queue", "short", "--walltime", "5m", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)" in line, line
+        assert "root has 0 in the queue now, so at most 2 more" in line, line
+        assert not live_jobs(hpc.status(name))
+        hpc("add", "2", "--name", name, "--queue", "short", "--walltime", "5m", "--memory", "512MiB")
+        assert len(live_jobs(hpc.status(name))) == 2
+        # SLURM agrees: a third job in the partition is refused by sbatch itself.
+        third = subprocess.run(
+            ["sbatch", "--partition=short", "--time=1", "--wrap=true"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert third.returncode != 0 and "QOSMaxSubmitJobPerUserLimit" in third.stderr, third.stderr
+        hpc("down", "--name", name)
+
+
 @pytest.mark.sge
 @pytest.mark.parametrize("setting", ["max_u_jobs", "max_jobs"])  # the user's; the cluster's
 def test_sge_job_caps_count_an_array_once(

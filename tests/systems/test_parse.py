@@ -15,7 +15,7 @@ from dask_hpc.spec import JobSpec
 from dask_hpc.systems import Cap, JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
-from dask_hpc.systems.pbs import parse_qstat_full
+from dask_hpc.systems.pbs import PBSSystem, parse_qstat_full
 from dask_hpc.systems.sge import count_jobs, parse_conf_caps, parse_qacct, parse_qacct_tasks
 from dask_hpc.systems.slurm import expand_hostlist
 
@@ -582,6 +582,66 @@ def test_pbs_queue_caps_per_user_and_for_all_users() -> None:
     ]
 
 
+def test_pbs_caps_of_the_jobs_group_and_project() -> None:
+    """PBS Professional's entity limits name groups (``[g:...]``) and projects (``[p:...]``)
+    as they name users: the job's group's own entry, else every group's (PBS_GENERIC); the
+    same for its project; and the older max_group_run. The forms of the reference guide
+    ("Formats: Limit specification"); no server of PBS Pro can be installed here."""
+    from dask_hpc.systems.pbs import DEFAULT_PROJECT, Owner, parse_queue_caps, parse_server_caps
+
+    queue = (
+        "Queue: workq\n    max_run = [u:PBS_GENERIC=20],[g:PBS_GENERIC=8],[g:climate=30]\n"
+        "    max_queued = [p:PBS_GENERIC=50],[p:ocean=5]\n    max_run_res.ncpus = [g:climate=256]\n"
+    )
+    alice = Owner("alice", "climate", "ocean")
+    found = parse_queue_caps(queue, "workq", alice)
+    caps = [(c.limit, c.running_only, c.per, c.scope, c.words) for c in found]
+    in_queue = (("queue", "workq"),)
+    assert caps == [
+        (5, False, "job", in_queue, "max_queued = [p:ocean=5] (queue workq, all jobs of project ocean)"),
+        (20, True, "job", in_queue, "max_run = [u:PBS_GENERIC=20] (queue workq)"),
+        (30, True, "job", in_queue, "max_run = [g:climate=30] (queue workq, all jobs of group climate)"),
+        (
+            256,
+            True,
+            "cpu",
+            (),
+            "max_run_res.ncpus = [g:climate=256] (queue workq, all jobs of group climate)",
+        ),
+    ]
+    # Another group and the default project get the generic entries.
+    bob = Owner("bob", "staff", DEFAULT_PROJECT)
+    assert [c.words for c in parse_queue_caps(queue, "workq", bob)] == [
+        f"max_queued = [p:PBS_GENERIC=50] (queue workq, all jobs of project {DEFAULT_PROJECT})",
+        "max_run = [u:PBS_GENERIC=20] (queue workq)",
+        "max_run = [g:PBS_GENERIC=8] (queue workq, all jobs of group staff)",
+    ]
+    # Named only by user (the recorded outputs' tests): no group or project entry is read.
+    assert [c.limit for c in parse_queue_caps(queue, "workq", "alice")] == [20]
+    # The older form, on the server: every job of the group.
+    (cap,) = parse_server_caps("Server pbs01\n    max_group_run = 12\n", alice)
+    assert (cap.limit, cap.running_only, cap.words) == (
+        12,
+        True,
+        "max_group_run = 12 (qmgr list server, all jobs of group climate)",
+    )
+
+
+def test_pbs_job_group_and_project_as_qsub_reads_them() -> None:
+    """-W group_list= (its first group, without the host), else the user's primary group;
+    -P, else PBS Pro's default project. Both are part of what the keeper asks caps for."""
+    import grp
+
+    pbs = get_system("pbs")
+    assert isinstance(pbs, PBSSystem)
+    plain = JobSpec.from_options()
+    assert pbs.job_group(plain) == grp.getgrgid(os.getgid()).gr_name
+    assert pbs.job_project(plain) == "_pbs_project_default"
+    spec = JobSpec.from_options(job_extra_directives=["-W group_list=climate@pbs01,staff", "-P ocean"])
+    assert (pbs.job_group(spec), pbs.job_project(spec)) == ("climate", "ocean")
+    assert pbs.caps_scope(spec) == (None, "climate", "ocean")
+
+
 def test_pbs_and_slurm_count_the_users_jobs_where_a_cap_counts_them(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -661,7 +721,7 @@ def test_pbs_asks_about_the_queue_the_job_goes_to(monkeypatch: pytest.MonkeyPatc
         "max_queued = [u:PBS_GENERIC=1024] (queue short)",
         "max_run = [u:PBS_GENERIC=512] (queue short)",
     ]
-    assert pbs.caps_scope(JobSpec.from_options(queue="short", job_extra_directives=["-q long"])) == ("long",)
+    assert pbs.caps_scope(JobSpec.from_options(queue="short", job_extra_directives=["-q long"]))[0] == "long"
     spec = JobSpec.from_options(walltime="80:00:00")
     line = job_limit_message(pbs.job_limits(spec), spec, "pbs")
     assert (
@@ -885,6 +945,52 @@ def test_slurm_caps_of_the_accounts_above_and_the_qos_per_account() -> None:
         "MaxWall=02:00:00 (association of root in account dask-hpc)",
         "MaxTRES=cpu=16 (association of root in account dask-hpc)",
     ]
+
+
+def test_slurm_partition_qos_comes_before_the_jobs_unless_it_overrides() -> None:
+    """Recorded with QOS partcap attached to partition short and QOS over (OverPartQOS), see
+    tests/recorded/README.md. SLURM's hierarchy: the partition's QOS first, then the job's
+    (the other way round where the job's QOS has OverPartQOS), then the association; each
+    limit and each TRES from the first that sets it. The partition's QOS counts the user's
+    jobs in the partition."""
+    from dask_hpc.systems.slurm import parse_caps, parse_job_limits, partition_qos
+
+    users, qos = read("slurm/sacctmgr-user-withassoc-tree.txt"), read("slurm/sacctmgr-qos-partition.txt")
+    partitions = read("slurm/scontrol-partition-qos.txt")
+    assert partition_qos(partitions, "short") == ("short", "partcap")
+    assert partition_qos(partitions, None) is None and partition_qos(partitions, "debug") is None
+    assert partition_qos(partitions, "nosuch") is None
+    short = ("short", "partcap")
+    caps = parse_caps(users, qos, "root", None, "short", None, partition_qos=short)
+    own = [(c.limit, c.running_only, c.per, c.scope, c.words) for c in caps if "QOS" in c.words]
+    assert own == [
+        (
+            2,
+            False,
+            "job",
+            (("partition", "short"),),
+            "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)",
+        ),
+        (16, True, "cpu", (), "GrpTRES=cpu=16 (QOS partcap of partition short, all its users)"),
+    ]
+    limits = parse_job_limits(users, qos, "root", None, "short", None, partition_qos=short)
+    assert [x.words for x in limits] == [
+        "MaxWall=00:05:00 (QOS partcap of partition short)",
+        "MaxTRES=cpu=16 (association of root in account dask-hpc)",  # no QOS sets one
+    ]
+    # The job's QOS with OverPartQOS comes first: its MaxSubmitJobsPerUser and MaxWall; the
+    # partition's GrpTRES, which it does not set, still binds.
+    caps = parse_caps(users, qos, "root", None, "short", "over", partition_qos=short)
+    assert [c.words for c in caps if "QOS" in c.words] == [
+        "MaxSubmitJobsPerUser=4 (QOS over)",
+        "GrpTRES=cpu=16 (QOS partcap of partition short, all its users)",
+    ]
+    limits = parse_job_limits(users, qos, "root", None, "short", "over", partition_qos=short)
+    assert limits[0].words == "MaxWall=00:30:00 (QOS over)"
+    # The partition's QOS asked for as the job's too: one QOS, counting all the user's jobs.
+    caps = parse_caps(users, qos, "root", None, "short", "partcap", partition_qos=short)
+    cap = next(c for c in caps if "QOS" in c.words)
+    assert cap.scope == () and cap.words == "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)"
 
 
 def test_slurm_asks_the_site_once_a_look_and_again_after(

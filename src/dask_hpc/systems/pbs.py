@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import grp
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from dask_hpc import _process
 from dask_hpc.errors import CommandError, ParseError, SpecError
@@ -72,6 +74,8 @@ class PBSSystem(BatchSystem):
         "walltime": r"^-l\s.*\bwalltime=",
         "queue": r"^-q\b",
         "account": r"^-A\b",
+        "project": r"^-P\b",
+        "group": r"^-W\s*group_list\b",
         "output": r"^-o\b",
         "error": r"^-e\b",
         "array": r"^-J\b",
@@ -155,14 +159,30 @@ class PBSSystem(BatchSystem):
         if site is None:
             return []
         server, queue, queue_text = site
-        user = getpass.getuser()
-        caps = parse_server_caps(server, user)
+        spec = spec or JobSpec()
+        who = Owner(getpass.getuser(), self.job_group(spec), self.job_project(spec))
+        caps = parse_server_caps(server, who)
         if queue:
-            caps += parse_queue_caps(queue_text, queue, user)
+            caps += parse_queue_caps(queue_text, queue, who)
         return caps
 
     def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
-        return (self.job_queue(spec),)
+        return (self.job_queue(spec), self.job_group(spec), self.job_project(spec))
+
+    def job_group(self, spec: JobSpec) -> str:
+        """The group a job of ``spec`` runs as: the first of ``-W group_list=`` (without its
+        host, ``g1@host``), else the user's primary group (qsub's manual)."""
+        listed = self.directive_value(spec, "group")
+        if listed:
+            return listed.split(",")[0].partition("@")[0]
+        try:
+            return grp.getgrgid(os.getgid()).gr_name
+        except KeyError:  # a gid without a name here: PBS's entity limits name groups
+            return str(os.getgid())
+
+    def job_project(self, spec: JobSpec) -> str:
+        """The project of a job of ``spec``: ``-P``, else PBS Pro's default project."""
+        return self.directive_value(spec, "project") or DEFAULT_PROJECT
 
     def job_limits(self, spec: JobSpec) -> list[JobLimit]:
         site = self._site(spec)
@@ -361,33 +381,55 @@ def _ask_site(queue: str | None) -> tuple[str, str | None, str] | None:
     return server, queue, text
 
 
-def parse_server_caps(text: str, user: str) -> list[Cap]:
-    """The caps on ``user``'s jobs in ``qmgr -c "list server"``, as a queue's
+#: The project of a job not given one (``-P``): PBS Pro's.
+DEFAULT_PROJECT = "_pbs_project_default"
+
+
+class Owner(NamedTuple):
+    """Whose a job is, for PBS's entity limits: ``[u:user=N]``, ``[g:group=N]``,
+    ``[p:project=N]`` (each also ``PBS_GENERIC``, for every user, group, project)."""
+
+    user: str
+    group: str | None = None
+    project: str | None = None
+
+
+def parse_server_caps(text: str, who: Owner | str) -> list[Cap]:
+    """The caps on ``who``'s jobs in ``qmgr -c "list server"``, as a queue's
     (:func:`parse_queue_caps`), for all the user's jobs on the server. qmgr lists an entity
     limit one entry a line, each under the attribute's name: they are read together."""
-    return _caps(attributes(text), user, "qmgr list server", "the server's, all users", ())
+    return _caps(attributes(text), _owner(who), "qmgr list server", "the server's, all users", ())
 
 
-def parse_queue_caps(text: str, queue: str, user: str) -> list[Cap]:
-    """The caps on ``user``'s jobs in the block of ``queue`` of ``qstat -Qf``, which count the
-    user's jobs in that queue: PBS Pro's ``max_queued`` and ``max_run`` (``[u:PBS_GENERIC=20]``
-    for every user, ``[u:alice=5]`` for one; the user's own wins) and ``max_run_res.ncpus``,
-    ``.mem``, ``.nodect`` (what the user's running jobs may hold together), Torque's
-    ``max_user_queuable`` and ``max_user_run``; and the limits of all users together,
-    ``[o:PBS_ALL=N]`` and Torque's ``max_queuable``, ``max_running`` (a bound on the user's
-    only when nobody else has jobs there)."""
+def parse_queue_caps(text: str, queue: str, who: Owner | str) -> list[Cap]:
+    """The caps on the jobs of ``who`` (a user, or a user with the job's group and project)
+    in the block of ``queue`` of ``qstat -Qf``, which count the user's jobs in that queue:
+    PBS Pro's ``max_queued`` and ``max_run`` (``[u:PBS_GENERIC=20]`` for every user,
+    ``[u:alice=5]`` for one; the user's own wins) and ``max_run_res.ncpus``, ``.mem``,
+    ``.nodect`` (what the user's running jobs may hold together), Torque's
+    ``max_user_queuable`` and ``max_user_run``; the same of the job's group (``[g:...]``,
+    and PBS's older ``max_group_run``) and project (``[p:...]``), which the group's members and
+    the project's users share; and the limits of all users together, ``[o:PBS_ALL=N]`` and
+    Torque's ``max_queuable``, ``max_running``. A limit shared with others is a bound on the
+    user's only while they leave it free: their jobs are not counted."""
     where = f"queue {queue}"
-    return _caps(queue_attributes(text, queue), user, where, f"{where}, all users", (("queue", queue),))
+    found = queue_attributes(text, queue)
+    return _caps(found, _owner(who), where, f"{where}, all users", (("queue", queue),))
+
+
+def _owner(who: Owner | str) -> Owner:
+    return who if isinstance(who, Owner) else Owner(who)
 
 
 def _caps(
-    found: Mapping[str, str], user: str, where: str, everyone: str, scope: tuple[tuple[str, str], ...]
+    found: Mapping[str, str], who: Owner, where: str, everyone: str, scope: tuple[tuple[str, str], ...]
 ) -> list[Cap]:
-    caps = [replace(cap, scope=scope) for cap in _entity_caps(found, user, where)]
+    caps = [replace(cap, scope=scope) for cap in _entity_caps(found, who, where)]
     resources = (("max_run_res.ncpus", "cpu"), ("max_run_res.mem", "mem"), ("max_run_res.nodect", "node"))
     for name, per in resources:
         value = found.get(name, "")
-        for cap, whose in ((_entity_value(value, user), where), (_overall(value), everyone)):
+        entries = [(entry, f"{where}{whose}") for entry, whose in _entity_values(value, who)]
+        for cap, whose in [*entries, (_overall(value), everyone)]:
             amount = None if cap is None else _mib(cap[1]) if per == "mem" else _whole(cap[1])
             if cap and amount is not None:
                 caps.append(Cap(amount, True, f"{name} = {cap[0]} ({whose})", per=per))
@@ -442,26 +484,43 @@ def queue_attributes(text: str, queue: str) -> dict[str, str]:
     return {}
 
 
-def _entity_caps(found: Mapping[str, str], user: str, where: str) -> list[Cap]:
+def _entity_caps(found: Mapping[str, str], who: Owner, where: str) -> list[Cap]:
     caps: list[Cap] = []
     for name, running in (("max_queued", False), ("max_run", True)):
-        cap = _entity_value(found.get(name, ""), user)
-        if cap and cap[1].isdigit():
-            caps.append(Cap(int(cap[1]), running, f"{name} = {cap[0]} ({where})"))
-    # The older per-user limits (Torque's, which PBS Pro still reads): queued counts pending
-    # and running jobs, as max_queued does.
-    for name, running in (("max_user_queuable", False), ("max_user_run", True)):
+        for cap, whose in _entity_values(found.get(name, ""), who):
+            if cap and cap[1].isdigit():
+                caps.append(Cap(int(cap[1]), running, f"{name} = {cap[0]} ({where}{whose})"))
+    # The older per-user and per-group limits (Torque's, which PBS Pro still reads): queued
+    # counts pending and running jobs, as max_queued does.
+    older = (
+        ("max_user_queuable", False, ""),
+        ("max_user_run", True, ""),
+        ("max_group_run", True, f", all jobs of group {who.group}"),
+    )
+    for name, running, whose in older:
         value = found.get(name, "")
-        if value.isdigit():
-            caps.append(Cap(int(value), running, f"{name} = {value} ({where})"))
+        if value.isdigit() and (who.group or not whose):
+            caps.append(Cap(int(value), running, f"{name} = {value} ({where}{whose})"))
     return caps
 
 
-def _entity_value(value: str, user: str) -> tuple[str, str] | None:
-    """The entry of an entity limit (``[u:PBS_GENERIC=4],[u:alice=99]``) that binds ``user``:
-    their own, else every user's; as written and its value. None: neither is set."""
-    for who in (re.escape(user), "PBS_GENERIC"):
-        found = re.search(rf"\[u:{who}=([^\]]+)\]", value)
+def _entity_values(value: str, who: Owner) -> list[tuple[tuple[str, str] | None, str]]:
+    """The entries of an entity limit that bind ``who``'s job, each with the words for whose
+    jobs it counts: the user's ("u"), the group's ("g"), the project's ("p")."""
+    kinds = (
+        ("u", who.user, ""),
+        ("g", who.group, f", all jobs of group {who.group}"),
+        ("p", who.project, f", all jobs of project {who.project}"),
+    )
+    return [(_entity_value(value, name, kind), whose) for kind, name, whose in kinds if name]
+
+
+def _entity_value(value: str, name: str, kind: str = "u") -> tuple[str, str] | None:
+    """The entry of an entity limit (``[u:PBS_GENERIC=4],[u:alice=99]``) that binds the user,
+    group or project ``name`` (``kind``: u, g, p): their own, else every one's; as written and
+    its value. None: neither is set."""
+    for who in (re.escape(name), "PBS_GENERIC"):
+        found = re.search(rf"\[{kind}:{who}=([^\]]+)\]", value)
         if found:
             return found[0], found[1]
     return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from dask_hpc import _process
 from dask_hpc.errors import CommandError, SpecError
@@ -175,8 +175,12 @@ class SlurmSystem(BatchSystem):
         if found is None:
             return []  # no accounting here (or no answer): no caps known
         users, accounts, qos = found
-        account, partition, qos_name = self.caps_scope(spec or JobSpec())
-        return parse_caps(users, qos, getpass.getuser(), account, partition, qos_name, accounts)
+        spec = spec or JobSpec()
+        account, partition, qos_name = self.caps_scope(spec)
+        partition_qos = self._partition_qos(spec)
+        return parse_caps(
+            users, qos, getpass.getuser(), account, partition, qos_name, accounts, partition_qos=partition_qos
+        )
 
     def _accounting(self) -> tuple[str, str, str] | None:
         """``sacctmgr`` on the user's associations (with their default account and the Max
@@ -201,8 +205,17 @@ class SlurmSystem(BatchSystem):
         if found is not None:
             users, _, qos = found
             account, partition, qos_name = self.caps_scope(spec)
-            limits += parse_job_limits(users, qos, getpass.getuser(), account, partition, qos_name)
+            partition_qos = self._partition_qos(spec)
+            limits += parse_job_limits(
+                users, qos, getpass.getuser(), account, partition, qos_name, partition_qos=partition_qos
+            )
         return limits
+
+    def _partition_qos(self, spec: JobSpec) -> tuple[str, str] | None:
+        """The job's partition and the QOS the site attached to it (its ``QoS=``), whose limits
+        come first in SLURM's hierarchy; None where it has none, or cannot be told."""
+        partitions = self._once("partitions", _ask_partitions)
+        return partition_qos(partitions or "", self.job_partition(spec))
 
     def check_site(self, spec: JobSpec) -> None:
         """A partition that SLURM does not have (``scontrol show partition``) is refused in
@@ -358,6 +371,7 @@ QOS_FIELDS = (
     "MaxSubmitJobsPA",
     "MaxWall",
     "MaxTRES",
+    "Flags",
 )
 ASSOC_FORMAT = "format=" + ",".join(ASSOC_FIELDS)
 ACCOUNT_FORMAT = "format=" + ",".join(ACCOUNT_FIELDS)
@@ -428,6 +442,8 @@ def parse_caps(
     partition: str | None = None,
     qos_name: str | None = None,
     accounts: str = "",
+    *,
+    partition_qos: tuple[str, str] | None = None,
 ) -> list[Cap]:
     """The caps on ``user``'s jobs from sacctmgr's ``list user where name=U withassoc``
     (:data:`ASSOC_FIELDS`), ``list qos`` (:data:`QOS_FIELDS`) and ``list association
@@ -435,18 +451,21 @@ def parse_caps(
     the user's default account, else every association of the user's, so that the most
     restrictive binds) in ``partition`` (an association of that partition where there is
     one, as SLURM picks it; else the account's own), asking for ``qos_name`` (None: the
-    association's default QOS):
+    association's default QOS), in a partition with the QOS ``partition_qos`` (``(partition,
+    QOS)``, :func:`partition_qos`; None: the partition has none):
 
     * the association's MaxSubmitJobs, MaxJobs, GrpSubmitJobs, GrpJobs and GrpTRES (cpu,
       node, mem);
     * its account's and every account's above it GrpSubmitJobs, GrpJobs and GrpTRES;
-    * the QOS's MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, its per account
-      MaxSubmitJobsPerAccount and MaxJobsPerAccount, and its own GrpSubmitJobs, GrpJobs and
-      GrpTRES.
+    * the QOSes' MaxSubmitJobsPerUser, MaxJobsPerUser and MaxTRESPerUser, their per account
+      MaxSubmitJobsPerAccount and MaxJobsPerAccount, and their own GrpSubmitJobs, GrpJobs and
+      GrpTRES: each limit (each TRES) from the partition's QOS where it sets it, else from the
+      job's (the other way round where the job's has the flag OverPartQOS).
 
-    A Max limit of the association (MaxSubmitJobs, MaxJobs) is left out where the QOS sets its
+    A Max limit of the association (MaxSubmitJobs, MaxJobs) is left out where a QOS sets its
     own (MaxSubmitJobsPerUser, MaxJobsPerUser): SLURM uses the first point of its hierarchy
-    (QOS, then association, then accounts) that defines a limit. The limits that all the
+    (partition QOS, job QOS, association, accounts) that defines a limit (resource_limits.html,
+    "Hierarchy"). The limits that all the
     jobs of an account or a QOS share are a bound on the user's only when nobody else uses
     them: what the others hold is not counted. SLURM applies all that are left; the
     tightest binds (keeper/decisions.py)."""
@@ -455,41 +474,25 @@ def parse_caps(
     caps: list[Cap] = []
     for row in _association_rows(associations, account, partition):
         where = f"association of {user} in account {row['Account']}"
-        name = _qos_name(row, qos_name)
-        qos_row = limits.get(name, {})
-        # A Max limit is the QOS's where it sets one, else the association's (SLURM's
+        qoses = _qos_order(limits, _qos_name(row, qos_name), partition_qos)
+        # A Max limit is the QOS's where one sets it, else the association's (SLURM's
         # resource_limits: the first point of the hierarchy that defines it is used); every
-        # Grp limit applies.
+        # Grp limit of the associations applies.
         own = {
             field: running
             for field, running, over in (
                 ("MaxSubmitJobs", False, "MaxSubmitJobsPU"),
                 ("MaxJobs", True, "MaxJobsPU"),
             )
-            if not qos_row.get(over, "").isdigit()
+            if _first(qoses, over) is None
         }
         # The user's jobs each counts (Cap.scope): those of the association, of the QOS.
         in_account = (("account", row["Account"]),)
         in_assoc = in_account + ((("partition", row["Partition"]),) if row.get("Partition") else ())
-        in_qos = (("qos", name),)
         caps += _job_caps(row, where, {**own, "GrpJobs": True, "GrpSubmitJobs": False}, scope=in_assoc)
         caps += _tres_caps(row.get("GrpTRES", ""), "GrpTRES", where)
         caps += _account_caps(tree, row["Account"])
-        words = {
-            "MaxSubmitJobsPU": "MaxSubmitJobsPerUser",
-            "MaxJobsPU": "MaxJobsPerUser",
-            "MaxSubmitJobsPA": "MaxSubmitJobsPerAccount",
-            "MaxJobsPA": "MaxJobsPerAccount",
-        }
-        per_user = {"MaxSubmitJobsPU": False, "MaxJobsPU": True}
-        caps += _job_caps(qos_row, f"QOS {name}", per_user, words, scope=in_qos)
-        caps += _tres_caps(qos_row.get("MaxTRESPU", ""), "MaxTRESPerUser", f"QOS {name}")
-        per_account = f"QOS {name}, all jobs of account {row['Account']}"
-        in_both = in_qos + in_account
-        caps += _job_caps(qos_row, per_account, {"MaxSubmitJobsPA": False, "MaxJobsPA": True}, words, in_both)
-        everyone = f"QOS {name}, all its users"
-        caps += _job_caps(qos_row, everyone, {"GrpJobs": True, "GrpSubmitJobs": False}, scope=in_qos)
-        caps += _tres_caps(qos_row.get("GrpTRES", ""), "GrpTRES", everyone)
+        caps += _qos_caps(qoses, in_account, row["Account"])
     return list(dict.fromkeys(caps))  # several rows of one account share its tree's caps
 
 
@@ -500,29 +503,31 @@ def parse_job_limits(
     account: str | None = None,
     partition: str | None = None,
     qos_name: str | None = None,
+    *,
+    partition_qos: tuple[str, str] | None = None,
 ) -> list[JobLimit]:
     """The limits on one job (sacctmgr's MaxWall and MaxTRES, per job) of the association
-    and the QOS that :func:`parse_caps` picks the same way: a job past them is refused where
+    and the QOSes that :func:`parse_caps` picks the same way, each from the first of them
+    that sets it (partition QOS, job QOS, association): a job past them is refused where
     the QOS has DenyOnLimit or the site sets EnforcePartLimits, and waits for ever
     (AssocMaxWallDurationPerJobLimit, QOSMaxWallDurationPerJobLimit) where not."""
     limits = {q["Name"]: q for q in _rows(qos, QOS_FIELDS)}
     found: list[JobLimit] = []
     for row in _association_rows(associations, account, partition):
-        name = _qos_name(row, qos_name)
-        qos_row = limits.get(name, {})
-        # The QOS's where it sets one, else the association's (as parse_caps' Max limits).
-        qos_tres = {tres for tres, _, _ in _tres_amounts(qos_row.get("MaxTRES", ""))}
-        for source, where in (
-            (qos_row, f"QOS {name}"),
-            (row, f"association of {user} in account {row['Account']}"),
-        ):
-            wall = source.get("MaxWall", "")
-            if wall and (source is qos_row or not qos_row.get("MaxWall")):
+        qoses = _qos_order(limits, _qos_name(row, qos_name), partition_qos)
+        # The first of the QOSes that sets one, else the association's (as parse_caps' Max).
+        sources = [(q.row, q.where) for q in qoses]
+        sources.append((row, f"association of {user} in account {row['Account']}"))
+        wall_from = next((source for source, _ in sources if source.get("MaxWall")), None)
+        seen: set[str] = set()  # the TRES an earlier source set
+        for source, where in sources:
+            if source is wall_from:
+                wall = source["MaxWall"]
                 with contextlib.suppress(SpecError):  # a form we do not read: sbatch will say
                     found.append(JobLimit("walltime", parse_walltime(wall), f"MaxWall={wall} ({where})"))
-            for tres, amount, item in _tres_amounts(source.get("MaxTRES", "")):
-                if source is qos_row or tres not in qos_tres:
-                    found.append(JobLimit(tres, amount, f"MaxTRES={item} ({where})"))
+            amounts = _tres_amounts(source.get("MaxTRES", ""))
+            found += [JobLimit(t, n, f"MaxTRES={item} ({where})") for t, n, item in amounts if t not in seen]
+            seen |= {tres for tres, _, _ in amounts}
     return list(dict.fromkeys(found))
 
 
@@ -549,6 +554,96 @@ def _qos_name(row: Mapping[str, str], asked: str | None) -> str:
     with no default, SLURM's jobs get "normal" where the association may use it."""
     listed = [q for q in row.get("QOS", "").split(",") if q]
     return asked or row.get("DefaultQOS") or ("normal" if not listed or "normal" in listed else listed[0])
+
+
+class _Qos(NamedTuple):
+    """A QOS whose limits bind a job: its sacctmgr row, the words a cap names it by, and the
+    user's jobs its usage counts (Cap.scope)."""
+
+    row: Mapping[str, str]
+    where: str
+    scope: tuple[tuple[str, str], ...]
+
+
+def partition_qos(partitions: str, partition: str | None) -> tuple[str, str] | None:
+    """``(partition, QOS)`` for a partition with a QOS attached (``QoS=`` of ``scontrol show
+    partition --oneliner``; the default partition for None); None where it has none, or for a
+    list of partitions (sbatch picks one)."""
+    for line in partitions.splitlines():
+        row = dict(re.findall(r"(\w+)=(\S*)", line))
+        if "PartitionName" not in row:
+            continue
+        if row["PartitionName"] == partition or (partition is None and row.get("Default") == "YES"):
+            qos = row.get("QoS", "N/A")
+            return (row["PartitionName"], qos) if qos not in ("N/A", "", "(null)") else None
+    return None
+
+
+def _qos_order(
+    limits: Mapping[str, Mapping[str, str]], job_qos: str, partition_qos: tuple[str, str] | None
+) -> list[_Qos]:
+    """The QOSes that bind a job in SLURM's order: the partition's QOS first, then the job's,
+    unless the job's has the flag OverPartQOS (qos.html: "the Partition QOS limits will
+    override the job's QOS"). A partition QOS's usage is every job of the partition's; the
+    job QOS's, every job with that QOS."""
+    job = limits.get(job_qos, {})
+    qoses = [_Qos(job, f"QOS {job_qos}", (("qos", job_qos),))]
+    if partition_qos is not None:
+        partition, name = partition_qos
+        if name == job_qos:  # one QOS: its usage is both kinds of job; count them all
+            return [_Qos(job, f"QOS {job_qos} of partition {partition}", ())]
+        part = _Qos(limits.get(name, {}), f"QOS {name} of partition {partition}", (("partition", partition),))
+        over = "OverPartQOS" in job.get("Flags", "").split(",")
+        qoses = [*qoses, part] if over else [part, *qoses]
+    return qoses
+
+
+def _first(qoses: Sequence[_Qos], field: str) -> _Qos | None:
+    """The first of ``qoses`` that sets a number for ``field``: the one whose limit is used."""
+    return next((q for q in qoses if q.row.get(field, "").isdigit()), None)
+
+
+#: The QOS's limits: field, what it counts (running jobs only: True; all jobs: False; None: a
+#: TRES list, on what running jobs hold), SLURM's word for it, and whose jobs it counts ("user":
+#: the user's in the QOS; "account": all of the user's account's; "everyone": every user's).
+QOS_LIMITS: tuple[tuple[str, bool | None, str, str], ...] = (
+    ("MaxSubmitJobsPU", False, "MaxSubmitJobsPerUser", "user"),
+    ("MaxJobsPU", True, "MaxJobsPerUser", "user"),
+    ("MaxTRESPU", None, "MaxTRESPerUser", "user"),
+    ("MaxSubmitJobsPA", False, "MaxSubmitJobsPerAccount", "account"),
+    ("MaxJobsPA", True, "MaxJobsPerAccount", "account"),
+    ("GrpJobs", True, "GrpJobs", "everyone"),
+    ("GrpSubmitJobs", False, "GrpSubmitJobs", "everyone"),
+    ("GrpTRES", None, "GrpTRES", "everyone"),
+)
+
+
+def _qos_caps(qoses: Sequence[_Qos], in_account: tuple[tuple[str, str], ...], account: str) -> list[Cap]:
+    """The caps of the QOSes that bind a job, each limit (and each TRES of a TRES limit) from
+    the first of ``qoses`` that sets it."""
+    caps: list[Cap] = []
+    for field, running, word, whose in QOS_LIMITS:
+        seen: set[str] = set()  # the TRES an earlier QOS set
+        for qos in qoses:
+            where = {
+                "user": qos.where,
+                "account": f"{qos.where}, all jobs of account {account}",
+                "everyone": f"{qos.where}, all its users",
+            }[whose]
+            if running is None:  # a TRES cap counts what the session's jobs hold (Cap.per)
+                found = _tres_amounts(qos.row.get(field, ""))
+                caps += [
+                    Cap(amount, True, f"{word}={item} ({where})", per=tres)
+                    for tres, amount, item in found
+                    if tres not in seen
+                ]
+                seen |= {tres for tres, _, _ in found}
+            elif qos is _first(qoses, field):
+                scope = qos.scope + in_account if whose == "account" else qos.scope
+                caps.append(
+                    Cap(int(qos.row[field]), running, f"{word}={qos.row[field]} ({where})", scope=scope)
+                )
+    return caps
 
 
 def _account_caps(tree: Mapping[str, Mapping[str, str]], account: str) -> list[Cap]:
