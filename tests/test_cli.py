@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,48 @@ def test_script_says_on_stderr_what_up_would_say() -> None:
     oar = run("script", "--system", "oar", "--memory", "8GB")
     assert oar.returncode == 0 and "OAR is not asked for the memory" in oar.stderr
     assert oar.stdout.startswith("#!") and "OAR is not asked" not in oar.stdout
+
+
+def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: Path) -> None:
+    """forget removes an ended session's directory; a session not ended, one whose job is still
+    in the queue (a real local job), or one unknown is refused in one line, nothing removed."""
+    from dask_hpc.spec import JobSpec
+    from dask_hpc.state.session import Session, SessionConfig
+    from dask_hpc.systems import JobState
+    from dask_hpc.systems.local import LocalSystem
+
+    root, spool = tmp_path / "sessions", tmp_path / "spool"
+    env = {"DASK_HPC_SESSIONS": str(root), "DASK_HPC_LOCAL_SPOOL": str(spool)}
+    local = LocalSystem(spool=spool)
+    job = local.submit(local.render(JobSpec(), ["sleep", "60"]), tmp_path / "work")
+    try:
+        for name, down, scheduler in (("live", False, None), ("ending", True, job), ("old", True, None)):
+            session = Session(name, root)
+            session.prepare()
+            session.write_config(
+                SessionConfig(name, "local", JobSpec(), JobSpec(), down=down, scheduler_job_id=scheduler)
+            )
+        for name, words in (
+            ("live", "has not ended: end it first with dask-hpc down --name live"),
+            ("ending", f"still has job {job} in the queue"),
+            ("nosuch", "no session 'nosuch'"),
+        ):
+            refused = run("forget", "--name", name, env=env)
+            assert refused.returncode == 1 and words in refused.stderr, refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+        assert sorted(p.name for p in root.iterdir()) == ["ending", "live", "old"]
+        forgot = run("forget", "--ended", env=env)
+        assert forgot.returncode == 0 and "session old: forgotten" in forgot.stderr, forgot.stderr
+        assert f"kept: session 'ending' still has job {job} in the queue" in forgot.stderr
+        assert sorted(p.name for p in root.iterdir()) == ["ending", "live"]
+    finally:
+        local.cancel([job])
+    deadline = time.monotonic() + 30
+    while (
+        local.query([job])[job].state in (JobState.PENDING, JobState.RUNNING) and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    forgot = run("forget", "--name", "ending", env=env)
+    assert forgot.returncode == 0, forgot.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["live"]
+    assert "live" in run("list", env=env).stdout

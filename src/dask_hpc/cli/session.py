@@ -371,6 +371,25 @@ def list_(as_json: bool) -> None:
         make_console().print(views.sessions_table(rows))
 
 
+@click.command()
+@name_option
+@click.option("--ended", is_flag=True, help="forget every session that down has ended")
+def forget(name: str, ended: bool) -> None:
+    """Remove an ended session's directory (settings, job scripts, logs): list shows it no more."""
+    names = lifecycle.ended_sessions() if ended else [name]
+    if not names:
+        console.print("no ended session to forget")
+    for each in names:
+        try:
+            removed = lifecycle.forget(Session(each))
+        except SessionError as exc:
+            if not ended:
+                raise
+            console.print(f"kept: {exc}")  # one still ending: the others are forgotten all the same
+            continue
+        console.print(f"session {each}: forgotten; removed {removed}")
+
+
 def register(group: click.Group) -> None:
-    for command in (up, add, remove, adapt, status, logs, down, tunnel, list_):
+    for command in (up, add, remove, adapt, status, logs, down, tunnel, list_, forget):
         group.add_command(command)

@@ -8,10 +8,12 @@ read the ledger and talk to the batch system themselves, to report and clean up.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import importlib
 import importlib.util
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from dask_hpc.errors import (
     SchedulerUnreachableError,
     SessionError,
     SpecError,
+    UnknownSessionError,
 )
 from dask_hpc.keeper import protocol
 from dask_hpc.keeper.decisions import (
@@ -728,6 +731,54 @@ def down(session: Session, wait: float = 60.0) -> dict[str, Any]:
         scheduler_state = state.value
     session.clear_scheduler_files()
     return {"job_ids": ended, "scheduler": scheduler_state, "warning": warning, "answered": answered}
+
+
+def forget(session: Session) -> Path:
+    """Remove the directory of an ended session: its settings, ledger, job scripts and logs,
+    so that ``list`` no longer shows it. Returns the directory removed.
+
+    Raises SessionError, removing nothing, for a session that ``down`` has not ended (its jobs
+    may run and write there) or one with jobs still in the queue (ending after a cancel: the
+    batch system is asked, one query); UnknownSessionError for a name there is no session of.
+    """
+    try:
+        config = session.read_config()
+    except UnknownSessionError:
+        raise
+    except SessionError as exc:
+        raise SessionError(
+            f"session {session.name!r} cannot be read ({exc}); nothing was removed: look at "
+            f"{session.directory} and remove it by hand if it is yours to remove"
+        ) from exc
+    if not config.down:
+        raise SessionError(
+            f"session {session.name!r} has not ended: end it first with dask-hpc down --name "
+            f"{session.name} (forget removes its directory, logs and all)"
+        )
+    jobs = [j for j, r in load_ledger(session.ledger_file).items() if r.live]
+    jobs += [config.scheduler_job_id] if config.scheduler_job_id else []
+    statuses = get_system(config.system).query(jobs) if jobs else {}
+    queued = [j for j, s in statuses.items() if s.state in (JobState.PENDING, JobState.RUNNING)]
+    if queued:
+        listing = get_system(config.system).list_jobs
+        raise SessionError(
+            f"session {session.name!r} still has job{'s' if len(queued) > 1 else ''} "
+            f"{', '.join(queued)} in the queue, ending after down's cancel; nothing was removed: "
+            "run forget again once they are gone" + (f" ({listing} shows them)" if listing else "")
+        )
+    shutil.rmtree(session.directory)
+    return session.directory
+
+
+def ended_sessions(root: Path | None = None) -> list[str]:
+    """The names of the sessions under ``root`` that ``down`` has ended (unreadable ones are
+    left out: :func:`forget` says why for each named)."""
+    names = []
+    for name in list_sessions(root):
+        with contextlib.suppress(SessionError):
+            if Session(name, root).read_config().down:
+                names.append(name)
+    return names
 
 
 def sessions_overview(root: Path | None = None) -> list[dict[str, Any]]:
