@@ -280,7 +280,12 @@ def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: 
             session.write_config(
                 SessionConfig(name, "local", JobSpec(), JobSpec(), down=down, scheduler_job_id=scheduler)
             )
+        broken = Session("broken", root)
+        broken.prepare()
+        broken.write_config(SessionConfig("broken", "local", JobSpec(), JobSpec(), down=True))
+        broken.ledger_file.write_text('{"jobs": [')  # cut short
         for name, words in (
+            ("broken", "its job ledger cannot be read"),
             ("live", "has not ended: end it first with dask-hpc down --name live"),
             ("ending", f"still has job {job} in the queue"),
             ("nosuch", "no session 'nosuch'"),
@@ -288,11 +293,12 @@ def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: 
             refused = run("forget", "--name", name, env=env)
             assert refused.returncode == 1 and words in refused.stderr, refused.stderr
             assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
-        assert sorted(p.name for p in root.iterdir()) == ["ending", "live", "old"]
+        assert sorted(p.name for p in root.iterdir()) == ["broken", "ending", "live", "old"]
         forgot = run("forget", "--ended", env=env)
         assert forgot.returncode == 0 and "session old: forgotten" in forgot.stderr, forgot.stderr
         assert f"kept: session 'ending' still has job {job} in the queue" in forgot.stderr
-        assert sorted(p.name for p in root.iterdir()) == ["ending", "live"]
+        assert "kept: session 'broken': its job ledger cannot be read" in forgot.stderr
+        assert sorted(p.name for p in root.iterdir()) == ["broken", "ending", "live"]
     finally:
         local.cancel([job])
     deadline = time.monotonic() + 30
@@ -302,5 +308,5 @@ def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: 
         time.sleep(0.2)
     forgot = run("forget", "--name", "ending", env=env)
     assert forgot.returncode == 0, forgot.stderr
-    assert sorted(p.name for p in root.iterdir()) == ["live"]
+    assert sorted(p.name for p in root.iterdir()) == ["broken", "live"]
     assert "live" in run("list", env=env).stdout

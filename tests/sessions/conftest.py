@@ -50,7 +50,11 @@ class HPC:
         return done
 
     def status(self, name: str) -> dict[str, Any]:
-        report: dict[str, Any] = json.loads(self("status", "--name", name, "--json").stdout)
+        done = self("status", "--name", name, "--json", check=False)
+        report: dict[str, Any] = json.loads(done.stdout)
+        # status exits 3 when the scheduler does not answer (pending, ended, lost), else 0.
+        answering = report["scheduler"]["answering"]
+        assert done.returncode == (0 if answering else 3), (done.returncode, done.stderr)
         return report
 
     def session(self, name: str) -> Session:

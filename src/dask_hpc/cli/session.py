@@ -1,4 +1,4 @@
-"""Session commands: up, add, remove, adapt, status, logs, down, list."""
+"""Session commands: up, add, remove, adapt, status, logs, down, list, forget."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from dask_hpc.cli.options import (
     spec_options,
     system_option,
 )
-from dask_hpc.errors import SessionError
+from dask_hpc.errors import DaskHPCError, SessionError
 from dask_hpc.keeper import protocol
 from dask_hpc.session import lifecycle
 from dask_hpc.spec import make_log_directory
@@ -32,6 +32,8 @@ __all__ = ["register"]
 
 
 console = make_console(stderr=True)
+#: status's exit status when the session's scheduler does not answer.
+NOT_ANSWERING = 3
 
 
 @click.command()
@@ -275,12 +277,18 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.option("--all", "show_all", is_flag=True, help="list ended jobs too")
 def status(name: str, as_json: bool, show_all: bool) -> None:
-    """The session's scheduler and worker jobs: states, nodes, walltime left, workers."""
+    """The session's scheduler and worker jobs: states, nodes, walltime left, workers.
+
+    Exits 0 when the scheduler answers, 3 when it does not (its job pending, the session
+    ended, or the scheduler lost), after printing the same report: scripts can wait on it
+    (as systemctl status's 3 for a unit not running)."""
     report = lifecycle.status(Session(name))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
         make_console().print(views.status_view(report, show_all=show_all))
+    if not report.scheduler.answering:
+        sys.exit(NOT_ANSWERING)
 
 
 @click.command()
@@ -382,10 +390,10 @@ def forget(name: str, ended: bool) -> None:
     for each in names:
         try:
             removed = lifecycle.forget(Session(each))
-        except SessionError as exc:
+        except DaskHPCError as exc:  # still ending; its batch system not here to ask (CommandError)
             if not ended:
                 raise
-            console.print(f"kept: {exc}")  # one still ending: the others are forgotten all the same
+            console.print(f"kept: {exc}")  # the others are forgotten all the same
             continue
         console.print(f"session {each}: forgotten; removed {removed}")
 

@@ -748,14 +748,20 @@ def forget(session: Session) -> Path:
     except SessionError as exc:
         raise SessionError(
             f"session {session.name!r} cannot be read ({exc}); nothing was removed: look at "
-            f"{session.directory} and remove it by hand if it is yours to remove"
-        ) from exc
+            f"{session.directory} and remove it by hand if it is yours"
+        ) from None
     if not config.down:
         raise SessionError(
             f"session {session.name!r} has not ended: end it first with dask-hpc down --name "
             f"{session.name} (forget removes its directory, logs and all)"
         )
-    jobs = [j for j, r in load_ledger(session.ledger_file).items() if r.live]
+    by_hand = f"nothing was removed: look at {session.directory} and remove it by hand if it is yours"
+    try:
+        jobs = [j for j, r in load_ledger(session.ledger_file).items() if r.live]
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a ledger cut short, or not ours
+        raise SessionError(
+            f"session {session.name!r}: its job ledger cannot be read ({exc}); {by_hand}"
+        ) from None
     jobs += [config.scheduler_job_id] if config.scheduler_job_id else []
     statuses = get_system(config.system).query(jobs) if jobs else {}
     queued = [j for j, s in statuses.items() if s.state in (JobState.PENDING, JobState.RUNNING)]
@@ -766,7 +772,13 @@ def forget(session: Session) -> Path:
             f"{', '.join(queued)} in the queue, ending after down's cancel; nothing was removed: "
             "run forget again once they are gone" + (f" ({listing} shows them)" if listing else "")
         )
-    shutil.rmtree(session.directory)
+    try:
+        shutil.rmtree(session.directory)
+    except OSError as exc:  # NFS's .nfsXXXX of a file still open, a busy directory
+        raise SessionError(
+            f"session {session.name!r} could not all be removed ({exc}); what is left is in "
+            f"{session.directory}: remove it by hand once nothing holds it"
+        ) from None
     return session.directory
 
 
