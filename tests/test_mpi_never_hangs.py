@@ -339,7 +339,11 @@ def test_a_stale_session_of_a_killed_mpirun_is_cleared_before_the_next(mpirun: P
         deadline = time.monotonic() + 30
         while not (stale / "0").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        os.killpg(killed.pid, signal.SIGKILL)  # no time to clean up (SIGTERM would let it)
+        # No time to clean up (SIGTERM would let it): mpirun and its ranks (in groups of their
+        # own, in mpirun's session) at once.
+        for pid in session_members(killed.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         killed.wait(timeout=30)
         assert stale.is_dir(), "the killed mpirun left no session to test with"
         here = int(subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout)

@@ -317,6 +317,23 @@ def test_the_way_out_carries_the_adds_own_options_and_the_sites_most_nodes() -> 
     assert add_command(command, wide)[1].nodes == 1 and said == "8", command
 
 
+def test_a_cap_of_some_jobs_counts_only_the_sessions_jobs_among_them() -> None:
+    """A partition QOS's GrpTRES=cpu=2 counts the jobs of its partition: with the scheduler's
+    job (1 CPU) in another partition, two 1-CPU worker jobs fit; counted with everything the
+    session holds, only one would (the refusal came before the scoped holds)."""
+    cap = Cap(
+        2, True, "GrpTRES=cpu=2 (QOS partcap of partition short)", per="cpu", scope=(("partition", "short"),)
+    )
+    scheduler, worker = JobSpec.from_options(cores=1), JobSpec.from_options(cores=1, queue="short")
+    everything = session_holds([scheduler])
+    assert running_cap_refusal([cap], worker, 2, everything) == (cap, 1)
+    scoped = {cap: session_holds([])}  # the scheduler's job is not in partition short
+    assert running_cap_refusal([cap], worker, 2, everything, scoped) is None
+    assert running_cap_refusal([cap], worker, 3, everything, scoped) == (cap, 2)
+    assert capped_jobs([cap], 1, 0, worker, everything, scoped_holds=scoped) == (2, cap)
+    assert capped_jobs([cap], 1, 0, worker, everything) == (1, cap)
+
+
 def test_summits_five_running_jobs_refuse_forty_jobs_and_say_the_one_command_for_forty_workers() -> None:
     """Summit's MaxJobs-like cap of 5 running jobs (distributed #3691): the scheduler's job
     holds one, so 40 one-worker jobs could never all run; 4 could. The line says so and

@@ -914,7 +914,7 @@ def test_a_worker_that_cannot_hand_over_its_data_does_not_hold_the_keeper(
     After RETIRE_TIMEOUT the job is ended anyway, said in the log, and the keeper goes on."""
     from distributed import Client
 
-    monkeypatch.setattr("dask_hpc.keeper.plugin.RETIRE_TIMEOUT", 1.0, raising=False)
+    monkeypatch.setattr("dask_hpc.keeper.plugin.RETIRE_TIMEOUT", 1.0)
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
@@ -952,7 +952,7 @@ def test_a_slow_retirement_whose_data_keeps_moving_is_not_cut(
     transfer: message-bytes-limit of 1 byte), 6 s in all, under a RETIRE_TIMEOUT of 3 s."""
     from distributed import Client
 
-    monkeypatch.setattr("dask_hpc.keeper.plugin.RETIRE_TIMEOUT", 3.0, raising=False)
+    monkeypatch.setattr("dask_hpc.keeper.plugin.RETIRE_TIMEOUT", 3.0)
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:

@@ -190,7 +190,20 @@ def partition_qos(partition: str, qos: str, *settings: str) -> Iterator[None]:
     ``QOS=`` on the partition's line), both undone after it."""
     sacctmgr("add", "qos", qos, "set", *settings)
     try:
-        scontrol("update", f"PartitionName={partition}", f"QOS={qos}")
+        # slurmdbd tells slurmctld of the new QOS a moment later: until then scontrol says
+        # it does not know it.
+        poll(
+            f"slurmctld to know QOS {qos}",
+            lambda: (
+                subprocess.run(
+                    ["scontrol", "update", f"PartitionName={partition}", f"QOS={qos}"],
+                    capture_output=True,
+                    timeout=60,
+                ).returncode
+                == 0
+            ),
+            30,
+        )
         try:
             yield
         finally:
@@ -208,17 +221,19 @@ def test_slurm_partition_qos_comes_first_and_counts_the_partitions_jobs(
     request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC]
 ) -> None:
     """A QOS attached to a partition binds every job there before the job's own QOS and the
-    association (SLURM's hierarchy): its MaxSubmitJobsPerUser counts the user's jobs in that
-    partition (the scheduler's job in another is not one), SLURM itself refuses past it, and
-    its MaxWall refuses a longer job in one line before anything is submitted."""
+    association (SLURM's hierarchy): its MaxSubmitJobsPerUser and GrpTRES count the user's
+    jobs in that partition (the scheduler's job in another is not one), SLURM itself refuses
+    past it, and its MaxWall refuses a longer job in one line before anything is submitted."""
     bring_up("slurm", request)
     hpc = hpc_for("slurm")
     name = "partition-qos"
     slurm = get_system("slurm")
-    with partition_qos("short", "partcap", "MaxSubmitJobsPerUser=2", "MaxWall=00:05:00", "Flags=DenyOnLimit"):
+    settings = ("MaxSubmitJobsPerUser=2", "MaxWall=00:05:00", "GrpTRES=cpu=2", "Flags=DenyOnLimit")
+    with partition_qos("short", "partcap", *settings):
         short = JobSpec.from_options(queue="short")
         assert [c.words for c in slurm.caps(short)] == [
-            "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)"
+            "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)",
+            "GrpTRES=cpu=2 (QOS partcap of partition short, all its users)",
         ]
         assert slurm.caps(JobSpec.from_options()) == []  # the default partition has no QOS
         hpc.up(name)  # in the default partition
@@ -229,18 +244,24 @@ def test_slurm_partition_qos_comes_first_and_counts_the_partitions_jobs(
         refused = hpc("add", "3", "--name", name, "--queue", "short", "--walltime", "5m", check=False)
         assert refused.returncode != 0
         (line,) = refused.stderr.strip().splitlines()
-        assert "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)" in line, line
-        assert "root has 0 in the queue now, so at most 2 more" in line, line
+        # Both of the partition QOS's caps allow 2 (its CPUs are the first asked): the
+        # scheduler's job, in the default partition, is not counted.
+        assert "GrpTRES=cpu=2 (QOS partcap of partition short, all its users)" in line, line
+        assert "at most 2 more could run" in line, line
         assert not live_jobs(hpc.status(name))
+        # Two jobs of one CPU fit under GrpTRES=cpu=2: the scheduler's CPU, in the default
+        # partition, is not the partition QOS's to count.
         hpc("add", "2", "--name", name, "--queue", "short", "--walltime", "5m", "--memory", "512MiB")
         assert len(live_jobs(hpc.status(name))) == 2
         # SLURM agrees: a third job in the partition is refused by sbatch itself.
         third = subprocess.run(
-            ["sbatch", "--partition=short", "--time=1", "--wrap=true"],
+            ["sbatch", "--parsable", "--partition=short", "--time=1", "--wrap=true"],
             capture_output=True,
             text=True,
             timeout=60,
         )
+        if third.returncode == 0:  # not left behind, whatever the outcome
+            subprocess.run(["scancel", third.stdout.strip().split(";")[0]], capture_output=True, timeout=60)
         assert third.returncode != 0 and "QOSMaxSubmitJobPerUserLimit" in third.stderr, third.stderr
         hpc("down", "--name", name)
 
@@ -274,6 +295,43 @@ def test_sge_job_caps_count_an_array_once(
         hpc("down", "--name", name)
     finally:
         subprocess.run(["qconf", "-Mconf", str(original)], check=True, capture_output=True)
+
+
+@pytest.mark.sge
+def test_sge_resource_quota_on_slots_bounds_what_runs_at_once(
+    request: pytest.FixtureRequest, hpc_for: Callable[[str], HPC], tmp_path: Path
+) -> None:
+    """A resource quota set (qconf -Arqs) of 3 slots for each user: read with qconf -srqs,
+    it bounds the jobs that run at once (one slot each, with no parallel environment), the
+    scheduler's among them: `add 3` is refused in one line, `add 2` fits."""
+    bring_up("sge", request)
+    hpc = hpc_for("sge")
+    quota = tmp_path / "max_user_slots"
+    quota.write_text(
+        "{\n   name         max_user_slots\n   description  NONE\n   enabled      TRUE\n"
+        "   limit        users {*} to slots=3\n}\n"
+    )
+    # One left by an earlier run that was killed would make -Arqs refuse: it goes first.
+    subprocess.run(["qconf", "-drqs", "max_user_slots"], capture_output=True, timeout=60)
+    subprocess.run(["qconf", "-Arqs", str(quota)], check=True, capture_output=True, timeout=60)
+    try:
+        caps = get_system("sge").caps()
+        assert [(c.limit, c.running_only, c.per, c.words) for c in caps] == [
+            (3, True, "job", "slots=3 (resource quota max_user_slots: limit users {*} to slots=3; each user)")
+        ]
+        name = "quota-sge"
+        hpc.up(name)
+        refused = hpc("add", "3", "--name", name, "--walltime", "5m", check=False)
+        assert refused.returncode != 0
+        (line,) = refused.stderr.strip().splitlines()
+        assert "could not all run at once under the site's cap slots=3 (resource quota max_user_slots" in line
+        assert "at most 2 more could run" in line, line
+        assert not live_jobs(hpc.status(name))  # nothing was submitted
+        hpc("add", "2", "--name", name, "--walltime", "5m")
+        assert len(live_jobs(hpc.status(name))) == 2
+        hpc("down", "--name", name)
+    finally:
+        subprocess.run(["qconf", "-drqs", "max_user_slots"], capture_output=True, timeout=60)
 
 
 @pytest.mark.sge

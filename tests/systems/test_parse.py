@@ -16,7 +16,7 @@ from dask_hpc.systems import Cap, JobState, get_system
 from dask_hpc.systems.base import JobStatus
 from dask_hpc.systems.htcondor import HTCondorSystem, condor_arguments, condor_environment
 from dask_hpc.systems.pbs import PBSSystem, parse_qstat_full
-from dask_hpc.systems.sge import count_jobs, parse_conf_caps, parse_qacct, parse_qacct_tasks
+from dask_hpc.systems.sge import SGESystem, count_jobs, parse_conf_caps, parse_qacct, parse_qacct_tasks
 from dask_hpc.systems.slurm import expand_hostlist
 
 RECORDED = Path(__file__).resolve().parent.parent / "recorded"
@@ -148,6 +148,116 @@ def test_sge_tasks_that_left_together_take_one_qacct(tmp_path: Path, monkeypatch
     out = get_system("sge").complete_query(dict(left))
     assert calls.read_text().splitlines() == [f"-j {job}"]
     assert [out[j].state for j in left] == [JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED]
+
+
+QUOTAS = """\
+{
+   name         max_user_slots
+   description  "each user 4 slots"
+   enabled      TRUE
+   limit        users {*} to slots=4
+}
+{
+   name         per_queue
+   description  NONE
+   enabled      TRUE
+   limit        users {!root} queues short.q to slots=2
+   limit        queues short.q to slots=10
+}
+{
+   name         per_host
+   description  NONE
+   enabled      TRUE
+   limit        hosts {*} to slots=$num_proc
+   limit        users {*} to slots=1
+}
+{
+   name         some_hosts
+   description  NONE
+   enabled      TRUE
+   limit        hosts {@gpu_hosts} to slots=2
+   limit        projects !* to \\
+                slots=100
+}
+{
+   name         everyone
+   description  NONE
+   enabled      TRUE
+   limit        to slots=500
+}
+{
+   name         off
+   description  NONE
+   enabled      FALSE
+   limit        users {*} to slots=1
+}
+{
+   name         mpi
+   description  NONE
+   enabled      TRUE
+   limit        name big users alice pes mpi to slots=64,h_vmem=100G
+   limit        users {*} pes mpi to slots=8
+}
+"""
+
+
+def test_sge_resource_quotas_first_rule_of_each_set_that_binds_the_job() -> None:
+    """Resource quota sets (qconf -srqs), in the forms of sge_resource_quota(5): in each
+    enabled set the first rule whose filters take the job binds it; hosts rules are per host,
+    never a cap; slots count jobs, or CPUs in a parallel environment."""
+    from dask_hpc.systems.sge import parse_resource_quotas
+
+    def caps(user: str, **job: str) -> list[tuple[int, bool, str, str]]:
+        return [(c.limit, c.running_only, c.per, c.words) for c in parse_resource_quotas(QUOTAS, user, **job)]
+
+    assert caps("root", queue="short.q") == [
+        (4, True, "job", "slots=4 (resource quota max_user_slots: limit users {*} to slots=4; each user)"),
+        (
+            10,
+            True,
+            "job",
+            "slots=10 (resource quota per_queue: limit queues short.q to slots=10; all users together)",
+        ),
+        # hosts {*} is per_host's rule for every job: its next rule never binds. A rule of some
+        # hosts may not be the job's: some_hosts' next one (continued on a second line) takes
+        # the jobs with no project. A rule with no filter takes every job.
+        (
+            100,
+            True,
+            "job",
+            "slots=100 (resource quota some_hosts: limit projects !* to slots=100; all users together)",
+        ),
+        (500, True, "job", "slots=500 (resource quota everyone: limit to slots=500; all users together)"),
+    ]
+    assert caps("bob", queue="short.q")[1][3].startswith(
+        "slots=2 (resource quota per_queue: limit users {!root}"
+    )
+    assert [c[0] for c in caps("bob")] == [4, 100, 500]  # no -q: the queue's rules are not the job's
+    assert [c[0] for c in caps("bob", project="ocean")] == [4, 500]  # !*: only jobs with no project
+    assert [c[0] for c in caps("bob", queue="short.q", project="ocean")] == [4, 2, 500]
+    assert caps("alice", pe="mpi") == [
+        (4, True, "cpu", "slots=4 (resource quota max_user_slots: limit users {*} to slots=4; each user)"),
+        (
+            100,
+            True,
+            "cpu",
+            "slots=100 (resource quota some_hosts: limit projects !* to slots=100; all users together)",
+        ),
+        (500, True, "cpu", "slots=500 (resource quota everyone: limit to slots=500; all users together)"),
+        (
+            64,
+            True,
+            "cpu",
+            "slots=64 (resource quota mpi: limit name big users alice pes mpi to slots=64,h_vmem=100G; "
+            "users alice together)",
+        ),
+    ]
+    assert [c[0] for c in caps("bob", pe="mpi")] == [4, 100, 500, 8]
+    # A queue with its host (-q all.q@node1) is the queue's for a quota's queues filter.
+    sge = get_system("sge")
+    assert isinstance(sge, SGESystem)
+    assert sge.job_queue(JobSpec.from_options(job_extra_directives=["-q all.q@node1"])) == "all.q"
+    assert parse_resource_quotas("", "root") == []
 
 
 def test_sge_caps_of_the_user_and_of_the_whole_cluster(
@@ -635,11 +745,18 @@ def test_pbs_job_group_and_project_as_qsub_reads_them() -> None:
     pbs = get_system("pbs")
     assert isinstance(pbs, PBSSystem)
     plain = JobSpec.from_options()
-    assert pbs.job_group(plain) == grp.getgrgid(os.getgid()).gr_name
+    try:
+        primary = grp.getgrgid(os.getgid()).gr_name
+    except KeyError:  # a gid with no name here (a container's)
+        primary = str(os.getgid())
+    assert pbs.job_group(plain) == primary
     assert pbs.job_project(plain) == "_pbs_project_default"
-    spec = JobSpec.from_options(job_extra_directives=["-W group_list=climate@pbs01,staff", "-P ocean"])
+    spec = JobSpec.from_options(job_extra_directives=["-W group_list=climate@pbs01", "-P ocean"])
     assert (pbs.job_group(spec), pbs.job_project(spec)) == ("climate", "ocean")
     assert pbs.caps_scope(spec) == (None, "climate", "ocean")
+    # The entry with no host serves every host not named: the server's, here.
+    hosts = JobSpec.from_options(job_extra_directives=["-W group_list=climate@login1,staff"])
+    assert pbs.job_group(hosts) == "staff"
 
 
 def test_pbs_and_slurm_count_the_users_jobs_where_a_cap_counts_them(
@@ -971,7 +1088,13 @@ def test_slurm_partition_qos_comes_before_the_jobs_unless_it_overrides() -> None
             (("partition", "short"),),
             "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)",
         ),
-        (16, True, "cpu", (), "GrpTRES=cpu=16 (QOS partcap of partition short, all its users)"),
+        (
+            16,
+            True,
+            "cpu",
+            (("partition", "short"),),
+            "GrpTRES=cpu=16 (QOS partcap of partition short, all its users)",
+        ),
     ]
     limits = parse_job_limits(users, qos, "root", None, "short", None, partition_qos=short)
     assert [x.words for x in limits] == [
@@ -991,6 +1114,35 @@ def test_slurm_partition_qos_comes_before_the_jobs_unless_it_overrides() -> None
     caps = parse_caps(users, qos, "root", None, "short", "partcap", partition_qos=short)
     cap = next(c for c in caps if "QOS" in c.words)
     assert cap.scope == () and cap.words == "MaxSubmitJobsPerUser=2 (QOS partcap of partition short)"
+
+
+def test_slurm_and_pbs_tell_which_jobs_a_cap_of_some_counts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cap of a partition's QOS counts the jobs of that partition: a job of the default
+    partition (scontrol's Default=YES, asked once) is not one; a job whose account or QOS
+    is the user's default (unknown here) is counted, as is a PBS job of the default queue."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(
+        f"#!/bin/sh\necho x >> {calls}\nexec cat {RECORDED / 'slurm/scontrol-partition-qos.txt'}\n"
+    )
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.delenv("SBATCH_PARTITION", raising=False)
+    slurm = get_system("slurm")
+    short = (("partition", "short"),)
+    assert not slurm.in_scope(JobSpec(), short)  # the default partition: debug
+    assert slurm.in_scope(JobSpec.from_options(queue="short"), short)
+    assert slurm.in_scope(JobSpec.from_options(queue="debug,short"), short)  # may run there
+    assert slurm.in_scope(JobSpec(), (("account", "a1"), ("qos", "high")))  # defaults: counted
+    assert not slurm.in_scope(JobSpec.from_options(account="a2"), (("account", "a1"),))
+    assert len(calls.read_text().splitlines()) == 1
+    pbs = get_system("pbs")
+    assert pbs.in_scope(JobSpec(), (("queue", "workq"),))
+    assert not pbs.in_scope(JobSpec.from_options(queue="long"), (("queue", "workq"),))
 
 
 def test_slurm_asks_the_site_once_a_look_and_again_after(

@@ -170,13 +170,19 @@ def session_holds(specs: Iterable[JobSpec]) -> dict[str, int]:
 
 
 def running_cap_refusal(
-    caps: Sequence[Cap], spec: JobSpec, n: int, session_holds: Mapping[str, int]
+    caps: Sequence[Cap],
+    spec: JobSpec,
+    n: int,
+    session_holds: Mapping[str, int],
+    scoped_holds: Mapping[Cap, Mapping[str, int]] | None = None,
 ) -> tuple[Cap, int] | None:
     """The tightest cap on running jobs (SLURM's MaxJobs, MaxTRESPerUser; PBS's max_run)
     under which ``n`` more jobs of ``spec`` and the jobs this session holds could never all
     run at once, with how many more could; None when they could. ``session_holds``: what
     the session's jobs (its scheduler's, its worker jobs) count against such caps, by
-    :attr:`Cap.per` ("job", "cpu", "node", "mem").
+    :attr:`Cap.per` ("job", "cpu", "node", "mem"); ``scoped_holds``: for a cap of some of
+    the user's jobs (:attr:`Cap.scope`: a partition's QOS), what the session's jobs among
+    them hold.
 
     The user's jobs outside the session are not counted: they end by themselves, and jobs
     waiting for them is what the queue is for. Jobs waiting for the session's own would
@@ -185,7 +191,8 @@ def running_cap_refusal(
     for cap in caps:
         if not cap.running_only:
             continue
-        room = cap.jobs(spec, taken=session_holds.get(cap.per, 0))
+        held = (scoped_holds or {}).get(cap, session_holds)
+        room = cap.jobs(spec, taken=held.get(cap.per, 0))
         if n > room:
             passed.append((cap, room))
     return min(passed, key=lambda p: p[1]) if passed else None
@@ -329,6 +336,7 @@ def capped_jobs(
     spec: JobSpec | None = None,
     scheduler_holds: Mapping[str, int] | None = None,
     scoped: Mapping[Cap, int] | None = None,
+    scoped_holds: Mapping[Cap, Mapping[str, int]] | None = None,
 ) -> tuple[int, Cap] | None:
     """The most worker jobs (tasks each) of ``spec``'s kind this session may hold under the
     caps, and the cap that sets it; None without caps that bound it. A cap on submitted jobs
@@ -336,7 +344,8 @@ def capped_jobs(
     free; a cap on running jobs (or on what they hold: SLURM's MaxTRESPerUser, GrpTRES)
     bounds the session at what its scheduler's job leaves of it (``scheduler_holds``, by
     :attr:`Cap.per`; jobs past it could only wait; the user's jobs pending elsewhere do not
-    run, so they are not counted). A cap that counts an array once does not bound the tasks:
+    run, so they are not counted; ``scoped_holds``: for a cap of some of the user's jobs,
+    what the session's jobs among them hold). A cap that counts an array once does not bound the tasks:
     adapt's submissions are arrays, each refused alone if it passes."""
     holds = scheduler_holds or {}
     best: tuple[int, Cap] | None = None
@@ -344,7 +353,7 @@ def capped_jobs(
         if cap.arrays_count_once:
             continue
         if cap.running_only:
-            most = cap.jobs(spec, taken=holds.get(cap.per, 0))
+            most = cap.jobs(spec, taken=(scoped_holds or {}).get(cap, holds).get(cap.per, 0))
         else:  # what the user's other jobs of its count leave free (``scoped``: of its scope)
             others = max(0, (scoped or {}).get(cap, in_queue) - session_jobs)
             most = max(0, cap.limit - others)

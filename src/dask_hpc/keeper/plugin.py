@@ -742,11 +742,22 @@ class Keeper(SchedulerPlugin):
         walltimes. Replacements of kept jobs are not checked: they wait for the jobs they
         replace to end, as they should."""
         caps = self._caps(spec)
-        refusal = running_cap_refusal(caps, spec, n, session_holds(self._held_specs()))
+        held = self._held_specs()
+        refusal = running_cap_refusal(caps, spec, n, session_holds(held), self._scoped_holds(caps, held))
         if refusal is not None:
             cap, more = refusal
             way = self._way_out(spec, caps, keep)
             raise CapError(running_cap_message(cap, more, n, getpass.getuser(), spec, **way))
+
+    def _scoped_holds(self, caps: list[Cap], specs: list[JobSpec]) -> dict[Cap, dict[str, int]]:
+        """For each cap on running jobs of some of the user's jobs (Cap.scope: a partition's
+        QOS), what the session's jobs among ``specs`` hold: the scheduler's job in another
+        partition is not one of them."""
+        return {
+            cap: session_holds([s for s in specs if self.system.in_scope(s, cap.scope)])
+            for cap in caps
+            if cap.running_only and cap.scope
+        }
 
     def _held_specs(self) -> list[JobSpec]:
         """The specs of the jobs this session holds: its scheduler's (unless it runs outside
@@ -762,14 +773,15 @@ class Keeper(SchedulerPlugin):
         and whether a command's jobs fit under the caps on what running jobs hold."""
         limits = self.system.job_limits(spec)
         running = [cap for cap in caps if cap.running_only]
-        holds = session_holds(self._held_specs())
+        held = self._held_specs()
+        holds, scoped = session_holds(held), self._scoped_holds(running, held)
         return {
             "several_nodes": self.system.node_launch is not None,
             "session": self.config.name,
             "base": self.config.spec,
             "max_nodes": min((limit.most for limit in limits if limit.what == "node"), default=None),
             "keep": keep,
-            "fits": lambda way, count: running_cap_refusal(running, way, count, holds) is None,
+            "fits": lambda way, count: running_cap_refusal(running, way, count, holds, scoped) is None,
         }
 
     def _cap_of(self, pool: str | None, spec: JobSpec) -> tuple[int, Cap] | None:
@@ -785,7 +797,8 @@ class Keeper(SchedulerPlugin):
         mine = sum(1 for record in jobs.values() if record.counted and record.pool == pool)
         others = [specs.get(j, self.config.spec) for j, r in jobs.items() if r.counted and r.pool != pool]
         holds = session_holds([*scheduler, *others])
-        return capped_jobs(caps, in_queue, mine, spec, holds, self.system.scoped_counts(caps))
+        scoped_holds = self._scoped_holds(caps, [*scheduler, *others])
+        return capped_jobs(caps, in_queue, mine, spec, holds, self.system.scoped_counts(caps), scoped_holds)
 
     async def _end_jobs(self, job_ids: list[str], *, retire: bool) -> None:
         if not job_ids:

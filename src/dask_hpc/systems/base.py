@@ -526,6 +526,12 @@ class BatchSystem(ABC):
         cannot tell, all of them (a cap may then refuse early, never late)."""
         return self.user_jobs()
 
+    def in_scope(self, spec: JobSpec, scope: tuple[tuple[str, str], ...]) -> bool:
+        """Whether a job of ``spec`` is one of the jobs a cap of ``scope`` counts
+        (:attr:`Cap.scope`: its queue, account, partition, QOS). True where the system cannot
+        tell: counted, a cap refuses early, never late."""
+        return True
+
     def scoped_counts(self, caps: Sequence[Cap]) -> dict[Cap, int]:
         """For each cap on submitted jobs that counts only some of the user's jobs, how many
         it counts now (one command a scope); the other caps count :meth:`user_jobs`."""

@@ -30,7 +30,9 @@ from dask_hpc.systems.base import (
 from dask_hpc.systems.nodes import node_script_lines
 
 __all__ = [
+    "DEFAULT_PROJECT",
     "MoabSystem",
+    "Owner",
     "PBSSystem",
     "TorqueSystem",
     "parse_qstat_full",
@@ -169,12 +171,20 @@ class PBSSystem(BatchSystem):
     def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
         return (self.job_queue(spec), self.job_group(spec), self.job_project(spec))
 
+    def in_scope(self, spec: JobSpec, scope: tuple[tuple[str, str], ...]) -> bool:
+        """A job of ``spec`` goes to its queue (None: the server's default, counted)."""
+        queue = self.job_queue(spec)
+        return all(queue is None or key != "queue" or queue == value for key, value in scope)
+
     def job_group(self, spec: JobSpec) -> str:
-        """The group a job of ``spec`` runs as: the first of ``-W group_list=`` (without its
-        host, ``g1@host``), else the user's primary group (qsub's manual)."""
+        """The group a job of ``spec`` runs as: of ``-W group_list=``, the first entry that
+        names no host (qsub's manual: that one serves every host not named), else the first
+        (without its host, ``g1@host``); else the user's primary group."""
         listed = self.directive_value(spec, "group")
         if listed:
-            return listed.split(",")[0].partition("@")[0]
+            entries = [e for e in listed.split(",") if e]
+            plain = [e for e in entries if "@" not in e]
+            return (plain or entries or [""])[0].partition("@")[0]
         try:
             return grp.getgrgid(os.getgid()).gr_name
         except KeyError:  # a gid without a name here: PBS's entity limits name groups

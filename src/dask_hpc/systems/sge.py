@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import getpass
 import math
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "parse_conf_caps",
     "parse_qacct",
     "parse_qacct_tasks",
+    "parse_resource_quotas",
 ]
 
 #: ``sge-parallel-environment: none``: ask for no parallel environment; a job of several cores
@@ -264,13 +266,15 @@ class SGESystem(BatchSystem):
         return super().job_id_from_env(env)
 
     # ---- caps (sge_conf(5)): max_u_jobs, the jobs each user may have; max_jobs, the jobs
-    # ---- the whole cluster may have, all users together. Both count an array once.
+    # ---- the whole cluster may have, all users together. Both count an array once. And the
+    # ---- resource quotas' slots (sge_resource_quota(5), qconf -srqs) on running jobs.
 
     def caps(self, spec: JobSpec | None = None) -> list[Cap]:
+        quotas = self._quota_caps(spec or JobSpec())
         try:
             done = _process.run(["qconf", "-sconf"], timeout=30)
         except CommandError:
-            return []
+            return quotas
         user, cluster = parse_conf_caps(done.stdout)
         caps = []
         if user:
@@ -291,7 +295,38 @@ class SGESystem(BatchSystem):
                     arrays_count_once=True,
                 )
             )
-        return caps
+        return caps + quotas
+
+    def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
+        return (self.job_queue(spec), self.job_account(spec), self.job_pe(spec))
+
+    def job_queue(self, spec: JobSpec) -> str | None:
+        """The queue of ``-q`` (else ``--queue``), without its host (``all.q@node1``); None:
+        any queue that fits the job."""
+        queue = self.directive_value(spec, "queue") or spec.queue
+        return queue.split(",")[0].partition("@")[0] or None if queue else None
+
+    def job_pe(self, spec: JobSpec) -> str | None:
+        """The parallel environment the job asks for: the user's ``-pe NAME``, else the
+        site's for a job of several slots; None: none (one slot)."""
+        for line in spec.job_extra_directives:
+            match = re.match(r"^-pe\s+(\S+)", line.strip())
+            if match:
+                return match[1]
+        return self.parallel_environment if self.slots(spec) > 1 else None
+
+    def _quota_caps(self, spec: JobSpec) -> list[Cap]:
+        try:
+            done = _process.run(["qconf", "-srqs"], timeout=30)
+        except CommandError:
+            return []  # none defined ("no resource quota set list defined"), or no answer
+        return parse_resource_quotas(
+            done.stdout,
+            getpass.getuser(),
+            queue=self.job_queue(spec),
+            project=self.job_account(spec),
+            pe=self.job_pe(spec),
+        )
 
     def user_jobs(self) -> int | None:
         """Jobs, not tasks: what max_u_jobs counts."""
@@ -377,6 +412,78 @@ def parse_conf_caps(conf: str) -> tuple[int, int]:
         return int(match[1]) if match else 0
 
     return value("max_u_jobs"), value("max_jobs")
+
+
+def parse_resource_quotas(
+    text: str, user: str, *, queue: str | None = None, project: str | None = None, pe: str | None = None
+) -> list[Cap]:
+    """The caps on running jobs in ``qconf -srqs``: each enabled resource quota set's first
+    rule that binds a job of ``user`` (sge_resource_quota(5): a set's rules are tried in
+    order, the first that matches is the set's), where it limits ``slots``. A job holds one
+    slot, or its cores in a parallel environment (``pe``): the cap counts jobs, or CPUs.
+
+    A rule matches where its ``users`` take the user (``*``, a name or pattern, ``{...}``
+    for each; ``!name`` leaves one out), its ``queues`` the job's ``queue``, its
+    ``projects`` the job's ``project`` (-P) and its ``pes`` the job's parallel environment
+    (``!*``: a job with none); a filter that names some while the job gives none (no -q,
+    no -P) does not match. A rule of ``hosts {*}`` limits each host: it is the set's rule
+    for every job, and no cap on the user's; one of some hosts may or may not be the job's,
+    and the next rule is tried. ``users {*}`` limits each user's jobs; ``users *`` or none,
+    all users' together (a bound on the user's only while the others leave it free: theirs
+    are not counted). An entry this cannot read (``@userset``) does not match."""
+    caps: list[Cap] = []
+    text = re.sub(r"\\\n\s*", " ", text)  # a value continued on the next line (backslash)
+    for block in re.findall(r"\{\s*\n(.*?)^\s*\}", text, re.M | re.S):
+        fields = re.findall(r"^\s*(\w+)\s+(.*?)\s*$", block, re.M)
+        name = next((v for k, v in fields if k == "name"), "?")
+        if next((v for k, v in fields if k == "enabled"), "FALSE").upper() != "TRUE":
+            continue  # sge_resource_quota(5): a set is disabled unless enabled TRUE
+        job = {"users": user, "projects": project, "pes": pe, "queues": queue}
+        for rule in (v for k, v in fields if k == "limit"):
+            filters, limits = _rule_parts(rule)
+            tokens = filters.split()
+            pairs = dict(zip(tokens[0::2], tokens[1::2], strict=False))
+            pairs.pop("name", None)
+            hosts = pairs.pop("hosts", "*")
+            if not all(_quota_matches(pairs[k], job.get(k)) for k in pairs):
+                continue
+            if hosts != "*":  # of each host ({*}: the set's rule, no cap), or of some hosts
+                if hosts.strip("{}") == "*":
+                    break
+                continue
+            slots = re.search(r"(?:^|,)\s*slots\s*=\s*(\d+)\b", limits)
+            if slots:
+                users = pairs.get("users", "*")
+                whose = (
+                    "each user"
+                    if users.startswith("{")
+                    else "all users together"
+                    if users == "*"
+                    else f"users {users} together"
+                )
+                words = f"slots={slots[1]} (resource quota {name}: limit {' '.join(rule.split())}; {whose})"
+                scope = (("queue", queue),) if "queues" in pairs and queue else ()
+                caps.append(Cap(int(slots[1]), True, words, per="cpu" if pe else "job", scope=scope))
+            break  # the first rule that matches the job is the set's
+    return caps
+
+
+def _rule_parts(rule: str) -> tuple[str, str]:
+    """A rule's filters and its limits: ``users {*} to slots=4``; ``to slots=100`` has none."""
+    parts = re.split(r"(?:^|\s)to\s+", rule.strip(), maxsplit=1)
+    return (parts[0], parts[1]) if len(parts) == 2 else ("", rule)
+
+
+def _quota_matches(value: str, item: str | None) -> bool:
+    """Whether a resource quota rule's filter (``{*}``, ``alice,bob``, ``{!bob}``, ``!*``,
+    ``short*``: patterns, as Grid Engine's) takes ``item`` (None: the job gives none)."""
+    entries = [e.strip() for e in value.strip("{}").split(",") if e.strip()]
+    if "!*" in entries:  # the jobs that give none
+        return item is None
+    if item is None or any(e.startswith("!") and fnmatch.fnmatchcase(item, e[1:]) for e in entries):
+        return False
+    taken = [e for e in entries if not e.startswith("!")]
+    return any(fnmatch.fnmatchcase(item, e) for e in taken) or (not taken and bool(entries))
 
 
 def count_jobs(qstat_xml: str, but: str | None = None) -> int:

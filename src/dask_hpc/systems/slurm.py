@@ -28,7 +28,14 @@ from dask_hpc.systems.base import (
     shell_command,
 )
 
-__all__ = ["SlurmSystem", "expand_hostlist", "parse_caps", "parse_job_limits", "parse_partition_limits"]
+__all__ = [
+    "SlurmSystem",
+    "expand_hostlist",
+    "parse_caps",
+    "parse_job_limits",
+    "parse_partition_limits",
+    "partition_qos",
+]
 
 # squeue's %T names; everything not listed here is reported as UNKNOWN.
 STATES: dict[str, JobState] = {
@@ -170,7 +177,8 @@ class SlurmSystem(BatchSystem):
     def caps(self, spec: JobSpec | None = None) -> list[Cap]:
         """The caps of the association the job's account and partition select, of its
         account and the accounts above it, and of the QOS it asks for (``--qos``,
-        ``$SBATCH_QOS``) or else its association's default QOS. Three sacctmgr calls."""
+        ``$SBATCH_QOS``) or else its association's default QOS, and of the QOS attached to its
+        partition: three sacctmgr calls and scontrol's partitions (once a :meth:`one_look`)."""
         found = self._accounting()
         if found is None:
             return []  # no accounting here (or no answer): no caps known
@@ -243,6 +251,28 @@ class SlurmSystem(BatchSystem):
         """As :meth:`BatchSystem.job_account`, ``$SBATCH_ACCOUNT`` first (it overrides the
         script's directives, as ``$SBATCH_PARTITION`` does)."""
         return os.environ.get("SBATCH_ACCOUNT") or super().job_account(spec)
+
+    def in_scope(self, spec: JobSpec, scope: tuple[tuple[str, str], ...]) -> bool:
+        """A job of ``spec`` goes to its partition (else the default one), account and QOS;
+        one whose account or QOS is the user's default, unknown here, is counted."""
+        account, partition, qos = self.caps_scope(spec)
+        job = {"account": account, "partition": partition or self._default_partition(), "qos": qos}
+        for key, value in scope:
+            given = job.get(key)
+            if given is not None and value not in given.split(","):
+                return False
+        return True
+
+    def _default_partition(self) -> str | None:
+        """The default partition's name (scontrol), asked once: sites seldom change it."""
+        if not hasattr(self, "_default"):
+            found = re.search(
+                r"^PartitionName=(\S+).*\bDefault=YES\b",
+                self._once("partitions", _ask_partitions) or "",
+                re.M,
+            )
+            self._default = found[1] if found else None
+        return self._default
 
     def user_jobs(self) -> int | None:
         return self.user_jobs_in(())
@@ -630,10 +660,10 @@ def _qos_caps(qoses: Sequence[_Qos], in_account: tuple[tuple[str, str], ...], ac
                 "account": f"{qos.where}, all jobs of account {account}",
                 "everyone": f"{qos.where}, all its users",
             }[whose]
-            if running is None:  # a TRES cap counts what the session's jobs hold (Cap.per)
+            if running is None:  # a TRES cap counts what the session's jobs in its scope hold
                 found = _tres_amounts(qos.row.get(field, ""))
                 caps += [
-                    Cap(amount, True, f"{word}={item} ({where})", per=tres)
+                    Cap(amount, True, f"{word}={item} ({where})", per=tres, scope=qos.scope)
                     for tres, amount, item in found
                     if tres not in seen
                 ]
