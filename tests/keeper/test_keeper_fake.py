@@ -906,6 +906,16 @@ def test_remove_by_id_retires_the_jobs_workers_then_cancels(tmp_path: Path) -> N
     asyncio.run(run())
 
 
+async def two_jobs_running(h: Harness) -> Worker:
+    """Jobs 1 and 2 submitted, running, a worker joined in each: job 1's worker."""
+    await h.ask(protocol.Add(2))
+    h.system.start("1")
+    h.system.start("2")
+    first = await h.join("1")
+    await h.join("2")
+    return first
+
+
 def test_a_worker_that_cannot_hand_over_its_data_does_not_hold_the_keeper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -918,11 +928,7 @@ def test_a_worker_that_cannot_hand_over_its_data_does_not_hold_the_keeper(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.ask(protocol.Add(2))
-            h.system.start("1")
-            h.system.start("2")
-            stuck = await h.join("1")
-            await h.join("2")
+            stuck = await two_jobs_running(h)
             async with Client(h.scheduler.address, asynchronous=True) as client:
                 held = await client.scatter(42, workers=[stuck.address])  # only job 1's worker has it
 
@@ -956,11 +962,7 @@ def test_a_slow_retirement_whose_data_keeps_moving_is_not_cut(
 
     async def run() -> None:
         async with keeper_over(tmp_path, FakeSystem()) as h:
-            await h.ask(protocol.Add(2))
-            h.system.start("1")
-            h.system.start("2")
-            slow = await h.join("1")
-            await h.join("2")
+            slow = await two_jobs_running(h)
             async with Client(h.scheduler.address, asynchronous=True) as client:
                 held = await client.scatter([f"value {i}" for i in range(6)], workers=[slow.address])
                 served = slow.handlers["get_data"]
