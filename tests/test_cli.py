@@ -294,6 +294,8 @@ def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: 
             assert refused.returncode == 1 and words in refused.stderr, refused.stderr
             assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
         assert sorted(p.name for p in root.iterdir()) == ["broken", "ending", "live", "old"]
+        both = run("forget", "--ended", "--name", "old", env=env)
+        assert both.returncode == 2 and both.stderr.startswith("error: give --name NAME or --ended, not both")
         forgot = run("forget", "--ended", env=env)
         assert forgot.returncode == 0 and "session old: forgotten" in forgot.stderr, forgot.stderr
         assert f"kept: session 'ending' still has job {job} in the queue" in forgot.stderr

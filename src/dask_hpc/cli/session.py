@@ -382,8 +382,11 @@ def list_(as_json: bool) -> None:
 @click.command()
 @name_option
 @click.option("--ended", is_flag=True, help="forget every session that down has ended")
-def forget(name: str, ended: bool) -> None:
+@click.pass_context
+def forget(ctx: click.Context, name: str, ended: bool) -> None:
     """Remove an ended session's directory (settings, job scripts, logs): list shows it no more."""
+    if ended and ctx.get_parameter_source("name") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("give --name NAME or --ended, not both")
     names = lifecycle.ended_sessions() if ended else [name]
     if not names:
         console.print("no ended session to forget")
