@@ -424,6 +424,35 @@ def printed_commands(line: str) -> list[str]:
     return re.findall(r"(dask-hpc (?:add|up) .*?)(?: \(| or |; |$)", line)
 
 
+def test_where_the_nodes_do_not_take_all_the_workers_the_way_out_gives_the_widest_jobs_that_fit() -> None:
+    """The newcomer's case: 10 workers of 1 core and 1 GiB asked, 2 jobs left under
+    MaxSubmitJobs, nodes of 8 cores and 4096 MiB, 4 of them. `--nodes 5` and `--processes 5
+    --memory 5GiB` were printed and sbatch refused both; now the widest jobs that fit, and
+    how many workers they bring."""
+    from dask_hpc.systems import JobLimit
+
+    limits = [
+        JobLimit("node", 4, "its 4 nodes"),
+        JobLimit("node_cpu", 8, "CPUs=8"),
+        JobLimit("node_mem", 4096, "4096M"),
+    ]
+    spec = JobSpec.from_options(cores=1, memory="1GiB")
+
+    def fits(way: JobSpec, count: int) -> bool:
+        return job_limit_message(limits, way, "slurm") is None
+
+    line = more_workers_a_job(10, 2, spec, several_nodes=True, fits=fits)
+    assert line == (
+        "At most 8 workers fit in 2 jobs, as wide as the site's nodes and caps let a job be: "
+        "dask-hpc add 2 --nodes 4 (4 nodes a job, 8 workers) or "
+        "dask-hpc add 2 --cores 4 --processes 4 --memory 4GiB (4 workers a node, 8 workers)"
+    )
+    # Where they do, as before: every worker asked for.
+    assert more_workers_a_job(8, 2, spec, several_nodes=True, fits=fits).startswith(
+        "For 8 workers in 2 jobs: "
+    )
+
+
 def test_the_way_out_gives_only_commands_that_pass_every_cap_on_running_jobs() -> None:
     """Caps on what running jobs hold (CPUs, nodes) are not passed by more workers a job:
     a way past any cap is not printed; where none is left, the line says how many workers

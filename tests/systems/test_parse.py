@@ -1135,6 +1135,34 @@ def test_slurm_and_pbs_tell_which_jobs_a_cap_of_some_counts(
     assert not pbs.in_scope(JobSpec.from_options(queue="long"), (("queue", "workq"),))
 
 
+def test_slurm_nodes_bound_one_job_and_the_line_says_what_fits() -> None:
+    """sinfo's nodes of a partition (recorded): no job has more nodes than it, nor asks more
+    cores or memory of a node than its largest has (sbatch: "Requested node configuration
+    is not available", "Node count specification invalid"). The newcomer's --cores 100 and
+    --nodes 9 got sbatch's two lines; now one of ours, with what fits."""
+    from dask_hpc.keeper.decisions import job_limit_message
+    from dask_hpc.systems.slurm import parse_node_limits
+
+    nodes = read("slurm/sinfo-nodes.txt")
+    limits = parse_node_limits(nodes, "debug")
+    assert [(x.what, x.most, x.words) for x in limits] == [
+        ("node", 4, "its 4 nodes (partition debug, sinfo)"),
+        ("node_cpu", 8, "CPUs=8 on its largest node (partition debug, sinfo)"),
+        ("node_mem", 4096, "RealMemory=4096M on its largest node (partition debug, sinfo)"),
+    ]
+    assert parse_node_limits(nodes, "nosuch") == [] and parse_node_limits("", "debug") == []
+    line = job_limit_message(limits, JobSpec.from_options(cores=100), "slurm")
+    assert (
+        line is not None and "a worker job with 100 cores a node would pass the site's limit CPUs=8" in line
+    )
+    assert "(--cores 8)" in line
+    line = job_limit_message(limits, JobSpec.from_options(memory="20GiB"), "slurm")
+    assert line is not None and "20480 MiB a node" in line and "(--memory 4096MiB)" in line
+    line = job_limit_message(limits, JobSpec.from_options(nodes=9), "slurm")
+    assert line is not None and "9 nodes" in line and "its 4 nodes" in line and "(--nodes 4)" in line
+    assert job_limit_message(limits, JobSpec.from_options(cores=8, memory="4GiB", nodes=4), "slurm") is None
+
+
 def test_slurm_asks_the_site_once_a_look_and_again_after(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

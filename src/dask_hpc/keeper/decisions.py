@@ -237,11 +237,15 @@ def job_limit_message(
             option = "--scheduler-walltime" if scheduler else "--walltime"
             asked, fix = f"a walltime of {format_walltime(value)}", f"{option} {format_walltime(most)}"
         else:
-            value, most = held[limit.what], limit.most
+            # node_cpu, node_mem: what the job asks of each node (the largest node's bound).
+            held_a_node = {"node_cpu": spec.cores, "node_mem": -(-spec.memory // 2**20)}
+            value, most = {**held, **held_a_node}[limit.what], limit.most
             asked, fix = {
                 "node": (f"{value} nodes", f"--nodes {most}"),
                 "cpu": (f"{value} CPUs", f"--cores {max(1, most // spec.nodes)}"),
                 "mem": (f"{value} MiB", f"--memory {max(1, most // spec.nodes)}MiB"),
+                "node_cpu": (f"{value} cores a node", f"--cores {most}"),
+                "node_mem": (f"{value} MiB a node", f"--memory {most}MiB"),
             }[limit.what]
         if value > most:
             whose = "the scheduler's job" if scheduler else "a worker job"
@@ -292,36 +296,68 @@ def more_workers_a_job(
     def allowed(way: JobSpec, count: int) -> bool:
         return (max_nodes is None or way.nodes <= max_nodes) and (fits is None or fits(way, count))
 
-    ways = []
-    nodes = math.ceil(each / spec.processes)
-    if several_nodes and allowed(replace(spec, nodes=nodes), jobs):
-        options = ["--nodes", str(nodes), *spec.command_options(base, leave_out=("nodes",))]
-        got = jobs * nodes * spec.processes
-        ways.append(f"{command(jobs, options)} ({_count(nodes, 'node')} a job, {_count(got, 'worker')})")
+    def widest(make: Callable[[int], JobSpec], start: int, count: int) -> tuple[int, JobSpec] | None:
+        """The most (at most ``start``) that ``make`` may take with ``count`` jobs allowed: a
+        way as wide as the site lets it be."""
+        for n in range(start, 0, -1):
+            if allowed(way := make(n), count):
+                return n, way
+        return None
+
     threads = max(1, spec.cores // spec.processes)
-    processes = math.ceil(each / spec.nodes)
-    memory = spec.memory // spec.processes * processes
-    wider = replace(spec, cores=processes * threads, processes=processes, memory=memory)
-    if allowed(wider, jobs):
-        options = ["--cores", str(wider.cores), "--processes", str(processes)]
-        options += ["--memory", format_memory(memory)]
-        options += ["--nodes", str(spec.nodes)] if spec.nodes != base.nodes else []
-        options += spec.command_options(base, leave_out=("nodes", "cores", "processes", "memory"))
-        got = jobs * processes * spec.nodes
-        a_node = _count(processes, "worker")
-        ways.append(f"{command(jobs, options)} ({a_node} a node, {_count(got, 'worker')})")
+
+    def wider(processes: int) -> JobSpec:
+        memory = spec.memory // spec.processes * processes
+        return replace(spec, cores=processes * threads, processes=processes, memory=memory)
+
+    def find(count: int) -> list[tuple[int, str]]:
+        """The ways with ``count`` jobs, each with the workers it brings."""
+        found = []
+        nodes = math.ceil(each / spec.processes)
+        by_nodes = widest(lambda n: replace(spec, nodes=n), nodes, count) if several_nodes else None
+        if by_nodes is not None:
+            n = by_nodes[0]
+            options = ["--nodes", str(n), *spec.command_options(base, leave_out=("nodes",))]
+            got = count * n * spec.processes
+            found.append(
+                (got, f"{command(count, options)} ({_count(n, 'node')} a job, {_count(got, 'worker')})")
+            )
+        by_processes = widest(wider, math.ceil(each / spec.nodes), count)
+        if by_processes is not None:
+            processes, way = by_processes
+            options = ["--cores", str(way.cores), "--processes", str(processes)]
+            options += ["--memory", format_memory(way.memory)]
+            options += ["--nodes", str(spec.nodes)] if spec.nodes != base.nodes else []
+            options += spec.command_options(base, leave_out=("nodes", "cores", "processes", "memory"))
+            got = count * processes * spec.nodes
+            a_node = _count(processes, "worker")
+            found.append((got, f"{command(count, options)} ({a_node} a node, {_count(got, 'worker')})"))
+        return found
+
     more = "; give up's other options again" if up else ""
-    if not ways:
-        # More workers a job hold more of what the cap counts (CPUs, nodes): as many jobs
-        # as fit are the most workers there are.
-        options = spec.command_options(base)
+    ways = [(got, line) for got, line in find(jobs) if got >= workers]
+    if ways:
+        listed = " or ".join(line for _, line in ways)
         return (
-            f"More workers a job would hold more of what the cap counts: at most "
-            f"{_count(most * spec.workers, 'worker')} fit, in {command(most, options)}{more}"
+            f"For {_count(workers, 'worker')} in {_count(jobs, 'job')}: {listed}{more}; in Python, "
+            "the same as nodes=, cores=, processes=, memory="
         )
+    # The site's nodes or caps do not let so many workers into so few jobs: the widest jobs
+    # that fit, all the jobs allowed.
+    ways = find(most)
+    fewer = max((got for got, _ in ways), default=0)
+    if fewer > most * spec.workers:
+        best = [line for got, line in ways if got == fewer]
+        return (
+            f"At most {_count(fewer, 'worker')} fit in {_count(most, 'job')}, as wide as the site's "
+            f"nodes and caps let a job be: {' or '.join(best)}{more}"
+        )
+    # Wider jobs hold more of what the cap counts (CPUs, nodes), or no wider job fits: as
+    # many jobs as fit are the most workers there are.
+    options = spec.command_options(base)
     return (
-        f"For {_count(workers, 'worker')} in {_count(jobs, 'job')}: {' or '.join(ways)}{more}; in "
-        "Python, the same as nodes=, cores=, processes=, memory="
+        f"No wider job fits the site's nodes and caps: at most "
+        f"{_count(most * spec.workers, 'worker')} fit, in {command(most, options)}{more}"
     )
 
 

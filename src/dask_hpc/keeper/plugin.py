@@ -781,7 +781,11 @@ class Keeper(SchedulerPlugin):
             "base": self.config.spec,
             "max_nodes": min((limit.most for limit in limits if limit.what == "node"), default=None),
             "keep": keep,
-            "fits": lambda way, count: running_cap_refusal(running, way, count, holds, scoped) is None,
+            # A way out the site would refuse (a node larger than its largest) is no way out.
+            "fits": lambda way, count: (
+                running_cap_refusal(running, way, count, holds, scoped) is None
+                and job_limit_message(limits, way, self.system.name) is None
+            ),
         }
 
     def _cap_of(self, pool: str | None, spec: JobSpec) -> tuple[int, Cap] | None:

@@ -120,7 +120,9 @@ class JobLimit:
     """A limit of the site's on one job, in its own words (SLURM's partition MaxTime): a job
     past it is refused, or waits in the queue forever."""
 
-    what: str  # "walltime" (seconds), or a resource of the job's: "node", "cpu", "mem" (MiB)
+    #: "walltime" (seconds), or a resource of the job's: "node", "cpu", "mem" (MiB); or what it
+    #: asks of each node: "node_cpu" (cores), "node_mem" (MiB).
+    what: str
     most: int
     words: str  # "MaxTime=1-00:00:00 (partition debug)"
 

@@ -209,6 +209,17 @@ class SlurmSystem(BatchSystem):
         partitions = self._once("partitions", _ask_partitions)
         if partitions is not None:  # None: no answer, sbatch will say
             limits += parse_partition_limits(partitions, self.job_partition(spec))
+        nodes = self._once("nodes", _ask_nodes)
+        partition = self.job_partition(spec) or self._default_partition()
+        if nodes is not None and partition is not None and "," not in partition:
+            # What the job asks of each node as sbatch reads it: a setting or directive of the
+            # user's own (job_cpu, --mem) replaces ours, and is theirs to size.
+            ours = {
+                "node_cpu": self.job_cpu is None and "cores" not in self._set_by_user(spec),
+                "node_mem": self.job_mem is None and "memory" not in self._set_by_user(spec),
+                "node": True,
+            }
+            limits += [limit for limit in parse_node_limits(nodes, partition) if ours[limit.what]]
         found = self._accounting()
         if found is not None:
             users, _, qos = found
@@ -218,6 +229,10 @@ class SlurmSystem(BatchSystem):
                 users, qos, getpass.getuser(), account, partition, qos_name, partition_qos=partition_qos
             )
         return limits
+
+    def _set_by_user(self, spec: JobSpec) -> set[str]:
+        """The keys of :attr:`directive_keys` the user's extra directives set."""
+        return {key for d in spec.job_extra_directives for key in self.sets(d)}
 
     def _partition_qos(self, spec: JobSpec) -> tuple[str, str] | None:
         """The job's partition and the QOS the site attached to it (its ``QoS=``), whose limits
@@ -733,6 +748,34 @@ def _tres_amounts(text: str) -> list[tuple[str, int, str]]:
             amount = amount * 1024 ** "KMGTP".index(match[2] or "M") // 1024
         found.append((tres, amount, item))
     return found
+
+
+def _ask_nodes() -> str | None:
+    """Each node of each partition, its CPUs and MiB (sinfo: one line a node and partition)."""
+    try:
+        return _process.run(["sinfo", "--noheader", "--Node", "--format=%P|%c|%m"], timeout=30).stdout
+    except CommandError:
+        return None
+
+
+def parse_node_limits(text: str, partition: str) -> list[JobLimit]:
+    """The limits the nodes of ``partition`` set on one job, from ``sinfo --Node
+    --format=%P|%c|%m`` (the default partition marked ``*``): its nodes (no job has more),
+    and the CPUs and MiB of its largest node (no job asks more of each node: sbatch refuses
+    it, "Requested node configuration is not available"). [] for a partition not listed."""
+    rows = [line.split("|") for line in text.splitlines() if line.count("|") == 2]
+    mine = [
+        (int(c), int(m)) for p, c, m in rows if p.rstrip("*") == partition and c.isdigit() and m.isdigit()
+    ]
+    if not mine:
+        return []
+    cpus, mem = max(c for c, _ in mine), max(m for _, m in mine)
+    where = f"partition {partition}, sinfo"
+    return [
+        JobLimit("node", len(mine), f"its {len(mine)} nodes ({where})"),
+        JobLimit("node_cpu", cpus, f"CPUs={cpus} on its largest node ({where})"),
+        JobLimit("node_mem", mem, f"RealMemory={mem}M on its largest node ({where})"),
+    ]
 
 
 def parse_partition_limits(text: str, partition: str | None) -> list[JobLimit]:
