@@ -791,9 +791,13 @@ def test_adapt_stays_under_the_caps_says_so_and_grows_when_they_leave_room(tmp_p
     asyncio.run(run())
 
 
-def test_a_cap_set_during_the_session_is_read_again_once_the_system_refuses(tmp_path: Path) -> None:
+def test_a_cap_set_during_the_session_is_read_again_once_the_system_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The caps are asked when the keeper starts; a limit set since (sacctmgr) makes sbatch
-    refuse: the next add reads the caps again and says the cap, instead of failing again."""
+    refuse: the caps are read again at once and the refusal is the cap's one line, not
+    sbatch's three (the newcomer's first add after setting MaxSubmitJobs)."""
+    monkeypatch.setattr(keeper_module, "FRESH", 0.0)  # every answer is old: the limit lifted is seen
     system = FakeSystem()
 
     async def run() -> None:
@@ -801,11 +805,38 @@ def test_a_cap_set_during_the_session_is_read_again_once_the_system_refuses(tmp_
             await h.ask(protocol.Add(1))
             system.site_caps = [Cap(1, False, "MaxSubmitJobs=1")]
             system.refuse("sbatch: error: AssocMaxSubmitJobLimit")
-            with pytest.raises(SubmitError):
+            with pytest.raises(CapError, match="MaxSubmitJobs=1") as refused:
                 await h.ask(protocol.Add(1))
+            assert "\n" not in str(refused.value)
             system.accept()
             with pytest.raises(CapError, match="MaxSubmitJobs=1"):
                 await h.ask(protocol.Add(1))
+            # A refusal the caps do not explain is the system's own.
+            system.site_caps = []
+            system.refuse("sbatch: error: Batch job submission failed: Invalid qos specification")
+            with pytest.raises(SubmitError, match="Invalid qos"):
+                await h.ask(protocol.Add(1))
+
+    asyncio.run(run())
+
+
+def test_a_cap_raised_during_the_session_lets_jobs_through_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caps are kept a minute, but a refusal asks again first: a limit the admin has
+    just raised lets the add through at once (the newcomer was refused by the old one for
+    45 s)."""
+    monkeypatch.setattr(keeper_module, "FRESH", 0.0)
+    system = FakeSystem()
+    system.site_caps = [Cap(2, False, "MaxSubmitJobs=2")]
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            await h.ask(protocol.Add(1))
+            with pytest.raises(CapError, match="MaxSubmitJobs=2"):
+                await h.ask(protocol.Add(2))
+            system.site_caps = [Cap(10, False, "MaxSubmitJobs=10")]
+            assert len((await h.ask(protocol.Add(2))).job_ids) == 2
 
     asyncio.run(run())
 

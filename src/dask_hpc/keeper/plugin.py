@@ -79,6 +79,8 @@ SUBMIT_CONCURRENCY = 8
 KEEP_INTERVAL = 1.0
 #: The site's caps on the user's jobs are asked again after this many seconds.
 CAPS_TTL = 60.0
+#: Seconds an answer of the site's counts as of now: a refusal by an older one asks again.
+FRESH = 2.0
 #: Seconds the workers of jobs being ended may go without handing any of their data to the
 #: others. distributed's retire_workers waits for ever on a worker that no longer answers (its
 #: data cannot be fetched), and the keeper's lock with it: add, scale, remove and down hung.
@@ -673,6 +675,10 @@ class Keeper(SchedulerPlugin):
         errors = [r for r in results if isinstance(r, BaseException)]
         if any(isinstance(e, SubmitError) for e in errors):
             self._caps_cache.clear()  # a limit set since we asked (AssocMaxSubmitJobLimit): ask again
+            if not ids:
+                # Said as a cap, in one line with the way out, where the site's answer of now
+                # tells it; else the batch system's own words below.
+                await asyncio.to_thread(self._check_caps, n, len(sizes), spec, keep, fresh=True)
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
             raise PartlySubmittedError(ids, n, errors[0])
@@ -717,14 +723,32 @@ class Keeper(SchedulerPlugin):
                 cached = self._user_jobs_cache = (now, self.system.user_jobs())
             return cached[1]
 
-    def _check_caps(self, n: int, submissions: int, spec: JobSpec, keep: bool = False) -> None:
-        """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread)."""
+    def _forget_caps(self, spec: JobSpec) -> bool:
+        """Drop the caps of ``spec``'s scope and the user's job count where they were asked
+        more than a moment ago: True when a new answer is to be asked (call in a thread). A
+        refusal is never made on an answer a minute old: the newcomer's admin had just
+        raised the limit, and dask-hpc kept refusing by the old one for 45 s."""
+        with self._caps_lock:
+            cached = self._caps_cache.get(self.system.caps_scope(spec))
+            if cached is None or time.monotonic() - cached[0] < FRESH:
+                return False
+            del self._caps_cache[self.system.caps_scope(spec)]
+            self._user_jobs_cache = None
+            return True
+
+    def _check_caps(
+        self, n: int, submissions: int, spec: JobSpec, keep: bool = False, *, fresh: bool = False
+    ) -> None:
+        """Refuse ``n`` jobs that would pass a cap on submitted jobs (call in a thread); by the
+        site's answer of now (``fresh``), not one kept from earlier."""
         caps = self._caps(spec)
         in_queue = self._user_jobs() if caps else None
         if in_queue is None:
             return
         scoped = self.system.scoped_counts(caps)  # caps of one queue, account or QOS: its jobs
         refusal = cap_refusal(caps, in_queue, n, submissions, scoped)
+        if refusal is not None and not fresh and self._forget_caps(spec):
+            return self._check_caps(n, submissions, spec, keep, fresh=True)
         if refusal is not None:
             cap, more = refusal
             counted = scoped.get(cap, in_queue)
@@ -736,14 +760,16 @@ class Keeper(SchedulerPlugin):
                 at, count = self._user_jobs_cache
                 self._user_jobs_cache = (at, None if count is None else count + n)
 
-    def _check_running_caps(self, n: int, spec: JobSpec, keep: bool) -> None:
+    def _check_running_caps(self, n: int, spec: JobSpec, keep: bool, *, fresh: bool = False) -> None:
         """Refuse ``n`` jobs that could not all run at once beside this session's own under a
         cap on running jobs (call in a thread): they would wait for the session's workers'
         walltimes. Replacements of kept jobs are not checked: they wait for the jobs they
-        replace to end, as they should."""
+        replace to end, as they should. By the site's answer of now, as :meth:`_check_caps`."""
         caps = self._caps(spec)
         held = self._held_specs()
         refusal = running_cap_refusal(caps, spec, n, session_holds(held), self._scoped_holds(caps, held))
+        if refusal is not None and not fresh and self._forget_caps(spec):
+            return self._check_running_caps(n, spec, keep, fresh=True)
         if refusal is not None:
             cap, more = refusal
             way = self._way_out(spec, caps, keep)
