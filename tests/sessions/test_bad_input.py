@@ -127,6 +127,36 @@ def test_queue_that_does_not_exist(
         hpc("down", "--name", "q2")
 
 
+@pytest.mark.slurm
+def test_slurm_refuses_before_sbatch_an_account_and_a_node_it_does_not_have(
+    hpc_for: Callable[[str], HPC], request: pytest.FixtureRequest
+) -> None:
+    """The newcomer's --account nosuchacct, --cores 100 and --nodes 9 got sbatch's two lines
+    naming the script; now one line each with what the site has (sacctmgr's associations,
+    sinfo's nodes), for up and for add, and nothing submitted."""
+    bring_up("slurm", request)
+    hpc = hpc_for("slurm")
+    cases = (
+        (
+            ("--account", "nosuchacct"),
+            "root has no association with account nosuchacct on this slurm; root's accounts: dask-hpc, root",
+        ),
+        (("--cores", "100"), "100 cores a node would pass the site's limit CPUs=8 on its largest node"),
+        (("--nodes", "9"), "9 nodes would pass the site's limit its 4 nodes (partition debug, sinfo)"),
+    )
+    for options, words in cases:
+        done = hpc("up", "--name", "site", "--system", "slurm", *options, check=False)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert words in line, line
+    assert not get_system("slurm").user_jobs()
+    hpc.up("site")
+    for options, words in cases:
+        refused = hpc("add", "1", "--name", "site", *options, check=False)
+        assert refused.returncode != 0 and words in refused.stderr, refused.stderr
+    hpc("down", "--name", "site")
+
+
 def test_wrong_interface_lists_the_real_ones(hpc_for: Callable[[str], HPC]) -> None:
     hpc = hpc_for("local")
     line = one_error_line(hpc.up("nic", "--interface", "ib0", check=False))

@@ -90,15 +90,14 @@ def test_submission_refused_by_the_system_is_shown_with_its_reason(
     slurm_up: None, hpc_for: Callable[[str], HPC], tmp_path: Path
 ) -> None:
     hpc = hpc_for("slurm")
-    # An account SLURM's accounting does not know (a partition it lacks is refused before
-    # anything is submitted: tests/sessions/test_bad_input.py).
-    done = hpc(
-        "demo", "--system", "slurm", "--account", "no-such-account", "--output", str(tmp_path), check=False
-    )
+    # A QOS SLURM does not know (a partition it lacks, or an account the user has no
+    # association with, is refused before anything is submitted: test_bad_input.py).
+    qos = ("--job-extra-directive", "--qos=no-such-qos")
+    done = hpc("demo", "--system", "slurm", *qos, "--output", str(tmp_path), check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     # The error line, then the system's own words below it.
     assert done.stderr.startswith("error: slurm refused the job: sbatch --parsable"), done.stderr
-    assert "invalid account" in done.stderr.lower()
+    assert "invalid qos specification" in done.stderr.lower()
 
 
 def test_the_examples_run_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Path) -> None:

@@ -254,6 +254,29 @@ class SlurmSystem(BatchSystem):
                 f"slurm has no partition {unknown[0]}; its partitions: {', '.join(known)} "
                 "(scontrol show partition)",
             )
+        self._check_account(spec)
+
+    def _check_account(self, spec: JobSpec) -> None:
+        """An account the user has no association with is refused in one line with the ones
+        they have, where SLURM enforces associations (sbatch says only "Invalid account or
+        account/partition combination specified")."""
+        account = self.job_account(spec)
+        if not account:
+            return
+        config = self._once("config", _ask_config) or ""
+        enforce = re.search(r"^AccountingStorageEnforce\s*=\s*(\S+)", config, re.M)
+        found = self._accounting() if enforce and "associations" in enforce[1] else None
+        mine = (
+            sorted({r["Account"] for r in _rows(found[0], ASSOC_FIELDS) if r.get("Account")}) if found else []
+        )
+        if mine and account not in mine:
+            user = getpass.getuser()
+            raise SpecError(
+                "account",
+                account,
+                f"{user} has no association with account {account} on this slurm; {user}'s accounts: "
+                f"{', '.join(mine)} (sacctmgr show association user={user})",
+            )
 
     def job_partition(self, spec: JobSpec) -> str | None:
         """The partition sbatch puts a job of ``spec`` in: ``$SBATCH_PARTITION`` where set
@@ -464,12 +487,15 @@ def _ask_sacctmgr() -> tuple[str, str, str] | None:
 
 def _cluster_name() -> str | None:
     """This cluster's name (``scontrol show config``'s ClusterName); None if not told."""
+    match = re.search(r"^ClusterName\s*=\s*(\S+)", _ask_config() or "", re.M)
+    return match[1] if match else None
+
+
+def _ask_config() -> str | None:
     try:
-        done = _process.run(["scontrol", "show", "config"], timeout=30)
+        return _process.run(["scontrol", "show", "config"], timeout=30).stdout
     except CommandError:
         return None
-    match = re.search(r"^ClusterName\s*=\s*(\S+)", done.stdout, re.M)
-    return match[1] if match else None
 
 
 def _ask_partitions() -> str | None:
