@@ -297,7 +297,7 @@ def test_forget_removes_only_ended_sessions_with_nothing_in_the_queue(tmp_path: 
         both = run("forget", "--ended", "--name", "old", env=env)
         assert both.returncode == 2 and both.stderr.startswith("error: give --name NAME or --ended, not both")
         forgot = run("forget", "--ended", env=env)
-        assert forgot.returncode == 0 and "session old: forgotten" in forgot.stderr, forgot.stderr
+        assert forgot.returncode == 0 and "session old: forgotten" in forgot.stdout, forgot.stdout
         assert f"kept: session 'ending' still has job {job} in the queue" in forgot.stderr
         assert "kept: session 'broken': its job ledger cannot be read" in forgot.stderr
         assert sorted(p.name for p in root.iterdir()) == ["broken", "ending", "live"]

@@ -86,7 +86,7 @@ def test_scheduler_job_died(
     assert "NOT ANSWERING" in shown.stdout and shown.returncode == 3  # a script can tell
 
     out = hpc("down", "--name", "dead")
-    assert "ended" in out.stderr
+    assert "ended" in out.stdout
     # The orphaned worker jobs are gone too (their workers would have waited 60 s for a scheduler).
     statuses = get_system(system).query(workers)
     assert len(statuses) == 2 and all(

@@ -60,7 +60,7 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
 
     name = f"main-{hpc.system}"
     out = hpc.up(name)
-    assert "scheduler" in out.stderr and "dashboard" in out.stderr
+    assert "scheduler" in out.stdout and "dashboard" in out.stdout
     hpc("add", "3", "--name", name, "--wait", "90")
 
     report = hpc.status(name)
@@ -94,7 +94,7 @@ def test_up_add_compute_remove_down(hpc: HPC) -> None:
 
     job_ids = [j["job_id"] for j in report["jobs"]] + [report["scheduler"]["job_id"]]
     out = hpc("down", "--name", name)
-    assert "ended 2 worker jobs" in out.stderr
+    assert "ended 2 worker jobs" in out.stdout
     assert_nothing_left(hpc, name, job_ids)
     assert hpc.status(name)["down"] is True
     # Logs are kept, and `logs` shows the scheduler's.
@@ -174,7 +174,7 @@ def test_client_submits_where_the_scheduler_node_may_not(hpc_for: Callable[[str]
     name = "login-submits"
     hpc.up(name, "--submit-from", "client")
     out = hpc("add", "2", "--name", name, "--wait", "90")
-    assert "submitted 2 worker jobs" in out.stderr
+    assert "submitted 2 worker jobs" in out.stdout
     report = hpc.status(name)
     assert "login node" in report["submit_from"]
     assert len(live_jobs(report)) == 2 and report["workers"] == 2  # registered: the keeper owns them
@@ -231,7 +231,7 @@ def test_bench_network_on_a_session(hpc_for: Callable[[str], HPC], tmp_path: Pat
     line = hpc("bench", "network", "--session", "net", "--no-mpi", "--sizes", "1MiB", check=False).stderr
     assert line.strip().startswith("error: bench network needs two workers; the cluster has 1")
     # More asked for than there are: the one there is goes, and the line says so.
-    out = hpc("remove", "5", "--name", "net").stderr
+    out = hpc("remove", "5", "--name", "net").stdout
     assert "removed 1 worker job: " in out and "(asked for 5: only 1 was live)" in out, out
 
 
@@ -265,4 +265,4 @@ def test_a_worker_job_of_two_nodes_computes_with_a_worker_on_each(
         assert all(held.values()), held  # both workers hold a part
         assert int(x.sum().compute()) == n * (n - 1) // 2
     out = hpc("down", "--name", name)
-    assert "ended 1 worker job" in out.stderr
+    assert "ended 1 worker job" in out.stdout

@@ -31,7 +31,10 @@ from dask_hpc.systems import JobState, JobStatus, get_system
 __all__ = ["register"]
 
 
+#: Progress, notes, warnings: on stderr. What a command brought (up's addresses, the jobs
+#: submitted or ended): on stdout, for a script to read (``dask-hpc up > session.txt``).
 console = make_console(stderr=True)
+said = make_console()
 #: status's exit status when the session's scheduler does not answer.
 NOT_ANSWERING = 3
 
@@ -163,7 +166,7 @@ def up(
         console.print(note, soft_wrap=True, markup=False)
     web = started.web
     line = lifecycle.tunnel_line(session, pages=web) if web and web.dashboard_port else None
-    console.print(views.started_lines(started, line))
+    said.print(views.started_lines(started, line))
     if workers and wait_seconds is not None:
         ids = [j.job_id for j in lifecycle.status(session).jobs]
         _wait_for_jobs(session, ids, wait_seconds)
@@ -190,7 +193,7 @@ def add(name: str, n: int, wait_seconds: float | None, keep: bool, **options: An
     session = Session(name)
     ids = lifecycle.add(session, n, given_options(options), keep=keep)
     kept = " (kept: replaced ahead of their walltime)" if keep else ""
-    console.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}{kept}")
+    said.print(f"submitted {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}{kept}")
     if wait_seconds is not None:
         _wait_for_jobs(session, ids, wait_seconds)
 
@@ -205,7 +208,7 @@ def _wait_for_jobs(session: Session, ids: list[str], seconds: float) -> None:
         connected = sum(1 for j in jobs.values() if j.workers >= j.processes)
         ended = [j for j in jobs.values() if j.ended is not None]
         if connected == len(ids):
-            console.print(f"all {len(ids)} jobs' workers connected after {time.monotonic() - t0:.1f} s")
+            said.print(f"all {len(ids)} jobs' workers connected after {time.monotonic() - t0:.1f} s")
             return
         if ended:
             j = ended[0]
@@ -238,7 +241,7 @@ def remove(name: str, n: int | None, job_ids: tuple[str, ...], pool: str | None)
         if n and len(ids) < n
         else ""
     )
-    console.print(
+    said.print(
         f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}{fewer}"
     )
 
@@ -262,9 +265,9 @@ def adapt(name: str, minimum: int | None, maximum: int | None, off: bool, **opti
     pool = options.get("pool")
     whose = f"pool {pool}'s" if pool else "the session's"
     if bounds is None:
-        console.print(f"adapt of {whose} jobs off: they stay as they are")
+        said.print(f"adapt of {whose} jobs off: they stay as they are")
     else:
-        console.print(
+        said.print(
             f"adapting {whose} worker jobs between {bounds.minimum_jobs} and {bounds.maximum_jobs}, "
             "decided inside the scheduler" + (f" by the tasks that ask for pool-{pool}" if pool else "")
         )
@@ -338,7 +341,7 @@ def down(name: str) -> None:
     session = Session(name)
     result = lifecycle.down(session)
     n = len(result["job_ids"])
-    console.print(
+    said.print(
         f"session {name}: ended {n} worker job{'s' if n != 1 else ''}"
         + (f"; scheduler job {result['scheduler']}" if result["scheduler"] else "")
         + f"; logs kept in {session.logs}"
@@ -389,7 +392,7 @@ def forget(ctx: click.Context, name: str, ended: bool) -> None:
         raise click.UsageError("give --name NAME or --ended, not both")
     names = lifecycle.ended_sessions() if ended else [name]
     if not names:
-        console.print("no ended session to forget")
+        said.print("no ended session to forget")
     for each in names:
         try:
             removed = lifecycle.forget(Session(each))
@@ -398,7 +401,7 @@ def forget(ctx: click.Context, name: str, ended: bool) -> None:
                 raise
             console.print(f"kept: {exc}")  # the others are forgotten all the same
             continue
-        console.print(f"session {each}: forgotten; removed {removed}")
+        said.print(f"session {each}: forgotten; removed {removed}")
 
 
 def register(group: click.Group) -> None:
