@@ -74,6 +74,14 @@ def test_extra_directives_as_a_mapping_keep_their_values() -> None:
 def test_bare_number_walltime_says_why() -> None:
     with pytest.raises(SpecError, match=r"ambiguous.*OAR hours.*90m, 90s or 90h"):
         parse_walltime("90")
+    # The newcomer's 0: told to write 0m, then refused for it. Now the one reason.
+    with pytest.raises(SpecError, match=r"^invalid walltime '0': must be at least one second; use"):
+        parse_walltime("0")
+    # A field past its range says which.
+    with pytest.raises(SpecError, match=r"'00:70:00': its minutes pass 59; use"):
+        parse_walltime("00:70:00")
+    with pytest.raises(SpecError, match=r"'1-25:00:00': its hours of a D-HH form pass 23; use"):
+        parse_walltime("1-25:00:00")
 
 
 def test_format_walltime_past_a_day() -> None:

@@ -117,8 +117,15 @@ def _walltime_from_text(text: str, two_fields: str = "MM:SS") -> float:
         else:
             h, m, s = parts
         if m >= 60 or s >= 60 or (d and h >= 24):
-            raise SpecError("walltime", text, WALLTIME_FORMS)
+            over = "minutes" if m >= 60 else "seconds" if s >= 60 else "hours of a D-HH form"
+            raise SpecError(
+                "walltime",
+                text,
+                f"its {over} pass {23 if over.startswith('hours') else 59}; {WALLTIME_FORMS}",
+            )
         return d * 86400 + h * 3600 + m * 60 + s
+    if text.isdigit() and int(text) == 0:
+        raise SpecError("walltime", text, "must be at least one second; " + WALLTIME_FORMS)
     if text.isdigit():
         raise SpecError(
             "walltime",

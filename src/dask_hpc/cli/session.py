@@ -241,9 +241,7 @@ def remove(name: str, n: int | None, job_ids: tuple[str, ...], pool: str | None)
         if n and len(ids) < n
         else ""
     )
-    said.print(
-        f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}{fewer}"
-    )
+    said.print(f"removed {len(ids)} worker job{'s' if len(ids) != 1 else ''}: {', '.join(ids) or '-'}{fewer}")
 
 
 @click.command()
