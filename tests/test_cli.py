@@ -121,6 +121,7 @@ def test_script_is_accepted_by_real_sbatch(slurm_up: None, tmp_path: Path) -> No
         (["script", "--env", "1X=2"], "error: invalid environment '1X': a name is letters, digits and _"),
         (["add", "0"], "error: Invalid value for 'N': 0 is not in the range 1<=x<=10000; see dask-hpc add"),
         (["adapt", "--min", "3", "--max", "1"], "error: --max 1 is below --min 3; see dask-hpc adapt --help"),
+        (["forget", "old"], "(old) (a session's name goes after --name: --name NAME); see dask-hpc forget"),
         (["script", "--job-extra-directive=--time=60"], "local takes only these directives"),
         (
             ["up", "--walltime", "10m", "--scheduler-walltime", "1m"],

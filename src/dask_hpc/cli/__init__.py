@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None, prog_name: str = "dask-hpc") -> None:
     except click.UsageError as exc:
         # One line, as for every other bad input (click's own form is four).
         where = exc.ctx.command_path if exc.ctx else "dask-hpc"
-        click.echo(f"error: {exc.format_message().rstrip('.')}; see {where} --help", err=True)
+        said = exc.format_message().rstrip(".")
+        if said.startswith("Got unexpected extra argument") and exc.ctx and "name" in exc.ctx.params:
+            said += " (a session's name goes after --name: --name NAME)"
+        click.echo(f"error: {said}; see {where} --help", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
