@@ -451,6 +451,14 @@ def test_where_the_nodes_do_not_take_all_the_workers_the_way_out_gives_the_wides
     assert more_workers_a_job(8, 2, spec, several_nodes=True, fits=fits).startswith(
         "For 8 workers in 2 jobs: "
     )
+    # However many are asked for, the widest that fit are found by halving: the same answer.
+    assert more_workers_a_job(10**6, 2, spec, several_nodes=True, fits=fits) == line
+    # GPUs that a wider job's processes could not share are not a job: no way of that kind,
+    # and no error in place of the cap's line.
+    gpus = JobSpec.from_options(cores=4, processes=4, gpus=4, memory="4GiB")
+    assert "dask-hpc add 2 --nodes 8 (8 nodes a job, 64 workers)" in more_workers_a_job(
+        64, 2, gpus, several_nodes=True
+    )
 
 
 def test_the_way_out_gives_only_commands_that_pass_every_cap_on_running_jobs() -> None:

@@ -820,6 +820,25 @@ def test_a_cap_set_during_the_session_is_read_again_once_the_system_refuses(
     asyncio.run(run())
 
 
+def test_a_refusal_near_a_cap_that_the_cap_does_not_explain_is_the_systems_own(tmp_path: Path) -> None:
+    """The review's case: MaxSubmitJobs=10 with 8 jobs in the queue, add 2 refused by sbatch
+    for another reason (Invalid qos). The check before had counted the 2 as in the queue:
+    asked again with that count, the cap said "at most 0 more" and hid sbatch's reason."""
+    system = FakeSystem()
+    system.site_caps = [Cap(10, False, "MaxSubmitJobs=10")]
+    system.other_jobs = 8
+
+    async def run() -> None:
+        async with keeper_over(tmp_path, system) as h:
+            system.refuse("sbatch: error: Batch job submission failed: Invalid qos specification")
+            with pytest.raises(SubmitError, match="Invalid qos"):
+                await h.ask(protocol.Add(2))
+            system.accept()
+            assert len((await h.ask(protocol.Add(2))).job_ids) == 2  # counted once, not twice
+
+    asyncio.run(run())
+
+
 def test_a_cap_raised_during_the_session_lets_jobs_through_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

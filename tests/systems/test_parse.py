@@ -547,8 +547,16 @@ def test_an_answer_that_is_not_an_array_is_a_parse_error() -> None:
         ("pbs", {"PBS_JOBID": "123[3].pbs01", "PBS_ARRAY_INDEX": "3"}, "123[3].pbs01"),
     ],
 )
-def test_a_task_knows_its_own_id(system: str, env: dict[str, str], job_id: str) -> None:
+def test_a_task_knows_its_own_id(
+    system: str, env: dict[str, str], job_id: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """The worker names itself after it: the keeper finds the task's workers by that name."""
+    # Its walltime's end is asked of a batch system that is not there: at once, not after
+    # a real squeue's 10 s wait for a controller.
+    for tool in ("squeue", "scontrol", "qstat", "bjobs"):
+        (tmp_path / tool).write_text("#!/bin/sh\nexit 1\n")
+        (tmp_path / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert get_system(system).job_context({**env, "DASK_HPC_SYSTEM": system}).job_id == job_id
 
 
@@ -1211,6 +1219,42 @@ def test_slurm_asks_the_site_once_a_look_and_again_after(
     assert calls.read_text().split().count("sacctmgr") == 12, calls.read_text()
 
 
+def test_slurm_refuses_an_account_without_association_only_where_associations_are_enforced(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """sacctmgr's rows of the user (recorded): accounts dask-hpc and root. An account of
+    none of them is refused in one line where AccountingStorageEnforce has associations;
+    slurmctld lowercases the job's account, so DASK-HPC is one of them; where associations
+    are not enforced, any account goes to sbatch."""
+    from dask_hpc.errors import SpecError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    users = read("slurm/sacctmgr-user-withassoc-tree.txt").replace("\n", "\\n")
+    (bin_dir / "sacctmgr").write_text(f'#!/bin/sh\nprintf "{users}"\n')
+    config = bin_dir / "config"
+    config.write_text("ClusterName = dask-hpc\nAccountingStorageEnforce = associations,limits,qos\n")
+    (bin_dir / "scontrol").write_text(
+        f'#!/bin/sh\ncase "$*" in "show config") cat {config} ;; *) exit 1 ;; esac\n'
+    )
+    (bin_dir / "sinfo").write_text("#!/bin/sh\nexit 1\n")
+    for tool in ("sacctmgr", "scontrol", "sinfo"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    monkeypatch.delenv("SBATCH_ACCOUNT", raising=False)
+    slurm = get_system("slurm")
+    slurm.check_site(JobSpec.from_options(account="DASK-HPC"))
+    with pytest.raises(
+        SpecError,
+        match=r"root has no association with account nosuch on this slurm; "
+        r"root's accounts: dask-hpc, root \(sacctmgr show association user=root\)",
+    ):
+        slurm.check_site(JobSpec.from_options(account="nosuch"))
+    config.write_text("AccountingStorageEnforce = none\n")
+    slurm.check_site(JobSpec.from_options(account="nosuch"))
+
+
 def test_slurm_caps_of_the_users_rows_hold_when_another_list_fails(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -1223,6 +1267,10 @@ def test_slurm_caps_of_the_users_rows_hold_when_another_list_fails(
         f'#!/bin/sh\ncase "$*" in *withassoc*) printf "{users}" ;; *) echo "timed out" >&2; exit 1 ;; esac\n'
     )
     (bin_dir / "sacctmgr").chmod(0o755)
+    # No controller to ask the cluster's name and partitions (a real scontrol waits 10 s for one).
+    for tool in ("scontrol", "sinfo"):
+        (bin_dir / tool).write_text('#!/bin/sh\necho "Unable to contact slurm controller" >&2\nexit 1\n')
+        (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setattr("getpass.getuser", lambda: "root")
     for name in ("SBATCH_QOS", "SBATCH_PARTITION", "SBATCH_ACCOUNT"):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from dask_hpc.errors import SpecError
 from dask_hpc.keeper.protocol import SubmitTrouble
 from dask_hpc.spec import JobSpec, format_memory, format_walltime
 from dask_hpc.state.ledger import JobRecord
@@ -244,7 +245,10 @@ def job_limit_message(
                 "node": (f"{value} nodes", f"--nodes {most}"),
                 "cpu": (f"{value} CPUs", f"--cores {max(1, most // spec.nodes)}"),
                 "mem": (f"{value} MiB", f"--memory {max(1, most // spec.nodes)}MiB"),
-                "node_cpu": (f"{value} cores a node", f"--cores {most}"),
+                "node_cpu": (
+                    f"{value} cores a node",
+                    f"--cores {most}" + (f" --processes {most}" if spec.processes > most else ""),
+                ),
                 "node_mem": (f"{value} MiB a node", f"--memory {most}MiB"),
             }[limit.what]
         if value > most:
@@ -298,11 +302,27 @@ def more_workers_a_job(
 
     def widest(make: Callable[[int], JobSpec], start: int, count: int) -> tuple[int, JobSpec] | None:
         """The most (at most ``start``) that ``make`` may take with ``count`` jobs allowed: a
-        way as wide as the site lets it be."""
-        for n in range(start, 0, -1):
-            if allowed(way := make(n), count):
-                return n, way
-        return None
+        way as wide as the site lets it be. A wider job only holds more, so what is allowed
+        is all below a bound: found by halving (a million workers asked: 20 looks)."""
+
+        def ok(n: int) -> JobSpec | None:
+            try:
+                way = make(n)
+            except SpecError:  # not a job at all (GPUs that n processes cannot share)
+                return None
+            return way if allowed(way, count) else None
+
+        if (way := ok(start)) is not None:
+            return start, way
+        low, high = 0, start  # ok(low) holds (or low is 0), ok(high) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if ok(middle) is not None:
+                low = middle
+            else:
+                high = middle
+        found = ok(low) if low else None
+        return (low, found) if found is not None else None
 
     threads = max(1, spec.cores // spec.processes)
 
@@ -335,7 +355,8 @@ def more_workers_a_job(
         return found
 
     more = "; give up's other options again" if up else ""
-    ways = [(got, line) for got, line in find(jobs) if got >= workers]
+    first = find(jobs)
+    ways = [(got, line) for got, line in first if got >= workers]
     if ways:
         listed = " or ".join(line for _, line in ways)
         return (
@@ -344,7 +365,7 @@ def more_workers_a_job(
         )
     # The site's nodes or caps do not let so many workers into so few jobs: the widest jobs
     # that fit, all the jobs allowed.
-    ways = find(most)
+    ways = find(most) if most != jobs else first
     fewer = max((got for got, _ in ways), default=0)
     if fewer > most * spec.workers:
         best = [line for got, line in ways if got == fewer]

@@ -677,8 +677,16 @@ class Keeper(SchedulerPlugin):
             self._caps_cache.clear()  # a limit set since we asked (AssocMaxSubmitJobLimit): ask again
             if not ids:
                 # Said as a cap, in one line with the way out, where the site's answer of now
-                # tells it; else the batch system's own words below.
-                await asyncio.to_thread(self._check_caps, n, len(sizes), spec, keep, fresh=True)
+                # tells it; else the batch system's own words below. The user's jobs are
+                # counted anew (the check before counted these n as in the queue), and
+                # forgotten after (none of these was submitted).
+                with self._caps_lock:
+                    self._user_jobs_cache = None
+                try:
+                    await asyncio.to_thread(self._check_caps, n, len(sizes), spec, keep, fresh=True)
+                finally:
+                    with self._caps_lock:
+                        self._user_jobs_cache = None
         if errors and ids:
             # The accepted jobs are in the ledger and will join; say why the others were not.
             raise PartlySubmittedError(ids, n, errors[0])
@@ -728,11 +736,12 @@ class Keeper(SchedulerPlugin):
         more than a moment ago: True when a new answer is to be asked (call in a thread). A
         refusal is never made on an answer a minute old: the newcomer's admin had just
         raised the limit, and dask-hpc kept refusing by the old one for 45 s."""
+        scope = self.system.caps_scope(spec)
         with self._caps_lock:
-            cached = self._caps_cache.get(self.system.caps_scope(spec))
+            cached = self._caps_cache.get(scope)
             if cached is None or time.monotonic() - cached[0] < FRESH:
                 return False
-            del self._caps_cache[self.system.caps_scope(spec)]
+            self._caps_cache.pop(scope, None)
             self._user_jobs_cache = None
             return True
 

@@ -311,16 +311,26 @@ def _refuse_past_caps(
     if not caps:
         return
     user = getpass.getuser()
-    nodes = [limit.most for limit in system.job_limits(spec) if limit.what == "node"]
+    limits = system.job_limits(spec)
+    nodes = [limit.most for limit in limits if limit.what == "node"]
     holds = session_holds([scheduler_spec])
+    scoped_holds = {
+        cap: session_holds([scheduler_spec] if system.in_scope(scheduler_spec, cap.scope) else [])
+        for cap in caps
+        if cap.running_only and cap.scope
+    }
     way_out: dict[str, Any] = {
         "several_nodes": system.node_launch is not None,
         "session": session,
         "max_nodes": min(nodes, default=None),
         "up": True,  # the session does not start: the way out is up's
-        "fits": lambda way, count: running_cap_refusal(caps, way, count, holds) is None,
+        # A way past a cap, or one the site's nodes would refuse, is no way out (as the keeper's).
+        "fits": lambda way, count: (
+            running_cap_refusal(caps, way, count, holds, scoped_holds) is None
+            and job_limit_message(limits, way, system.name) is None
+        ),
     }
-    running = running_cap_refusal(caps, spec, n, holds)
+    running = running_cap_refusal(caps, spec, n, holds, scoped_holds)
     if running is not None:
         raise CapError(running_cap_message(running[0], running[1], n, user, spec, **way_out))
     in_queue = system.user_jobs()

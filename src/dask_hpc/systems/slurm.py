@@ -211,12 +211,19 @@ class SlurmSystem(BatchSystem):
             limits += parse_partition_limits(partitions, self.job_partition(spec))
         nodes = self._once("nodes", _ask_nodes)
         partition = self.job_partition(spec) or self._default_partition()
-        if nodes is not None and partition is not None and "," not in partition:
-            # What the job asks of each node as sbatch reads it: a setting or directive of the
-            # user's own (job_cpu, --mem) replaces ours, and is theirs to size.
+        elsewhere = os.environ.get("SBATCH_CLUSTERS") or any(
+            re.match(r"^(-M|--clusters?)\b", d.strip()) for d in spec.job_extra_directives
+        )  # another cluster's nodes: not these
+        if nodes is not None and partition is not None and "," not in partition and not elsewhere:
+            # What the job asks of each node as sbatch reads it: a setting, directive or input
+            # variable of the user's own (job_cpu, --mem, $SBATCH_MEM_PER_NODE) replaces ours,
+            # and is theirs to size.
+            user = self._set_by_user(spec)
             ours = {
-                "node_cpu": self.job_cpu is None and "cores" not in self._set_by_user(spec),
-                "node_mem": self.job_mem is None and "memory" not in self._set_by_user(spec),
+                "node_cpu": self.job_cpu is None and "cores" not in user and not _env("CPUS_PER_GPU"),
+                "node_mem": self.job_mem is None
+                and "memory" not in user
+                and not _env("MEM_PER_NODE", "MEM_PER_CPU", "MEM_PER_GPU"),
                 "node": True,
             }
             limits += [limit for limit in parse_node_limits(nodes, partition) if ours[limit.what]]
@@ -269,7 +276,8 @@ class SlurmSystem(BatchSystem):
         mine = (
             sorted({r["Account"] for r in _rows(found[0], ASSOC_FIELDS) if r.get("Account")}) if found else []
         )
-        if mine and account not in mine:
+        # slurmctld lowercases the job's account before it looks for the association.
+        if mine and account.lower() not in {m.lower() for m in mine}:
             user = getpass.getuser()
             raise SpecError(
                 "account",
@@ -776,10 +784,18 @@ def _tres_amounts(text: str) -> list[tuple[str, int, str]]:
     return found
 
 
+def _env(*names: str) -> bool:
+    """Whether one of sbatch's input variables ``$SBATCH_<name>`` is set."""
+    return any(os.environ.get(f"SBATCH_{name}") for name in names)
+
+
 def _ask_nodes() -> str | None:
-    """Each node of each partition, its CPUs and MiB (sinfo: one line a node and partition)."""
+    """Each node of each partition, its CPUs and MiB (sinfo: one line a node and partition;
+    --all: hidden partitions too; --future: nodes not yet in service, and a cloud's powered
+    down ones, which a job may still be given)."""
+    argv = ["sinfo", "--all", "--future", "--noheader", "--Node", "--format=%P|%c|%m"]
     try:
-        return _process.run(["sinfo", "--noheader", "--Node", "--format=%P|%c|%m"], timeout=30).stdout
+        return _process.run(argv, timeout=30).stdout
     except CommandError:
         return None
 
