@@ -142,7 +142,7 @@ def test_slurm_refuses_before_sbatch_an_account_and_a_node_it_does_not_have(
             "root has no association with account nosuchacct on this slurm; root's accounts: dask-hpc, root",
         ),
         (("--cores", "100"), "100 cores a node would pass the site's limit CPUs=8 on its largest node"),
-        (("--nodes", "9"), "9 nodes would pass the site's limit its 4 nodes (partition debug, sinfo)"),
+        (("--nodes", "9"), "9 nodes would pass the site's limit its 4 nodes (partition debug)"),
     )
     for options, words in cases:
         done = hpc("up", "--name", "site", "--system", "slurm", *options, check=False)

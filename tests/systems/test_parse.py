@@ -1154,11 +1154,15 @@ def test_slurm_nodes_bound_one_job_and_the_line_says_what_fits() -> None:
     nodes = read("slurm/sinfo-nodes.txt")
     limits = parse_node_limits(nodes, "debug")
     assert [(x.what, x.most, x.words) for x in limits] == [
-        ("node", 4, "its 4 nodes (partition debug, sinfo)"),
+        ("node", 4, "its 4 nodes (partition debug)"),
         ("node_cpu", 8, "CPUs=8 on its largest node (partition debug, sinfo)"),
         ("node_mem", 4096, "RealMemory=4096M on its largest node (partition debug, sinfo)"),
     ]
     assert parse_node_limits(nodes, "nosuch") == [] and parse_node_limits("", "debug") == []
+    # TotalNodes=6 where sinfo listed 4 (a cloud's powered down nodes are not listed): the
+    # count is the partition's, and the listed ones may not be the largest: no limit a node.
+    assert [(x.what, x.most) for x in parse_node_limits(nodes, "debug", total=6)] == [("node", 6)]
+    assert parse_node_limits(nodes, "debug", total=4) == limits
     line = job_limit_message(limits, JobSpec.from_options(cores=100), "slurm")
     assert (
         line is not None and "a worker job with 100 cores a node would pass the site's limit CPUs=8" in line

@@ -226,7 +226,11 @@ class SlurmSystem(BatchSystem):
                 and not _env("MEM_PER_NODE", "MEM_PER_CPU", "MEM_PER_GPU"),
                 "node": True,
             }
-            limits += [limit for limit in parse_node_limits(nodes, partition) if ours[limit.what]]
+            total = re.search(
+                rf"^PartitionName={re.escape(partition)}\s.*?\bTotalNodes=(\d+)", partitions or "", re.M
+            )
+            by_nodes = parse_node_limits(nodes, partition, int(total[1]) if total else None)
+            limits += [limit for limit in by_nodes if ours[limit.what]]
         found = self._accounting()
         if found is not None:
             users, _, qos = found
@@ -791,30 +795,40 @@ def _env(*names: str) -> bool:
 
 def _ask_nodes() -> str | None:
     """Each node of each partition, its CPUs and MiB (sinfo: one line a node and partition;
-    --all: hidden partitions too; --future: nodes not yet in service, and a cloud's powered
-    down ones, which a job may still be given)."""
-    argv = ["sinfo", "--all", "--future", "--noheader", "--Node", "--format=%P|%c|%m"]
+    --all: hidden partitions too). Slurm 22.05's sinfo has no --future: nodes in FUTURE
+    state, and before 23.02 a cloud's powered down ones, are not listed; so the count of
+    nodes may be low on such a site (a job asking more is refused, and the line says how
+    many sinfo listed)."""
+    argv = ["sinfo", "--all", "--noheader", "--Node", "--format=%P|%c|%m"]
     try:
         return _process.run(argv, timeout=30).stdout
     except CommandError:
         return None
 
 
-def parse_node_limits(text: str, partition: str) -> list[JobLimit]:
+def parse_node_limits(text: str, partition: str, total: int | None = None) -> list[JobLimit]:
     """The limits the nodes of ``partition`` set on one job, from ``sinfo --Node
     --format=%P|%c|%m`` (the default partition marked ``*``): its nodes (no job has more),
     and the CPUs and MiB of its largest node (no job asks more of each node: sbatch refuses
-    it, "Requested node configuration is not available"). [] for a partition not listed."""
+    it, "Requested node configuration is not available"). [] for a partition not listed.
+
+    ``total``: the partition's TotalNodes (scontrol show partition), the count of nodes
+    where given. Where sinfo listed fewer (a cloud's powered down nodes, FUTURE ones), the
+    largest of them may not be the largest there is: no limit on a node's CPUs or memory."""
     rows = [line.split("|") for line in text.splitlines() if line.count("|") == 2]
     mine = [
         (int(c), int(m)) for p, c, m in rows if p.rstrip("*") == partition and c.isdigit() and m.isdigit()
     ]
     if not mine:
         return []
+    count = max(len(mine), total or 0)
+    limits = [JobLimit("node", count, f"its {count} nodes (partition {partition})")]
+    if count > len(mine):
+        return limits
     cpus, mem = max(c for c, _ in mine), max(m for _, m in mine)
     where = f"partition {partition}, sinfo"
     return [
-        JobLimit("node", len(mine), f"its {len(mine)} nodes ({where})"),
+        *limits,
         JobLimit("node_cpu", cpus, f"CPUs={cpus} on its largest node ({where})"),
         JobLimit("node_mem", mem, f"RealMemory={mem}M on its largest node ({where})"),
     ]
