@@ -260,6 +260,14 @@ class BatchSystem(ABC):
                 value = line[found.end() :].lstrip("= \t").strip().strip("'\"") or None
         return value
 
+    def job_queue(self, spec: JobSpec) -> str | None:
+        """The queue a job of ``spec`` goes to, as the batch system will read it: the user's
+        extra directive (``-q``), else ``--queue``; of a list, the first; without its server
+        or host (PBS's ``workq@pbs01``, Grid Engine's ``all.q@node1``). None: the system's
+        default."""
+        queue = self.directive_value(spec, "queue") or spec.queue
+        return queue.split(",")[0].partition("@")[0] or None if queue else None
+
     def job_account(self, spec: JobSpec) -> str | None:
         """The account a job of ``spec`` is charged to, as the batch system will read it: the
         user's extra directive, else ``--account``; None: the user's default account."""

@@ -218,11 +218,6 @@ class LSFSystem(BatchSystem):
     def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
         return (self.job_queue(spec),)
 
-    def job_queue(self, spec: JobSpec) -> str | None:
-        """The queue bsub puts a job of ``spec`` in: ``-q`` of the extra directives, else
-        ``--queue``; None: the cluster's default."""
-        return self.directive_value(spec, "queue") or spec.queue or None
-
     def user_jobs(self) -> int | None:
         """The user's unfinished jobs, an array's elements each (bjobs lists only the user's)."""
         try:

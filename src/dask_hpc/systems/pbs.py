@@ -204,12 +204,6 @@ class PBSSystem(BatchSystem):
             limits += parse_resources_max(queue_attributes(queue_text, queue), f"queue {queue}")
         return limits
 
-    def job_queue(self, spec: JobSpec) -> str | None:
-        """The queue qsub puts a job of ``spec`` in: ``-q`` of the extra directives, else
-        ``--queue``, without its server (``workq@pbs01``); None: the server's default."""
-        queue = self.directive_value(spec, "queue") or spec.queue
-        return queue.partition("@")[0] or None if queue else None
-
     def _site(self, spec: JobSpec) -> tuple[str, str | None, str] | None:
         """``qmgr -c "list server"``, the job's queue (else the server's default_queue) and
         ``qstat -Qf`` of it; None where the server cannot be asked. Once a :meth:`one_look`."""

@@ -300,12 +300,6 @@ class SGESystem(BatchSystem):
     def caps_scope(self, spec: JobSpec) -> tuple[str | None, ...]:
         return (self.job_queue(spec), self.job_account(spec), self.job_pe(spec))
 
-    def job_queue(self, spec: JobSpec) -> str | None:
-        """The queue of ``-q`` (else ``--queue``), without its host (``all.q@node1``); None:
-        any queue that fits the job."""
-        queue = self.directive_value(spec, "queue") or spec.queue
-        return queue.split(",")[0].partition("@")[0] or None if queue else None
-
     def job_pe(self, spec: JobSpec) -> str | None:
         """The parallel environment the job asks for: the user's ``-pe NAME``, else the
         site's for a job of several slots; None: none (one slot)."""
